@@ -1,0 +1,50 @@
+# Two commands for users (README): `make run` and `make test`. Everything else is plumbing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+WORKSPACE ?= workspace
+PORT ?= 8501
+CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
+
+.PHONY: run test sample install install-test browser bench clean
+
+run: install $(WORKSPACE)/clinical.csv
+	CRC_TIME_WORKSPACE=$(WORKSPACE) $(BIN)/streamlit run app.py --server.port $(PORT)
+
+test: install-test browser
+	$(BIN)/python -m pytest -q -rs --durations=15
+
+sample: install
+	$(BIN)/crc-time --workspace $(WORKSPACE) sample
+
+$(WORKSPACE)/clinical.csv: | $(VENV)/.installed
+	$(BIN)/crc-time --workspace $(WORKSPACE) sample
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-test: requirements-dev.txt $(VENV)/.installed
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $@
+
+# The browser walk drives Debian's chromium through Playwright; never a browser download.
+browser:
+	@if [ -z "$(CHROMIUM)" ]; then \
+		echo "Installing Debian's chromium for the browser walk"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+bench: install
+	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) test-artifacts .pytest_cache

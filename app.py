@@ -1,0 +1,20 @@
+"""CRC-TIME dashboard entry point: routes to the pages and draws the sidebar, nothing else."""
+
+import streamlit as st
+
+from pages import _ui
+
+st.set_page_config(page_title="CRC-TIME", page_icon=":material/biotech:", layout="wide")
+
+navigation = st.navigation(
+    [
+        st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+        st.Page("pages/cohort.py", title="Cohort", icon=":material/groups:", url_path="cohort"),
+        st.Page("pages/labels.py", title="Labels", icon=":material/label:", url_path="labels"),
+        st.Page("pages/ct_roi.py", title="CT & ROI", icon=":material/radiology:", url_path="ct_roi"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/monitoring:", url_path="evaluate"),
+    ]
+)
+_ui.draw_sidebar()
+navigation.run()

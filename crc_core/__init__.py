@@ -1,0 +1,7 @@
+"""CRC-TIME core library: cohort tables, labels, imaging, training and evaluation.
+
+Plain Python with no Streamlit dependency, so that the dashboard, the ``crc-time`` command and a
+notebook all run the same code.
+"""
+
+__version__ = "0.1.0"

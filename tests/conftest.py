@@ -1,0 +1,42 @@
+"""Shared fixtures: one sample workspace per test session, built by the real generator."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from crc_core.workspace import WORKSPACE_ENV
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def sample_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default 315-patient sample cohort with images, built once; tests must not modify it."""
+    from crc_core.sample import SampleConfig, build_sample_workspace
+
+    root = tmp_path_factory.mktemp("sample") / "workspace"
+    build_sample_workspace(root, SampleConfig())
+    return root
+
+
+@pytest.fixture
+def writable_workspace(sample_workspace: Path, tmp_path: Path) -> Path:
+    """A private copy of the sample workspace's tables for tests that write into it."""
+    root = tmp_path / "workspace"
+    shutil.copytree(sample_workspace, root, ignore=shutil.ignore_patterns("images", "masks"))
+    return root
+
+
+@pytest.fixture
+def use_workspace(monkeypatch: pytest.MonkeyPatch):
+    """Point pages and the CLI at a workspace the way a user does: through the environment."""
+
+    def _use(root: Path) -> Path:
+        monkeypatch.setenv(WORKSPACE_ENV, str(root))
+        return root
+
+    return _use

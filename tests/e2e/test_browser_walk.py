@@ -1,0 +1,136 @@
+"""Browser walk: start the real app with `streamlit run`, visit every page in headless Chromium.
+
+Playwright's Python package drives Debian's chromium (installed by `make test`); no browser is
+ever downloaded. One screenshot per page lands in test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from crc_core.workspace import WORKSPACE_ENV
+
+pytestmark = pytest.mark.e2e
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
+PAGES = {
+    "home": "Patients",
+    "cohort": "Clinical table",
+    "labels": "Pathology readings",
+    "ct_roi": "CT & ROI",
+    "train": "Train",
+    "evaluate": "Evaluate",
+}
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def chromium_path() -> str:
+    found = os.environ.get("CRC_TIME_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("Debian's chromium is missing: `make test` installs it (apt-get install chromium).")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited early: {server.stdout.read() if server.stdout else ''}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def app_url(sample_workspace):
+    port = free_port()
+    env = {**os.environ, WORKSPACE_ENV: str(sample_workspace)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, server)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser_page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield page
+        browser.close()
+
+
+def wait_for_script(page) -> None:
+    """Wait until Streamlit has finished running the page script."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'",
+        timeout=60_000,
+    )
+
+
+@pytest.mark.parametrize("page_path", list(PAGES))
+def test_every_page_opens_without_an_exception(app_url, browser_page, page_path):
+    browser_page.goto(f"{app_url}/{page_path}")
+    wait_for_script(browser_page)
+    browser_page.get_by_text(PAGES[page_path]).first.wait_for(timeout=30_000)
+    # Opened by deep link, the page still runs under app.py's navigation and sidebar.
+    sidebar = browser_page.locator('[data-testid="stSidebar"]').inner_text()
+    assert "CT & ROI" in sidebar and "patients" in sidebar
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser_page.screenshot(path=str(SCREENSHOTS / f"{page_path}.png"), full_page=True)
+    exceptions = browser_page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+    errors = browser_page.locator('[data-testid="stAlertContentError"]')
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def test_home_shows_the_sample_cohort(app_url, browser_page):
+    browser_page.goto(f"{app_url}/home")
+    wait_for_script(browser_page)
+    sidebar = browser_page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text("315 patients").wait_for(timeout=30_000)
+    assert "220 train / 95 validation" in sidebar.inner_text()
+    metrics = browser_page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+    assert metrics[:3] == ["315", "220", "95"]
+
+
+def test_typing_another_workspace_in_the_sidebar(app_url, browser_page, tmp_path):
+    browser_page.goto(f"{app_url}/home")
+    wait_for_script(browser_page)
+    field = browser_page.locator('[data-testid="stSidebar"] input[type="text"]')
+    field.fill(str(tmp_path / "missing"))
+    field.press("Enter")
+    browser_page.get_by_text("No usable cohort in this workspace").wait_for(timeout=30_000)
+    assert "does not exist" in browser_page.locator('[data-testid="stAlertContentError"]').first.inner_text()
+    assert browser_page.locator('[data-testid="stException"]').count() == 0

@@ -1,0 +1,54 @@
+"""The `crc-time` command: sample and info steps, and one-line errors with exit code 2."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crc_core.cli import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "crc_core.cli", *args], capture_output=True, text=True, cwd=REPO_ROOT
+    )
+
+
+@pytest.mark.parametrize("bad_n", ["0", "-3", "many"])
+def test_sample_refuses_bad_n_and_writes_nothing(tmp_path, bad_n):
+    target = tmp_path / "ws"
+    result = run_cli("--workspace", str(target), "sample", f"--n={bad_n}")
+    assert result.returncode == 2
+    assert "--n" in result.stderr
+    assert not target.exists()
+
+
+def test_sample_refuses_unwritable_out(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_cli("sample", "--out", str(blocker / "ws"), "--n", "5")
+    assert result.returncode == 2
+    error_lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(error_lines) == 1
+    assert error_lines[0].startswith("crc-time: error: Cannot write to the folder")
+
+
+def test_sample_then_info(tmp_path, capsys):
+    target = tmp_path / "ws"
+    assert main(["--workspace", str(target), "sample", "--n", "20", "--seed", "3", "--no-images"]) == 0
+    assert "20 patients (14 train / 6 validation)" in capsys.readouterr().out
+    assert len(pd.read_csv(target / "clinical.csv")) == 20
+    assert main(["--workspace", str(target), "info"]) == 0
+    out = capsys.readouterr().out
+    assert "patients: 20" in out and "train: 14" in out and "validation: 6" in out
+
+
+def test_info_on_missing_workspace_is_one_line(tmp_path):
+    result = run_cli("--workspace", str(tmp_path / "absent"), "info")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "does not exist" in result.stderr and "sample" in result.stderr
