@@ -8,7 +8,7 @@ st.set_page_config(page_title="CRC-TIME", page_icon=":material/biotech:", layout
 
 navigation = st.navigation(
     [
-        st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("pages/cohort.py", title="Cohort", icon=":material/groups:", url_path="cohort"),
         st.Page("pages/labels.py", title="Labels", icon=":material/label:", url_path="labels"),
         st.Page("pages/ct_roi.py", title="CT & ROI", icon=":material/radiology:", url_path="ct_roi"),

@@ -66,6 +66,14 @@ def _cmd_info(args: argparse.Namespace, progress: Progress | None) -> str:
     return "\n".join(lines)
 
 
+def _cmd_split(args: argparse.Namespace, progress: Progress | None) -> str:
+    from crc_core.splits import config_from_cli, describe_split, split_workspace
+
+    config = config_from_cli(fraction=args.fraction, seed=args.seed, stratify=args.stratify, kfold=args.kfold)
+    split = split_workspace(Workspace(args.workspace), config)
+    return f"split written to {Path(args.workspace) / 'split.csv'}: {describe_split(split)}"
+
+
 def _print_progress(done: int, total: int) -> None:
     print(f"  {done}/{total}", file=sys.stderr)
 
@@ -91,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", type=Path, help="write here instead of --workspace")
     sample.add_argument("--no-images", action="store_true", help="tables only, no CT volumes")
     sample.set_defaults(run=_cmd_sample)
+
+    split = steps.add_parser("split", help="assign patients to training/validation (or k folds)")
+    split.add_argument("--fraction", type=float, default=0.7, help="training share (default 0.7)")
+    split.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    split.add_argument("--stratify", metavar="COLUMN", help="keep this label's prevalence in both cohorts")
+    split.add_argument("--kfold", type=int, choices=(5, 10), help="k-fold assignments instead of 7:3")
+    split.set_defaults(run=_cmd_split)
 
     info = steps.add_parser("info", help="show the workspace and its cohort size")
     info.set_defaults(run=_cmd_info)

@@ -26,12 +26,14 @@ def active_workspace() -> Workspace:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _cohort_counts(clinical_csv: str, modified_ns: int) -> dict[str, int]:
-    # modified_ns is part of the cache key so a rebuilt workspace is read again.
+def _cohort_counts(clinical_csv: str, split_csv: str, modified_ns: tuple[int, int]) -> dict[str, int]:
+    # modified_ns is part of the cache key so a rebuilt workspace or a new split is read again.
     clinical = pd.read_csv(clinical_csv)
     counts = {"patients": len(clinical)}
-    if "split" in clinical.columns:
-        counts.update({str(k): int(v) for k, v in clinical["split"].value_counts().items()})
+    # A split saved on the Cohort page overrides the split column of the clinical table.
+    source = pd.read_csv(split_csv) if modified_ns[1] else clinical
+    if "split" in source.columns:
+        counts.update({str(k): int(v) for k, v in source["split"].value_counts().items()})
     return counts
 
 
@@ -39,8 +41,9 @@ def cohort_counts(workspace: Workspace) -> dict[str, int] | None:
     """Patients in total and per split, or None when the workspace is not usable."""
     if workspace.problems():
         return None
-    path = workspace.clinical_csv
-    return _cohort_counts(str(path), path.stat().st_mtime_ns)
+    clinical, split = workspace.clinical_csv, workspace.root / "split.csv"
+    stamps = (clinical.stat().st_mtime_ns, split.stat().st_mtime_ns if split.exists() else 0)
+    return _cohort_counts(str(clinical), str(split), stamps)
 
 
 def require_workspace() -> Workspace:

@@ -30,7 +30,7 @@ def test_sample_refuses_bad_n_and_writes_nothing(tmp_path, bad_n):
 def test_sample_refuses_unwritable_out(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    result = run_cli("sample", "--out", str(blocker / "ws"), "--n", "5")
+    result = run_cli("sample", "--out", str(blocker / "ws"), "--n", "12")
     assert result.returncode == 2
     error_lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(error_lines) == 1

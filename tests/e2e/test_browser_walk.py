@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 PAGES = {
     "home": "Patients",
-    "cohort": "Clinical table",
+    "cohort": "Clinical and pathology table",
     "labels": "Pathology readings",
     "ct_roi": "CT & ROI",
     "train": "Train",
@@ -101,13 +101,16 @@ def wait_for_script(page) -> None:
 
 @pytest.mark.parametrize("page_path", list(PAGES))
 def test_every_page_opens_without_an_exception(app_url, browser_page, page_path):
-    browser_page.goto(f"{app_url}/{page_path}")
+    # The default page lives at the root URL; Streamlit has no /home route for it.
+    browser_page.goto(f"{app_url}/{'' if page_path == 'home' else page_path}")
     wait_for_script(browser_page)
     browser_page.get_by_text(PAGES[page_path]).first.wait_for(timeout=30_000)
     # Opened by deep link, the page still runs under app.py's navigation and sidebar.
     sidebar = browser_page.locator('[data-testid="stSidebar"]').inner_text()
     assert "CT & ROI" in sidebar and "patients" in sidebar
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    # Widgets paint a frame or two after the script ends; let them, so the picture is the page.
+    browser_page.wait_for_timeout(1500)
     browser_page.screenshot(path=str(SCREENSHOTS / f"{page_path}.png"), full_page=True)
     exceptions = browser_page.locator('[data-testid="stException"]')
     assert exceptions.count() == 0, exceptions.first.inner_text()
@@ -116,18 +119,21 @@ def test_every_page_opens_without_an_exception(app_url, browser_page, page_path)
 
 
 def test_home_shows_the_sample_cohort(app_url, browser_page):
-    browser_page.goto(f"{app_url}/home")
+    browser_page.goto(f"{app_url}/")
     wait_for_script(browser_page)
     sidebar = browser_page.locator('[data-testid="stSidebar"]')
     sidebar.get_by_text("315 patients").wait_for(timeout=30_000)
     assert "220 train / 95 validation" in sidebar.inner_text()
-    metrics = browser_page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+    values = browser_page.locator('[data-testid="stMetricValue"]')
+    values.nth(2).wait_for(timeout=30_000)
+    metrics = values.all_inner_texts()
     assert metrics[:3] == ["315", "220", "95"]
 
 
 def test_typing_another_workspace_in_the_sidebar(app_url, browser_page, tmp_path):
-    browser_page.goto(f"{app_url}/home")
+    browser_page.goto(f"{app_url}/")
     wait_for_script(browser_page)
+    assert browser_page.get_by_text("Page not found").count() == 0
     field = browser_page.locator('[data-testid="stSidebar"] input[type="text"]')
     field.fill(str(tmp_path / "missing"))
     field.press("Enter")

@@ -1,0 +1,193 @@
+"""The built-in sample cohort: shape, determinism, realism of values and images, learnability."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from crc_core.errors import CrcInputError
+from crc_core.sample import (
+    LAB_QUARTILES,
+    SampleConfig,
+    build_sample_workspace,
+    generate_tables,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return generate_tables(SampleConfig())
+
+
+def test_default_cohort_has_the_papers_shape(tables):
+    clinical, pathology = tables.clinical, tables.pathology
+    assert len(clinical) == len(pathology) == 315
+    assert clinical["split"].value_counts().to_dict() == {"train": 220, "validation": 95}
+    assert clinical["patient_id"].is_unique
+    assert list(clinical["patient_id"]) == list(pathology["patient_id"])
+    for column in ["sex", "age", "age_group", "pT", "pN", "TC", *LAB_QUARTILES]:
+        assert column in clinical.columns, column
+    assert set(clinical["sex"]) == {"F", "M"}
+    assert set(clinical["pT"]) == {"T1", "T2", "T3", "T4"}
+    assert set(clinical["pN"]) == {"N0", "N1", "N2"}
+
+
+def test_pathology_readings_use_the_papers_scales(tables):
+    pathology = tables.pathology
+    for column in ("tsr_percent", "tsr_percent_r2"):
+        values = pathology[column]
+        assert values.between(10, 90).all() and (values % 10 == 0).all()
+    for column in ("til_grade", "til_grade_r2"):
+        assert set(pathology[column]) <= {0, 1, 2, 3}
+    for marker in ("cd3_ca", "cd3_im", "cd8_ca", "cd8_im"):
+        assert (pathology[marker] > 0).all()
+    # Both classes of every paper label are well represented.
+    assert 0.25 < (pathology["tsr_percent"] > 50).mean() < 0.6
+    assert 0.25 < (pathology["til_grade"] >= 2).mean() < 0.6
+
+
+def test_second_readers_agree_mostly_but_not_always(tables):
+    pathology = tables.pathology
+    for item in ("tsr_percent", "til_grade"):
+        agree = (pathology[item] == pathology[f"{item}_r2"]).mean()
+        assert 0.6 < agree < 0.98, (item, agree)
+
+
+def test_laboratory_values_follow_the_papers_table_one(tables):
+    clinical = tables.clinical
+    for name, (median, q1, q3, _) in LAB_QUARTILES.items():
+        observed = clinical[name].dropna().astype(float)
+        # 315 draws: the median lands within a third of the IQR of the paper's median.
+        assert abs(observed.median() - median) < (q3 - q1) / 3 + 0.01, name
+    assert clinical["D-dimer"].isna().sum() > 0  # missing values exist, as in real tables
+    assert abs(clinical["TC"].mean() - 4.4) < 0.25
+
+
+def test_same_seed_gives_the_same_cohort_and_another_seed_does_not():
+    first = generate_tables(SampleConfig(n_patients=40, seed=7))
+    again = generate_tables(SampleConfig(n_patients=40, seed=7))
+    other = generate_tables(SampleConfig(n_patients=40, seed=8))
+    pd.testing.assert_frame_equal(first.clinical, again.clinical)
+    pd.testing.assert_frame_equal(first.pathology, again.pathology)
+    assert not first.pathology.equals(other.pathology)
+
+
+def test_a_patient_does_not_depend_on_cohort_size():
+    small = generate_tables(SampleConfig(n_patients=20, seed=3)).pathology
+    large = generate_tables(SampleConfig(n_patients=60, seed=3)).pathology
+    pd.testing.assert_frame_equal(small.iloc[:20], large.iloc[:20])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"n_patients": 5}, {"n_patients": 10_000}, {"train_fraction": 0.95}, {"seed": -1}, {"workers": 0}],
+)
+def test_impossible_configs_are_refused_with_a_message(kwargs):
+    with pytest.raises(CrcInputError):
+        SampleConfig(**kwargs)
+
+
+def test_committed_sample_tables_match_the_generator(tables):
+    committed = REPO_ROOT / "data" / "sample"
+    for name, frame in (("clinical.csv", tables.clinical), ("pathology.csv", tables.pathology)):
+        on_disk = pd.read_csv(committed / name)
+        fresh = pd.read_csv(pd.io.common.StringIO(frame.to_csv(index=False)))
+        pd.testing.assert_frame_equal(on_disk, fresh, check_dtype=False)
+
+
+def test_images_render_identically_with_one_or_two_workers(tmp_path):
+    one = build_sample_workspace(tmp_path / "one", SampleConfig(n_patients=10, seed=5, workers=1))
+    two = build_sample_workspace(tmp_path / "two", SampleConfig(n_patients=10, seed=5, workers=2))
+    for relative in pd.read_csv(one.manifest_csv)["image"]:
+        assert (one.root / relative).read_bytes() == (two.root / relative).read_bytes()
+
+
+def test_rebuilding_removes_labels_of_the_previous_cohort(tmp_path):
+    workspace = build_sample_workspace(tmp_path / "ws", SampleConfig(n_patients=12, with_images=False))
+    workspace.labels_csv.write_text("patient_id,tsr_high\nCRC001,1\n")
+    build_sample_workspace(tmp_path / "ws", SampleConfig(n_patients=12, seed=1, with_images=False))
+    assert not workspace.labels_csv.exists()
+    assert not workspace.manifest_csv.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Images of the session's sample workspace
+
+
+def _load(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    image = nib.load(str(path))
+    return np.asarray(image.dataobj), tuple(float(z) for z in image.header.get_zooms())
+
+
+def test_every_manifest_entry_is_a_plausible_ct_with_two_masks(sample_workspace):
+    manifest = pd.read_csv(sample_workspace / "manifest.csv")
+    assert len(manifest) == 315
+    for _, row in manifest.iloc[::45].iterrows():
+        ct, zooms = _load(sample_workspace / row["image"])
+        assert ct.dtype == np.int16 and ct.shape[0] >= 128 and ct.shape[1] >= 128
+        assert zooms[2] == 5.0 and 0.6 <= zooms[0] <= 0.9 and zooms[0] == zooms[1]
+        assert ct.min() <= -900 and ct.max() >= 300  # air and bone are present
+        for column in ("mask", "mask_r2"):
+            mask, mask_zooms = _load(sample_workspace / row[column])
+            assert mask.shape == ct.shape and mask_zooms == zooms
+            assert set(np.unique(mask)) == {0, 1}
+            tumour_hu = ct[mask.astype(bool)].astype(float)
+            assert 0 < np.median(tumour_hu) < 90  # soft tissue, not fat or air
+
+
+def test_the_two_readers_outlines_agree_like_radiologists(sample_workspace):
+    manifest = pd.read_csv(sample_workspace / "manifest.csv")
+    dice = []
+    for _, row in manifest.iloc[::10].iterrows():
+        first = _load(sample_workspace / row["mask"])[0].astype(bool)
+        second = _load(sample_workspace / row["mask_r2"])[0].astype(bool)
+        dice.append(2 * (first & second).sum() / (first.sum() + second.sum()))
+    assert 0.8 <= np.median(dice) <= 0.95, np.median(dice)
+    assert min(dice) > 0.6
+
+
+def _largest_slice_features(ct: np.ndarray, mask: np.ndarray) -> list[float]:
+    """A few hand-made texture features of the largest ROI cross-section, for a plain check."""
+    z = int(np.argmax(mask.sum(axis=(0, 1))))
+    image, roi = ct[:, :, z].astype(float), mask[:, :, z].astype(bool)
+    core = ndimage.binary_erosion(roi, iterations=3)
+    core = core if core.sum() > 20 else roi
+    smooth = ndimage.gaussian_filter(image, 1.0)
+    band = smooth - ndimage.gaussian_filter(image, 2.5)
+    rim = image[roi & ~core].mean() - image[core].mean() if (roi & ~core).any() else 0.0
+    return [image[core].mean(), image[core].std(), np.log(band[core].std() + 1e-3), rim]
+
+
+@pytest.mark.slow
+def test_labels_are_learnable_from_the_images_but_not_perfectly(sample_workspace):
+    manifest = pd.read_csv(sample_workspace / "manifest.csv")
+    clinical = pd.read_csv(sample_workspace / "clinical.csv")
+    pathology = pd.read_csv(sample_workspace / "pathology.csv")
+    features = np.array(
+        [
+            _largest_slice_features(
+                _load(sample_workspace / row["image"])[0], _load(sample_workspace / row["mask"])[0]
+            )
+            for _, row in manifest.iterrows()
+        ]
+    )
+    train = (clinical["split"] == "train").to_numpy()
+    labels = {
+        "TSR > 50%": (pathology["tsr_percent"] > 50).to_numpy(),
+        "TIL grade 2-3": (pathology["til_grade"] >= 2).to_numpy(),
+    }
+    for name, target in labels.items():
+        model = make_pipeline(StandardScaler(), LogisticRegression()).fit(features[train], target[train])
+        auc = roc_auc_score(target[~train], model.predict_proba(features[~train])[:, 1])
+        assert 0.65 <= auc <= 0.97, (name, auc)
