@@ -1,27 +1,104 @@
-"""Cohort: the clinical and pathology tables, the split and Table 1 (Table 1 planned)."""
+"""Cohort: bring the tables in, split the cohort, and check baseline balance with Table 1."""
+
+from pathlib import Path
 
 import streamlit as st
 
+from crc_core.cohort import (
+    ColumnMapping,
+    detect_id_column,
+    import_cohort_tables,
+    list_sheets,
+    load_workspace_cohort,
+    read_table,
+    validate_table,
+)
 from crc_core.errors import CrcInputError
+from crc_core.splits import SplitConfig, describe_split, save_split, make_split
 from pages import _ui
 
-workspace = _ui.require_workspace()
-_ui.placeholder(
-    "Cohort",
-    "The cohort's clinical and pathology tables, how it is split, and whether the training and "
-    "validation cohorts are balanced.",
-    [
-        "Upload of your own tables (CSV, TSV, XLSX) with column mapping and a join report.",
-        "A seeded 7:3 split (adjustable), stratified, from a column, k-fold, or an external centre.",
-        "Table 1 with the paper's tests (KS normality; t-test or Mann-Whitney Z; χ²), as SPSS "
-        "reports them, exported to CSV, XLSX, Markdown and Word.",
-    ],
-    "Below is the active workspace's clinical table.",
+st.title("Cohort")
+st.caption(
+    "Clinical and pathology tables, the training/validation split, and Table 1 with the paper's "
+    "tests, as SPSS reports them."
 )
+
+with st.expander("Use your own tables (CSV, TSV or XLSX)", expanded=False):
+    st.write(
+        "The tables are read on this machine and written into a workspace folder of your choice; "
+        f"nothing leaves the computer. Each file may be up to 200 MB."
+    )
+    uploads = {}
+    for role in ("clinical", "pathology"):
+        upload = st.file_uploader(f"{role.title()} table", type=["csv", "tsv", "txt", "xlsx"], key=f"upload_{role}")
+        if upload is None:
+            continue
+        try:
+            sheet = None
+            if upload.name.lower().endswith(".xlsx"):
+                sheet = st.selectbox(f"Sheet of {upload.name}", list_sheets(upload), key=f"sheet_{role}")
+            read = read_table(upload, name=upload.name, sheet=sheet)
+            for note in read.notes:
+                st.caption(f"{upload.name}: {note}")
+            columns = list(read.table.columns)
+            detected = detect_id_column(read.table)
+            id_column = st.selectbox(
+                f"Patient ID column of {upload.name}", columns,
+                index=columns.index(detected) if detected in columns else 0, key=f"id_{role}",
+            )
+            uploads[role] = validate_table(read, ColumnMapping(id_column=id_column))
+        except CrcInputError as exc:
+            _ui.show_input_error(exc)
+    target = st.text_input("Workspace folder for these tables", value="workspace-own")
+    if st.button("Import into this workspace", disabled=len(uploads) < 2):
+        try:
+            joined = import_cohort_tables(Path(target), uploads["clinical"], uploads["pathology"])
+        except CrcInputError as exc:
+            _ui.show_input_error(exc)
+        else:
+            st.session_state[_ui.WORKSPACE_KEY] = target
+            st.success(f"Imported {len(joined.table)} patients into {target}; it is now the active workspace.")
+            if not joined.complete:
+                st.warning(
+                    f"Only in the clinical table: {', '.join(joined.only_in_clinical) or 'none'}. "
+                    f"Only in the pathology table: {', '.join(joined.only_in_pathology) or 'none'}."
+                )
+
+workspace = _ui.require_workspace()
 try:
-    clinical = workspace.read_clinical()
+    cohort = load_workspace_cohort(workspace)
 except CrcInputError as exc:
     _ui.show_input_error(exc)
     st.stop()
-st.subheader(f"Clinical table ({len(clinical)} patients)")
-st.dataframe(clinical, hide_index=True)
+
+st.subheader(f"Clinical and pathology table ({len(cohort)} patients)")
+st.dataframe(cohort, hide_index=True, height=240)
+
+st.subheader("Split")
+with st.form("split"):
+    method = st.radio(
+        "Method", ["random", "column", "kfold"], horizontal=True,
+        format_func={"random": "seeded random", "column": "from a column", "kfold": "k-fold"}.get,
+    )
+    left, middle, right = st.columns(3)
+    fraction = left.number_input("Training share", 0.05, 0.95, 0.7, 0.05)
+    seed = middle.number_input("Seed", 0, 2**31 - 1, 0)
+    n_folds = right.selectbox("Folds (k-fold)", [5, 10])
+    binary = [c for c in cohort.columns if c not in ("patient_id", "split") and cohort[c].nunique() == 2]
+    stratify = left.selectbox("Stratify by", [None, *binary], format_func=lambda c: c or "nothing")
+    column = middle.selectbox("Split column", [c for c in cohort.columns if c != "patient_id"])
+    if st.form_submit_button("Apply and save the split"):
+        try:
+            config = SplitConfig(method=method, train_fraction=fraction, seed=int(seed),
+                                 stratify_by=stratify, column=column, n_folds=n_folds)
+            split = make_split(cohort, config)
+            save_split(workspace, split, config)
+            st.success(f"Saved split.csv: {describe_split(split)}")
+            cohort = load_workspace_cohort(workspace)
+        except CrcInputError as exc:
+            _ui.show_input_error(exc)
+if "split" in cohort.columns:
+    st.caption("Current split: " + describe_split(cohort[["patient_id", "split", *(["fold"] if "fold" in cohort else [])]]))
+
+st.subheader("Table 1")
+st.info("Table 1 (KS normality; t-test or Mann-Whitney Z; χ²) is being built and lands next.")
