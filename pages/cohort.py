@@ -17,6 +17,8 @@ from crc_core.errors import CrcInputError
 from crc_core.splits import SplitConfig, describe_split, save_split, make_split
 from pages import _ui
 
+SAMPLE_TABLES = Path(__file__).resolve().parents[1] / "data" / "sample"
+
 st.title("Cohort")
 st.caption(
     "Clinical and pathology tables, the training/validation split, and Table 1 with the paper's "
@@ -50,8 +52,17 @@ with st.expander("Use your own tables (CSV, TSV or XLSX)", expanded=False):
         except CrcInputError as exc:
             _ui.show_input_error(exc)
     target = st.text_input("Workspace folder for these tables", value="workspace-own")
-    if st.button("Import into this workspace", disabled=len(uploads) < 2):
+    left, right = st.columns(2)
+    use_uploads = left.button("Import into this workspace", disabled=len(uploads) < 2)
+    # The same import path on the built-in sample's tables: to try the step without files.
+    use_sample = right.button("Import the sample tables instead", key="import_sample")
+    if use_uploads or use_sample:
         try:
+            if use_sample:
+                uploads = {
+                    role: validate_table(read_table(SAMPLE_TABLES / f"{role}.csv"), ColumnMapping(id_column="patient_id"))
+                    for role in ("clinical", "pathology")
+                }
             joined = import_cohort_tables(Path(target), uploads["clinical"], uploads["pathology"])
         except CrcInputError as exc:
             _ui.show_input_error(exc)

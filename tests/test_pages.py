@@ -67,3 +67,26 @@ def test_sidebar_choice_of_a_missing_workspace(sample_workspace, tmp_path, use_w
     assert not app.exception
     assert "No usable cohort" in app.sidebar.warning[0].value
     assert "does not exist" in app.error[0].value
+
+
+def test_cohort_imports_the_sample_tables_without_an_upload(sample_workspace, tmp_path, use_workspace):
+    # AppTest cannot drive st.file_uploader; the sample button runs the same import path.
+    use_workspace(sample_workspace)
+    target = tmp_path / "imported"
+    app = run_page("cohort")
+    [field for field in app.text_input if field.label.startswith("Workspace folder for")][0].set_value(str(target))
+    app.button(key="import_sample").click().run()
+    assert not app.exception, app.exception
+    assert any("Imported 315 patients" in s.value for s in app.success)
+    assert (target / "clinical.csv").exists() and (target / "pathology.csv").exists()
+    assert app.session_state["workspace_path"] == str(target)
+
+
+def test_cohort_split_form_saves_a_new_split(writable_workspace, use_workspace):
+    use_workspace(writable_workspace)
+    app = run_page("cohort")
+    app.number_input[1].set_value(11)  # seed
+    [b for b in app.button if "split" in str(b.label).lower()][0].click().run()
+    assert not app.exception, app.exception
+    assert (writable_workspace / "split.csv").exists()
+    assert any("Saved split.csv" in s.value for s in app.success)

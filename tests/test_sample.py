@@ -191,3 +191,11 @@ def test_labels_are_learnable_from_the_images_but_not_perfectly(sample_workspace
         model = make_pipeline(StandardScaler(), LogisticRegression()).fit(features[train], target[train])
         auc = roc_auc_score(target[~train], model.predict_proba(features[~train])[:, 1])
         assert 0.65 <= auc <= 0.97, (name, auc)
+
+
+def test_same_seed_writes_byte_identical_tables(tmp_path):
+    config = SampleConfig(n_patients=30, seed=4, with_images=False)
+    first = build_sample_workspace(tmp_path / "a", config)
+    second = build_sample_workspace(tmp_path / "b", config)
+    for name in ("clinical.csv", "pathology.csv", "sample.json"):
+        assert (first.root / name).read_bytes() == (second.root / name).read_bytes(), name
