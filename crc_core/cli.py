@@ -74,6 +74,56 @@ def _cmd_split(args: argparse.Namespace, progress: Progress | None) -> str:
     return f"split written to {Path(args.workspace) / 'split.csv'}: {describe_split(split)}"
 
 
+def _cmd_table1(args: argparse.Namespace, progress: Progress | None) -> str:
+    from crc_core.cohort import load_workspace_cohort
+    from crc_core.stats import TableOneOptions, table_one
+    from crc_core.table_export import export_table_one
+
+    workspace = Workspace(args.workspace)
+    cohort = load_workspace_cohort(workspace)
+    variables = args.variables.split(",") if args.variables else clinical_variables(workspace, args.group)
+    options = TableOneOptions(normality=args.normality, smd=args.smd)
+    table = table_one(cohort, args.group, variables, options=options)
+    path = export_table_one(table, args.out)
+    tests = table.loc[table["test"].ne("") & table["test"].ne("none"), "test"].value_counts()
+    used = ", ".join(f"{count} {test}" for test, count in tests.items())
+    return f"Table 1 by {args.group} ({len(variables)} variables; {used}) written to {path}"
+
+
+def clinical_variables(workspace: Workspace, group: str) -> list[str]:
+    """Table 1's default rows: the clinical table's columns, without the ID and the group."""
+    columns = workspace.read_clinical().columns
+    return [c for c in columns if c not in ("patient_id", "split", "fold", group)]
+
+
+def _cmd_labels(args: argparse.Namespace, progress: Progress | None) -> str:
+    from crc_core.labels import LabelConfig, describe_labels, label_workspace
+
+    settings: dict = {
+        "tsr_cutoff_percent": args.tsr_cutoff,
+        "til_high_min_grade": args.til_min_grade,
+        "is_high_above": args.is_above,
+        "time_high_min_score": args.time_min_score,
+        "resolution": args.resolution,
+        "is_cutoff_source": args.is_source,
+        "time_tsr_point": args.time_tsr_point,
+    }
+    if args.marker_cutoff:
+        settings["marker_cutoffs"] = dict(_marker_cutoff(text) for text in args.marker_cutoff)
+        settings["is_cutoff_source"] = "given"
+    result = label_workspace(Workspace(args.workspace), LabelConfig(**settings))
+    warnings = "".join(f"\nwarning: {w}" for w in result.warnings)
+    return f"labels written to {Path(args.workspace) / 'labels.csv'}: {describe_labels(result)}{warnings}"
+
+
+def _marker_cutoff(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise CrcInputError(f"--marker-cutoff wants MARKER=NUMBER, e.g. cd3_ca=450 (got {text!r}).") from None
+
+
 def _print_progress(done: int, total: int) -> None:
     print(f"  {done}/{total}", file=sys.stderr)
 
@@ -106,6 +156,29 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--stratify", metavar="COLUMN", help="keep this label's prevalence in both cohorts")
     split.add_argument("--kfold", type=int, choices=(5, 10), help="k-fold assignments instead of 7:3")
     split.set_defaults(run=_cmd_split)
+
+    table1 = steps.add_parser("table1", help="Table 1 (baseline characteristics) to CSV, XLSX, MD or DOCX")
+    table1.add_argument("--group", default="split", help="column with the two groups (default split)")
+    table1.add_argument("--out", type=Path, required=True, help="output file; the format follows its suffix")
+    table1.add_argument("--variables", help="comma-separated columns (default: the clinical table's)")
+    table1.add_argument("--normality", choices=("ks", "shapiro"), default="ks", help="normality test (default ks)")
+    table1.add_argument("--smd", action="store_true", help="add standardised mean differences")
+    table1.set_defaults(run=_cmd_table1)
+
+    labels = steps.add_parser("labels", help="build TSR, TIL, Immune Score and TIME labels into labels.csv")
+    labels.add_argument("--tsr-cutoff", type=float, default=50.0, help="TSR high above this %% (default 50)")
+    labels.add_argument("--til-min-grade", type=int, default=2, help="TIL high from this grade (default 2)")
+    labels.add_argument("--is-above", type=int, default=2, help="Immune Score high above this (default 2)")
+    labels.add_argument("--time-min-score", type=int, default=2, help="TIME high from this score (default 2)")
+    labels.add_argument("--resolution", choices=("max", "mean", "first", "consensus"), default="max",
+                        help="two pathologists' readings: max (paper), mean, first, consensus")
+    labels.add_argument("--is-source", choices=("train_median", "given", "is_column"), default="train_median",
+                        help="marker cut-offs: training median (paper), given, or an is_score column")
+    labels.add_argument("--marker-cutoff", action="append", metavar="MARKER=VALUE",
+                        help="fixed cut-off for one marker, e.g. cd3_ca=450 (repeat for each)")
+    labels.add_argument("--time-tsr-point", choices=("high", "low"), default="high",
+                        help="which TSR level scores a TIME point (default high, the paper's reading)")
+    labels.set_defaults(run=_cmd_labels)
 
     info = steps.add_parser("info", help="show the workspace and its cohort size")
     info.set_defaults(run=_cmd_info)

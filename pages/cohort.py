@@ -14,6 +14,8 @@ from crc_core.cohort import (
     validate_table,
 )
 from crc_core.errors import CrcInputError
+from crc_core.stats import TableOneOptions, journal_view, table_one, used_footnotes
+from crc_core.table_export import FORMATS, export_bytes
 from crc_core.splits import SplitConfig, describe_split, save_split, make_split
 from pages import _ui
 
@@ -112,4 +114,64 @@ if "split" in cohort.columns:
     st.caption("Current split: " + describe_split(cohort[["patient_id", "split", *(["fold"] if "fold" in cohort else [])]]))
 
 st.subheader("Table 1")
-st.info("Table 1 (KS normality; t-test or Mann-Whitney Z; χ²) is being built and lands next.")
+st.caption(
+    "Continuous variables: Kolmogorov-Smirnov normality (Lilliefors) per group, then mean ± SD with "
+    "the t-test (Student, or Welch when Levene p < 0.05), or median (Q1, Q3) with the Mann-Whitney "
+    "U test as Z. Categorical: n (%) with Pearson's χ² (Fisher's exact test for a 2×2 table with an "
+    "expected count below 5). Numbers as SPSS prints them."
+)
+clinical_columns = [c for c in workspace.read_clinical().columns if c not in ("patient_id", "split", "fold")]
+two_valued = [c for c in cohort.columns if c != "patient_id" and cohort[c].dropna().nunique() == 2]
+group_choices = (["split"] if "split" in cohort.columns else []) + [c for c in two_valued if c != "split"]
+if not group_choices:
+    st.warning("No column with two groups to compare: save a split above, or build labels on the Labels page.")
+    st.stop()
+with st.form("table_one"):
+    left, right = st.columns([1, 2])
+    group = left.selectbox(
+        "Compare by", group_choices,
+        help="The split, or any column with two values such as a label (tsr_high: high vs low TSR).",
+    )
+    chosen = right.multiselect(
+        "Variables", [c for c in cohort.columns if c not in ("patient_id",)],
+        default=[c for c in clinical_columns if c in cohort.columns],
+    )
+    left, middle, right = st.columns(3)
+    normality = left.radio(
+        "Normality test", ["ks", "shapiro"], horizontal=True,
+        format_func={"ks": "Kolmogorov-Smirnov", "shapiro": "Shapiro-Wilk"}.get,
+    )
+    show_smd = middle.checkbox("Standardised mean differences", value=False)
+    decimals = right.number_input("Decimals", 0, 4, 2)
+    with st.expander("Force a variable's type or test"):
+        as_categorical = st.multiselect("Treat as categorical", chosen)
+        as_continuous = st.multiselect("Treat as continuous", [c for c in chosen if c not in as_categorical])
+        forced = {}
+        for test, label in (("t", "t-test"), ("mann-whitney", "Mann-Whitney U"), ("chi2", "χ²"), ("fisher", "Fisher's exact")):
+            for variable in st.multiselect(f"Use {label} for", chosen, key=f"force_{test}"):
+                forced[variable] = test
+    st.form_submit_button("Compute Table 1", type="primary")
+
+try:
+    table = table_one(
+        cohort, group, [c for c in chosen if c != group], as_categorical, continuous=as_continuous,
+        options=TableOneOptions(normality=normality, decimals=int(decimals), smd=show_smd, force_test=forced),
+    )
+except CrcInputError as exc:
+    _ui.show_input_error(exc)
+    st.stop()
+
+st.dataframe(journal_view(table), hide_index=True, height=min(36 * (len(table) + 1), 700))
+for note in used_footnotes(table):
+    st.caption(note)
+with st.expander("Why each test was chosen"):
+    st.dataframe(
+        table.loc[table["test"] != "", ["variable", "test", "statistic", "p_value", "missing", "reason"]],
+        hide_index=True,
+    )
+columns = st.columns(len(FORMATS))
+for column, (suffix, name) in zip(columns, FORMATS.items()):
+    column.download_button(
+        f"{name} ({suffix})", export_bytes(table, suffix), file_name=f"table1_by_{group}{suffix}",
+        key=f"download_{suffix}",
+    )

@@ -52,3 +52,36 @@ def test_info_on_missing_workspace_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "does not exist" in result.stderr and "sample" in result.stderr
+
+
+def test_table1_and_labels_steps(tmp_path, capsys):
+    target = tmp_path / "ws"
+    assert main(["--workspace", str(target), "sample", "--n", "60", "--no-images"]) == 0
+    assert main(["--workspace", str(target), "labels"]) == 0
+    out = capsys.readouterr().out
+    assert "labels written to" in out and "tsr_high" in out
+    labels = pd.read_csv(target / "labels.csv")
+    assert {"tsr_high", "til_high", "is_score", "is_high", "time_score", "time_high"} <= set(labels.columns)
+    assert main(["--workspace", str(target), "table1", "--group", "split", "--out", str(tmp_path / "t1.md")]) == 0
+    assert "Table 1 by split" in capsys.readouterr().out
+    assert (tmp_path / "t1.md").read_text().startswith("**Table 1")
+    assert main(["--workspace", str(target), "table1", "--group", "tsr_high", "--out", str(tmp_path / "t1.docx")]) == 0
+    assert (tmp_path / "t1.docx").stat().st_size > 0
+
+
+def test_table1_with_an_unknown_format_is_one_line_and_exit_2(tmp_path):
+    target = tmp_path / "ws"
+    assert main(["--workspace", str(target), "sample", "--n", "20", "--no-images"]) == 0
+    result = run_cli("--workspace", str(target), "table1", "--out", str(tmp_path / "t1.pdf"))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("crc-time: error: Cannot write Table 1 as .pdf")
+    assert not (tmp_path / "t1.pdf").exists()
+
+
+def test_labels_with_a_bad_marker_cutoff_is_refused(tmp_path):
+    target = tmp_path / "ws"
+    assert main(["--workspace", str(target), "sample", "--n", "20", "--no-images"]) == 0
+    result = run_cli("--workspace", str(target), "labels", "--marker-cutoff", "cd3_ca=lots")
+    assert result.returncode == 2
+    assert "MARKER=NUMBER" in result.stderr
+    assert not (target / "labels.csv").exists()

@@ -1,0 +1,527 @@
+"""Table 1: baseline characteristics of two groups with the tests the paper used, as SPSS prints them.
+
+Conventions (SPSS 30 `EXAMINE`, `T-TEST`, `NPAR TESTS /M-W`, `CROSSTABS`; R gives the same numbers
+with the arguments named below):
+
+* Normality: Kolmogorov-Smirnov with the Lilliefors correction, per group. The statistic uses the
+  sample SD (n − 1); the p value follows Dallal & Wilkinson (1986) and, as SPSS, is reported as
+  0.200 — a lower bound of the true significance — when larger. Shapiro-Wilk (Royston, as SPSS and
+  R's ``shapiro.test``) is selectable. A variable is "normal" when p ≥ alpha in *both* groups.
+* Normal: mean ± SD (n − 1) and the independent-samples t-test; Student's t when Levene's test
+  (centred on the mean, as SPSS; R ``car::leveneTest(center = mean)``) has p ≥ alpha, else Welch.
+* Not normal: median (Q1, Q3) with SPSS's default HAVERAGE percentiles (R ``quantile(type = 6)``)
+  and the Mann-Whitney U test reported as Z: the normal approximation with the tie correction and
+  no continuity correction, computed from the smaller U, so Z ≤ 0 (as SPSS; R
+  ``wilcox.test(exact = FALSE, correct = FALSE)`` gives the same p).
+* Categorical: n (%) per level (column percentages); Pearson's χ² without continuity correction
+  (R ``chisq.test(correct = FALSE)``); Fisher's exact test (two-sided) for a 2×2 table with an
+  expected count below 5.
+* Missing values are left out per variable and counted; standardised mean differences (SMD) use
+  the pooled SD of the two groups (continuous), and for categorical variables the multinomial
+  form of Yang & Dalton (2012), as R ``tableone``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from crc_core.errors import CrcInputError
+
+CONTINUOUS, CATEGORICAL = "continuous", "categorical"
+
+T_STUDENT = "Student's t-test"
+T_WELCH = "Welch's t-test"
+MANN_WHITNEY = "Mann-Whitney U"
+CHI_SQUARE = "Pearson χ²"
+FISHER = "Fisher's exact"
+NO_TEST = "none"
+
+#: Footnote marks, as the paper's Table 1: 1 t-test, 2 Mann-Whitney U, 3 χ²; 4 Fisher (ours).
+FOOTNOTE_MARKS = {T_STUDENT: "1", T_WELCH: "1", MANN_WHITNEY: "2", CHI_SQUARE: "3", FISHER: "4"}
+FOOTNOTES = {
+    "1": "Statistical analysis performed using t-test (Student's, or Welch's when Levene's test p < 0.05).",
+    "2": "Statistical analysis performed using Mann-Whitney U test (Z, normal approximation with tie correction).",
+    "3": "Statistical analysis performed using χ² test (Pearson, no continuity correction).",
+    "4": "Statistical analysis performed using Fisher's exact test (2×2 table with an expected count < 5).",
+}
+
+SUPERSCRIPTS = {"1": "¹", "2": "²", "3": "³", "4": "⁴"}
+
+#: Names a user may give to force a variable's test.
+FORCEABLE_TESTS = {
+    "t": None,  # a t-test, Student or Welch by Levene
+    "student": T_STUDENT,
+    "welch": T_WELCH,
+    "mann-whitney": MANN_WHITNEY,
+    "chi2": CHI_SQUARE,
+    "fisher": FISHER,
+}
+
+KS_P_CAP = 0.2  # SPSS prints .200 ("lower bound of the true significance") above this
+MAX_CATEGORICAL_LEVELS = 12  # a numeric column with few distinct values is treated as categorical
+
+
+@dataclass(frozen=True)
+class NormalityResult:
+    method: str  # "Kolmogorov-Smirnov (Lilliefors)" or "Shapiro-Wilk"
+    statistic: float
+    p_value: float
+    p_is_lower_bound: bool = False
+
+
+@dataclass(frozen=True)
+class TestResult:
+    test: str
+    statistic: float
+    p_value: float
+
+
+@dataclass
+class _Row:
+    variable: str
+    level: str
+    cells: list[str]
+    statistic: float = math.nan
+    test: str = ""
+    p_value: float = math.nan
+    mark: str = ""
+    missing: int | None = None
+    smd: float = math.nan
+    reason: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Single tests
+
+
+def _dallal_wilkinson_p(d: float, n: int) -> float:
+    """Dallal & Wilkinson's (1986) approximation to the Lilliefors p value (valid for p < 0.1)."""
+    if n > 100:
+        d = d * (n / 100.0) ** 0.49
+        n = 100
+    return float(
+        math.exp(
+            -7.01256 * d * d * (n + 2.78019)
+            + 2.99587 * d * math.sqrt(n + 2.78019)
+            - 0.122119
+            + 0.974598 / math.sqrt(n)
+            + 1.67997 / n
+        )
+    )
+
+
+def ks_lilliefors(values: Sequence[float]) -> NormalityResult:
+    """Kolmogorov-Smirnov normality test with the Lilliefors correction, as SPSS's EXAMINE.
+
+    D is the largest distance between the empirical CDF and the normal CDF with the sample's mean
+    and SD (n − 1). p: Dallal-Wilkinson; above 0.2 it is reported as 0.2 and flagged as a lower
+    bound, as SPSS prints ``.200*``. Needs at least 4 values.
+    """
+    x = np.sort(np.asarray(values, dtype=float))
+    n = x.size
+    if n < 4:
+        raise CrcInputError(f"The Kolmogorov-Smirnov test needs at least 4 values (got {n}).")
+    sd = x.std(ddof=1)
+    if sd == 0:
+        raise CrcInputError("The Kolmogorov-Smirnov test needs values that are not all equal.")
+    cdf = stats.norm.cdf((x - x.mean()) / sd)
+    steps = np.arange(1, n + 1) / n
+    d = float(max(np.max(steps - cdf), np.max(cdf - (steps - 1.0 / n))))
+    p = _dallal_wilkinson_p(d, n)
+    if p > KS_P_CAP:
+        return NormalityResult("Kolmogorov-Smirnov (Lilliefors)", d, KS_P_CAP, p_is_lower_bound=True)
+    return NormalityResult("Kolmogorov-Smirnov (Lilliefors)", d, p)
+
+
+def shapiro_wilk(values: Sequence[float]) -> NormalityResult:
+    """Shapiro-Wilk W (Royston's algorithm, as SPSS and R's ``shapiro.test``). Needs 3 values."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 3:
+        raise CrcInputError(f"The Shapiro-Wilk test needs at least 3 values (got {x.size}).")
+    w, p = stats.shapiro(x)
+    return NormalityResult("Shapiro-Wilk", float(w), float(p))
+
+
+def levene_mean(a: Sequence[float], b: Sequence[float]) -> TestResult:
+    """Levene's test for equal variances centred on the mean, as SPSS's T-TEST prints it."""
+    f, p = stats.levene(np.asarray(a, float), np.asarray(b, float), center="mean")
+    return TestResult("Levene (mean)", float(f), float(p))
+
+
+def t_test(a: Sequence[float], b: Sequence[float], equal_var: bool) -> TestResult:
+    """Independent-samples t-test, group ``a`` minus group ``b``: Student's or Welch's."""
+    t, p = stats.ttest_ind(np.asarray(a, float), np.asarray(b, float), equal_var=equal_var)
+    return TestResult(T_STUDENT if equal_var else T_WELCH, float(t), float(p))
+
+
+def mann_whitney_z(a: Sequence[float], b: Sequence[float]) -> TestResult:
+    """Mann-Whitney U as SPSS reports it: Z from the smaller U, tie-corrected, no continuity
+    correction; two-sided asymptotic p. Z is 0 when every value is tied."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    n1, n2 = a.size, b.size
+    n = n1 + n2
+    ranks = stats.rankdata(np.concatenate([a, b]))
+    u1 = ranks[:n1].sum() - n1 * (n1 + 1) / 2.0
+    u = min(u1, n1 * n2 - u1)
+    _, tie_counts = np.unique(np.concatenate([a, b]), return_counts=True)
+    tie_term = float(np.sum(tie_counts.astype(float) ** 3 - tie_counts))
+    variance = n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1)))
+    if variance <= 0:
+        return TestResult(MANN_WHITNEY, 0.0, 1.0)
+    z = (u - n1 * n2 / 2.0) / math.sqrt(variance)
+    return TestResult(MANN_WHITNEY, float(z), float(min(1.0, 2.0 * stats.norm.cdf(z))))
+
+
+def chi_square_or_fisher(table: np.ndarray, force: str | None = None) -> tuple[TestResult, str]:
+    """Pearson χ² without continuity correction; Fisher's exact test for a 2×2 table with an
+    expected count below 5 (or when forced). Returns the result and why that test was used."""
+    table = np.asarray(table, dtype=float)
+    expected = stats.contingency.expected_freq(table)
+    small = int((expected < 5).sum())
+    is_2x2 = table.shape == (2, 2)
+    if force == FISHER or (force is None and is_2x2 and small):
+        if not is_2x2:
+            raise CrcInputError("Fisher's exact test is available for 2×2 tables only.")
+        _, p = stats.fisher_exact(table)
+        why = "forced by the user" if force else f"{small} of 4 expected counts < 5"
+        return TestResult(FISHER, math.nan, float(p)), why
+    chi2, p, dof, _ = stats.chi2_contingency(table, correction=False)
+    why = f"df = {dof}; minimum expected count {expected.min():.1f}"
+    if small:
+        why += f"; {small} cell(s) with expected count < 5 (interpret with care)"
+    return TestResult(CHI_SQUARE, float(chi2), float(p)), why
+
+
+def spss_quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """Median, Q1 and Q3 by SPSS's default weighted average at (n + 1)p (R ``type = 6``)."""
+    x = np.asarray(values, dtype=float)
+    q1, median, q3 = np.percentile(x, [25, 50, 75], method="weibull")
+    return float(median), float(q1), float(q3)
+
+
+def smd_continuous(a: Sequence[float], b: Sequence[float]) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    pooled = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2.0)
+    return float(abs(a.mean() - b.mean()) / pooled) if pooled > 0 else 0.0
+
+
+def smd_categorical(counts_a: Sequence[float], counts_b: Sequence[float]) -> float:
+    """Yang & Dalton's multinomial SMD (R ``tableone``); for two levels, the usual binary SMD."""
+    pa = np.asarray(counts_a, float) / np.sum(counts_a)
+    pb = np.asarray(counts_b, float) / np.sum(counts_b)
+    if pa.size < 2:
+        return 0.0
+    diff = (pa - pb)[1:]
+    sa = np.diag(pa[1:]) - np.outer(pa[1:], pa[1:])
+    sb = np.diag(pb[1:]) - np.outer(pb[1:], pb[1:])
+    pooled = (sa + sb) / 2.0
+    value = float(diff @ np.linalg.pinv(pooled) @ diff)
+    return math.sqrt(max(value, 0.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Table 1
+
+
+@dataclass(frozen=True)
+class TableOneOptions:
+    """How :func:`table_one` decides and prints; the paper's choices are the defaults."""
+
+    normality: str = "ks"  # "ks" (Kolmogorov-Smirnov, Lilliefors) or "shapiro"
+    alpha: float = 0.05
+    decimals: int = 2
+    smd: bool = False
+    force_test: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.normality not in ("ks", "shapiro"):
+            raise CrcInputError(f"Normality test must be 'ks' or 'shapiro' (got {self.normality!r}).")
+        if not 0 < self.alpha < 1:
+            raise CrcInputError(f"alpha must lie between 0 and 1 (got {self.alpha}).")
+        for variable, test in self.force_test.items():
+            if test not in FORCEABLE_TESTS:
+                raise CrcInputError(
+                    f"Unknown test {test!r} for {variable}; choose one of {', '.join(FORCEABLE_TESTS)}."
+                )
+
+
+def detect_kind(series: pd.Series) -> str:
+    """Continuous for numbers with more than a few distinct values; categorical otherwise."""
+    values = series.dropna()
+    if pd.api.types.is_bool_dtype(values):
+        return CATEGORICAL
+    if pd.api.types.is_numeric_dtype(values) and values.nunique() > MAX_CATEGORICAL_LEVELS:
+        return CONTINUOUS
+    if pd.api.types.is_numeric_dtype(values) and values.nunique() > 2 and not _looks_integer_coded(values):
+        return CONTINUOUS
+    return CATEGORICAL
+
+
+def _looks_integer_coded(values: pd.Series) -> bool:
+    return bool(np.all(np.equal(np.mod(values.to_numpy(dtype=float), 1), 0)))
+
+
+def _group_order(series: pd.Series, order: Sequence | None) -> list:
+    present = list(pd.unique(series.dropna()))
+    if order is not None:
+        chosen = [g for g in order if g in present]
+        if len(chosen) != 2:
+            raise CrcInputError(f"Choose two groups that occur in the group column (found {present}).")
+        return chosen
+    preferred = ["train", "validation", "external"]
+    if set(present) <= set(preferred):
+        present.sort(key=preferred.index)
+    else:
+        try:
+            present.sort()
+        except TypeError:
+            present.sort(key=str)
+    return present
+
+
+def _format_number(value: float, decimals: int) -> str:
+    return f"{value:.{decimals}f}"
+
+
+def _format_p(p: float) -> str:
+    if math.isnan(p):
+        return ""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _normality_note(label: str, result: NormalityResult | None, error: str | None) -> str:
+    if error:
+        return f"{label}: {error}"
+    bound = "≥ " if result.p_is_lower_bound else ""
+    short = "KS" if result.method.startswith("Kolmogorov") else "SW"
+    return f"{label}: {short} p {bound}{result.p_value:.3f}"
+
+
+def _continuous_rows(
+    name: str, a: np.ndarray, b: np.ndarray, labels: list[str], missing: int, options: TableOneOptions
+) -> _Row:
+    decimals = options.decimals
+    forced = options.force_test.get(name)
+    row = _Row(name, "", ["", ""], missing=missing)
+    if min(a.size, b.size) < 2:
+        small = labels[0] if a.size < 2 else labels[1]
+        row.cells = [_describe_skewed(v, decimals) if v.size else "–" for v in (a, b)]
+        row.test, row.reason = NO_TEST, f"no test: {small} has fewer than 2 values"
+        return row
+    if np.all(a == a[0]) and np.all(b == b[0]) and a[0] == b[0]:
+        row.cells = [_describe_skewed(v, decimals) for v in (a, b)]
+        row.test, row.reason = NO_TEST, "no test: the variable is constant in both groups"
+        return row
+    notes: list[str] = []
+    normal = True
+    test_fn = ks_lilliefors if options.normality == "ks" else shapiro_wilk
+    for label, values in zip(labels, (a, b)):
+        try:
+            result, error = test_fn(values), None
+        except CrcInputError as exc:
+            result, error = None, f"normality not testable ({exc})"
+        notes.append(_normality_note(label, result, error))
+        normal = normal and result is not None and result.p_value >= options.alpha
+    wanted = FORCEABLE_TESTS.get(forced) if forced else None
+    use_t = forced in ("t", "student", "welch") if forced else normal
+    if forced in ("chi2", "fisher"):
+        raise CrcInputError(f"{name} is continuous; χ² and Fisher's test apply to categorical variables.")
+    if use_t:
+        levene = levene_mean(a, b)
+        equal_var = levene.p_value >= options.alpha if wanted is None else wanted == T_STUDENT
+        result = t_test(a, b, equal_var)
+        notes.append(f"Levene p {levene.p_value:.3f}")
+        row.cells = [f"{_format_number(v.mean(), decimals)} ± {_format_number(v.std(ddof=1), decimals)}" for v in (a, b)]
+        row.level = "mean ± SD"
+    else:
+        result = mann_whitney_z(a, b)
+        row.cells = [_describe_skewed(v, decimals) for v in (a, b)]
+        row.level = "median (Q1, Q3)"
+    verdict = "normal in both groups" if normal else "not normal in both groups"
+    row.reason = "; ".join(notes) + f" → {verdict}" + (f"; test forced to {forced}" if forced else "")
+    row.test, row.statistic, row.p_value = result.test, result.statistic, result.p_value
+    row.mark = FOOTNOTE_MARKS[result.test]
+    if options.smd:
+        row.smd = smd_continuous(a, b)
+    return row
+
+
+def _describe_skewed(values: np.ndarray, decimals: int) -> str:
+    median, q1, q3 = spss_quartiles(values)
+    return f"{_format_number(median, decimals)} ({_format_number(q1, decimals)}, {_format_number(q3, decimals)})"
+
+
+def _categorical_rows(
+    name: str, a: pd.Series, b: pd.Series, labels: list[str], missing: int, options: TableOneOptions
+) -> list[_Row]:
+    combined = pd.concat([a, b])
+    if isinstance(a.dtype, pd.CategoricalDtype):  # a declared order wins
+        levels = [c for c in a.cat.categories if (combined == c).any()]
+    else:
+        levels = sorted(pd.unique(combined), key=_level_key)
+    counts = np.array([[int((a == level).sum()) for level in levels], [int((b == level).sum()) for level in levels]])
+    header = _Row(name, "", ["", ""], missing=missing)
+    forced = options.force_test.get(name)
+    if forced in ("t", "student", "welch", "mann-whitney"):
+        raise CrcInputError(f"{name} is categorical; t- and Mann-Whitney tests apply to continuous variables.")
+    if min(a.size, b.size) < 2:
+        small = labels[0] if a.size < 2 else labels[1]
+        header.test, header.reason = NO_TEST, f"no test: {small} has fewer than 2 values"
+    elif len(levels) < 2:
+        header.test, header.reason = NO_TEST, "no test: the variable is constant in both groups"
+    else:
+        result, why = chi_square_or_fisher(counts.T, FORCEABLE_TESTS.get(forced) if forced else None)
+        header.test, header.statistic, header.p_value = result.test, result.statistic, result.p_value
+        header.mark, header.reason = FOOTNOTE_MARKS[result.test], why
+        if options.smd:
+            header.smd = smd_categorical(counts[0], counts[1])
+    rows = [header]
+    totals = counts.sum(axis=1)
+    for j, level in enumerate(levels):
+        cells = [
+            f"{counts[g, j]} ({100.0 * counts[g, j] / totals[g]:.1f}%)" if totals[g] else "0"
+            for g in range(2)
+        ]
+        rows.append(_Row(name, str(level), cells))
+    return rows
+
+
+def _level_key(level) -> tuple:
+    """Numbers in order; text by the first number in it, so ``≤ 50 years`` < ``51-65 years`` <
+    ``> 65 years`` and ``T1`` < ``T2``; text without numbers alphabetically, after."""
+    if isinstance(level, (bool, np.bool_)):
+        return (0, float(level), "")
+    if isinstance(level, (int, float, np.integer, np.floating)):
+        return (0, float(level), "")
+    text = str(level)
+    number = re.search(r"\d+(?:\.\d+)?", text)
+    return (1, float(number.group()), text) if number else (2, 0.0, text)
+
+
+def table_one(
+    df: pd.DataFrame,
+    group: str,
+    variables: Iterable[str] | None = None,
+    categorical: Iterable[str] | None = None,
+    *,
+    continuous: Iterable[str] | None = None,
+    groups: Sequence | None = None,
+    options: TableOneOptions | None = None,
+) -> pd.DataFrame:
+    """Table 1 comparing the two groups of ``df[group]`` (e.g. ``split``, or a binary label).
+
+    ``variables`` default to every column but ``patient_id`` and ``group``; each is typed by
+    :func:`detect_kind` unless listed in ``categorical`` or ``continuous``. Returns one row per
+    continuous variable and, for a categorical one, a header row followed by one row per level,
+    with columns ``variable``, ``level``, one column per group headed ``"<group> (n = N)"``,
+    ``statistic`` (t, Z or χ²), ``test``, ``p_value``, then ``mark`` (footnote: see
+    :data:`FOOTNOTES`), ``missing`` (values missing in the two groups), ``reason`` (why this test:
+    normality p per group, Levene p, expected counts) and, with ``options.smd``, ``smd``.
+    """
+    options = options or TableOneOptions()
+    if group not in df.columns:
+        raise CrcInputError(f"The group column {group!r} is not in the table (columns: {', '.join(map(str, df.columns))}).")
+    order = _group_order(df[group], groups)
+    if len(order) != 2:
+        found = ", ".join(f"{g} ({int((df[group] == g).sum())})" for g in order) or "none"
+        raise CrcInputError(
+            f"Table 1 compares two groups, but the column {group!r} has {len(order)}: {found}. "
+            "Pick a column with two values, or name the two groups to compare."
+        )
+    categorical_set, continuous_set = set(categorical or ()), set(continuous or ())
+    both = categorical_set & continuous_set
+    if both:
+        raise CrcInputError(f"{', '.join(sorted(both))} cannot be both categorical and continuous.")
+    if variables is None:
+        variables = [c for c in df.columns if c not in (group, "patient_id")]
+    variables = list(variables)
+    absent = [v for v in variables if v not in df.columns]
+    if absent:
+        raise CrcInputError(f"Not in the table: {', '.join(absent)}.")
+    in_group = [df[df[group] == g] for g in order]
+    # Split names speak for themselves; a label's 0/1 needs its name ("tsr_high = 1").
+    named = [str(g) if isinstance(g, str) else f"{group} = {g}" for g in order]
+    labels = [f"{name} (n = {len(part)})" for name, part in zip(named, in_group)]
+    rows: list[_Row] = []
+    for name in variables:
+        if name == group:
+            continue
+        kind = (
+            CATEGORICAL if name in categorical_set
+            else CONTINUOUS if name in continuous_set
+            else detect_kind(df[name])
+        )
+        columns = [part[name] for part in in_group]
+        missing = int(sum(c.isna().sum() for c in columns))
+        if kind == CONTINUOUS:
+            numeric = [pd.to_numeric(c, errors="coerce") for c in columns]
+            bad = [int(n.isna().sum() - c.isna().sum()) for n, c in zip(numeric, columns)]
+            if any(bad):
+                raise CrcInputError(
+                    f"Column {name!r} holds text where numbers are expected ({sum(bad)} values); "
+                    "mark it categorical or correct the table."
+                )
+            values = [n.dropna().to_numpy(dtype=float) for n in numeric]
+            rows.append(_continuous_rows(name, values[0], values[1], [str(g) for g in order], missing, options))
+        else:
+            values = [c.dropna() for c in columns]
+            rows.extend(_categorical_rows(name, values[0], values[1], [str(g) for g in order], missing, options))
+    table = pd.DataFrame(
+        {
+            "variable": [r.variable for r in rows],
+            "level": [r.level for r in rows],
+            labels[0]: [r.cells[0] for r in rows],
+            labels[1]: [r.cells[1] for r in rows],
+            "statistic": [r.statistic for r in rows],
+            "test": [r.test for r in rows],
+            "p_value": [r.p_value for r in rows],
+            "mark": [r.mark for r in rows],
+            "missing": pd.array([r.missing for r in rows], dtype="Int64"),
+            "reason": [r.reason for r in rows],
+        }
+    )
+    if options.smd:
+        table["smd"] = [r.smd for r in rows]
+    table.attrs["groups"] = [str(g) for g in order]
+    table.attrs["group_column"] = group
+    table.attrs["options"] = options
+    return table
+
+
+def journal_view(table: pd.DataFrame, decimals: int = 3) -> pd.DataFrame:
+    """Table 1 as a manuscript prints it: variable (with its footnote mark) or indented level,
+    the group columns, the statistic and P value as text; the diagnostic columns dropped."""
+    group_columns = [c for c in table.columns if "(n = " in str(c)]
+    out = pd.DataFrame()
+    names = []
+    for _, row in table.iterrows():
+        if row["level"] and row["level"] not in ("mean ± SD", "median (Q1, Q3)"):
+            names.append(f"    {row['level']}")
+        else:
+            suffix = f", {row['level']}" if row["level"] == "mean ± SD" else ""
+            names.append(f"{row['variable']}{suffix}")
+    out["Variable"] = names
+    for column in group_columns:
+        out[column] = table[column].to_numpy()
+    # As the paper: the statistic to three decimals with the test's footnote mark after it.
+    out["t/Z/χ² value"] = [
+        ("" if pd.isna(v) else f"{v:.{decimals}f}") + SUPERSCRIPTS.get(mark, "")
+        for v, mark in zip(table["statistic"], table["mark"])
+    ]
+    out["P value"] = [_format_p(p) for p in table["p_value"]]
+    if "smd" in table.columns:
+        out["SMD"] = ["" if pd.isna(v) else f"{v:.3f}" for v in table["smd"]]
+    return out
+
+
+def used_footnotes(table: pd.DataFrame) -> list[str]:
+    """The footnotes of the marks that occur in ``table``, in mark order."""
+    marks = sorted({m for m in table["mark"] if m})
+    return [f"{m} {FOOTNOTES[m]}" for m in marks]

@@ -1,0 +1,130 @@
+"""Table 1 to files a manuscript or a statistician can use: CSV, XLSX, Markdown and Word (DOCX).
+
+CSV and XLSX keep every column (exact statistics and p values, the test, why it was chosen);
+Markdown and DOCX are the journal layout of :func:`crc_core.stats.journal_view` with the
+footnotes under the table. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from crc_core.errors import CrcInputError
+from crc_core.stats import journal_view, used_footnotes
+from crc_core.workspace import atomic_write_bytes
+
+FORMATS = {".csv": "CSV", ".xlsx": "Excel", ".md": "Markdown", ".docx": "Word"}
+TITLE = "Table 1 Clinical information of patients"
+
+
+def to_csv_bytes(table: pd.DataFrame) -> bytes:
+    return table.to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
+def to_xlsx_bytes(table: pd.DataFrame, title: str = TITLE) -> bytes:
+    buffer = io.BytesIO()
+    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
+        journal_view(table).to_excel(writer, sheet_name="Table 1", index=False)
+        table.to_excel(writer, sheet_name="Details", index=False)
+        notes = pd.DataFrame({"note": [title, *used_footnotes(table)]})
+        notes.to_excel(writer, sheet_name="Notes", index=False)
+        for sheet in writer.book.worksheets:
+            for column in sheet.columns:
+                width = max(len(str(cell.value or "")) for cell in column)
+                sheet.column_dimensions[column[0].column_letter].width = min(60, max(10, width + 2))
+    return buffer.getvalue()
+
+
+def _markdown_cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(table: pd.DataFrame, title: str = TITLE) -> str:
+    view = journal_view(table)
+    header = "| " + " | ".join(_markdown_cell(c) for c in view.columns) + " |"
+    rule = "| " + " | ".join("---" if i == 0 else "---:" if c in ("t/Z/χ² value", "P value", "SMD") else "---"
+                             for i, c in enumerate(view.columns)) + " |"
+    lines = [f"**{title}**", "", header, rule]
+    for _, row in view.iterrows():
+        cells = [_markdown_cell(v).replace("    ", "&nbsp;&nbsp;&nbsp;&nbsp;", 1) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.extend(f"{note}  " for note in used_footnotes(table))
+    return "\n".join(lines) + "\n"
+
+
+def to_docx_bytes(table: pd.DataFrame, title: str = TITLE) -> bytes:
+    """A Word document with one table in the journal layout (three-line style: rules above and
+    below the header and under the last row), ready to paste into a manuscript."""
+    from docx import Document
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+    from docx.shared import Pt
+
+    view = journal_view(table)
+    document = Document()
+    style = document.styles["Normal"]
+    style.font.name = "Times New Roman"
+    style.font.size = Pt(9)
+    document.add_paragraph().add_run(title).bold = True
+    grid = document.add_table(rows=len(view) + 1, cols=len(view.columns))
+
+    def rule(cell, edge: str) -> None:
+        borders = cell._tc.get_or_add_tcPr().find(qn("w:tcBorders"))
+        if borders is None:
+            borders = OxmlElement("w:tcBorders")
+            cell._tc.get_or_add_tcPr().append(borders)
+        line = OxmlElement(f"w:{edge}")
+        line.set(qn("w:val"), "single")
+        line.set(qn("w:sz"), "8")
+        borders.append(line)
+
+    for j, name in enumerate(view.columns):
+        cell = grid.cell(0, j)
+        cell.text = str(name)
+        cell.paragraphs[0].runs[0].bold = True
+        rule(cell, "top")
+        rule(cell, "bottom")
+    for i, (_, row) in enumerate(view.iterrows(), start=1):
+        for j, value in enumerate(row):
+            cell = grid.cell(i, j)
+            cell.text = str(value)
+            if j > 0:
+                cell.paragraphs[0].alignment = WD_ALIGN_PARAGRAPH.CENTER
+            if i == len(view):
+                rule(cell, "bottom")
+    for note in used_footnotes(table):
+        document.add_paragraph(note).runs[0].font.size = Pt(8)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def export_bytes(table: pd.DataFrame, suffix: str) -> bytes:
+    suffix = suffix.lower()
+    if suffix == ".csv":
+        return to_csv_bytes(table)
+    if suffix == ".xlsx":
+        return to_xlsx_bytes(table)
+    if suffix == ".md":
+        return to_markdown(table).encode("utf-8")
+    if suffix == ".docx":
+        return to_docx_bytes(table)
+    raise CrcInputError(
+        f"Cannot write Table 1 as {suffix or 'a file without a suffix'}; "
+        f"use one of {', '.join(FORMATS)} (the format follows the file name)."
+    )
+
+
+def export_table_one(table: pd.DataFrame, path: Path | str) -> Path:
+    """Write ``table`` to ``path`` in the format its suffix names; atomic."""
+    path = Path(path)
+    data = export_bytes(table, path.suffix)
+    try:
+        return atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise CrcInputError(f"Cannot write {path} ({exc.strerror or exc}). Choose a folder you can write to.") from exc
