@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -491,7 +491,8 @@ def table_one(
         table["smd"] = [r.smd for r in rows]
     table.attrs["groups"] = [str(g) for g in order]
     table.attrs["group_column"] = group
-    table.attrs["options"] = options
+    # Plain values only: attrs travel with the frame into Arrow (st.dataframe) and pickles.
+    table.attrs["options"] = {**asdict(options), "force_test": dict(options.force_test)}
     return table
 
 
@@ -505,7 +506,7 @@ def journal_view(table: pd.DataFrame, decimals: int = 3) -> pd.DataFrame:
         if row["level"] and row["level"] not in ("mean ± SD", "median (Q1, Q3)"):
             names.append(f"    {row['level']}")
         else:
-            suffix = f", {row['level']}" if row["level"] == "mean ± SD" else ""
+            suffix = f", {row['level']}" if row["level"] else ""
             names.append(f"{row['variable']}{suffix}")
     out["Variable"] = names
     for column in group_columns:

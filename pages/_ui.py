@@ -89,12 +89,29 @@ def show_input_error(exc: CrcInputError) -> None:
     st.error(str(exc))
 
 
+FLASH_KEY = "flash_messages"
+
+
+def flash(kind: str, message: str) -> None:
+    """Keep a message to show after the next rerun (``kind``: success, warning, info)."""
+    st.session_state.setdefault(FLASH_KEY, []).append((kind, message))
+
+
+def show_flashes() -> None:
+    for kind, message in st.session_state.pop(FLASH_KEY, []):
+        getattr(st, kind)(message)
+
+
 def draw_sidebar() -> None:
     """Active workspace (editable) and its cohort size."""
+    active = str(active_workspace().root)
+    if st.session_state.get("workspace_input") != active:
+        # A page switched the workspace (an import): the field must follow, and may only be set
+        # before the widget is drawn in this run.
+        st.session_state["workspace_input"] = active
     with st.sidebar:
         st.text_input(
             "Workspace folder",
-            value=str(active_workspace().root),
             key="workspace_input",
             on_change=_choose_workspace,
             help="The folder that holds this project's tables, labels, crops, runs and exports.",

@@ -70,12 +70,15 @@ with st.expander("Use your own tables (CSV, TSV or XLSX)", expanded=False):
             _ui.show_input_error(exc)
         else:
             st.session_state[_ui.WORKSPACE_KEY] = target
-            st.success(f"Imported {len(joined.table)} patients into {target}; it is now the active workspace.")
+            _ui.flash("success", f"Imported {len(joined.table)} patients into {target}; it is now the active workspace.")
             if not joined.complete:
-                st.warning(
+                _ui.flash(
+                    "warning",
                     f"Only in the clinical table: {', '.join(joined.only_in_clinical) or 'none'}. "
-                    f"Only in the pathology table: {', '.join(joined.only_in_pathology) or 'none'}."
+                    f"Only in the pathology table: {', '.join(joined.only_in_pathology) or 'none'}.",
                 )
+            st.rerun()  # so that the sidebar shows the new workspace and its counts
+_ui.show_flashes()
 
 workspace = _ui.require_workspace()
 try:
@@ -161,7 +164,11 @@ except CrcInputError as exc:
     _ui.show_input_error(exc)
     st.stop()
 
-st.dataframe(journal_view(table), hide_index=True, height=min(36 * (len(table) + 1), 700))
+# A static table reads like the journal's and can be selected and copied as it stands.
+view = journal_view(table)
+# Leading spaces would turn a level into a Markdown code block; em spaces indent it instead.
+view["Variable"] = view["Variable"].str.replace(r"^ {4}", "\u2003\u2003", regex=True)
+st.table(view.set_index("Variable"))
 for note in used_footnotes(table):
     st.caption(note)
 with st.expander("Why each test was chosen"):

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import pandas as pd
 from streamlit.testing.v1 import AppTest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -90,3 +91,27 @@ def test_cohort_split_form_saves_a_new_split(writable_workspace, use_workspace):
     assert not app.exception, app.exception
     assert (writable_workspace / "split.csv").exists()
     assert any("Saved split.csv" in s.value for s in app.success)
+
+
+def test_labels_page_applies_a_cutoff_and_saves(writable_workspace, use_workspace):
+    use_workspace(writable_workspace)
+    app = run_page("labels")
+    default_summary = app.success[0].value
+    assert "tsr_high" in default_summary
+    tsr = [n for n in app.number_input if n.label.startswith("TSR high")][0]
+    tsr.set_value(30.0)
+    [b for b in app.button if b.label == "Apply rules"][0].click().run()
+    assert not app.exception, app.exception
+    assert app.success[0].value != default_summary  # a lower cut-off makes more patients TSR-high
+    app.button(key="save_labels").click().run()
+    assert not app.exception
+    saved = pd.read_csv(writable_workspace / "labels.csv")
+    pathology = pd.read_csv(writable_workspace / "pathology.csv")
+    merged = saved.merge(pathology[["patient_id", "tsr_percent_r2"]], on="patient_id")
+    assert ((merged["tsr_percent"] > 30) == merged["tsr_high"].astype(bool)).all()
+
+
+def test_labels_page_shows_reader_agreement(sample_workspace, use_workspace):
+    use_workspace(sample_workspace)
+    app = run_page("labels")
+    assert any("Cohen's kappa" in c.value for c in app.caption)

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from crc_core.workspace import WORKSPACE_ENV
@@ -26,7 +27,7 @@ SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 PAGES = {
     "home": "Patients",
     "cohort": "Clinical and pathology table",
-    "labels": "Pathology readings",
+    "labels": "Prevalence by split",
     "ct_roi": "CT & ROI",
     "train": "Train",
     "evaluate": "Evaluate",
@@ -140,3 +141,39 @@ def test_typing_another_workspace_in_the_sidebar(app_url, browser_page, tmp_path
     browser_page.get_by_text("No usable cohort in this workspace").wait_for(timeout=30_000)
     assert "does not exist" in browser_page.locator('[data-testid="stAlertContentError"]').first.inner_text()
     assert browser_page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_uploading_tables_gives_table_one(app_url, browser_page, tmp_path):
+    # A registry export of 60 patients, as a user would upload it: CSV files from disk.
+    clinical = pd.read_csv(REPO_ROOT / "data" / "sample" / "clinical.csv").head(60)
+    pathology = pd.read_csv(REPO_ROOT / "data" / "sample" / "pathology.csv").head(60)
+    clinical.to_csv(tmp_path / "registry_clinical.csv", index=False)
+    pathology.to_csv(tmp_path / "registry_pathology.csv", index=False)
+    target = tmp_path / "own-workspace"
+
+    browser_page.goto(f"{app_url}/cohort")
+    wait_for_script(browser_page)
+    browser_page.get_by_text("Use your own tables").click()
+    uploads = browser_page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploads.nth(0).set_input_files(str(tmp_path / "registry_clinical.csv"))
+    browser_page.get_by_text("Patient ID column of registry_clinical.csv").wait_for(timeout=30_000)
+    uploads.nth(1).set_input_files(str(tmp_path / "registry_pathology.csv"))
+    browser_page.get_by_text("Patient ID column of registry_pathology.csv").wait_for(timeout=30_000)
+    wait_for_script(browser_page)
+    folder = browser_page.get_by_label("Workspace folder for these tables")
+    folder.fill(str(target))
+    folder.press("Enter")
+    wait_for_script(browser_page)
+    browser_page.get_by_role("button", name="Import into this workspace").click()
+    browser_page.get_by_text("Imported 60 patients").wait_for(timeout=30_000)
+    assert (target / "clinical.csv").exists()
+
+    counts = clinical["split"].value_counts()
+    table = browser_page.locator('[data-testid="stTable"]')
+    table.get_by_text(f"train (n = {counts['train']})").wait_for(timeout=30_000)
+    assert f"validation (n = {counts['validation']})" in table.inner_text()
+    assert browser_page.get_by_text("Statistical analysis performed using Mann-Whitney U test").count() == 1
+    assert browser_page.locator('[data-testid="stException"]').count() == 0
+    table.scroll_into_view_if_needed()
+    browser_page.wait_for_timeout(1000)
+    browser_page.screenshot(path=str(SCREENSHOTS / "cohort_table1_after_upload.png"))
