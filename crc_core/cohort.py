@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -711,17 +712,55 @@ def load_workspace_cohort(workspace: Workspace) -> pd.DataFrame:
     return cohort.reset_index(drop=True)
 
 
-def import_cohort_tables(root: Path, clinical: pd.DataFrame, pathology: pd.DataFrame) -> JoinResult:
+COLUMN_MAPPING_JSON = "column_mapping.json"
+
+
+def import_cohort_tables(
+    root: Path,
+    clinical: pd.DataFrame,
+    pathology: pd.DataFrame,
+    mapping: ColumnMapping | None = None,
+) -> JoinResult:
     """Make ``root`` a workspace holding these (validated) clinical and pathology tables.
 
     Everything is checked first (the join must match at least one patient; the folder must be
-    writable); only then are both tables written, each atomically. Returns the join so that the
-    page can list the patients found in only one table.
+    writable); only then are both tables written, each atomically. ``mapping`` (the group column
+    and the user's type overrides) is kept in ``column_mapping.json`` so that Table 1 starts from
+    the user's choices. Returns the join so that the page can list the patients found in only
+    one table.
     """
-    from crc_core.workspace import CLINICAL_CSV, PATHOLOGY_CSV, atomic_write_csv, ensure_writable_dir
+    from crc_core.workspace import CLINICAL_CSV, PATHOLOGY_CSV, atomic_write_csv, atomic_write_text, ensure_writable_dir
 
     joined = join_tables(clinical, pathology)
+    if mapping is not None:
+        named = [c for c in [mapping.group_column, *mapping.type_overrides] if c]
+        absent = [c for c in named if c not in joined.table.columns]
+        if absent:
+            raise CrcInputError(f"The column mapping names columns the tables do not have: {', '.join(absent)}.")
     folder = ensure_writable_dir(Path(root))
     atomic_write_csv(folder / CLINICAL_CSV, clinical)
     atomic_write_csv(folder / PATHOLOGY_CSV, pathology)
+    stored = folder / COLUMN_MAPPING_JSON
+    if mapping is not None and (mapping.group_column or mapping.variable_types):
+        document = {"group_column": mapping.group_column, "variable_types": mapping.type_overrides}
+        atomic_write_text(stored, json.dumps(document, indent=2, ensure_ascii=False))
+    elif stored.exists():
+        stored.unlink()  # a mapping of earlier tables does not describe these
     return joined
+
+
+def read_column_mapping(workspace: Workspace) -> ColumnMapping:
+    """The group column and type overrides saved with the tables; empty when none were saved.
+    A damaged file is named, with what to do."""
+    workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    path = workspace.root / COLUMN_MAPPING_JSON
+    if not path.exists():
+        return ColumnMapping()
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        return ColumnMapping(
+            group_column=document.get("group_column"),
+            variable_types=dict(document.get("variable_types") or {}),
+        )
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise CrcInputError(f"{path} is damaged ({exc}); delete it or import the tables again.") from exc

@@ -17,9 +17,11 @@ from crc_core.cohort import (
     TableRead,
     detect_id_column,
     detect_variable_types,
+    import_cohort_tables,
     join_tables,
     list_sheets,
     load_workspace_cohort,
+    read_column_mapping,
     read_table,
     validate_table,
 )
@@ -405,3 +407,33 @@ def test_load_workspace_cohort_refuses_missing_tables(tmp_path):
     workspace.pathology_csv.unlink()
     with pytest.raises(CrcInputError, match=r"pathology\.csv is missing"):
         load_workspace_cohort(workspace)
+
+
+def test_import_keeps_the_column_mapping_and_a_plain_import_drops_a_stale_one(tmp_path):
+    clinical = validate_table(pd.DataFrame({"id": ["A", "B", "C"], "cohort": ["x", "y", "x"], "grade": [1, 2, 3]}),
+                              ColumnMapping(id_column="id", group_column="cohort"))
+    pathology = validate_table(pd.DataFrame({"patient_id": ["A", "B", "C"], "TSR": [30, 60, 40]}))
+    mapping = ColumnMapping(group_column="cohort", variable_types={"grade": "ordinal", "TSR": "continuous"})
+    import_cohort_tables(tmp_path / "ws", clinical, pathology, mapping)
+    saved = read_column_mapping(Workspace(tmp_path / "ws"))
+    assert saved.group_column == "cohort"
+    assert saved.type_overrides == {"TSR": "continuous", "grade": "ordinal"}
+
+    import_cohort_tables(tmp_path / "ws", clinical, pathology)
+    assert not (tmp_path / "ws" / "column_mapping.json").exists()
+    assert read_column_mapping(Workspace(tmp_path / "ws")) == ColumnMapping()
+
+
+def test_import_refuses_a_mapping_of_absent_columns_and_writes_nothing(tmp_path):
+    clinical = validate_table(pd.DataFrame({"patient_id": ["A", "B"], "age": [50, 60]}))
+    pathology = validate_table(pd.DataFrame({"patient_id": ["A", "B"], "TSR": [30, 60]}))
+    with pytest.raises(CrcInputError, match="ghost"):
+        import_cohort_tables(tmp_path / "ws", clinical, pathology, ColumnMapping(group_column="ghost"))
+    assert not (tmp_path / "ws").exists()
+
+
+def test_damaged_column_mapping_is_named(tmp_path):
+    workspace = make_workspace(tmp_path / "ws")
+    (workspace.root / "column_mapping.json").write_text("{not json")
+    with pytest.raises(CrcInputError, match="column_mapping.json is damaged"):
+        read_column_mapping(workspace)

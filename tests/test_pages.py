@@ -115,3 +115,29 @@ def test_labels_page_shows_reader_agreement(sample_workspace, use_workspace):
     use_workspace(sample_workspace)
     app = run_page("labels")
     assert any("Cohen's kappa" in c.value for c in app.caption)
+
+
+def test_cohort_table_one_starts_from_the_saved_column_mapping(writable_workspace, use_workspace):
+    (writable_workspace / "column_mapping.json").write_text(
+        '{"group_column": "sex", "variable_types": {"age": "categorical"}}'
+    )
+    use_workspace(writable_workspace)
+    app = run_page("cohort")
+    assert not app.exception, app.exception
+    assert [s for s in app.selectbox if s.label == "Compare by"][0].value == "sex"
+    assert "age" in [m for m in app.multiselect if m.label == "Treat as categorical"][0].value
+
+
+def test_cohort_split_form_holds_out_an_external_centre(writable_workspace, use_workspace):
+    clinical = pd.read_csv(writable_workspace / "clinical.csv")
+    clinical["centre"] = ["B" if i % 5 == 0 else "A" for i in range(len(clinical))]
+    clinical.to_csv(writable_workspace / "clinical.csv", index=False)
+    use_workspace(writable_workspace)
+    app = run_page("cohort")
+    app.radio[0].set_value("external")
+    [s for s in app.selectbox if s.label.startswith("Centre column")][0].set_value("centre")
+    [t for t in app.text_input if t.label.startswith("External centres")][0].set_value("B")
+    [b for b in app.button if "split" in str(b.label).lower()][0].click().run()
+    assert not app.exception, app.exception
+    split = pd.read_csv(writable_workspace / "split.csv")
+    assert (split["split"] == "external").sum() == (clinical["centre"] == "B").sum()
