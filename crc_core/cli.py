@@ -116,6 +116,37 @@ def _cmd_labels(args: argparse.Namespace, progress: Progress | None) -> str:
     return f"labels written to {Path(args.workspace) / 'labels.csv'}: {describe_labels(result)}{warnings}"
 
 
+def _cmd_preprocess(args: argparse.Namespace, progress: Progress | None) -> str:
+    from crc_core.imaging import PreprocessConfig
+    from crc_core.preprocess import preprocess_cohort
+
+    window_width, window_level = (args.window or (400.0, 40.0))
+    config = PreprocessConfig(
+        intensity="custom" if args.window else args.intensity,
+        window_width=window_width,
+        window_level=window_level,
+        in_plane_mm=args.in_plane_mm,
+        margin_px=args.margin,
+        context=args.context,
+        mask_outside=args.mask_outside,
+        size=args.size,
+        label=args.label,
+        resample_mask=args.resample_mask,
+    )
+    result = preprocess_cohort(Workspace(args.workspace), config, workers=args.workers, progress=progress)
+    failures = "".join(f"\nfailed: {row.patient_id}: {row.message}" for row in result.failures.itertuples())
+    return f"crops in {result.folder} ({config.describe()}): {result.summary()}{failures}"
+
+
+def _window(text: str) -> tuple[float, float]:
+    """argparse type: WIDTH/LEVEL in HU, e.g. 400/40."""
+    width, _, level = text.partition("/")
+    try:
+        return float(width), float(level)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTH/LEVEL, e.g. 400/40") from None
+
+
 def _marker_cutoff(text: str) -> tuple[str, float]:
     name, _, value = text.partition("=")
     try:
@@ -179,6 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--time-tsr-point", choices=("high", "low"), default="high",
                         help="which TSR level scores a TIME point (default high, the paper's reading)")
     labels.set_defaults(run=_cmd_labels)
+
+    prep = steps.add_parser("preprocess", help="crop every patient's largest ROI cross-section (PNG + array)")
+    prep.add_argument("--intensity", choices=("abdomen", "soft_tissue", "zscore"), default="abdomen",
+                      help="HU window preset W400/L40 or W350/L50, or z-score in the ROI (default abdomen)")
+    prep.add_argument("--window", type=_window, metavar="WIDTH/LEVEL", help="a custom HU window, e.g. 300/30")
+    prep.add_argument("--in-plane-mm", type=float, help="resample the slice to this pixel size first")
+    prep.add_argument("--margin", type=int, choices=(0, 10, 20), default=0, help="pixels around the ROI box")
+    prep.add_argument("--context", choices=("2d", "2.5d"), default="2d", help="2.5d: neighbouring slices as channels")
+    prep.add_argument("--mask-outside", action="store_true", help="set pixels outside the ROI to 0")
+    prep.add_argument("--size", type=positive_int, default=224, help="model input size in pixels (default 224)")
+    prep.add_argument("--label", type=int, help="the tumour's label value in the masks")
+    prep.add_argument("--resample-mask", action="store_true", help="resample masks of another grid onto the image")
+    prep.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
+    prep.set_defaults(run=_cmd_preprocess)
 
     info = steps.add_parser("info", help="show the workspace and its cohort size")
     info.set_defaults(run=_cmd_info)

@@ -1,0 +1,193 @@
+"""A cohort to crops: parallel, cached, failures per patient; zips and folder conventions."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from crc_core import archive, imaging, preprocess
+from crc_core.cli import main as cli_main
+from crc_core.errors import CrcInputError
+from crc_core.sample import SampleConfig, build_sample_workspace
+from crc_core.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def small_cohort(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("small") / "workspace"
+    build_sample_workspace(root, SampleConfig(n_patients=12, workers=1))
+    return root
+
+
+@pytest.fixture
+def cohort(small_cohort, tmp_path) -> Path:
+    root = tmp_path / "workspace"
+    shutil.copytree(small_cohort, root)
+    return root
+
+
+def test_every_patient_gets_a_png_and_an_array_and_a_rerun_is_served_from_the_cache(cohort):
+    first = preprocess.preprocess_cohort(cohort, workers=2)
+    assert first.processed == 12 and first.cached == 0
+    assert (first.index["status"] == "ok").all()
+    for row in first.index.itertuples():
+        assert (first.folder / row.png).is_file() and (first.folder / row.npz).is_file()
+    again = preprocess.preprocess_cohort(cohort, workers=2)
+    assert again.processed == 0 and again.cached == 12
+    pd.testing.assert_frame_equal(again.index.astype(str), first.index.astype(str))
+    # A changed mask is processed again; the others stay cached.
+    mask = Path(preprocess.read_manifest(Workspace(cohort))["mask"][3])
+    os.utime(mask, ns=(mask.stat().st_atime_ns, mask.stat().st_mtime_ns + 10**9))
+    third = preprocess.preprocess_cohort(cohort, workers=1)
+    assert (third.processed, third.cached) == (1, 11)
+
+
+def test_parallel_and_serial_crops_are_identical(cohort):
+    serial = preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=64), workers=1)
+    shutil.rmtree(serial.folder)
+    parallel = preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=64), workers=2)
+    assert list(parallel.index["slice_index"]) == list(serial.index["slice_index"])
+    folder, config, index = preprocess.latest_crops(Workspace(cohort))
+    assert folder == parallel.folder and config.size == 64
+    crop = preprocess.load_crop(folder, index.iloc[0].to_dict())
+    assert crop.pixels.shape == (1, 64, 64) and crop.roi.any()
+
+
+def test_crops_match_preprocess_case_on_the_same_files(cohort):
+    result = preprocess.preprocess_cohort(cohort, workers=1)
+    row = preprocess.read_manifest(Workspace(cohort)).iloc[0]
+    direct = imaging.preprocess_case(imaging.read_volume(row["image"]), imaging.read_volume(row["mask"]))
+    stored = preprocess.load_crop(result.folder, result.index.iloc[0].to_dict())
+    np.testing.assert_array_equal(stored.pixels, direct.pixels)
+    assert stored.slice_index == direct.slice_index
+
+
+def test_bad_cases_fail_alone_with_their_reason(cohort):
+    manifest = preprocess.read_manifest(Workspace(cohort))
+    truncated = Path(manifest["image"][0])
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    empty = Path(manifest["mask"][1])
+    blank = sitk.Image(sitk.ReadImage(str(empty)))
+    sitk.WriteImage(blank * 0, str(empty))
+    moved = Path(manifest["mask"][2])
+    shifted = sitk.ReadImage(str(moved))
+    shifted.SetOrigin((3.0, 0.0, 0.0))
+    sitk.WriteImage(shifted, str(moved))
+    result = preprocess.preprocess_cohort(cohort, workers=2)
+    failed = result.failures.set_index("patient_id")["message"]
+    ids = list(manifest["patient_id"])
+    assert "incomplete" in failed[ids[0]]
+    assert "empty" in failed[ids[1]]
+    assert "origin" in failed[ids[2]]
+    assert (result.index["status"] == "ok").sum() == 9
+    assert "9 of 12 patients cropped" in result.summary()
+
+
+def test_missing_manifest_says_how_to_get_one(tmp_path):
+    (tmp_path / "ws").mkdir()
+    with pytest.raises(CrcInputError, match="manifest.csv is missing"):
+        preprocess.preprocess_cohort(tmp_path / "ws")
+
+
+def test_cli_preprocess_prints_a_summary(cohort, capsys):
+    assert cli_main(["--workspace", str(cohort), "preprocess", "--margin", "10", "--size", "64", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "12 of 12 patients cropped" in out and "margin 10 px" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Zips and folders
+
+
+def zip_bytes(entries: dict[str, bytes]) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive_file:
+        for name, data in entries.items():
+            archive_file.writestr(name, data)
+    buffer.seek(0)
+    return buffer
+
+
+@pytest.mark.parametrize("bad", ["../evil.nii.gz", "/etc/evil.nii.gz", "a/../../evil.nii.gz"])
+def test_zip_with_paths_outside_is_refused_and_nothing_extracted(tmp_path, bad):
+    source = zip_bytes({"ok/P1_ct.nii.gz": b"x", bad: b"y"})
+    with pytest.raises(CrcInputError, match="outside its own folder"):
+        archive.extract_zip(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_zip_over_the_size_cap_is_refused_before_extracting(tmp_path):
+    source = zip_bytes({"P1_ct.nii.gz": b"0" * 5000, "P1_mask.nii.gz": b"0" * 5000})
+    with pytest.raises(CrcInputError, match="over the limit"):
+        archive.extract_zip(source, tmp_path / "out", max_bytes=8000)
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_images_are_skipped_and_listed(tmp_path, small_cohort):
+    manifest = pd.read_csv(small_cohort / "manifest.csv")
+    entries = {f"cohort/{Path(p).name}": (small_cohort / p).read_bytes() for p in manifest.loc[:1, ["image", "mask"]].to_numpy().ravel()}
+    entries["cohort/notes.txt"] = b"reader notes"
+    entries["cohort/report.pdf"] = b"%PDF"
+    extracted = archive.extract_zip(zip_bytes(entries), tmp_path / "out")
+    assert sorted(extracted.skipped) == ["cohort/notes.txt", "cohort/report.pdf"]
+    found = archive.discover_cases(tmp_path / "out")
+    assert list(found["patient_id"]) == list(manifest["patient_id"][:2])
+    assert found["mask_r2"].eq("").all()
+
+
+def test_not_a_zip(tmp_path):
+    with pytest.raises(CrcInputError, match="not a zip"):
+        archive.extract_zip(io.BytesIO(b"plain text"), tmp_path / "out")
+
+
+def write_case(path: Path, value: int = 1) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.zeros((4, 16, 16), np.int16)
+    array[1:3, 4:9, 4:9] = value
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        {"P1/ct.nii.gz": "image", "P1/mask.nii.gz": "mask", "P1/mask_r2.nii.gz": "mask_r2", "P2/ct.nrrd": "image", "P2/seg.nrrd": "mask"},
+        {"images/P1.nii.gz": "image", "masks/P1.nii.gz": "mask", "masks_r2/P1.nii.gz": "mask_r2", "images/P2.nii.gz": "image", "masks/P2.nii.gz": "mask"},
+        {"P1_ct.nii.gz": "image", "P1_mask.nii.gz": "mask", "P1_mask_r2.nii.gz": "mask_r2", "P2_ct.mha": "image", "P2_roi.mha": "mask"},
+    ],
+)
+def test_folder_conventions_are_recognised(tmp_path, layout):
+    for relative in layout:
+        write_case(tmp_path / "cases" / relative)
+    manifest = archive.discover_cases(tmp_path / "cases").set_index("patient_id")
+    assert list(manifest.index) == ["P1", "P2"]
+    for relative, role in layout.items():
+        patient = "P1" if "P1" in relative else "P2"
+        assert manifest.loc[patient, role] == relative
+
+
+def test_a_patient_without_a_mask_is_named(tmp_path):
+    write_case(tmp_path / "cases" / "P1_ct.nii.gz")
+    write_case(tmp_path / "cases" / "P2_ct.nii.gz")
+    write_case(tmp_path / "cases" / "P2_mask.nii.gz")
+    with pytest.raises(CrcInputError, match="No image or no mask found for: P1"):
+        archive.discover_cases(tmp_path / "cases")
+
+
+def test_write_manifest_then_preprocess(tmp_path):
+    workspace = tmp_path / "ws"
+    for patient in ("A1", "A2"):
+        write_case(workspace / "imaging" / patient / "ct.nii.gz", value=300)
+        write_case(workspace / "imaging" / patient / "mask.nii.gz")
+    manifest = archive.write_manifest(workspace, workspace / "imaging")
+    assert manifest["image"][0] == "imaging/A1/ct.nii.gz"
+    result = preprocess.preprocess_cohort(workspace, imaging.PreprocessConfig(size=16), workers=1)
+    assert (result.index["status"] == "ok").all()
