@@ -211,11 +211,16 @@ def discover_cases(folder: Path) -> pd.DataFrame:
 
 
 def write_manifest(workspace_root: Path, images_folder: Path) -> pd.DataFrame:
-    """Discover the cases in ``images_folder`` and write the workspace's manifest.csv (atomic)."""
+    """Discover the cases in ``images_folder`` and write the workspace's manifest.csv (atomic).
+    Paths are relative for a folder inside the workspace and absolute for one elsewhere."""
     manifest = discover_cases(images_folder)
-    relative_base = Path(images_folder).resolve().relative_to(Path(workspace_root).resolve())
+    images_folder = Path(images_folder).resolve()
+    try:  # inside the workspace: relative paths, so the workspace can be moved whole
+        base = images_folder.relative_to(Path(workspace_root).resolve())
+    except ValueError:
+        base = images_folder  # elsewhere on this machine: absolute paths, files left in place
     for column in ("image", "mask", "mask_r2"):
         if column in manifest.columns:
-            manifest[column] = [str(relative_base / v) if v else "" for v in manifest[column]]
+            manifest[column] = [str(base / v) if v else "" for v in manifest[column]]
     atomic_write_csv(Path(workspace_root) / "manifest.csv", manifest)
     return manifest

@@ -66,7 +66,7 @@ def offer_sample_build(workspace: Workspace) -> None:
     """A button that builds the sample in a worker process, where no tables would be overwritten."""
     job = latest_job(workspace.root, "sample") if workspace.root.is_dir() else None
     if job is not None and not job.finished:
-        _follow_job(str(workspace.root), job.job_id)
+        follow_job(str(workspace.root), job.job_id)
         return
     if job is not None and job.state != "done":
         st.error(f"Building the sample cohort {job.state}: {job.message}")
@@ -78,7 +78,8 @@ def offer_sample_build(workspace: Workspace) -> None:
 
 
 @st.fragment(run_every=1.0)
-def _follow_job(jobs_root: str, job_id: str) -> None:
+def follow_job(jobs_root: str, job_id: str) -> None:
+    """A progress bar that follows a worker's status and reruns the page when it ends."""
     status = read_job(Path(jobs_root), job_id)
     if status is None or status.finished:
         st.rerun(scope="app")

@@ -40,3 +40,14 @@ def use_workspace(monkeypatch: pytest.MonkeyPatch):
         return root
 
     return _use
+
+
+@pytest.fixture
+def imaging_workspace(sample_workspace: Path, tmp_path: Path) -> Path:
+    """A writable copy of the sample's tables whose images and masks link to the sample's (read
+    only), for tests that write crops."""
+    root = tmp_path / "imaging-workspace"
+    shutil.copytree(sample_workspace, root, ignore=shutil.ignore_patterns("images", "masks", "crops", "jobs"))
+    for folder in ("images", "masks"):
+        (root / folder).symlink_to(sample_workspace / folder, target_is_directory=True)
+    return root

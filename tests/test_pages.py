@@ -141,3 +141,50 @@ def test_cohort_split_form_holds_out_an_external_centre(writable_workspace, use_
     assert not app.exception, app.exception
     split = pd.read_csv(writable_workspace / "split.csv")
     assert (split["split"] == "external").sum() == (clinical["centre"] == "B").sum()
+
+
+def wait_for_job(root, step: str, timeout_s: float = 120.0):
+    import time
+
+    from crc_core.jobs import latest_job
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = latest_job(root, step)
+        if job is not None and job.finished:
+            return job
+        time.sleep(0.5)
+    raise TimeoutError(f"the {step} job did not finish in {timeout_s} s")
+
+
+def test_ct_roi_page_runs_preprocessing_in_a_worker_and_shows_the_crops(imaging_workspace, use_workspace):
+    use_workspace(imaging_workspace)
+    app = run_page("ct_roi")
+    assert not app.exception, app.exception
+    assert any("No crops yet" in i.value for i in app.info)
+    [r for r in app.radio if r.label.startswith("Margin")][0].set_value(10)
+    [b for b in app.button if b.label == "Run preprocessing"][0].click().run()
+    job = wait_for_job(imaging_workspace, "preprocess")
+    assert job.state == "done", job.message
+    app.run()
+    assert not app.exception, app.exception
+    assert any("315 of 315 patients cropped" in s.value and "margin 10 px" in s.value for s in app.success)
+    images = [e for e in app.main if type(e).__name__ == "Image"]
+    assert len(images) == 24 + 1  # a page of the gallery and the viewer
+    assert [s for s in app.slider if s.label == "Slice"][0].value >= 0
+
+
+def test_ct_roi_page_lists_failures_and_the_others_go_on(imaging_workspace, use_workspace):
+    from crc_core.preprocess import preprocess_cohort
+
+    manifest = pd.read_csv(imaging_workspace / "manifest.csv")
+    manifest.loc[0, "mask"] = "masks/does_not_exist.nii.gz"
+    manifest.to_csv(imaging_workspace / "manifest.csv", index=False)
+    preprocess_cohort(imaging_workspace, patients=list(manifest["patient_id"][:6]), workers=1)
+    use_workspace(imaging_workspace)
+    app = run_page("ct_roi")
+    assert not app.exception, app.exception
+    assert any("could not be cropped" in w.value for w in app.warning)
+    failures = app.dataframe[0].value
+    assert list(failures["patient_id"]) == [manifest["patient_id"][0]]
+    assert "does_not_exist" in failures["message"].iloc[0]

@@ -28,7 +28,7 @@ PAGES = {
     "home": "Patients",
     "cohort": "Clinical and pathology table",
     "labels": "Prevalence by split",
-    "ct_roi": "CT & ROI",
+    "ct_roi": "Crops",
     "train": "Train",
     "evaluate": "Evaluate",
 }
@@ -177,3 +177,20 @@ def test_uploading_tables_gives_table_one(app_url, browser_page, tmp_path):
     table.scroll_into_view_if_needed()
     browser_page.wait_for_timeout(1000)
     browser_page.screenshot(path=str(SCREENSHOTS / "cohort_table1_after_upload.png"))
+
+
+def test_ct_roi_processes_the_sample(app_url, browser_page, imaging_workspace):
+    browser_page.goto(f"{app_url}/ct_roi")
+    wait_for_script(browser_page)
+    field = browser_page.locator('[data-testid="stSidebar"] input[type="text"]')
+    field.fill(str(imaging_workspace))
+    field.press("Enter")
+    browser_page.get_by_text("No crops yet").wait_for(timeout=30_000)
+    browser_page.get_by_role("button", name="Run preprocessing").click()
+    browser_page.get_by_text("315 of 315 patients cropped").first.wait_for(timeout=180_000)
+    wait_for_script(browser_page)
+    assert (imaging_workspace / "crops" / "latest.json").exists()
+    assert browser_page.locator('[data-testid="stImage"]').count() >= 25
+    assert browser_page.locator('[data-testid="stException"]').count() == 0
+    browser_page.wait_for_timeout(1500)
+    browser_page.screenshot(path=str(SCREENSHOTS / "ct_roi_after_preprocessing.png"), full_page=True)
