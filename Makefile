@@ -26,9 +26,13 @@ install-test: $(VENV)/.installed-test
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: requirements.txt pyproject.toml | $(VENV)/bin/python
+$(VENV)/.installed: requirements.txt requirements-radiomics.txt pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	@# PyRadiomics is built from source (a C compiler is needed); without it only the feature
+	@# agreement is missing, so a failed build warns instead of stopping the install.
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-radiomics.txt \
+		|| echo "WARNING: PyRadiomics could not be built (is a C compiler installed?); reader feature agreement is disabled."
 	touch $@
 
 $(VENV)/.installed-test: requirements-dev.txt $(VENV)/.installed

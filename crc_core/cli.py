@@ -138,6 +138,15 @@ def _cmd_preprocess(args: argparse.Namespace, progress: Progress | None) -> str:
     return f"crops in {result.folder} ({config.describe()}): {result.summary()}{failures}"
 
 
+def _cmd_agreement(args: argparse.Namespace, progress: Progress | None) -> str:
+    from crc_core.reader_study import reader_agreement
+
+    result = reader_agreement(Workspace(args.workspace), with_features=not args.no_features,
+                              workers=args.workers, label=args.label, progress=progress)
+    failures = "".join(f"\nfailed: {r.patient_id}: {r.message}" for r in result.masks.itertuples() if r.status != "ok")
+    return f"agreement in {Path(args.workspace) / 'agreement'}: {result.summary()}{failures}"
+
+
 def _window(text: str) -> tuple[float, float]:
     """argparse type: WIDTH/LEVEL in HU, e.g. 400/40."""
     width, _, level = text.partition("/")
@@ -224,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--resample-mask", action="store_true", help="resample masks of another grid onto the image")
     prep.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
     prep.set_defaults(run=_cmd_preprocess)
+
+    agree = steps.add_parser("agreement", help="two readers' ROIs: Dice, HD95, PyRadiomics features with ICC(2,1)")
+    agree.add_argument("--no-features", action="store_true", help="Dice and HD95 only, no PyRadiomics")
+    agree.add_argument("--label", type=int, help="the tumour's label value in the masks")
+    agree.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
+    agree.set_defaults(run=_cmd_agreement)
 
     info = steps.add_parser("info", help="show the workspace and its cohort size")
     info.set_defaults(run=_cmd_info)

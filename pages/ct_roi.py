@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from crc_core import archive, preprocess, viewer
+from crc_core import agreement, archive, preprocess, reader_study, viewer
 from crc_core.errors import CrcInputError
 from crc_core.imaging import INTENSITY_MODES, MARGINS_PX, PreprocessConfig
 from crc_core.jobs import latest_job, start_job
@@ -110,53 +110,109 @@ if submitted:
         args.append("--resample-mask")
     start_job(workspace.root, workspace.root, "preprocess", args)
 
-job = latest_job(workspace.root, "preprocess")
-if job is not None and not job.finished:
-    _ui.follow_job(str(workspace.root), job.job_id)
-    st.stop()
-if job is not None and job.state != "done":
-    st.error(f"Preprocessing {job.state}: {job.message}")
 
-try:
-    latest = preprocess.latest_crops(workspace)
-except CrcInputError as exc:
-    _ui.show_input_error(exc)
-    latest = None
-if latest is None:
-    st.info("No crops yet: choose the parameters and run preprocessing.")
-    st.stop()
-folder, config, index = latest
-ok = index[index["status"] == "ok"]
-failed = index[index["status"] != "ok"]
-st.success(f"{len(ok)} of {len(index)} patients cropped ({config.describe()}) in `{folder}`.")
-if job is not None and job.state == "done":
-    st.caption(job.message)
-if len(failed):
-    st.warning(f"{len(failed)} patients could not be cropped; the others are ready.")
-    st.dataframe(failed[["patient_id", "message"]], hide_index=True)
+def show_job(step: str, what: str):
+    """Follow a running worker; say how the last one ended. Returns the last job (or None) and
+    whether one is still running."""
+    job = latest_job(workspace.root, step)
+    if job is not None and not job.finished:
+        _ui.follow_job(str(workspace.root), job.job_id)
+        return job, True
+    if job is not None and job.state != "done":
+        st.error(f"{what} {job.state}: {job.message}")
+    return job, False
 
-pages = max(1, -(-len(ok) // GALLERY_PAGE))
-page = st.number_input(f"Gallery page (of {pages})", 1, pages, 1) if pages > 1 else 1
-shown = ok.iloc[(page - 1) * GALLERY_PAGE : page * GALLERY_PAGE]
-columns = st.columns(GALLERY_COLUMNS)
-for i, row in enumerate(shown.to_dict("records")):
-    crop = preprocess.load_crop(folder, row)
-    if crop is not None:
-        columns[i % GALLERY_COLUMNS].image(viewer.crop_picture(crop), caption=f"{row['patient_id']} · slice {crop.slice_index}")
 
-st.subheader("Patient viewer")
-patient = st.selectbox("Patient", list(manifest["patient_id"]))
-row = manifest[manifest["patient_id"] == patient].iloc[0].to_dict()
-try:
-    case = viewer.load_case(row, config.label)
-except CrcInputError as exc:
-    _ui.show_input_error(exc)
-    st.stop()
-left, middle, right = st.columns([3, 1, 1])
-z = left.slider("Slice", 0, case.hu.shape[0] - 1, case.largest_slice,
-                help="Starts on the slice with reader 1's largest ROI.")
-view_width = middle.number_input("Window width", 1.0, 4000.0, 400.0, 10.0, key="view_width")
-view_level = right.number_input("Window level", -1000.0, 3000.0, 40.0, 10.0, key="view_level")
-st.image(viewer.slice_picture(case, z, view_width, view_level),
-         caption=f"{patient}, slice {z}: reader 1 red" + (", reader 2 cyan" if case.reader2 is not None else ""),
-         width=520)
+def show_crops() -> int | None:
+    """The crops made last: summary, failures and gallery. Returns their mask label setting."""
+    job, running = show_job("preprocess", "Preprocessing")
+    if running:
+        return None
+    try:
+        latest = preprocess.latest_crops(workspace)
+    except CrcInputError as exc:
+        _ui.show_input_error(exc)
+        return None
+    if latest is None:
+        st.info("No crops yet: choose the parameters and run preprocessing.")
+        return None
+    folder, config, index = latest
+    ok = index[index["status"] == "ok"]
+    failed = index[index["status"] != "ok"]
+    st.success(f"{len(ok)} of {len(index)} patients cropped ({config.describe()}) in `{folder}`.")
+    if job is not None and job.state == "done":
+        st.caption(f"Last run: {job.message}")
+    if len(failed):
+        st.warning(f"{len(failed)} patients could not be cropped; the others are ready.")
+        st.dataframe(failed[["patient_id", "message"]], hide_index=True)
+    pages = max(1, -(-len(ok) // GALLERY_PAGE))
+    page = st.number_input(f"Gallery page (of {pages})", 1, pages, 1) if pages > 1 else 1
+    shown = ok.iloc[(page - 1) * GALLERY_PAGE : page * GALLERY_PAGE]
+    columns = st.columns(GALLERY_COLUMNS)
+    for i, row in enumerate(shown.to_dict("records")):
+        crop = preprocess.load_crop(folder, row)
+        if crop is not None:
+            columns[i % GALLERY_COLUMNS].image(viewer.crop_picture(crop), caption=f"{row['patient_id']} · slice {crop.slice_index}")
+    return config.label
+
+
+def show_viewer(label: int | None) -> None:
+    patient = st.selectbox("Patient", list(manifest["patient_id"]))
+    row = manifest[manifest["patient_id"] == patient].iloc[0].to_dict()
+    try:
+        case = viewer.load_case(row, label)
+    except CrcInputError as exc:
+        _ui.show_input_error(exc)
+        return
+    left, middle, right = st.columns([3, 1, 1])
+    z = left.slider("Slice", 0, case.hu.shape[0] - 1, case.largest_slice,
+                    help="Starts on the slice with reader 1's largest ROI.")
+    view_width = middle.number_input("Window width", 1.0, 4000.0, 400.0, 10.0, key="view_width")
+    view_level = right.number_input("Window level", -1000.0, 3000.0, 40.0, 10.0, key="view_level")
+    st.image(viewer.slice_picture(case, z, view_width, view_level),
+             caption=f"{patient}, slice {z}: reader 1 red" + (", reader 2 cyan" if case.reader2 is not None else ""),
+             width=520)
+
+
+def show_agreement() -> None:
+    if not has_reader2:
+        st.info("manifest.csv lists no second reader's masks (column mask_r2): there is nothing to compare.")
+        return
+    st.caption(
+        "Per patient: Dice and the 95th-percentile Hausdorff distance between the readers' ROIs. Per "
+        "PyRadiomics feature (first order, shape, GLCM, GLRLM, GLSZM): ICC(2,1) with its 95% CI and a paired "
+        f"Wilcoxon test; ICC ≥ {agreement.RELIABLE_ICC} counts as reliable."
+    )
+    with_features = st.checkbox("PyRadiomics features", value=reader_study.radiomics_available(),
+                                disabled=not reader_study.radiomics_available(),
+                                help="Needs PyRadiomics, which `make run` installs where a C compiler exists.")
+    if st.button("Compute reader agreement"):
+        start_job(workspace.root, workspace.root, "agreement", [] if with_features else ["--no-features"])
+        st.rerun()
+    _, running = show_job("agreement", "Reader agreement")
+    if running:
+        return
+    saved = reader_study.read_reader_study(workspace)
+    if saved is None:
+        return
+    masks, features, summary = saved
+    st.success(summary)
+    failed = masks[masks["status"] != "ok"]
+    if len(failed):
+        st.warning(f"{len(failed)} patients could not be compared.")
+        st.dataframe(failed[["patient_id", "message"]], hide_index=True)
+    left, right = st.columns(2)
+    left.dataframe(masks[masks["status"] == "ok"].drop(columns=["status", "message"]).round(3), hide_index=True)
+    left.download_button("Per-patient agreement (CSV)", masks.to_csv(index=False), "reader_agreement_masks.csv")
+    if features is not None:
+        right.dataframe(features.sort_values("icc").round(3), hide_index=True)
+        right.download_button("Per-feature ICC (CSV)", features.to_csv(index=False), "reader_agreement_features.csv")
+
+
+crops_tab, viewer_tab, agreement_tab = st.tabs(["Crops gallery", "Patient viewer", "Reader agreement"])
+with crops_tab:
+    crop_label = show_crops()
+with viewer_tab:
+    show_viewer(crop_label)
+with agreement_tab:
+    show_agreement()

@@ -188,3 +188,29 @@ def test_ct_roi_page_lists_failures_and_the_others_go_on(imaging_workspace, use_
     failures = app.dataframe[0].value
     assert list(failures["patient_id"]) == [manifest["patient_id"][0]]
     assert "does_not_exist" in failures["message"].iloc[0]
+
+
+def test_ct_roi_page_computes_reader_agreement_in_a_worker(imaging_workspace, use_workspace):
+    use_workspace(imaging_workspace)
+    app = run_page("ct_roi")
+    features = [c for c in app.checkbox if c.label == "PyRadiomics features"][0]
+    features.set_value(False)  # Dice and HD95 only: the whole sample in seconds
+    [b for b in app.button if b.label == "Compute reader agreement"][0].click().run()
+    job = wait_for_job(imaging_workspace, "agreement")
+    assert job.state == "done", job.message
+    app.run()
+    assert not app.exception, app.exception
+    assert any("315 of 315 patients with two readers: median Dice" in s.value for s in app.success)
+
+
+def test_ct_roi_page_shows_feature_iccs(imaging_workspace, use_workspace):
+    pytest.importorskip("radiomics")
+    from crc_core.reader_study import reader_agreement
+
+    reader_agreement(imaging_workspace, patients=[f"CRC{i:03d}" for i in range(1, 7)], workers=1)
+    use_workspace(imaging_workspace)
+    app = run_page("ct_roi")
+    assert not app.exception, app.exception
+    tables = [d.value for d in app.dataframe]
+    icc_table = [t for t in tables if "icc" in t.columns][0]
+    assert len(icc_table) > 50 and icc_table["icc"].is_monotonic_increasing

@@ -1,0 +1,144 @@
+"""Two readers' ROIs across a cohort: Dice and HD95 per patient, PyRadiomics features from both
+ROIs, and per-feature ICC(2,1) with a paired Wilcoxon test (the paper's inter-observer check).
+
+Writes ``<workspace>/agreement/``: ``masks.csv`` (per patient), ``features_r1.csv`` and
+``features_r2.csv`` (per patient × feature), ``features.csv`` (per feature: ICC, CI, p), each
+atomically. One volume per worker process, on all cores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import SimpleITK as sitk
+
+from crc_core import agreement, imaging
+from crc_core.errors import CrcInputError
+from crc_core.preprocess import default_workers, read_manifest
+from crc_core.workspace import Workspace, atomic_write_csv, atomic_write_text
+
+Progress = Callable[[int, int], None]
+AGREEMENT_DIR = "agreement"
+
+
+@dataclass(frozen=True)
+class ReaderStudyResult:
+    masks: pd.DataFrame
+    features: pd.DataFrame | None  # per feature; None without PyRadiomics
+    seconds: float
+    note: str = ""
+
+    def summary(self) -> str:
+        ok = self.masks[self.masks["status"] == "ok"]
+        text = (f"{len(ok)} of {len(self.masks)} patients with two readers: median Dice {ok['dice'].median():.3f}, "
+                f"median HD95 {ok['hd95_mm'].median():.1f} mm")
+        if self.features is not None and len(self.features):
+            text += (f"; {len(self.features)} PyRadiomics features, "
+                     f"{100 * agreement.share_reliable(self.features):.0f}% with ICC ≥ {agreement.RELIABLE_ICC}")
+        return text + f" ({self.seconds:.1f} s)." + (f" {self.note}" if self.note else "")
+
+
+def _one_patient(task: tuple[str, str, str, str, bool, int | None]) -> dict:
+    patient, image_path, mask1_path, mask2_path, with_features, label = task
+    row: dict = {"patient_id": patient}
+    try:
+        image = imaging.read_volume(image_path)
+        masks = []
+        for who, path in (("reader 1", mask1_path), ("reader 2", mask2_path)):
+            mask = imaging.read_volume(path)
+            imaging.check_geometry(image, mask)
+            masks.append(imaging.binary_mask(mask, label, where=f"{who}'s mask"))
+        arrays = [sitk.GetArrayFromImage(m).astype(bool) for m in masks]
+        spacing_zyx = tuple(reversed(image.GetSpacing()))
+        row.update(agreement.mask_agreement(arrays[0], arrays[1], spacing_zyx))
+        if with_features:
+            row["features_r1"] = agreement.radiomics_features(image, masks[0])
+            row["features_r2"] = agreement.radiomics_features(image, masks[1])
+        row.update(status="ok", message="")
+    except CrcInputError as exc:
+        row.update(status="failed", message=str(exc))
+    except Exception as exc:  # one patient's failure must not stop the others
+        row.update(status="failed", message=f"{type(exc).__name__}: {exc}")
+    return row
+
+
+def radiomics_available() -> bool:
+    try:
+        import radiomics  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def reader_agreement(
+    workspace: Workspace | Path,
+    *,
+    with_features: bool = True,
+    workers: int | None = None,
+    patients: list[str] | None = None,
+    label: int | None = None,
+    progress: Progress | None = None,
+) -> ReaderStudyResult:
+    """Agreement of the two readers' masks (``mask`` and ``mask_r2`` in manifest.csv)."""
+    started = time.perf_counter()
+    workspace = workspace if isinstance(workspace, Workspace) else Workspace(Path(workspace))
+    manifest = read_manifest(workspace)
+    if "mask_r2" not in manifest.columns or not manifest["mask_r2"].astype(bool).any():
+        raise CrcInputError("manifest.csv lists no second reader's masks (column mask_r2); there is nothing to compare.")
+    manifest = manifest[manifest["mask_r2"].astype(bool)]
+    if patients is not None:
+        manifest = manifest[manifest["patient_id"].isin(patients)]
+    note = ""
+    if with_features and not radiomics_available():
+        with_features, note = False, "PyRadiomics is not installed: features were skipped."
+    tasks = [(r["patient_id"], r["image"], r["mask"], r["mask_r2"], with_features, label) for r in manifest.to_dict("records")]
+    rows, total = [], len(tasks)
+    workers = min(workers or default_workers(), max(1, total))
+    if workers == 1:
+        for task in tasks:
+            rows.append(_one_patient(task))
+            if progress:
+                progress(len(rows), total)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for future in as_completed([pool.submit(_one_patient, t) for t in tasks]):
+                rows.append(future.result())
+                if progress:
+                    progress(len(rows), total)
+    order = {p: i for i, p in enumerate(manifest["patient_id"])}
+    rows.sort(key=lambda r: order[r["patient_id"]])
+    features_r1 = {r["patient_id"]: r.pop("features_r1") for r in rows if "features_r1" in r}
+    features_r2 = {r["patient_id"]: r.pop("features_r2") for r in rows if "features_r2" in r}
+    masks = pd.DataFrame(rows).reindex(columns=["patient_id", "status", "message", "dice", "hd95_mm", "volume_r1_ml", "volume_r2_ml"])
+    folder = workspace.root / AGREEMENT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    features = None
+    if features_r1:
+        table_r1 = pd.DataFrame.from_dict(features_r1, orient="index").rename_axis("patient_id")
+        table_r2 = pd.DataFrame.from_dict(features_r2, orient="index").rename_axis("patient_id")
+        atomic_write_csv(folder / "features_r1.csv", table_r1.reset_index())
+        atomic_write_csv(folder / "features_r2.csv", table_r2.reset_index())
+        if len(table_r1) >= 2:
+            features = agreement.feature_agreement(table_r1, table_r2)
+            atomic_write_csv(folder / "features.csv", features)
+    atomic_write_csv(folder / "masks.csv", masks)
+    result = ReaderStudyResult(masks, features, time.perf_counter() - started, note)
+    atomic_write_text(folder / "summary.json", json.dumps({"summary": result.summary()}))
+    return result
+
+
+def read_reader_study(workspace: Workspace) -> tuple[pd.DataFrame, pd.DataFrame | None, str] | None:
+    """The saved masks table, feature table (or None) and summary, or None when not computed."""
+    folder = workspace.root / AGREEMENT_DIR
+    if not (folder / "masks.csv").exists():
+        return None
+    masks = pd.read_csv(folder / "masks.csv", dtype={"patient_id": str}, keep_default_na=False, na_values=[""])
+    features = pd.read_csv(folder / "features.csv") if (folder / "features.csv").exists() else None
+    summary = json.loads((folder / "summary.json").read_text())["summary"] if (folder / "summary.json").exists() else ""
+    return masks, features, summary

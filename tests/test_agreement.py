@@ -1,0 +1,159 @@
+"""Two readers: Dice, HD95, ICC(2,1) against Shrout & Fleiss and by hand, PyRadiomics features."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+from scipy import stats
+
+from crc_core import agreement
+from crc_core.cli import main as cli_main
+from crc_core.errors import CrcInputError
+from crc_core.reader_study import read_reader_study, reader_agreement
+from crc_core.workspace import Workspace
+
+# Shrout & Fleiss (1979), Table 2: 6 targets rated by 4 judges.
+SHROUT_FLEISS = [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]
+
+
+def test_icc_reproduces_shrout_and_fleiss_with_psych_confidence_interval():
+    # Shrout & Fleiss: ICC(2,1) = 0.29; R psych::ICC prints ICC2 0.29 [0.019, 0.76].
+    value, low, high = agreement.icc(SHROUT_FLEISS)
+    assert value == pytest.approx(0.29, abs=0.005)
+    assert low == pytest.approx(0.019, abs=0.0005)
+    assert high == pytest.approx(0.76, abs=0.005)
+
+
+def test_icc_equals_the_two_way_anova_formula_by_hand():
+    rng = np.random.default_rng(0)
+    subjects = rng.normal(0, 3, 30)
+    x = np.column_stack([subjects + rng.normal(0, 1, 30), subjects + 0.5 + rng.normal(0, 1, 30)])
+    n, k = x.shape
+    grand = x.mean()
+    msr = k * ((x.mean(1) - grand) ** 2).sum() / (n - 1)
+    msc = n * ((x.mean(0) - grand) ** 2).sum() / (k - 1)
+    mse = (((x - x.mean(1, keepdims=True) - x.mean(0, keepdims=True) + grand) ** 2).sum()) / ((n - 1) * (k - 1))
+    expected = (msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n)
+    value, low, high = agreement.icc(x)
+    assert value == pytest.approx(expected, rel=1e-12)
+    assert low < value < high
+
+
+def test_icc_drops_incomplete_rows_and_refuses_too_little():
+    with_gap = np.array(SHROUT_FLEISS + [[np.nan, 1, 2, 3]], dtype=float)
+    assert agreement.icc(with_gap) == pytest.approx(agreement.icc(SHROUT_FLEISS))
+    with pytest.raises(CrcInputError, match="at least 2 subjects"):
+        agreement.icc([[1, 2]])
+    assert all(math.isnan(v) for v in agreement.icc([[3, 3], [3, 3]]))
+    assert agreement.icc([[1, 1], [2, 2], [5, 5]]) == (1.0, 1.0, 1.0)
+
+
+def test_dice_by_counting():
+    a = np.zeros((4, 10, 10), bool)
+    b = np.zeros_like(a)
+    a[1:3, 2:6, 2:6] = True  # 32 voxels
+    b[1:3, 4:8, 2:6] = True  # 32 voxels, 16 shared
+    assert agreement.dice(a, b) == pytest.approx(2 * 16 / 64)
+    assert agreement.dice(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
+    with pytest.raises(CrcInputError, match="differ in shape"):
+        agreement.dice(a, b[:2])
+
+
+def test_hd95_of_a_shifted_cube_is_the_shift_in_mm():
+    a = np.zeros((20, 20, 20), bool)
+    a[5:12, 5:12, 5:12] = True
+    b = np.roll(a, 2, axis=2)  # 2 voxels along x at 0.5 mm → 1 mm
+    hd = agreement.hausdorff95(a, b, spacing=(5.0, 0.5, 0.5))
+    assert hd == pytest.approx(1.0)
+    assert agreement.hausdorff95(a, a, (1, 1, 1)) == 0.0
+    assert math.isnan(agreement.hausdorff95(a, np.zeros_like(a), (1, 1, 1)))
+
+
+def test_mask_agreement_volumes_in_ml():
+    a = np.zeros((4, 10, 10), bool)
+    a[:2, :5, :5] = True  # 50 voxels of 5 × 1 × 1 mm = 250 mm³
+    result = agreement.mask_agreement(a, a, (5.0, 1.0, 1.0))
+    assert result["volume_r1_ml"] == pytest.approx(0.25)
+    assert result["dice"] == 1.0
+
+
+def test_paired_wilcoxon_equals_scipy_and_identical_readers_give_one():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=20)
+    b = a + rng.normal(0.3, 0.5, 20)
+    assert agreement.paired_wilcoxon(a, b) == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    assert agreement.paired_wilcoxon(a, a) == 1.0
+
+
+def test_feature_agreement_table_and_share_reliable():
+    rng = np.random.default_rng(2)
+    truth = rng.normal(10, 3, (12, 3))
+    r1 = pd.DataFrame(truth, columns=["stable", "noisy", "constant"], index=[f"P{i}" for i in range(12)])
+    r2 = r1.copy()
+    r2["stable"] += rng.normal(0, 0.1, 12)
+    r2["noisy"] = rng.normal(10, 3, 12)
+    r1["constant"] = r2["constant"] = 1.0
+    table = agreement.feature_agreement(r1, r2).set_index("feature")
+    assert table.loc["stable", "reliable"] and not table.loc["noisy", "reliable"]
+    assert math.isnan(table.loc["constant", "icc"]) and not table.loc["constant", "reliable"]
+    assert agreement.share_reliable(table.reset_index()) == pytest.approx(0.5)
+
+
+def test_radiomics_first_order_mean_equals_numpy():
+    pytest.importorskip("radiomics")
+    rng = np.random.default_rng(3)
+    hu = rng.normal(40, 20, (6, 40, 40)).astype(np.int16)
+    roi = np.zeros((6, 40, 40), np.uint8)
+    roi[1:5, 10:30, 12:28] = 1
+    image, mask = sitk.GetImageFromArray(hu), sitk.GetImageFromArray(roi)
+    for volume in (image, mask):
+        volume.SetSpacing((0.7, 0.7, 5.0))
+    features = agreement.radiomics_features(image, mask)
+    assert features["original_firstorder_Mean"] == pytest.approx(hu[roi == 1].mean(), rel=1e-6)
+    assert features["original_shape_VoxelVolume"] == pytest.approx(roi.sum() * 0.7 * 0.7 * 5.0)
+    assert any(k.startswith("original_glszm_") for k in features)
+    assert not any(k.startswith("diagnostics_") for k in features)
+
+
+@pytest.fixture
+def two_reader_workspace(sample_workspace, tmp_path):
+    root = tmp_path / "ws"
+    shutil.copytree(sample_workspace, root, ignore=shutil.ignore_patterns("images", "masks", "crops", "jobs", "agreement"))
+    for folder in ("images", "masks"):
+        (root / folder).symlink_to(sample_workspace / folder, target_is_directory=True)
+    return root
+
+
+def test_reader_study_on_the_sample_matches_its_documented_dice(two_reader_workspace):
+    patients = [f"CRC{i:03d}" for i in range(1, 9)]
+    result = reader_agreement(two_reader_workspace, patients=patients, workers=2)
+    assert (result.masks["status"] == "ok").all()
+    assert result.masks["dice"].between(0.75, 0.97).all()  # data/sample/README.md: readers differ, Dice ~0.85-0.9
+    saved_masks, saved_features, summary = read_reader_study(Workspace(two_reader_workspace))
+    assert list(saved_masks["patient_id"]) == patients
+    assert "median Dice" in summary
+    if result.features is not None:
+        assert len(saved_features) == len(result.features) > 50
+        assert saved_features["feature"].str.startswith("original_shape_").any()
+
+
+def test_reader_study_without_features_and_a_failing_patient(two_reader_workspace, capsys):
+    manifest = pd.read_csv(two_reader_workspace / "manifest.csv")
+    manifest.loc[1, "mask_r2"] = "masks/missing.nii.gz"
+    manifest.to_csv(two_reader_workspace / "manifest.csv", index=False)
+    code = cli_main(["--workspace", str(two_reader_workspace), "agreement", "--no-features", "--workers", "1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "314 of 315 patients" in out and "failed: CRC002" in out
+
+
+def test_reader_study_needs_a_second_reader(two_reader_workspace):
+    manifest = pd.read_csv(two_reader_workspace / "manifest.csv").drop(columns="mask_r2")
+    manifest.to_csv(two_reader_workspace / "manifest.csv", index=False)
+    with pytest.raises(CrcInputError, match="no second reader"):
+        reader_agreement(two_reader_workspace)
