@@ -9,7 +9,9 @@ Conventions:
 * ICC(2,1) of Shrout & Fleiss (1979): two-way random effects, absolute agreement, single rater
   (McGraw & Wong's ICC(A,1)), with the F-based 95% CI of McGraw & Wong (1996) — as R's
   ``psych::ICC`` (ICC2) and ``irr::icc(model = "twoway", type = "agreement", unit = "single")``.
-  A feature with no variance at all has no ICC (nan) and is not counted reliable.
+  Ratings that are all identical have no ICC (nan, nan, nan) and such a feature is not counted
+  reliable; ratings that vary only between readers give ICC 0, and negative values are kept
+  (as R prints them) rather than clipped.
 * Paired Wilcoxon signed-rank test (two-sided; scipy's default, exact for small n without ties),
   p = 1 when every difference is zero.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import asdict, dataclass
 from typing import Iterable
 
 import numpy as np
@@ -30,7 +33,23 @@ RADIOMICS_CLASSES = ("firstorder", "shape", "glcm", "glrlm", "glszm")
 RELIABLE_ICC = 0.75  # Koo & Li (2016): ≥ 0.75 good reliability
 
 
+@dataclass(frozen=True)
+class FeatureAgreement:
+    """One feature's agreement between the two readers: ICC(2,1) with its CI, the paired
+    Wilcoxon p, both readers' means, and whether ICC ≥ the threshold (never for a nan ICC)."""
+
+    feature: str
+    icc: float
+    icc_low: float
+    icc_high: float
+    wilcoxon_p: float
+    mean_r1: float
+    mean_r2: float
+    reliable: bool
+
+
 def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two masks of the same shape (nonzero = inside); 1.0 when both are empty."""
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     if a.shape != b.shape:
         raise CrcInputError(f"The two masks differ in shape ({a.shape} vs {b.shape}); resample one onto the other.")
@@ -73,9 +92,11 @@ def mask_agreement(mask_r1: np.ndarray, mask_r2: np.ndarray, spacing: Iterable[f
     }
 
 
-def icc(ratings, alpha: float = 0.05) -> tuple[float, float, float]:
+def icc(ratings: np.ndarray | pd.DataFrame, *, alpha: float = 0.05) -> tuple[float, float, float]:
     """ICC(2,1) with its (1 − alpha) CI from an n subjects × k raters table (rows with a missing
-    rating are dropped). Returns (icc, low, high); all nan when the ratings have no variance."""
+    rating are dropped). Returns (icc, low, high); all nan when every rating is the same value."""
+    if not 0 < alpha < 1:
+        raise CrcInputError(f"alpha must lie between 0 and 1, e.g. 0.05 for a 95% CI; got {alpha!r}.")
     x = np.asarray(ratings, dtype=float)
     if x.ndim != 2:
         raise CrcInputError(f"ICC needs a subjects × raters table; got {x.ndim} dimension(s).")
@@ -90,7 +111,9 @@ def icc(ratings, alpha: float = 0.05) -> tuple[float, float, float]:
     msr, msc = ss_rows / (n - 1), ss_cols / (k - 1)
     mse = ss_error / ((n - 1) * (k - 1))
     denominator = msr + (k - 1) * mse + k * (msc - mse) / n
-    if denominator <= 0 or msr == 0:
+    # The denominator is ≥ 0 for n, k ≥ 2 and vanishes only when all ratings are equal; a table
+    # that varies between readers alone is ICC 0 (as psych::ICC), not undefined.
+    if denominator <= 0:
         return (math.nan, math.nan, math.nan)
     value = (msr - mse) / denominator
     if mse == 0:  # perfect agreement: the F-based interval degenerates to the point
@@ -107,6 +130,8 @@ def icc(ratings, alpha: float = 0.05) -> tuple[float, float, float]:
 
 
 def paired_wilcoxon(a: Iterable[float], b: Iterable[float]) -> float:
+    """Two-sided p of the Wilcoxon signed-rank test on paired values (pairs with a missing value
+    left out); 1.0 when every difference is zero, where scipy has no test to run."""
     a, b = np.asarray(list(a), float), np.asarray(list(b), float)
     if a.shape != b.shape:
         raise CrcInputError("The paired Wilcoxon test needs one value per reader for each patient.")
@@ -115,6 +140,16 @@ def paired_wilcoxon(a: Iterable[float], b: Iterable[float]) -> float:
     if a.size == 0 or np.all(a == b):
         return 1.0
     return float(stats.wilcoxon(a, b).pvalue)
+
+
+_RADIOMICS_QUIET: list[bool] = []
+
+
+def _quiet_radiomics() -> None:
+    # PyRadiomics logs a line per feature class and case at INFO/WARNING; once is enough to mute it.
+    if not _RADIOMICS_QUIET:
+        logging.getLogger("radiomics").setLevel(logging.ERROR)
+        _RADIOMICS_QUIET.append(True)
 
 
 def radiomics_features(image, mask, *, bin_width: float = 25.0, classes: Iterable[str] = RADIOMICS_CLASSES) -> dict[str, float]:
@@ -128,7 +163,7 @@ def radiomics_features(image, mask, *, bin_width: float = 25.0, classes: Iterabl
             "PyRadiomics is not installed; `make run` installs it (pyradiomics-bhklab, which needs a C compiler). "
             "Without it, Dice and HD95 still work."
         ) from exc
-    logging.getLogger("radiomics").setLevel(logging.ERROR)
+    _quiet_radiomics()
     extractor = featureextractor.RadiomicsFeatureExtractor(binWidth=bin_width, label=1)
     extractor.disableAllFeatures()
     for name in classes:
@@ -139,7 +174,9 @@ def radiomics_features(image, mask, *, bin_width: float = 25.0, classes: Iterabl
 
 def feature_agreement(features_r1: pd.DataFrame, features_r2: pd.DataFrame, threshold: float = RELIABLE_ICC) -> pd.DataFrame:
     """Per feature: ICC(2,1) with 95% CI, paired Wilcoxon p, both readers' means, and whether
-    ICC ≥ ``threshold``. Both tables: one row per patient (index patient_id), one column per feature."""
+    ICC ≥ ``threshold``. Both tables: one row per patient (index patient_id), one column per feature;
+    only patients and features in both are compared. A feature constant across all patients and
+    both readers gets ICC nan and is not reliable."""
     patients = features_r1.index.intersection(features_r2.index)
     names = [c for c in features_r1.columns if c in features_r2.columns]
     if len(patients) < 2:
@@ -149,12 +186,13 @@ def feature_agreement(features_r1: pd.DataFrame, features_r2: pd.DataFrame, thre
         r1 = features_r1.loc[patients, name].to_numpy(float)
         r2 = features_r2.loc[patients, name].to_numpy(float)
         value, low, high = icc(np.column_stack([r1, r2]))
-        rows.append({
-            "feature": name, "icc": value, "icc_low": low, "icc_high": high,
-            "wilcoxon_p": paired_wilcoxon(r1, r2), "mean_r1": float(np.nanmean(r1)), "mean_r2": float(np.nanmean(r2)),
-            "reliable": bool(value >= threshold) if not math.isnan(value) else False,
-        })
-    return pd.DataFrame(rows)
+        rows.append(FeatureAgreement(
+            feature=name, icc=value, icc_low=low, icc_high=high, wilcoxon_p=paired_wilcoxon(r1, r2),
+            mean_r1=float(np.nanmean(r1)), mean_r2=float(np.nanmean(r2)),
+            reliable=bool(value >= threshold) if not math.isnan(value) else False,
+        ))
+    columns = list(FeatureAgreement.__dataclass_fields__)
+    return pd.DataFrame([asdict(row) for row in rows], columns=columns)
 
 
 def share_reliable(table: pd.DataFrame) -> float:

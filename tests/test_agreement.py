@@ -51,6 +51,40 @@ def test_icc_drops_incomplete_rows_and_refuses_too_little():
         agreement.icc([[1, 2]])
     assert all(math.isnan(v) for v in agreement.icc([[3, 3], [3, 3]]))
     assert agreement.icc([[1, 1], [2, 2], [5, 5]]) == (1.0, 1.0, 1.0)
+    # Readers differing by a constant on identical subjects: psych::ICC gives (0 - 0) / (k MSC / n) = 0.
+    assert agreement.icc([[1, 2], [1, 2], [1, 2]])[0] == 0.0
+    with pytest.raises(CrcInputError, match="alpha"):
+        agreement.icc(SHROUT_FLEISS, alpha=1.5)
+
+
+def _psych_icc2(x: np.ndarray, alpha: float) -> tuple[float, float, float]:
+    # psych::ICC's own route to the CI: Satterthwaite's df written through ICC and F_j = MSJ / MSE
+    # (Shrout & Fleiss 1979, eq. 10), algebraically equal to McGraw & Wong's a, b form.
+    n, k = x.shape
+    grand = x.mean()
+    msb = k * ((x.mean(1) - grand) ** 2).sum() / (n - 1)
+    msj = n * ((x.mean(0) - grand) ** 2).sum() / (k - 1)
+    mse = ((x - x.mean(1, keepdims=True) - x.mean(0, keepdims=True) + grand) ** 2).sum() / ((n - 1) * (k - 1))
+    rho = (msb - mse) / (msb + (k - 1) * mse + k * (msj - mse) / n)
+    fj = msj / mse
+    v = ((k - 1) * (n - 1) * (k * rho * fj + n * (1 + (k - 1) * rho) - k * rho) ** 2
+         / ((n - 1) * k**2 * rho**2 * fj**2 + (n * (1 + (k - 1) * rho) - k * rho) ** 2))
+    f_u, f_l = stats.f.ppf(1 - alpha / 2, n - 1, v), stats.f.ppf(1 - alpha / 2, v, n - 1)
+    low = n * (msb - f_u * mse) / (f_u * (k * msj + (k * n - k - n) * mse) + n * msb)
+    high = n * (f_l * msb - mse) / (k * msj + (k * n - k - n) * mse + n * f_l * msb)
+    return rho, low, high
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.1])
+def test_icc_interval_equals_psych_form_on_random_tables_and_dataframes(alpha):
+    rng = np.random.default_rng(7)
+    for _ in range(25):
+        n, k = int(rng.integers(3, 30)), int(rng.integers(2, 5))
+        x = rng.normal(0, 2, (n, 1)) + rng.normal(0, 1, (1, k)) + rng.normal(0, 1, (n, k))
+        assert agreement.icc(pd.DataFrame(x), alpha=alpha) == pytest.approx(_psych_icc2(x, alpha), rel=1e-9)
+    narrower = agreement.icc(SHROUT_FLEISS, alpha=0.5)
+    wider = agreement.icc(SHROUT_FLEISS, alpha=0.01)
+    assert wider[1] < narrower[1] < narrower[2] < wider[2]
 
 
 def test_dice_by_counting():
@@ -72,6 +106,24 @@ def test_hd95_of_a_shifted_cube_is_the_shift_in_mm():
     assert hd == pytest.approx(1.0)
     assert agreement.hausdorff95(a, a, (1, 1, 1)) == 0.0
     assert math.isnan(agreement.hausdorff95(a, np.zeros_like(a), (1, 1, 1)))
+
+
+def test_hd95_equals_brute_force_pairwise_distances_on_irregular_masks():
+    # Independent of distance transforms: every surface voxel's nearest opposite surface voxel by
+    # scipy's cdist on physical coordinates, pooled both ways, 95th percentile (MedPy's hd95).
+    from scipy import ndimage
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(4)
+    cross = ndimage.generate_binary_structure(3, 1)
+    for _ in range(5):
+        a = ndimage.binary_opening(rng.random((6, 24, 24)) < 0.6)
+        b = ndimage.binary_opening(rng.random((6, 24, 24)) < 0.6)
+        spacing = (5.0, float(rng.uniform(0.5, 1.0)), float(rng.uniform(0.5, 1.0)))
+        points = [np.argwhere(m ^ ndimage.binary_erosion(m, cross)) * np.array(spacing) for m in (a, b)]
+        d = cdist(points[0], points[1])
+        expected = np.percentile(np.concatenate([d.min(1), d.min(0)]), 95)
+        assert agreement.hausdorff95(a, b, spacing) == pytest.approx(expected, rel=1e-12)
 
 
 def test_mask_agreement_volumes_in_ml():
@@ -102,6 +154,7 @@ def test_feature_agreement_table_and_share_reliable():
     assert table.loc["stable", "reliable"] and not table.loc["noisy", "reliable"]
     assert math.isnan(table.loc["constant", "icc"]) and not table.loc["constant", "reliable"]
     assert agreement.share_reliable(table.reset_index()) == pytest.approx(0.5)
+    assert list(table.reset_index().columns) == list(agreement.FeatureAgreement.__dataclass_fields__)
 
 
 def test_radiomics_first_order_mean_equals_numpy():
@@ -118,6 +171,50 @@ def test_radiomics_first_order_mean_equals_numpy():
     assert features["original_shape_VoxelVolume"] == pytest.approx(roi.sum() * 0.7 * 0.7 * 5.0)
     assert any(k.startswith("original_glszm_") for k in features)
     assert not any(k.startswith("diagnostics_") for k in features)
+
+
+def _ellipsoid(radius_mm: float, centre_y: float, shape=(6, 40, 40), spacing=(5.0, 0.8, 0.8)) -> np.ndarray:
+    z, y, x = np.indices(shape)
+    return (((z - 2.5) * spacing[0]) ** 2 + ((y - centre_y) * spacing[1]) ** 2
+            + ((x - 20) * spacing[2]) ** 2 <= radius_mm**2).astype(np.uint8)
+
+
+def _images(hu: np.ndarray, roi: np.ndarray) -> tuple[sitk.Image, sitk.Image]:
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing((0.8, 0.8, 5.0))  # x, y, z as SimpleITK orders it
+    mask = sitk.GetImageFromArray(roi)
+    mask.CopyInformation(image)
+    return image, mask
+
+
+def test_radiomics_shape_features_depend_on_the_mask_alone():
+    pytest.importorskip("radiomics")
+    rng = np.random.default_rng(8)
+    roi = _ellipsoid(11.0, 20)
+    first = agreement.radiomics_features(*_images(rng.normal(40, 20, roi.shape).astype(np.int16), roi))
+    second = agreement.radiomics_features(*_images(rng.normal(90, 40, roi.shape).astype(np.int16), roi))
+    shape = [k for k in first if k.startswith("original_shape_")]
+    assert len(shape) > 10
+    assert {k: first[k] for k in shape} == {k: second[k] for k in shape}
+    assert first["original_firstorder_Mean"] != second["original_firstorder_Mean"]
+
+
+def test_feature_agreement_of_radiomics_on_nearly_identical_masks_is_high():
+    pytest.importorskip("radiomics")
+    rng = np.random.default_rng(9)
+    reader_1, reader_2 = {}, {}
+    for p in range(8):
+        hu = rng.normal(40 + 10 * p, 15 + 3 * p, (6, 40, 40)).astype(np.int16)
+        radius = 7.0 + p
+        # Reader 2's outline sits a third of a voxel off in y: Dice ≈ 0.98.
+        roi_1, roi_2 = _ellipsoid(radius, 20.0), _ellipsoid(radius, 20.3)
+        assert agreement.dice(roi_1, roi_2) > 0.95
+        reader_1[f"P{p}"] = agreement.radiomics_features(*_images(hu, roi_1))
+        reader_2[f"P{p}"] = agreement.radiomics_features(*_images(hu, roi_2))
+    table = agreement.feature_agreement(pd.DataFrame(reader_1).T, pd.DataFrame(reader_2).T)
+    assert len(table) == len(reader_1["P0"]) > 50
+    assert agreement.share_reliable(table) >= 0.9
+    assert (table["icc_low"] <= table["icc"]).all() and (table["icc"] <= table["icc_high"]).all()
 
 
 @pytest.fixture

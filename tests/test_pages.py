@@ -214,3 +214,31 @@ def test_ct_roi_page_shows_feature_iccs(imaging_workspace, use_workspace):
     tables = [d.value for d in app.dataframe]
     icc_table = [t for t in tables if "icc" in t.columns][0]
     assert len(icc_table) > 50 and icc_table["icc"].is_monotonic_increasing
+
+
+def test_ct_roi_page_takes_imaging_from_a_folder_and_names_incomplete_patients(writable_workspace, use_workspace, tmp_path):
+    import SimpleITK as sitk
+    import numpy as np
+
+    folder = tmp_path / "from-pacs"
+    for patient in ("A1", "A2"):
+        array = np.zeros((4, 16, 16), np.int16)
+        array[1:3, 4:9, 4:9] = 1
+        for name in ("ct", "mask"):
+            (folder / patient).mkdir(parents=True, exist_ok=True)
+            sitk.WriteImage(sitk.GetImageFromArray(array), str(folder / patient / f"{name}.nii.gz"))
+    use_workspace(writable_workspace)
+    app = run_page("ct_roi")
+    [t for t in app.text_input if t.label.startswith("…or a folder")][0].set_value(str(folder))
+    app.run()  # the button is enabled once a folder is typed
+    [b for b in app.button if b.label == "Use these images"][0].click().run()
+    assert not app.exception, app.exception
+    assert any("manifest.csv lists 2 patients" in s.value for s in app.success)
+    manifest = pd.read_csv(writable_workspace / "manifest.csv")
+    assert list(manifest["patient_id"]) == ["A1", "A2"]
+    assert manifest["image"][0] == str(folder / "A1" / "ct.nii.gz")  # outside the workspace: absolute, left in place
+
+    (folder / "A2" / "mask.nii.gz").unlink()
+    app.run()
+    [b for b in app.button if b.label == "Use these images"][0].click().run()
+    assert any("No image or no mask found for: A2" in e.value for e in app.error)
