@@ -119,7 +119,7 @@ def report(label: str, figures: dict) -> None:
 
 
 def main() -> None:
-    from crc_core.preprocess import default_workers
+    from crc_core.parallel import default_workers
     from crc_core.sample import SampleConfig, build_sample_workspace
 
     workers = default_workers()

@@ -107,13 +107,16 @@ def extract_zip(source: str | Path | BinaryIO, destination: Path, *, max_bytes: 
     return Extracted(destination, [m.filename for m in wanted], skipped)
 
 
-def _words(name: str) -> list[str]:
-    stem = name.lower()
+def _without_suffix(name: str) -> str:
+    lower = name.lower()
     for suffix in VOLUME_SUFFIXES:
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return [w for w in re.split(r"[_\-.\s]+", stem) if w]
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _words(name: str) -> list[str]:
+    return [w for w in re.split(r"[_\-.\s]+", _without_suffix(name).lower()) if w]
 
 
 def _role(name: str) -> str:
@@ -127,16 +130,8 @@ def _role(name: str) -> str:
 def _patient_from_name(name: str) -> str:
     """The file name without role words: ``CRC001_roi_r1.nii.gz`` → ``CRC001``."""
     drop = set(MASK_WORDS) | set(READER2_WORDS) | {"ct", "image", "img", "r1", "reader1", "rater1", "volume"}
-    kept = [w for w in re.split(r"[_\-\s]+", _words_original(name)) if w and w.lower() not in drop]
+    kept = [w for w in re.split(r"[_\-\s]+", _without_suffix(name)) if w and w.lower() not in drop]
     return "_".join(kept)
-
-
-def _words_original(name: str) -> str:
-    lower = name.lower()
-    for suffix in VOLUME_SUFFIXES:
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def _is_dicom_folder(folder: Path) -> bool:

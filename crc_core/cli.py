@@ -147,6 +147,25 @@ def _cmd_agreement(args: argparse.Namespace, progress: Progress | None) -> str:
     return f"agreement in {Path(args.workspace) / 'agreement'}: {result.summary()}{failures}"
 
 
+def preprocess_arguments(config) -> list[str]:
+    """The ``preprocess`` step's arguments for a :class:`~crc_core.imaging.PreprocessConfig`: how a
+    page hands its form to the worker (the inverse of :func:`_cmd_preprocess`)."""
+    arguments = ["--margin", str(config.margin_px), "--context", config.context, "--size", str(config.size)]
+    if config.intensity == "custom":
+        arguments += ["--window", f"{config.window_width:g}/{config.window_level:g}"]
+    else:
+        arguments += ["--intensity", config.intensity]
+    if config.in_plane_mm:
+        arguments += ["--in-plane-mm", f"{config.in_plane_mm:g}"]
+    if config.mask_outside:
+        arguments.append("--mask-outside")
+    if config.label is not None:
+        arguments += ["--label", str(config.label)]
+    if config.resample_mask:
+        arguments.append("--resample-mask")
+    return arguments
+
+
 def _window(text: str) -> tuple[float, float]:
     """argparse type: WIDTH/LEVEL in HU, e.g. 400/40."""
     width, _, level = text.partition("/")

@@ -13,12 +13,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -26,9 +23,8 @@ from PIL import Image
 
 from crc_core import imaging
 from crc_core.errors import CrcInputError
+from crc_core.parallel import Progress, map_in_workers
 from crc_core.workspace import Workspace, atomic_write_bytes, atomic_write_csv, atomic_write_text
-
-Progress = Callable[[int, int], None]
 
 CROPS_DIR = "crops"
 LATEST_JSON = "latest.json"
@@ -163,10 +159,6 @@ class PreprocessResult:
         )
 
 
-def default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
-
-
 def _cached_rows(folder: Path) -> dict[str, dict]:
     index = folder / INDEX_CSV
     if not index.exists():
@@ -212,24 +204,11 @@ def preprocess_cohort(
             rows[record["patient_id"]] = previous
         else:
             tasks.append(_Task(record["patient_id"], record["image"], record["mask"], str(folder), config, source))
-    total, done = len(manifest), len(rows)
     if progress:
-        progress(done, total)
-    workers = min(workers or default_workers(), max(1, len(tasks)))
-    if workers == 1:
-        for task in tasks:
-            rows[task.patient_id] = _run_case(task)
-            done += 1
-            if progress:
-                progress(done, total)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for future in as_completed([pool.submit(_run_case, task) for task in tasks]):
-                row = future.result()
-                rows[row["patient_id"]] = row
-                done += 1
-                if progress:
-                    progress(done, total)
+        progress(len(rows), len(manifest))
+    for row in map_in_workers(_run_case, tasks, workers=workers, progress=progress,
+                              done_before=len(rows), total=len(manifest)):
+        rows[row["patient_id"]] = row
     order = list(manifest["patient_id"])
     index = pd.DataFrame([rows[p] for p in order]).reindex(columns=INDEX_COLUMNS)
     # Keep earlier rows of patients not in this run (a subset run must not forget the rest).
@@ -238,7 +217,7 @@ def preprocess_cohort(
         index = pd.concat([pd.DataFrame(list(earlier.values())).reindex(columns=INDEX_COLUMNS), index], ignore_index=True)
     atomic_write_csv(folder / INDEX_CSV, index)
     atomic_write_text(workspace.root / CROPS_DIR / LATEST_JSON, json.dumps({"key": config_key(config)}))
-    return PreprocessResult(folder, index, processed=len(tasks), cached=total - len(tasks),
+    return PreprocessResult(folder, index, processed=len(tasks), cached=len(manifest) - len(tasks),
                             seconds=time.perf_counter() - started)
 
 

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import SimpleITK as sitk
 
 from crc_core import agreement, imaging
 from crc_core.errors import CrcInputError
-from crc_core.preprocess import default_workers, read_manifest
+from crc_core.parallel import Progress, map_in_workers
+from crc_core.preprocess import read_manifest
 from crc_core.workspace import Workspace, atomic_write_csv, atomic_write_text
 
-Progress = Callable[[int, int], None]
 AGREEMENT_DIR = "agreement"
 
 
@@ -98,19 +96,7 @@ def reader_agreement(
     if with_features and not radiomics_available():
         with_features, note = False, "PyRadiomics is not installed: features were skipped."
     tasks = [(r["patient_id"], r["image"], r["mask"], r["mask_r2"], with_features, label) for r in manifest.to_dict("records")]
-    rows, total = [], len(tasks)
-    workers = min(workers or default_workers(), max(1, total))
-    if workers == 1:
-        for task in tasks:
-            rows.append(_one_patient(task))
-            if progress:
-                progress(len(rows), total)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for future in as_completed([pool.submit(_one_patient, t) for t in tasks]):
-                rows.append(future.result())
-                if progress:
-                    progress(len(rows), total)
+    rows = map_in_workers(_one_patient, tasks, workers=workers, progress=progress)
     order = {p: i for i, p in enumerate(manifest["patient_id"])}
     rows.sort(key=lambda r: order[r["patient_id"]])
     features_r1 = {r["patient_id"]: r.pop("features_r1") for r in rows if "features_r1" in r}

@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from crc_core.errors import CrcInputError
-from crc_core.jobs import latest_job, read_job, start_job
+from crc_core.jobs import JobStatus, latest_job, read_job, start_job
 from crc_core.workspace import Workspace, default_workspace_path
 
 WORKSPACE_KEY = "workspace_path"
@@ -64,17 +64,29 @@ def require_workspace() -> Workspace:
 
 def offer_sample_build(workspace: Workspace) -> None:
     """A button that builds the sample in a worker process, where no tables would be overwritten."""
-    job = latest_job(workspace.root, "sample") if workspace.root.is_dir() else None
-    if job is not None and not job.finished:
-        follow_job(str(workspace.root), job.job_id)
+    if not workspace.root.is_dir():
+        job, running = None, False
+    else:
+        job, running = show_job(workspace, "sample", "Building the sample cohort")
+    if running:
         return
-    if job is not None and job.state != "done":
-        st.error(f"Building the sample cohort {job.state}: {job.message}")
     if workspace.clinical_csv.exists() or workspace.pathology_csv.exists():
         return  # never overwrite a user's tables from a button
     if st.button("Build the sample cohort in this folder", type="primary"):
         start_job(workspace.root, workspace.root, "sample")
         st.rerun()
+
+
+def show_job(workspace: Workspace, step: str, what: str) -> tuple[JobStatus | None, bool]:
+    """Follow the step's running worker, or say how the last one ended if it did not finish well.
+    Returns the last job (or None) and whether it is still running."""
+    job = latest_job(workspace.root, step)
+    if job is not None and not job.finished:
+        follow_job(str(workspace.root), job.job_id)
+        return job, True
+    if job is not None and job.state != "done":
+        st.error(f"{what} {job.state}: {job.message}")
+    return job, False
 
 
 @st.fragment(run_every=1.0)

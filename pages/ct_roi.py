@@ -6,9 +6,10 @@ from pathlib import Path
 import streamlit as st
 
 from crc_core import agreement, archive, preprocess, reader_study, viewer
+from crc_core.cli import preprocess_arguments
 from crc_core.errors import CrcInputError
 from crc_core.imaging import INTENSITY_MODES, MARGINS_PX, PreprocessConfig
-from crc_core.jobs import latest_job, start_job
+from crc_core.jobs import start_job
 from pages import _ui
 
 GALLERY_COLUMNS = 6
@@ -96,36 +97,12 @@ if submitted:
     except CrcInputError as exc:
         _ui.show_input_error(exc)
         st.stop()
-    args = ["--intensity", "abdomen" if intensity == "custom" else intensity, "--margin", str(config.margin_px),
-            "--context", config.context, "--size", str(config.size)]
-    if intensity == "custom":
-        args += ["--window", f"{width:g}/{level:g}"]
-    if config.in_plane_mm:
-        args += ["--in-plane-mm", f"{config.in_plane_mm:g}"]
-    if config.mask_outside:
-        args.append("--mask-outside")
-    if config.label is not None:
-        args += ["--label", str(config.label)]
-    if config.resample_mask:
-        args.append("--resample-mask")
-    start_job(workspace.root, workspace.root, "preprocess", args)
-
-
-def show_job(step: str, what: str):
-    """Follow a running worker; say how the last one ended. Returns the last job (or None) and
-    whether one is still running."""
-    job = latest_job(workspace.root, step)
-    if job is not None and not job.finished:
-        _ui.follow_job(str(workspace.root), job.job_id)
-        return job, True
-    if job is not None and job.state != "done":
-        st.error(f"{what} {job.state}: {job.message}")
-    return job, False
+    start_job(workspace.root, workspace.root, "preprocess", preprocess_arguments(config))
 
 
 def show_crops() -> int | None:
     """The crops made last: summary, failures and gallery. Returns their mask label setting."""
-    job, running = show_job("preprocess", "Preprocessing")
+    job, running = _ui.show_job(workspace, "preprocess", "Preprocessing")
     if running:
         return None
     try:
@@ -189,7 +166,7 @@ def show_agreement() -> None:
     if st.button("Compute reader agreement"):
         start_job(workspace.root, workspace.root, "agreement", [] if with_features else ["--no-features"])
         st.rerun()
-    _, running = show_job("agreement", "Reader agreement")
+    _, running = _ui.show_job(workspace, "agreement", "Reader agreement")
     if running:
         return
     saved = reader_study.read_reader_study(workspace)

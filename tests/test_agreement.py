@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -217,21 +216,12 @@ def test_feature_agreement_of_radiomics_on_nearly_identical_masks_is_high():
     assert (table["icc_low"] <= table["icc"]).all() and (table["icc"] <= table["icc_high"]).all()
 
 
-@pytest.fixture
-def two_reader_workspace(sample_workspace, tmp_path):
-    root = tmp_path / "ws"
-    shutil.copytree(sample_workspace, root, ignore=shutil.ignore_patterns("images", "masks", "crops", "jobs", "agreement"))
-    for folder in ("images", "masks"):
-        (root / folder).symlink_to(sample_workspace / folder, target_is_directory=True)
-    return root
-
-
-def test_reader_study_on_the_sample_matches_its_documented_dice(two_reader_workspace):
+def test_reader_study_on_the_sample_matches_its_documented_dice(imaging_workspace):
     patients = [f"CRC{i:03d}" for i in range(1, 9)]
-    result = reader_agreement(two_reader_workspace, patients=patients, workers=2)
+    result = reader_agreement(imaging_workspace, patients=patients, workers=2)
     assert (result.masks["status"] == "ok").all()
     assert result.masks["dice"].between(0.75, 0.97).all()  # data/sample/README.md: readers differ, Dice ~0.85-0.9
-    saved_masks, saved_features, summary = read_reader_study(Workspace(two_reader_workspace))
+    saved_masks, saved_features, summary = read_reader_study(Workspace(imaging_workspace))
     assert list(saved_masks["patient_id"]) == patients
     assert "median Dice" in summary
     if result.features is not None:
@@ -239,18 +229,18 @@ def test_reader_study_on_the_sample_matches_its_documented_dice(two_reader_works
         assert saved_features["feature"].str.startswith("original_shape_").any()
 
 
-def test_reader_study_without_features_and_a_failing_patient(two_reader_workspace, capsys):
-    manifest = pd.read_csv(two_reader_workspace / "manifest.csv")
+def test_reader_study_without_features_and_a_failing_patient(imaging_workspace, capsys):
+    manifest = pd.read_csv(imaging_workspace / "manifest.csv")
     manifest.loc[1, "mask_r2"] = "masks/missing.nii.gz"
-    manifest.to_csv(two_reader_workspace / "manifest.csv", index=False)
-    code = cli_main(["--workspace", str(two_reader_workspace), "agreement", "--no-features", "--workers", "1"])
+    manifest.to_csv(imaging_workspace / "manifest.csv", index=False)
+    code = cli_main(["--workspace", str(imaging_workspace), "agreement", "--no-features", "--workers", "1"])
     assert code == 0
     out = capsys.readouterr().out
     assert "314 of 315 patients" in out and "failed: CRC002" in out
 
 
-def test_reader_study_needs_a_second_reader(two_reader_workspace):
-    manifest = pd.read_csv(two_reader_workspace / "manifest.csv").drop(columns="mask_r2")
-    manifest.to_csv(two_reader_workspace / "manifest.csv", index=False)
+def test_reader_study_needs_a_second_reader(imaging_workspace):
+    manifest = pd.read_csv(imaging_workspace / "manifest.csv").drop(columns="mask_r2")
+    manifest.to_csv(imaging_workspace / "manifest.csv", index=False)
     with pytest.raises(CrcInputError, match="no second reader"):
-        reader_agreement(two_reader_workspace)
+        reader_agreement(imaging_workspace)

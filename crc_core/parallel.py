@@ -1,0 +1,47 @@
+"""Per-patient work across processes: one task per patient, results as they finish, progress."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Callable, Iterable, TypeVar
+
+Progress = Callable[[int, int], None]
+Task = TypeVar("Task")
+Result = TypeVar("Result")
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def map_in_workers(
+    function: Callable[[Task], Result],
+    tasks: Iterable[Task],
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    done_before: int = 0,
+    total: int | None = None,
+) -> list[Result]:
+    """``function`` over ``tasks`` on ``workers`` processes (default: all cores; in this process
+    when one), results in completion order. ``progress(done, total)`` counts ``done_before``
+    (e.g. cached cases) in."""
+    tasks = list(tasks)
+    total = done_before + len(tasks) if total is None else total
+    workers = min(workers or default_workers(), max(1, len(tasks)))
+    results: list[Result] = []
+
+    def advance(result: Result) -> None:
+        results.append(result)
+        if progress:
+            progress(done_before + len(results), total)
+
+    if workers == 1:
+        for task in tasks:
+            advance(function(task))
+        return results
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for future in as_completed([pool.submit(function, task) for task in tasks]):
+            advance(future.result())
+    return results
