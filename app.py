@@ -1,10 +1,16 @@
 """CRC-TIME dashboard entry point: routes to the pages and draws the sidebar, nothing else."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from pages import _ui
 
-st.set_page_config(page_title="CRC-TIME", page_icon=":material/biotech:", layout="wide")
+# The icon ships with the app: a hospital machine asks no outside host for anything (a
+# ":material/...:" page icon would be fetched from a font CDN).
+ICON = Path(__file__).resolve().parent / "pages" / "assets" / "favicon.png"
+
+st.set_page_config(page_title="CRC-TIME", page_icon=str(ICON), layout="wide")
 
 navigation = st.navigation(
     [

@@ -94,7 +94,16 @@ def mask_agreement(mask_r1: np.ndarray, mask_r2: np.ndarray, spacing: Iterable[f
 
 def icc(ratings: np.ndarray | pd.DataFrame, *, alpha: float = 0.05) -> tuple[float, float, float]:
     """ICC(2,1) with its (1 − alpha) CI from an n subjects × k raters table (rows with a missing
-    rating are dropped). Returns (icc, low, high); all nan when every rating is the same value."""
+    rating are dropped). Returns (icc, low, high).
+
+    Equals R's ``psych::ICC(ratings, lmer = FALSE)`` row ``ICC2`` ("Single_random_raters"):
+    the value from the two-way ANOVA mean squares and the F-based bounds ``lower bound`` and
+    ``upper bound`` (McGraw & Wong 1996), which ``irr::icc(model = "twoway", type =
+    "agreement", unit = "single")`` prints too. A constant feature (every rating the same value)
+    has no between-subject or rater variance: it gives (nan, nan, nan) here, where psych prints
+    NaN with a warning, and it is never counted reliable. Ratings that differ only between the
+    readers give 0, as psych does; perfect agreement gives (1, 1, 1).
+    """
     if not 0 < alpha < 1:
         raise CrcInputError(f"alpha must lie between 0 and 1, e.g. 0.05 for a 95% CI; got {alpha!r}.")
     x = np.asarray(ratings, dtype=float)

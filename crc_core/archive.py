@@ -27,7 +27,7 @@ import pandas as pd
 
 from crc_core.errors import CrcInputError
 from crc_core.imaging import VOLUME_SUFFIXES
-from crc_core.workspace import atomic_write_csv, ensure_writable_dir
+from crc_core.workspace import Workspace, atomic_write_csv, ensure_writable_dir
 
 MAX_EXTRACTED_MB = 4096
 MAX_EXTRACTED_BYTES = MAX_EXTRACTED_MB * 1024 * 1024
@@ -217,5 +217,44 @@ def write_manifest(workspace_root: Path, images_folder: Path) -> pd.DataFrame:
     for column in ("image", "mask", "mask_r2"):
         if column in manifest.columns:
             manifest[column] = [str(base / v) if v else "" for v in manifest[column]]
-    atomic_write_csv(Path(workspace_root) / "manifest.csv", manifest)
+    atomic_write_csv(Workspace(Path(workspace_root)).manifest_csv, manifest)
     return manifest
+
+
+@dataclass(frozen=True)
+class ImagingImport:
+    """What an import of imaging did: the manifest written, where the images are, what was skipped."""
+
+    manifest: pd.DataFrame
+    source: Path
+    skipped: list[str]
+
+    def describe(self) -> str:
+        text = f"manifest.csv lists {len(self.manifest)} patients from {self.source}."
+        if self.skipped:
+            text += f" Skipped {len(self.skipped)} files that are not images: {', '.join(self.skipped[:10])}."
+        return text
+
+
+def import_imaging(workspace, *, zip_file: BinaryIO | None = None, zip_name: str | None = None,
+                   folder: str | Path | None = None) -> ImagingImport:
+    """Bring a cohort's imaging into a workspace: a zip (unpacked into ``imaging/<name>/``) or a
+    folder on this machine (left in place), then ``manifest.csv`` from its layout. Exactly one
+    source; the manifest is written only when every patient has an image and a mask."""
+    workspace = Workspace.of(workspace)
+    if (zip_file is None) == (folder is None or not str(folder).strip()):
+        raise CrcInputError("Give either a zip of volumes and masks or a folder on this machine, not both or neither.")
+    skipped: list[str] = []
+    if zip_file is not None:
+        name = Path(zip_name or "imaging.zip").stem
+        target = workspace.imaging_dir / name
+        if target.exists():
+            target = workspace.imaging_dir / f"{name}-{len(list(workspace.imaging_dir.iterdir()))}"
+        extracted = extract_zip(zip_file, target)
+        source, skipped = extracted.folder, extracted.skipped
+    else:
+        source = Path(str(folder).strip()).expanduser()
+        if not source.is_dir():
+            raise CrcInputError(f"{source} is not a folder on this machine. Type the full path of the folder.")
+    manifest = write_manifest(workspace.root, source)
+    return ImagingImport(manifest, source, skipped)

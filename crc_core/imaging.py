@@ -5,14 +5,18 @@ The study drew ROIs in ITK-SNAP on 5 mm plain CT, took the axial slice with the 
 it and saved a PNG. :func:`preprocess_case` does that, with the choices its peers made adjustable
 (HU window or z-score, in-plane resampling, a 0/10/20 px margin, 2.5D input, masking).
 
-Arrays follow SimpleITK's ``GetArrayFromImage`` order: z, y, x (slice, row, column). Every error
-is a :class:`~crc_core.errors.CrcInputError` whose message names the file and says what to do;
-callers add the patient.
+Every volume and mask is reoriented to LPS on reading (as DICOM stores CT: x to the patient's left,
+y to posterior, z to superior), so "the axial slice with the largest ROI" and the crop depend on
+the patient, not on how dcm2niix, ITK-SNAP or Slicer ordered the voxels. Arrays follow SimpleITK's
+``GetArrayFromImage`` order: z, y, x (slice, row, column); an LPS slice shown as an image is in
+radiological convention (the patient's right on the viewer's left, anterior at the top). Every
+error is a :class:`~crc_core.errors.CrcInputError` whose message names the file and says what to
+do; callers add the patient.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 from PIL import Image
 
+from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
 
 #: HU windows as (width, level).
@@ -28,6 +33,11 @@ INTENSITY_MODES = ("abdomen", "soft_tissue", "custom", "zscore")
 MARGINS_PX = (0, 10, 20)
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".mha", ".mhd", ".dcm")
 ZSCORE_RANGE = 3.0  # z-scores are shown and fed as [-3, 3] SD mapped to [0, 1]
+#: One orientation for every volume: DICOM's patient axes.
+ORIENTATION = "LPS"
+#: Raised whenever the code that turns a volume into pixels changes, so that crops cached by
+#: older code are never served as if they were new ones.
+PREPROCESS_VERSION = 2
 
 
 class GeometryError(CrcInputError):
@@ -141,7 +151,14 @@ def read_volume(path: Path | str, *, series_uid: str | None = None) -> sitk.Imag
         )
     if image.GetDimension() == 2:  # a single DICOM slice: a volume one slice thick
         image = sitk.JoinSeries(image)
-    return image
+    return reorient(image)
+
+
+def reorient(image: sitk.Image, orientation: str = ORIENTATION) -> sitk.Image:
+    """The same image in space with its voxels stored in ``orientation`` order (a permutation and
+    flips of the axes; no resampling, so values and geometry stay exact)."""
+    current = sitk.DICOMOrientImageFilter_GetOrientationFromDirectionCosines(image.GetDirection())
+    return image if current == orientation else sitk.DICOMOrient(image, orientation)
 
 
 def _check_nifti_complete(path: Path) -> None:
@@ -299,7 +316,7 @@ def largest_roi_slice(mask: sitk.Image | np.ndarray) -> int:
 
 
 @dataclass(frozen=True)
-class PreprocessConfig:
+class PreprocessConfig(JsonConfig):
     """How a case becomes the model's input. Defaults: the paper (abdominal window, the largest
     slice cropped to the ROI, PNG) at the 224 px ImageNet input size."""
 
@@ -347,8 +364,22 @@ class PreprocessConfig:
             parts.append("outside ROI masked")
         return ", ".join(parts)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def pixel_parameters(self) -> dict:
+        """What decides the crop's pixels, and nothing else: the window as used (a custom width
+        typed while a preset is chosen changes nothing), the geometry, the code's version."""
+        window = self.window
+        return {
+            "window_hu": list(window) if window else "zscore",
+            "in_plane_mm": self.in_plane_mm,
+            "margin_px": self.margin_px,
+            "context": self.context,
+            "mask_outside": self.mask_outside,
+            "size": self.size,
+            "label": self.label,
+            "resample_mask": self.resample_mask,
+            "orientation": ORIENTATION,
+            "version": PREPROCESS_VERSION,
+        }
 
 
 @dataclass(frozen=True)

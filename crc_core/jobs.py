@@ -1,27 +1,41 @@
-"""Long work in a worker process: start a ``crc-time`` step, record its progress, read it back.
+"""Long work in a worker process: start a ``crc-time`` step with its config, follow its progress,
+stop it, and tell a live worker from a dead one.
 
-Streamlit reruns a page on every click, so a page never runs long work itself: it starts the same
-CLI step a user would type, in its own process, and polls the job's ``status.json`` in
-``<workspace>/jobs/<job_id>/``. Closing the tab or restarting the app loses nothing; a worker that
-died without finishing reads back as ``interrupted``.
+Streamlit reruns a page on every click, so a page never runs long work itself: it writes the step's
+config into a job folder (``<workspace>/jobs/<job_id>/config.json``) and starts the same CLI step a
+user would type, ``crc-time ... STEP --config config.json``, in its own process. The worker writes
+``status.json`` (progress, a heartbeat at least every :data:`HEARTBEAT_S` seconds, its host and
+PID) and honours a Stop (a ``stop`` file). There is one running job per step and workspace.
+
+A job is alive while its heartbeat is fresh; on this host a dead PID ends it at once. PIDs are
+reused over hours and a run copied from a GPU server has no local PID at all, so the PID alone
+never keeps a job "running".
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from crc_core.workspace import atomic_write_text
+from crc_core.errors import CrcInputError
+from crc_core.workspace import Workspace, atomic_write_text
 
-JOBS_DIR = "jobs"
-STATES = ("running", "done", "failed", "interrupted")
+STATES = ("running", "done", "failed", "stopped", "interrupted", "damaged")
+FINISHED = ("done", "failed", "stopped", "interrupted", "damaged")
+HEARTBEAT_S = 5.0
+#: A running job whose heartbeat is older than this reads as interrupted.
+STALE_AFTER_S = 30.0
+STATUS_JSON, CONFIG_JSON, LOG_TXT, STOP_FILE, WORKER_PID = "status.json", "config.json", "log.txt", "stop", "worker.pid"
 
 
 @dataclass(frozen=True)
@@ -35,22 +49,43 @@ class JobStatus:
     started_at: float = 0.0
     finished_at: float | None = None
     pid: int | None = None
+    host: str = ""
+    heartbeat_at: float = 0.0
+    result: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fraction(self) -> float:
-        return self.done / self.total if self.total else 0.0
+        return min(1.0, self.done / self.total) if self.total else 0.0
 
     @property
     def finished(self) -> bool:
-        return self.state in ("done", "failed", "interrupted")
+        return self.state in FINISHED
+
+    def describe(self) -> str:
+        """``preprocess: 120/315, started 14:02:11 on host`` for messages."""
+        started = time.strftime("%H:%M:%S", time.localtime(self.started_at)) if self.started_at else "?"
+        progress = f"{self.done}/{self.total}, " if self.total else ""
+        return f"{self.step} job {self.job_id} ({progress}started {started} on {self.host or 'an unknown host'})"
 
 
-def job_dir(jobs_root: Path, job_id: str) -> Path:
-    return Path(jobs_root) / JOBS_DIR / job_id
+class JobStopped(Exception):
+    """Raised inside a worker when the user asked it to stop."""
 
 
-def _write(jobs_root: Path, status: JobStatus) -> None:
-    atomic_write_text(job_dir(jobs_root, status.job_id) / "status.json", json.dumps(asdict(status)))
+class JobRunning(CrcInputError):
+    """A second start of a step that is already running in this workspace."""
+
+
+def _jobs_dir(workspace: Workspace | Path) -> Path:
+    return Workspace.of(workspace).jobs_dir
+
+
+def job_dir(workspace: Workspace | Path, job_id: str) -> Path:
+    return _jobs_dir(workspace) / job_id
+
+
+def _write(folder: Path, status: JobStatus) -> None:
+    atomic_write_text(folder / STATUS_JSON, json.dumps(asdict(status)))
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -65,65 +100,210 @@ def _pid_alive(pid: int | None) -> bool:
     # A finished child that nobody reaped is a zombie: dead for our purposes.
     try:
         with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split()[2] != "Z"
-    except OSError:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return True
 
 
-def read_job(jobs_root: Path, job_id: str) -> JobStatus | None:
-    path = job_dir(jobs_root, job_id) / "status.json"
+def _log_tail(folder: Path, lines: int = 3) -> str:
+    try:
+        text = (folder / LOG_TXT).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+def _step_of(job_id: str) -> str:
+    parts = job_id.split("-")
+    return parts[2] if len(parts) >= 4 else "unknown"
+
+
+def read_job(workspace: Workspace | Path, job_id: str, *, now: float | None = None) -> JobStatus | None:
+    """The job's status, ``None`` when it has none; never raises for a damaged file (the job
+    then reads as ``damaged``). A running job without a fresh heartbeat, or whose worker on this
+    host has died, reads as ``interrupted``."""
+    folder = job_dir(workspace, job_id)
+    path = folder / STATUS_JSON
     if not path.exists():
         return None
-    status = JobStatus(**json.loads(path.read_text()))
-    if status.state == "running" and not _pid_alive(status.pid):
-        return replace(status, state="interrupted", message=status.message or "the worker stopped")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        known = {f.name for f in fields(JobStatus)}
+        status = JobStatus(**{k: v for k, v in document.items() if k in known})
+        if status.state not in STATES:
+            raise ValueError(f"unknown state {status.state!r}")
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        return JobStatus(job_id, _step_of(job_id), "damaged",
+                         message=f"{path} cannot be read ({exc}); the job's outcome is unknown. Start the step again.")
+    if status.state != "running":
+        return status
+    now = time.time() if now is None else now
+    pid = status.pid
+    if pid is None:
+        try:
+            pid = int((folder / WORKER_PID).read_text())
+        except (OSError, ValueError):
+            pid = None
+    if status.host == socket.gethostname() and pid is not None and not _pid_alive(pid):
+        tail = _log_tail(folder)
+        return replace(status, state="interrupted",
+                       message="the worker stopped without finishing" + (f" (last words: {tail})" if tail else ""))
+    age = now - (status.heartbeat_at or status.started_at)
+    if age > STALE_AFTER_S:
+        return replace(status, state="interrupted", message=f"no sign of life from the worker for {age:.0f} s")
     return status
 
 
-def latest_job(jobs_root: Path, step: str) -> JobStatus | None:
-    """The most recently started job of ``step``, or None."""
-    folder = Path(jobs_root) / JOBS_DIR
+def list_jobs(workspace: Workspace | Path, step: str | None = None) -> list[JobStatus]:
+    """Every job (of ``step``), newest first."""
+    folder = _jobs_dir(workspace)
     if not folder.exists():
-        return None
-    found = [read_job(jobs_root, d.name) for d in folder.iterdir() if d.is_dir()]
-    mine = [s for s in found if s is not None and s.step == step]
-    return max(mine, key=lambda s: s.started_at) if mine else None
+        return []
+    found = [read_job(workspace, d.name) for d in folder.iterdir() if d.is_dir()]
+    mine = [s for s in found if s is not None and (step is None or s.step == step)]
+    return sorted(mine, key=lambda s: (s.started_at, s.job_id), reverse=True)
 
 
-def start_job(jobs_root: Path, workspace: Path, step: str, step_args: Sequence[str] = ()) -> JobStatus:
-    """Start ``crc-time --workspace WORKSPACE --job-dir ... STEP ARGS`` in a detached process."""
-    job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    folder = job_dir(jobs_root, job_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable, "-m", "crc_core.cli", "--workspace", str(workspace),
-        "--job", str(folder), step, *step_args,
-    ]
-    with open(folder / "log.txt", "wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    status = JobStatus(job_id, step, "running", started_at=time.time(), pid=process.pid)
-    if not (folder / "status.json").exists():
-        _write(jobs_root, status)
-    return status
+def latest_job(workspace: Workspace | Path, step: str) -> JobStatus | None:
+    """The most recently started job of ``step``, or None."""
+    jobs = list_jobs(workspace, step)
+    return jobs[0] if jobs else None
+
+
+def running_job(workspace: Workspace | Path, step: str) -> JobStatus | None:
+    return next((job for job in list_jobs(workspace, step) if not job.finished), None)
+
+
+def _lock_path(workspace: Workspace | Path, step: str) -> Path:
+    return _jobs_dir(workspace) / f"{step}.lock"
+
+
+def _take_lock(workspace: Workspace | Path, step: str, job_id: str) -> None:
+    """One running job per step and workspace: an exclusive lock file naming the job; a lock
+    whose job has finished (or vanished) is stale and taken over."""
+    lock = _lock_path(workspace, step)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = lock.read_text().strip() if lock.exists() else ""
+            status = read_job(workspace, holder) if holder else None
+            if status is not None and not status.finished:
+                raise JobRunning(
+                    f"The {step} step is already running in {Workspace.of(workspace).root}: {status.describe()}. "
+                    "Wait for it to finish, or stop it first."
+                ) from None
+            if status is None and holder and time.time() - lock.stat().st_mtime < STALE_AFTER_S:
+                raise JobRunning(f"The {step} step is just starting in {Workspace.of(workspace).root}; wait a moment.") from None
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(job_id)
+        return
+    raise JobRunning(f"Could not start the {step} step: another start is under way. Try again.")
+
+
+def release_lock(workspace: Workspace | Path, step: str, job_id: str) -> None:
+    lock = _lock_path(workspace, step)
+    try:
+        if lock.read_text().strip() == job_id:
+            lock.unlink()
+    except OSError:
+        pass
+
+
+def start_job(
+    workspace: Workspace | Path,
+    step: str,
+    *,
+    config: Any = None,
+    args: Sequence[str] = (),
+) -> JobStatus:
+    """Start ``crc-time --workspace W --job DIR STEP [--config DIR/config.json] ARGS`` in a
+    detached process and return its first status. ``config`` (a :class:`~crc_core.configs.JsonConfig`)
+    is written to the job folder as it is, never rebuilt into flags. A second start of a running
+    step raises :class:`JobRunning`."""
+    workspace = Workspace.of(workspace)
+    job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{step}-{uuid.uuid4().hex[:6]}"
+    folder = job_dir(workspace, job_id)
+    _take_lock(workspace, step, job_id)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "crc_core.cli", "--workspace", str(workspace.root), "--job", str(folder), step]
+        if config is not None:
+            config.save(folder / CONFIG_JSON)
+            command += ["--config", str(folder / CONFIG_JSON)]
+        command += list(args)
+        now = time.time()
+        # Written before the worker exists, so the worker's own first word (even "failed") always
+        # comes after it and is never overwritten.
+        status = JobStatus(job_id, step, "running", started_at=now, host=socket.gethostname(), heartbeat_at=now)
+        _write(folder, status)
+        with open(folder / LOG_TXT, "wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+        atomic_write_text(folder / WORKER_PID, str(process.pid))
+    except BaseException:
+        release_lock(workspace, step, job_id)
+        raise
+    return read_job(workspace, job_id) or status
+
+
+def request_stop(workspace: Workspace | Path, job_id: str) -> None:
+    """Ask a worker to stop; it finishes the patient (or batch) at hand and reports ``stopped``."""
+    folder = job_dir(workspace, job_id)
+    if folder.exists():
+        atomic_write_text(folder / STOP_FILE, str(time.time()))
 
 
 class JobReporter:
-    """Written to by the worker: progress, then done or failed. Used by the CLI's ``--job``."""
+    """The worker's side (the CLI's ``--job``): progress, a heartbeat thread, Stop, the outcome."""
 
     def __init__(self, folder: Path, step: str):
-        self.jobs_root = Path(folder).parent.parent
+        self.folder = Path(folder)
+        self.workspace = Workspace(self.folder.parent.parent)
+        now = time.time()
+        previous = read_job(self.workspace, self.folder.name)
         self.status = JobStatus(
-            job_id=Path(folder).name, step=step, state="running", started_at=time.time(), pid=os.getpid()
+            job_id=self.folder.name, step=step, state="running", pid=os.getpid(), host=socket.gethostname(),
+            started_at=previous.started_at if previous else now, heartbeat_at=now,
         )
-        _write(self.jobs_root, self.status)
+        self._lock = threading.Lock()
+        self._stop_seen = threading.Event()
+        self._finished = threading.Event()
+        self._write()
+        self._beat = threading.Thread(target=self._heartbeat, name="job-heartbeat", daemon=True)
+        self._beat.start()
+
+    def _write(self) -> None:
+        with self._lock:
+            self.status = replace(self.status, heartbeat_at=time.time())
+            _write(self.folder, self.status)
+
+    def _heartbeat(self) -> None:
+        while not self._finished.wait(HEARTBEAT_S):
+            self._write()
+            if self.stop_requested() and not self._stop_seen.is_set():
+                self._stop_seen.set()
+                # The main thread may be deep in one long computation: interrupt it there.
+                os.kill(os.getpid(), signal.SIGINT)
+
+    def stop_requested(self) -> bool:
+        return (self.folder / STOP_FILE).exists()
 
     def progress(self, done: int, total: int, message: str = "") -> None:
-        self.status = replace(self.status, done=done, total=total, message=message)
-        _write(self.jobs_root, self.status)
+        if self.stop_requested():
+            self._stop_seen.set()
+            raise JobStopped(f"stopped by the user at {done}/{total}")
+        with self._lock:
+            self.status = replace(self.status, done=done, total=total, message=message)
+        self._write()
 
-    def finish(self, state: str, message: str) -> None:
-        self.status = replace(self.status, state=state, message=message, finished_at=time.time())
-        _write(self.jobs_root, self.status)
+    def finish(self, state: str, message: str, result: dict[str, Any] | None = None) -> None:
+        self._finished.set()
+        with self._lock:
+            self.status = replace(self.status, state=state, message=message, finished_at=time.time(),
+                                  result=dict(result or {}))
+        self._write()
+        release_lock(self.workspace, self.status.step, self.status.job_id)

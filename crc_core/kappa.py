@@ -22,6 +22,8 @@ import pandas as pd
 from scipy import stats
 
 from crc_core.errors import CrcInputError
+from crc_core.pathology import SECOND_READER_SUFFIX, TIL_COLUMN, TSR_COLUMN, check_ranges, readings
+from crc_core.tables import patient_ids, spreadsheet_rows
 
 Weighting = Literal["none", "linear", "quadratic"]
 WEIGHTINGS: tuple[str, ...] = ("none", "linear", "quadratic")
@@ -197,3 +199,41 @@ def cohen_kappa(
         table[index[a], index[b]] += 1
     scores = [float(v) for v in levels] if numeric else list(range(len(levels)))
     return kappa_from_table(table, weights=weights, scores=scores, confidence=confidence)
+
+
+#: How the page names the interval, so a statistician knows which one it is.
+KAPPA_CI_METHOD = (
+    "95% CI: Wald interval, kappa ± 1.96 × the Fleiss-Cohen-Everitt (1969) asymptotic standard error "
+    "(SAS PROC FREQ AGREE \"ASE\"; statsmodels cohens_kappa), not truncated to [-1, 1]"
+)
+
+
+def pathologist_agreement(pathology: pd.DataFrame, tsr_step_percent: float = 10.0) -> pd.DataFrame:
+    """Inter-pathologist agreement for every item read twice (``tsr_percent``/``tsr_percent_r2``,
+    ``til_grade``/``til_grade_r2``): one row per item and weighting (none, linear, quadratic)
+    with ``n`` patients read by both, exact ``percent_agreement``, ``kappa``, its
+    Fleiss-Cohen-Everitt ``se`` and the 95% ``ci_low``/``ci_high`` (see :data:`KAPPA_CI_METHOD`).
+    Empty (with those columns) when no item has a second reader.
+    """
+    columns = ["item", "weights", "n", "percent_agreement", "kappa", "se", "ci_low", "ci_high"]
+    if pathology.empty:
+        raise CrcInputError("The pathology table is empty: it has no patient rows.")
+    rows = spreadsheet_rows(pathology)
+    ids = list(patient_ids(pathology, what="The pathology table"))
+    records = []
+    for item in (TSR_COLUMN, TIL_COLUMN):
+        second = f"{item}{SECOND_READER_SUFFIX}"
+        if item not in pathology.columns or second not in pathology.columns:
+            continue
+        values = readings(pathology, [item, second], rows, ids)
+        check_ranges(values, rows, ids, tsr_step_percent)  # off-step warnings are build_labels' to give
+        if int((values[item].notna() & values[second].notna()).sum()) < 2:
+            continue
+        for weights in WEIGHTINGS:
+            result = cohen_kappa(values[item], values[second], weights=weights)
+            records.append({
+                "item": item, "weights": weights, "n": result.n,
+                "percent_agreement": result.percent_agreement, "kappa": result.kappa,
+                "se": result.se, "ci_low": result.ci_low, "ci_high": result.ci_high,
+            })
+    return pd.DataFrame(records, columns=columns)

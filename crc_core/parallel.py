@@ -41,7 +41,13 @@ def map_in_workers(
         for task in tasks:
             advance(function(task))
         return results
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers)
+    try:
         for future in as_completed([pool.submit(function, task) for task in tasks]):
             advance(future.result())
+    except BaseException:
+        # A Stop or an error: drop the patients not yet started instead of working through them.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return results

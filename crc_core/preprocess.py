@@ -1,11 +1,13 @@
 """A cohort's volumes to crops: the manifest, one worker per volume on all cores, and a cache.
 
-Crops go to ``<workspace>/crops/<key>/`` where ``key`` is a hash of the
-:class:`~crc_core.imaging.PreprocessConfig`: ``<patient>.png`` (as the paper), ``<patient>.npz``
-(the float input, the ROI, the slice index), ``index.csv`` (one row per patient: status, slice,
-box, the source files' size and time stamps) and ``params.json``. A re-run with the same
-parameters reuses every crop whose source files are unchanged. ``crops/latest.json`` names the
-crops the later steps (Train) use. A failing patient gets a row with its message; the others go on.
+Crops go to ``<workspace>/crops/<key>/`` where ``key`` is a hash of what decides the pixels
+(:meth:`~crc_core.imaging.PreprocessConfig.pixel_parameters`, the preprocessing code's version
+included): ``<patient>.png`` (as the paper), ``<patient>.npz`` (the float input, the ROI, the slice
+index), ``index.csv`` (one row per patient: status, slice, box, the source files' size and time
+stamps) and ``params.json``. A re-run with the same parameters reuses every crop whose source files
+are unchanged. ``crops/latest.json`` names the crop set the later steps (Train) use; a run in which
+no patient could be cropped leaves it on the last good set. A failing patient gets a row with its
+message; the others go on.
 """
 
 from __future__ import annotations
@@ -24,25 +26,33 @@ from PIL import Image
 from crc_core import imaging
 from crc_core.errors import CrcInputError
 from crc_core.parallel import Progress, map_in_workers
+from crc_core.tables import listing, patient_ids, read_table
 from crc_core.workspace import Workspace, atomic_write_bytes, atomic_write_csv, atomic_write_text
 
-CROPS_DIR = "crops"
-LATEST_JSON = "latest.json"
 INDEX_CSV = "index.csv"
 PARAMS_JSON = "params.json"
 MANIFEST_COLUMNS = ("patient_id", "image", "mask")
 INDEX_COLUMNS = [
-    "patient_id", "status", "message", "slice_index", "box", "roi_area_mm2", "pixel_mm", "png", "npz", "source",
+    "patient_id", "status", "message", "reason", "slice_index", "box", "roi_area_mm2", "pixel_mm", "png", "npz", "source",
 ]
 
 
 def config_key(config: imaging.PreprocessConfig) -> str:
-    text = json.dumps(config.to_dict(), sort_keys=True)
+    """The crop set's name: a hash of what decides its pixels, nothing else."""
+    text = json.dumps(config.pixel_parameters(), sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def crops_folder(workspace: Workspace, config: imaging.PreprocessConfig) -> Path:
-    return workspace.root / CROPS_DIR / config_key(config)
+    return Workspace.of(workspace).crops_dir / config_key(config)
+
+
+class NothingCropped(CrcInputError):
+    """Every patient failed: the crop set in use stays the last good one."""
+
+    def __init__(self, message: str, key: str):
+        super().__init__(message)
+        self.result = {"key": key, "ok": 0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,24 +61,21 @@ def crops_folder(workspace: Workspace, config: imaging.PreprocessConfig) -> Path
 
 def read_manifest(workspace: Workspace) -> pd.DataFrame:
     """``manifest.csv`` with paths resolved against its folder; names what is missing."""
+    workspace = Workspace.of(workspace)
     path = workspace.manifest_csv
     if not path.exists():
         raise CrcInputError(
-            f"{path} is missing: no CT volumes are listed for this workspace. Build the sample with "
-            f"`crc-time --workspace {workspace.root} sample`, or upload a zip of volumes and masks."
+            f"{path} is missing: no CT volumes are listed for this workspace. Bring in a zip or a folder of "
+            f"volumes and masks on the CT & ROI page (or, for the sample, `crc-time --workspace {workspace.root} sample`)."
         )
-    try:
-        manifest = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise CrcInputError(f"{path} cannot be read as a CSV table ({exc}).") from exc
+    manifest = read_table(path).table
     absent = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
     if absent:
         raise CrcInputError(
             f"{path} lacks the column(s) {', '.join(absent)}; it needs patient_id, image, mask and optionally mask_r2."
         )
-    duplicated = manifest["patient_id"][manifest["patient_id"].duplicated()].unique()
-    if len(duplicated):
-        raise CrcInputError(f"{path}: patient(s) listed twice: {', '.join(duplicated[:10])}.")
+    manifest["patient_id"] = patient_ids(manifest, what=str(path))
+    manifest = manifest.astype(object).fillna("")
     for column in ("image", "mask", "mask_r2"):
         if column in manifest.columns:
             manifest[column] = [str((path.parent / v).resolve()) if v else "" for v in manifest[column]]
@@ -110,8 +117,18 @@ def _png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def failure_reason(message: str, patient_id: str, files: list[str]) -> str:
+    """A failure's message without what is particular to the patient (file names, the ID), so
+    that the same problem in 315 patients reads as one reason."""
+    reason = message
+    for path, word in sorted(((f, w) for f, w in files if f), key=lambda pair: -len(pair[0])):
+        reason = reason.replace(path, word).replace(Path(path).name, word)
+    return reason.replace(patient_id, "the patient")
+
+
 def _run_case(task: _Task) -> dict:
     row = {"patient_id": task.patient_id, "source": task.source}
+    files = [(task.image, "the CT"), (task.mask, "the mask")]
     try:
         if not task.image or not task.mask:
             raise CrcInputError("manifest.csv gives no image or no mask for this patient.")
@@ -119,9 +136,11 @@ def _run_case(task: _Task) -> dict:
         mask = imaging.read_volume(task.mask)
         crop = imaging.preprocess_case(image, mask, task.config, where=Path(task.mask).name)
     except CrcInputError as exc:
-        return {**row, "status": "failed", "message": str(exc)}
+        message = str(exc)
+        return {**row, "status": "failed", "message": message, "reason": failure_reason(message, task.patient_id, files)}
     except Exception as exc:  # one broken volume must not stop the cohort; say what happened
-        return {**row, "status": "failed", "message": f"{type(exc).__name__}: {exc}"}
+        message = f"{type(exc).__name__}: {exc}"
+        return {**row, "status": "failed", "message": message, "reason": failure_reason(message, task.patient_id, files)}
     folder = Path(task.folder)
     png, npz = f"{task.patient_id}.png", f"{task.patient_id}.npz"
     atomic_write_bytes(folder / png, _png_bytes(crop.to_png_array()))
@@ -129,7 +148,7 @@ def _run_case(task: _Task) -> dict:
     np.savez_compressed(buffer, pixels=crop.pixels, roi=crop.roi, slice_index=crop.slice_index, box=np.asarray(crop.box))
     atomic_write_bytes(folder / npz, buffer.getvalue())
     return {
-        **row, "status": "ok", "message": "", "slice_index": crop.slice_index,
+        **row, "status": "ok", "message": "", "reason": "", "slice_index": crop.slice_index,
         "box": " ".join(map(str, crop.box)), "roi_area_mm2": round(crop.roi_area_mm2, 2),
         "pixel_mm": round(crop.pixel_mm, 4), "png": png, "npz": npz,
     }
@@ -151,19 +170,59 @@ class PreprocessResult:
     def failures(self) -> pd.DataFrame:
         return self.index[self.index["status"] != "ok"][["patient_id", "message"]]
 
+    @property
+    def n_ok(self) -> int:
+        return int((self.index["status"] == "ok").sum())
+
     def summary(self) -> str:
-        ok = int((self.index["status"] == "ok").sum())
         return (
-            f"{ok} of {len(self.index)} patients cropped ({self.processed} computed, {self.cached} from the cache) "
-            f"in {self.seconds:.1f} s; {len(self.index) - ok} failed."
+            f"{self.n_ok} of {len(self.index)} patients cropped ({self.processed} computed, {self.cached} from the cache) "
+            f"in {self.seconds:.1f} s; {len(self.index) - self.n_ok} failed."
         )
 
 
+def failure_groups(index: pd.DataFrame) -> pd.DataFrame:
+    """The failed patients of a crop index grouped by reason: ``reason``, ``patients`` (count),
+    ``examples`` (a few IDs), most frequent first."""
+    failed = index[index["status"] != "ok"]
+    if failed.empty:
+        return pd.DataFrame(columns=["reason", "patients", "examples"])
+    reasons = failed["reason"].where(failed["reason"].astype(bool), failed["message"]) if "reason" in failed else failed["message"]
+    groups = failed.groupby(reasons.to_numpy(), sort=False)["patient_id"]
+    table = pd.DataFrame({
+        "reason": list(groups.groups),
+        "patients": [len(ids) for _, ids in groups],
+        "examples": [listing(list(ids), 3) for _, ids in groups],
+    })
+    return table.sort_values("patients", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def describe_failures(index: pd.DataFrame, limit: int = 3) -> str:
+    groups = failure_groups(index)
+    parts = [f"{row.patients} × {row.reason.rstrip('.')}" for row in groups.head(limit).itertuples()]
+    more = f"; and {len(groups) - limit} other reasons" if len(groups) > limit else ""
+    return "; ".join(parts) + more
+
+
+def _read_index(folder: Path) -> pd.DataFrame:
+    path = folder / INDEX_CSV
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise CrcInputError(f"{path} cannot be read ({exc}); run preprocessing again.") from exc
+    missing = [c for c in ("patient_id", "status", "message") if c not in table.columns]
+    if missing:
+        raise CrcInputError(f"{path} lacks the column(s) {', '.join(missing)}; run preprocessing again.")
+    return table.reindex(columns=INDEX_COLUMNS, fill_value="")
+
+
 def _cached_rows(folder: Path) -> dict[str, dict]:
-    index = folder / INDEX_CSV
-    if not index.exists():
+    if not (folder / INDEX_CSV).exists():
         return {}
-    table = pd.read_csv(index, dtype={"patient_id": str, "source": str}, keep_default_na=False)
+    try:
+        table = _read_index(folder)
+    except CrcInputError:
+        return {}  # a damaged index only costs the cache
     rows = {}
     for row in table.to_dict("records"):
         if row["status"] == "ok" and (folder / str(row["npz"])).exists() and (folder / str(row["png"])).exists():
@@ -182,7 +241,7 @@ def preprocess_cohort(
     """Crop every patient of ``manifest.csv`` (or the listed ``patients``), in parallel on
     ``workers`` processes (default: all cores), each holding one volume at a time."""
     started = time.perf_counter()
-    workspace = workspace if isinstance(workspace, Workspace) else Workspace(Path(workspace))
+    workspace = Workspace.of(workspace)
     config = config or imaging.PreprocessConfig()
     manifest = read_manifest(workspace)
     if patients is not None:
@@ -192,8 +251,10 @@ def preprocess_cohort(
         manifest = manifest[manifest["patient_id"].isin(patients)]
     folder = crops_folder(workspace, config)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / PARAMS_JSON, json.dumps({"key": config_key(config), "config": config.to_dict(),
-                                                         "description": config.describe()}, indent=2))
+    atomic_write_text(folder / PARAMS_JSON, json.dumps({
+        "key": config_key(config), "config": config.to_dict(), "pixel_parameters": config.pixel_parameters(),
+        "description": config.describe(),
+    }, indent=2))
     cached = _cached_rows(folder)
     rows: dict[str, dict] = {}
     tasks = []
@@ -216,23 +277,62 @@ def preprocess_cohort(
     if earlier:
         index = pd.concat([pd.DataFrame(list(earlier.values())).reindex(columns=INDEX_COLUMNS), index], ignore_index=True)
     atomic_write_csv(folder / INDEX_CSV, index)
-    atomic_write_text(workspace.root / CROPS_DIR / LATEST_JSON, json.dumps({"key": config_key(config)}))
-    return PreprocessResult(folder, index, processed=len(tasks), cached=len(manifest) - len(tasks),
-                            seconds=time.perf_counter() - started)
+    result = PreprocessResult(folder, index, processed=len(tasks), cached=len(manifest) - len(tasks),
+                              seconds=time.perf_counter() - started)
+    if result.n_ok == 0:
+        raise NothingCropped(
+            f"Nothing was cropped: all {len(index)} patients failed — {describe_failures(index)}. "
+            "The crop set in use is unchanged.",
+            config_key(config),
+        )
+    atomic_write_text(workspace.crops_pointer, json.dumps({"key": config_key(config)}))
+    return result
 
 
-def latest_crops(workspace: Workspace) -> tuple[Path, imaging.PreprocessConfig, pd.DataFrame] | None:
-    """The crops made last (folder, parameters, index), or None when there are none."""
-    pointer = workspace.root / CROPS_DIR / LATEST_JSON
+@dataclass(frozen=True)
+class CropSet:
+    """A crop set on disk: its folder, the parameters that made it and its index."""
+
+    folder: Path
+    config: imaging.PreprocessConfig
+    index: pd.DataFrame
+
+    @property
+    def key(self) -> str:
+        return self.folder.name
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.index[self.index["status"] == "ok"]
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.index[self.index["status"] != "ok"]
+
+
+def read_crop_set(folder: Path) -> CropSet:
+    """A crop set's parameters and index; a damaged ``params.json`` or ``index.csv`` is named."""
+    folder = Path(folder)
+    params_path = folder / PARAMS_JSON
+    try:
+        params = json.loads(params_path.read_text(encoding="utf-8"))
+        config = imaging.PreprocessConfig.from_dict(params["config"], source=str(params_path))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CrcInputError(f"{params_path} is damaged ({exc}); run preprocessing again.") from exc
+    return CropSet(folder, config, _read_index(folder))
+
+
+def latest_crops(workspace: Workspace) -> CropSet | None:
+    """The crop set in use (named by ``crops/latest.json``), or None when there is none."""
+    workspace = Workspace.of(workspace)
+    pointer = workspace.crops_pointer
     if not pointer.exists():
         return None
     try:
-        folder = workspace.root / CROPS_DIR / json.loads(pointer.read_text())["key"]
-        params = json.loads((folder / PARAMS_JSON).read_text())
-        index = pd.read_csv(folder / INDEX_CSV, dtype={"patient_id": str}, keep_default_na=False)
-    except (OSError, ValueError, KeyError) as exc:
-        raise CrcInputError(f"The crops in {pointer.parent} are damaged ({exc}); run preprocessing again.") from exc
-    return folder, imaging.PreprocessConfig(**params["config"]), index
+        key = json.loads(pointer.read_text(encoding="utf-8"))["key"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CrcInputError(f"{pointer} is damaged ({exc}); run preprocessing again.") from exc
+    return read_crop_set(workspace.crops_dir / str(key))
 
 
 def load_crop(folder: Path, row: dict) -> imaging.CaseCrop | None:

@@ -2,8 +2,10 @@
 ROIs, and per-feature ICC(2,1) with a paired Wilcoxon test (the paper's inter-observer check).
 
 Writes ``<workspace>/agreement/``: ``masks.csv`` (per patient), ``features_r1.csv`` and
-``features_r2.csv`` (per patient × feature), ``features.csv`` (per feature: ICC, CI, p), each
-atomically. One volume per worker process, on all cores.
+``features_r2.csv`` (per patient × feature), ``features.csv`` (per feature: ICC, CI, p),
+``summary.json`` and ``config.json``. The folder is built aside and swapped in whole, so a run
+without features leaves no feature table of an earlier run behind. One volume per worker process,
+on all cores.
 """
 
 from __future__ import annotations
@@ -17,12 +19,29 @@ import pandas as pd
 import SimpleITK as sitk
 
 from crc_core import agreement, imaging
+from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
 from crc_core.parallel import Progress, map_in_workers
 from crc_core.preprocess import read_manifest
-from crc_core.workspace import Workspace, atomic_write_csv, atomic_write_text
+from crc_core.workspace import Workspace, atomic_write_csv, atomic_write_text, replace_folder
 
-AGREEMENT_DIR = "agreement"
+MASKS_CSV, FEATURES_CSV, SUMMARY_JSON, CONFIG_JSON = "masks.csv", "features.csv", "summary.json", "config.json"
+MASK_COLUMNS = ["patient_id", "status", "message", "dice", "hd95_mm", "volume_r1_ml", "volume_r2_ml"]
+
+
+@dataclass(frozen=True)
+class AgreementConfig(JsonConfig):
+    """What the reader study computes: PyRadiomics features as well as Dice and HD95 (default),
+    and which label value of the masks is the tumour (``None``: the masks' single label)."""
+
+    with_features: bool = True
+    label: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.with_features, bool):
+            raise CrcInputError(f"with_features must be true or false; got {self.with_features!r}.")
+        if self.label is not None and (isinstance(self.label, bool) or not isinstance(self.label, int) or self.label < 1):
+            raise CrcInputError(f"The tumour label must be a whole number 1 or more; got {self.label!r}.")
 
 
 @dataclass(frozen=True)
@@ -34,6 +53,8 @@ class ReaderStudyResult:
 
     def summary(self) -> str:
         ok = self.masks[self.masks["status"] == "ok"]
+        if ok.empty:
+            return f"None of the {len(self.masks)} patients with two readers could be compared ({self.seconds:.1f} s)."
         text = (f"{len(ok)} of {len(self.masks)} patients with two readers: median Dice {ok['dice'].median():.3f}, "
                 f"median HD95 {ok['hd95_mm'].median():.1f} mm")
         if self.features is not None and len(self.features):
@@ -76,16 +97,17 @@ def radiomics_available() -> bool:
 
 def reader_agreement(
     workspace: Workspace | Path,
+    config: AgreementConfig | None = None,
     *,
-    with_features: bool = True,
     workers: int | None = None,
     patients: list[str] | None = None,
-    label: int | None = None,
     progress: Progress | None = None,
 ) -> ReaderStudyResult:
     """Agreement of the two readers' masks (``mask`` and ``mask_r2`` in manifest.csv)."""
     started = time.perf_counter()
-    workspace = workspace if isinstance(workspace, Workspace) else Workspace(Path(workspace))
+    config = config or AgreementConfig()
+    with_features, label = config.with_features, config.label
+    workspace = Workspace.of(workspace)
     manifest = read_manifest(workspace)
     if "mask_r2" not in manifest.columns or not manifest["mask_r2"].astype(bool).any():
         raise CrcInputError("manifest.csv lists no second reader's masks (column mask_r2); there is nothing to compare.")
@@ -101,30 +123,46 @@ def reader_agreement(
     rows.sort(key=lambda r: order[r["patient_id"]])
     features_r1 = {r["patient_id"]: r.pop("features_r1") for r in rows if "features_r1" in r}
     features_r2 = {r["patient_id"]: r.pop("features_r2") for r in rows if "features_r2" in r}
-    masks = pd.DataFrame(rows).reindex(columns=["patient_id", "status", "message", "dice", "hd95_mm", "volume_r1_ml", "volume_r2_ml"])
-    folder = workspace.root / AGREEMENT_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    masks = pd.DataFrame(rows).reindex(columns=MASK_COLUMNS)
     features = None
+    tables: dict[str, pd.DataFrame] = {MASKS_CSV: masks}
     if features_r1:
         table_r1 = pd.DataFrame.from_dict(features_r1, orient="index").rename_axis("patient_id")
         table_r2 = pd.DataFrame.from_dict(features_r2, orient="index").rename_axis("patient_id")
-        atomic_write_csv(folder / "features_r1.csv", table_r1.reset_index())
-        atomic_write_csv(folder / "features_r2.csv", table_r2.reset_index())
+        tables["features_r1.csv"] = table_r1.reset_index()
+        tables["features_r2.csv"] = table_r2.reset_index()
         if len(table_r1) >= 2:
             features = agreement.feature_agreement(table_r1, table_r2)
-            atomic_write_csv(folder / "features.csv", features)
-    atomic_write_csv(folder / "masks.csv", masks)
+            tables[FEATURES_CSV] = features
     result = ReaderStudyResult(masks, features, time.perf_counter() - started, note)
-    atomic_write_text(folder / "summary.json", json.dumps({"summary": result.summary()}))
+
+    def write(folder: Path) -> None:
+        for name, table in tables.items():
+            atomic_write_csv(folder / name, table)
+        atomic_write_text(folder / SUMMARY_JSON, json.dumps({"summary": result.summary()}))
+        config.save(folder / CONFIG_JSON)
+
+    replace_folder(workspace.agreement_dir, write)
     return result
 
 
 def read_reader_study(workspace: Workspace) -> tuple[pd.DataFrame, pd.DataFrame | None, str] | None:
-    """The saved masks table, feature table (or None) and summary, or None when not computed."""
-    folder = workspace.root / AGREEMENT_DIR
-    if not (folder / "masks.csv").exists():
+    """The saved masks table, feature table (or None) and summary, or None when not computed.
+    Damaged files are named, with what to do."""
+    folder = Workspace.of(workspace).agreement_dir
+    if not (folder / MASKS_CSV).exists():
         return None
-    masks = pd.read_csv(folder / "masks.csv", dtype={"patient_id": str}, keep_default_na=False, na_values=[""])
-    features = pd.read_csv(folder / "features.csv") if (folder / "features.csv").exists() else None
-    summary = json.loads((folder / "summary.json").read_text())["summary"] if (folder / "summary.json").exists() else ""
+    try:
+        masks = pd.read_csv(folder / MASKS_CSV, dtype={"patient_id": str}, keep_default_na=False, na_values=[""])
+        missing = [c for c in MASK_COLUMNS if c not in masks.columns]
+        if missing:
+            raise ValueError(f"no column(s) {', '.join(missing)}")
+        features = pd.read_csv(folder / FEATURES_CSV) if (folder / FEATURES_CSV).exists() else None
+        if features is not None and "icc" not in features.columns:
+            raise ValueError(f"{FEATURES_CSV} has no 'icc' column")
+        summary = json.loads((folder / SUMMARY_JSON).read_text())["summary"] if (folder / SUMMARY_JSON).exists() else ""
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CrcInputError(
+            f"The reader agreement in {folder} is damaged ({exc}). Compute it again, or delete the folder."
+        ) from exc
     return masks, features, summary

@@ -18,15 +18,16 @@ import json
 import os
 import shutil
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
+from crc_core.parallel import map_in_workers
 from crc_core.splits import SplitConfig, make_split
 from crc_core.workspace import (
     Workspace,
@@ -37,7 +38,6 @@ from crc_core.workspace import (
 
 Progress = Callable[[int, int], None]
 
-SAMPLE_JSON = "sample.json"
 IMAGES_DIR = "images"
 MASKS_DIR = "masks"
 
@@ -82,7 +82,7 @@ MARKERS = ("cd3_ca", "cd3_im", "cd8_ca", "cd8_im")
 
 
 @dataclass(frozen=True)
-class SampleConfig:
+class SampleConfig(JsonConfig):
     """What sample cohort to build. Defaults give the paper's 315 patients, 220 / 95."""
 
     n_patients: int = 315
@@ -297,31 +297,27 @@ def render_images(
     (root / MASKS_DIR).mkdir(parents=True, exist_ok=True)
     records = traits.assign(index=range(len(traits))).to_dict("records")
     tasks = [(config.seed, record, str(root)) for record in records]
-    workers = config.workers or _default_workers()
-    total = len(tasks)
-    if workers == 1:
-        for done, task in enumerate(tasks, start=1):
-            _render_patient(task)
-            if progress:
-                progress(done, total)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for done, _ in enumerate(pool.map(_render_patient, tasks, chunksize=4), start=1):
-            if progress:
-                progress(done, total)
+    map_in_workers(_render_patient, tasks, workers=config.workers or _default_workers(), progress=progress)
 
 
 def build_sample_workspace(
-    root: Path | str, config: SampleConfig | None = None, progress: Progress | None = None
+    root: Path | str, config: SampleConfig | None = None, progress: Progress | None = None, *, replace: bool = False
 ) -> Workspace:
     """Write the sample cohort into ``root`` and return its :class:`Workspace`.
 
     Writes ``clinical.csv``, ``pathology.csv``, ``manifest.csv`` (when images are made),
     ``images/``, ``masks/`` and ``sample.json`` (the config). Images are rendered in a scratch
     folder beside ``root`` and moved in only when all are done, so an interrupted build leaves no
-    half-filled folder. An existing sample in ``root`` is replaced; other files are kept.
+    half-filled folder. An existing sample in ``root`` is replaced; a user's own cohort there is
+    refused unless ``replace``. What was derived from earlier tables (split, labels, ...) is removed.
     """
     config = config or SampleConfig()
+    target = Workspace(Path(root))
+    if target.holds_cohort() and not target.is_sample and not replace:
+        raise CrcInputError(
+            f"{target.root} holds a cohort that is not the sample; building the sample there would replace "
+            "its tables. Choose an empty folder, or confirm with --replace."
+        )
     root = ensure_writable_dir(Path(root))
     tables = generate_tables(config)
     workspace = Workspace(root)
@@ -340,9 +336,8 @@ def build_sample_workspace(
         if progress:
             progress(1, 1)
     # Derived files from an earlier cohort would silently mismatch the new one.
-    for stale in (workspace.labels_csv, root / "split.csv", root / "split.json"):
-        stale.unlink(missing_ok=True)
+    workspace.remove_derived()
     atomic_write_csv(workspace.pathology_csv, tables.pathology)
     atomic_write_csv(workspace.clinical_csv, tables.clinical)
-    atomic_write_text(root / SAMPLE_JSON, json.dumps({"generator": "crc_core.sample", **asdict(config)}, indent=2))
+    atomic_write_text(workspace.sample_json, json.dumps({"generator": "crc_core.sample", **config.to_dict()}, indent=2))
     return workspace

@@ -1,27 +1,29 @@
 """Training/validation splits of a cohort: seeded random (the paper's 7:3, 315 → 220/95), taken from
-a column, k-fold cross-validation, or an external cohort by centre. Input is the joined cohort from
-``crc_core.cohort``; output is ``split.csv`` + ``split.json`` in the workspace.
+a column, k-fold cross-validation, or an external cohort by centre; and the one reader of the split
+every step uses.
+
+Input is a cohort table with ``patient_id``; output is ``split.csv`` + ``split.json`` in the
+workspace. Where no split was saved, the clinical table's own ``split`` column is the split.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
+from crc_core.tables import PATIENT_ID, listing, patient_ids
 from crc_core.workspace import Workspace, atomic_write_csv, atomic_write_text
 
-SPLIT_CSV = "split.csv"
-SPLIT_JSON = "split.json"
-
-PATIENT_ID = "patient_id"
 TRAIN, VALIDATION, EXTERNAL = "train", "validation", "external"
 SPLIT_VALUES = (TRAIN, VALIDATION, EXTERNAL)
+SPLIT_COLUMN = "split"
+FOLD_COLUMN = "fold"
 METHODS = ("random", "column", "kfold", "external")
 ALLOWED_FOLDS = (5, 10)
 
@@ -34,12 +36,13 @@ SPLIT_ALIASES = {
     "valid": VALIDATION,
     "val": VALIDATION,
     "test": VALIDATION,
+    "testing": VALIDATION,
     "external": EXTERNAL,
 }
 
 
 @dataclass(frozen=True)
-class SplitConfig:
+class SplitConfig(JsonConfig):
     """How to split the cohort. Defaults are the paper's: seeded random 7:3.
 
     - ``random``: ``round(n × train_fraction)`` patients to ``train``, the rest ``validation``;
@@ -89,34 +92,9 @@ class SplitConfig:
         object.__setattr__(self, "train_fraction", float(fraction))
         object.__setattr__(self, "seed", int(self.seed))
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, ensure_ascii=False)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "SplitConfig":
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        if "external_centres" in known:
-            known["external_centres"] = tuple(known["external_centres"])
-        return cls(**known)
-
-
-def _patient_ids(table: pd.DataFrame) -> pd.Series:
-    if PATIENT_ID not in table.columns:
-        raise CrcInputError(
-            f"The cohort has no '{PATIENT_ID}' column (columns: {', '.join(map(str, table.columns))}). "
-            "Map the ID column on the Cohort page first."
-        )
-    ids = table[PATIENT_ID].map(lambda v: str(v).strip() if pd.notna(v) else "")
-    repeated = sorted(set(ids[ids.duplicated()]))
-    if repeated:
-        raise CrcInputError(
-            f"Duplicate patient IDs in the cohort: {', '.join(repeated[:10])}. Each patient must appear once."
-        )
-    if len(ids) == 0:
-        raise CrcInputError(
-            "The cohort has no patients to split. Load the clinical and pathology tables first."
-        )
-    return ids.reset_index(drop=True)
+# ---------------------------------------------------------------------------------------------
+# Making a split
 
 
 def _strata(table: pd.DataFrame, column: str, ids: pd.Series, min_members: int) -> np.ndarray:
@@ -129,8 +107,8 @@ def _strata(table: pd.DataFrame, column: str, ids: pd.Series, min_members: int) 
     missing = ids[values.isna().to_numpy()].tolist()
     if missing:
         raise CrcInputError(
-            f"Cannot stratify by {column!r}: it is missing for patient(s) {', '.join(missing[:10])}"
-            f"{' ...' if len(missing) > 10 else ''}. Fill these in or stratify by another column."
+            f"Cannot stratify by {column!r}: it is missing for patient(s) {listing(missing, 10)}. "
+            "Fill these in or stratify by another column."
         )
     labels = values.astype(str).str.strip().to_numpy()
     counts = pd.Series(labels).value_counts()
@@ -163,9 +141,8 @@ def _random_split(table: pd.DataFrame, ids: pd.Series, config: SplitConfig) -> n
                 f"Cannot stratify by {config.stratify_by!r}: its {n_classes} classes do not fit into "
                 f"{n_train} training / {n_validation} validation patients. Do not stratify or change the fraction."
             )
-    positions = np.arange(n_patients)
     train_positions, _ = train_test_split(
-        positions,
+        np.arange(n_patients),
         train_size=n_train,
         test_size=n_validation,
         random_state=config.seed,
@@ -177,28 +154,33 @@ def _random_split(table: pd.DataFrame, ids: pd.Series, config: SplitConfig) -> n
     return split
 
 
-def _column_split(table: pd.DataFrame, config: SplitConfig) -> np.ndarray:
-    column = config.column
-    if column not in table.columns:
-        raise CrcInputError(
-            f"There is no split column {column!r}. Columns: {', '.join(map(str, table.columns))}."
-        )
-    raw = table[column].reset_index(drop=True)
+def split_values(values: pd.Series, *, what: str) -> np.ndarray:
+    """A column of split names in any accepted spelling (see :data:`SPLIT_ALIASES`) as
+    ``train``/``validation``/``external``; refuses values it cannot read, listing each once."""
+    raw = values.reset_index(drop=True)
     keys = raw.map(lambda v: str(v).strip().lower() if pd.notna(v) else "")
     mapped = keys.map(SPLIT_ALIASES)
-    unknown = sorted({str(v) for v, m in zip(raw, mapped) if pd.isna(m)}, key=str)
-    if unknown:
-        found = sorted({str(v) for v in raw}, key=str)
+    if mapped.isna().any():
+        counts = raw.fillna("(empty)").astype(str).value_counts(sort=False)
+        readable = {str(v) for v, m in zip(raw.fillna("(empty)").astype(str), mapped) if pd.notna(m)}
+        described = ", ".join(
+            f"{value!r} ({count})" + ("" if value in readable else " ✗") for value, count in counts.items()
+        )
         raise CrcInputError(
-            f"The split column {column!r} holds {', '.join(repr(v) for v in found)}; "
-            f"{', '.join(repr(v) for v in unknown)} cannot be read. Map each value to 'train', 'validation' "
-            "(or 'external'), e.g. recode 1 → train and 2 → validation, and fill in empty cells."
+            f"{what} holds {described}; the values marked ✗ are not train, validation or external. "
+            "Recode them (e.g. 1 → train, 2 → validation) and fill in empty cells, or choose another split method."
         )
     if not (mapped == TRAIN).any():
-        raise CrcInputError(
-            f"The split column {column!r} puts no patient in 'train'. Map at least one value to 'train'."
-        )
+        raise CrcInputError(f"{what} puts no patient in 'train'. Map at least one value to 'train'.")
     return mapped.to_numpy(dtype=object)
+
+
+def _column_split(table: pd.DataFrame, config: SplitConfig) -> np.ndarray:
+    if config.column not in table.columns:
+        raise CrcInputError(
+            f"There is no split column {config.column!r}. Columns: {', '.join(map(str, table.columns))}."
+        )
+    return split_values(table[config.column], what=f"The split column {config.column!r}")
 
 
 def _kfold(table: pd.DataFrame, ids: pd.Series, config: SplitConfig) -> np.ndarray:
@@ -213,40 +195,12 @@ def _kfold(table: pd.DataFrame, ids: pd.Series, config: SplitConfig) -> np.ndarr
     fold = np.empty(n_patients, dtype=int)
     if config.stratify_by:
         strata = _strata(table, config.stratify_by, ids, n_folds)
-        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=config.seed)
-        folds = splitter.split(positions, strata)
+        folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=config.seed).split(positions, strata)
     else:
         folds = KFold(n_splits=n_folds, shuffle=True, random_state=config.seed).split(positions)
     for index, (_, held_out) in enumerate(folds):
         fold[held_out] = index
     return fold
-
-
-def make_split(table: pd.DataFrame, config: SplitConfig | None = None) -> pd.DataFrame:
-    """Assign every patient of ``table`` (which has ``patient_id``) to ``train``/``validation``
-    (or ``external``), in the table's row order. Deterministic for a seed: the random split is
-    scikit-learn's ``train_test_split(random_state=seed, stratify=...)`` with
-    ``train_size = round(n × train_fraction)``; k-fold uses ``KFold``/``StratifiedKFold`` with
-    ``shuffle=True, random_state=seed`` and adds a ``fold`` column.
-
-    >>> cohort = pd.DataFrame({"patient_id": [f"P{i:03d}" for i in range(315)]})
-    >>> make_split(cohort)["split"].value_counts().to_dict()
-    {'train': 220, 'validation': 95}
-    """
-    config = config or SplitConfig()
-    ids = _patient_ids(table)
-    frame = table.reset_index(drop=True)
-    result = pd.DataFrame({PATIENT_ID: ids})
-    if config.method == "random":
-        result["split"] = _random_split(frame, ids, config)
-    elif config.method == "column":
-        result["split"] = _column_split(frame, config)
-    elif config.method == "kfold":
-        result["split"] = TRAIN
-        result["fold"] = _kfold(frame, ids, config)
-    else:
-        result["split"] = _external_split(frame, ids, config)
-    return result
 
 
 def _external_split(table: pd.DataFrame, ids: pd.Series, config: SplitConfig) -> np.ndarray:
@@ -259,7 +213,7 @@ def _external_split(table: pd.DataFrame, ids: pd.Series, config: SplitConfig) ->
     missing = ids[(centres == "").to_numpy()].tolist()
     if missing:
         raise CrcInputError(
-            f"The centre column {column!r} is empty for patient(s) {', '.join(missing[:10])}. Fill in each patient's centre."
+            f"The centre column {column!r} is empty for patient(s) {listing(missing, 10)}. Fill in each patient's centre."
         )
     found = sorted(set(centres))
     absent = [c for c in config.external_centres if c not in found]
@@ -282,98 +236,187 @@ def _external_split(table: pd.DataFrame, ids: pd.Series, config: SplitConfig) ->
     return split
 
 
+def make_split(table: pd.DataFrame, config: SplitConfig | None = None) -> pd.DataFrame:
+    """Assign every patient of ``table`` (which has ``patient_id``) to ``train``/``validation``
+    (or ``external``), in the table's row order. Deterministic for a seed: the random split is
+    scikit-learn's ``train_test_split(random_state=seed, stratify=...)`` with
+    ``train_size = round(n × train_fraction)``; k-fold uses ``KFold``/``StratifiedKFold`` with
+    ``shuffle=True, random_state=seed`` and adds a ``fold`` column.
+
+    >>> cohort = pd.DataFrame({"patient_id": [f"P{i:03d}" for i in range(315)]})
+    >>> make_split(cohort)["split"].value_counts().to_dict()
+    {'train': 220, 'validation': 95}
+    """
+    config = config or SplitConfig()
+    if len(table) == 0:
+        raise CrcInputError("The cohort has no patients to split. Load the clinical and pathology tables first.")
+    ids = patient_ids(table, what="The cohort")
+    frame = table.reset_index(drop=True)
+    result = pd.DataFrame({PATIENT_ID: ids})
+    if config.method == "random":
+        result[SPLIT_COLUMN] = _random_split(frame, ids, config)
+    elif config.method == "column":
+        result[SPLIT_COLUMN] = _column_split(frame, config)
+    elif config.method == "kfold":
+        result[SPLIT_COLUMN] = TRAIN
+        result[FOLD_COLUMN] = _kfold(frame, ids, config)
+    else:
+        result[SPLIT_COLUMN] = _external_split(frame, ids, config)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Counting and describing
+
+
 def split_counts(split_table: pd.DataFrame) -> dict[str, int]:
-    """Patients per split, in train/validation/external order (for messages and split.json)."""
-    counts = split_table["split"].value_counts()
+    """Patients per split, in train/validation/external order."""
+    counts = split_table[SPLIT_COLUMN].value_counts()
     return {name: int(counts[name]) for name in SPLIT_VALUES if name in counts}
+
+
+def n_folds(split_table: pd.DataFrame) -> int:
+    if FOLD_COLUMN not in split_table.columns:
+        return 0
+    return int(split_table[FOLD_COLUMN].dropna().nunique())
+
+
+def describe_counts(counts: dict[str, int], folds: int = 0) -> str:
+    """``220 train / 95 validation``, or ``40 train in 5 folds`` after k-fold."""
+    parts = " / ".join(f"{count} {name}" for name, count in counts.items())
+    if folds:
+        parts += f" in {folds} folds"
+    return parts or "no split yet"
 
 
 def describe_split(split_table: pd.DataFrame) -> str:
     """One line for the CLI and the page, e.g. ``315 patients: 220 train / 95 validation``."""
-    parts = " / ".join(f"{count} {name}" for name, count in split_counts(split_table).items())
-    text = f"{len(split_table)} patients: {parts}"
-    if "fold" in split_table.columns:
-        sizes = split_table["fold"].value_counts().sort_index()
+    text = f"{len(split_table)} patients: {describe_counts(split_counts(split_table))}"
+    if FOLD_COLUMN in split_table.columns:
+        sizes = split_table[FOLD_COLUMN].value_counts().sort_index()
         text += f"; {len(sizes)} folds of {', '.join(str(int(v)) for v in sizes)}"
     return text
 
 
-def _check_split_table(split_table: pd.DataFrame) -> None:
-    for column in (PATIENT_ID, "split"):
+# ---------------------------------------------------------------------------------------------
+# Saving and reading
+
+
+def _check_split_table(split_table: pd.DataFrame, what: str) -> pd.DataFrame:
+    for column in (PATIENT_ID, SPLIT_COLUMN):
         if column not in split_table.columns:
-            raise CrcInputError(f"The split table has no {column!r} column; make it with make_split.")
-    _patient_ids(split_table)
-    odd = sorted(set(split_table["split"].astype(str)) - set(SPLIT_VALUES))
+            raise CrcInputError(f"{what} has no {column!r} column; make the split again on the Cohort page.")
+    checked = split_table.copy()
+    checked[PATIENT_ID] = patient_ids(split_table, what=what)
+    odd = sorted(set(checked[SPLIT_COLUMN].astype(str)) - set(SPLIT_VALUES))
     if odd:
         raise CrcInputError(
-            f"The split table holds {', '.join(map(repr, odd))}; only {', '.join(SPLIT_VALUES)} are allowed."
+            f"{what} holds {', '.join(map(repr, odd))}; only {', '.join(SPLIT_VALUES)} are allowed. "
+            "Make the split again on the Cohort page."
         )
+    return checked
 
 
-def save_split(workspace: Workspace, split_table: pd.DataFrame, config: SplitConfig) -> tuple[Path, Path]:
+def save_split(workspace: Workspace, split_table: pd.DataFrame, config: SplitConfig) -> tuple[Any, Any]:
     """Write ``split.csv`` (patient_id, split[, fold]) and ``split.json`` (the config and the
     counts), each atomically; checks the table first so a refused split leaves the old one."""
-    workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    _check_split_table(split_table)
-    columns = [c for c in (PATIENT_ID, "split", "fold") if c in split_table.columns]
+    workspace = Workspace.of(workspace)
+    _check_split_table(split_table, "The split table")
+    columns = [c for c in (PATIENT_ID, SPLIT_COLUMN, FOLD_COLUMN) if c in split_table.columns]
     meta = {
-        "config": asdict(config),
+        "config": config.to_dict(),
+        "fingerprint": config.fingerprint(),
         "counts": split_counts(split_table),
+        "n_folds": n_folds(split_table),
         "n_patients": int(len(split_table)),
     }
-    csv_path = atomic_write_csv(workspace.root / SPLIT_CSV, split_table[columns])
-    json_path = atomic_write_text(
-        workspace.root / SPLIT_JSON, json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
-    )
+    csv_path = atomic_write_csv(workspace.split_csv, split_table[columns])
+    json_path = atomic_write_text(workspace.split_json, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return csv_path, json_path
 
 
-def load_split(workspace: Workspace) -> tuple[pd.DataFrame, SplitConfig] | None:
-    """The saved split and its config, or ``None`` when none was saved."""
-    workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    csv_path, json_path = workspace.root / SPLIT_CSV, workspace.root / SPLIT_JSON
-    if not csv_path.exists() or not json_path.exists():
+@dataclass(frozen=True)
+class SavedSplit:
+    """The split every step uses: ``table`` (patient_id, split[, fold]), the config that made it
+    (None for a split taken from the clinical table) and where it came from, in words."""
+
+    table: pd.DataFrame
+    config: SplitConfig | None
+    source: str
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return split_counts(self.table)
+
+    @property
+    def n_folds(self) -> int:
+        return n_folds(self.table)
+
+    def describe(self) -> str:
+        return describe_counts(self.counts, self.n_folds)
+
+
+def read_split(workspace: Workspace) -> SavedSplit | None:
+    """The one reader of the split: ``split.csv`` with ``split.json`` when saved, else the clinical
+    table's ``split`` column (any spelling of :data:`SPLIT_ALIASES`), else ``None``. A damaged
+    split file is named, with what to do."""
+    workspace = Workspace.of(workspace)
+    csv_path, json_path = workspace.split_csv, workspace.split_json
+    if csv_path.exists():
+        from crc_core.tables import read_table
+
+        try:
+            table = read_table(csv_path).table
+            meta = json.loads(json_path.read_text(encoding="utf-8")) if json_path.exists() else {}
+            config = SplitConfig.from_dict(meta["config"], source=str(json_path)) if meta else None
+        except (CrcInputError, ValueError, KeyError, TypeError) as exc:
+            raise CrcInputError(
+                f"The saved split ({csv_path.name}, {json_path.name}) in {workspace.root} is damaged ({exc}). "
+                "Make the split again on the Cohort page, or delete both files."
+            ) from exc
+        table = _check_split_table(table, str(csv_path))
+        if FOLD_COLUMN in table.columns:
+            table[FOLD_COLUMN] = pd.to_numeric(table[FOLD_COLUMN], errors="coerce").astype("Int64")
+        return SavedSplit(table.reset_index(drop=True), config, csv_path.name)
+    if not workspace.clinical_csv.exists():
         return None
-    try:
-        table = pd.read_csv(csv_path, dtype={PATIENT_ID: str, "split": str})
-        meta = json.loads(json_path.read_text(encoding="utf-8"))
-        config = SplitConfig.from_dict(meta["config"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CrcInputError(f"{csv_path} or {json_path} is damaged ({exc}). Make the split again.") from exc
-    _check_split_table(table)
-    return table, config
+    clinical = workspace.read_clinical()
+    if SPLIT_COLUMN not in clinical.columns:
+        return None
+    values = split_values(clinical[SPLIT_COLUMN], what=f"The {SPLIT_COLUMN!r} column of {workspace.clinical_csv}")
+    table = pd.DataFrame({PATIENT_ID: clinical[PATIENT_ID].to_numpy(), SPLIT_COLUMN: values})
+    return SavedSplit(table, None, f"the '{SPLIT_COLUMN}' column of {workspace.clinical_csv.name}")
 
 
-def split_workspace(workspace: Workspace, config: SplitConfig | None = None) -> pd.DataFrame:
-    """Split a workspace's cohort and save it: what ``crc-time split`` runs."""
-    from crc_core.cohort import load_workspace_cohort
-
-    config = config or SplitConfig()
-    workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    cohort = load_workspace_cohort(workspace)
-    split_table = make_split(cohort, config)
-    save_split(workspace, split_table, config)
-    return split_table
-
-
-def config_from_cli(
-    fraction: float = 0.7, seed: int = 0, stratify: str | None = None, kfold: int | None = None
-) -> SplitConfig:
-    """The :class:`SplitConfig` for ``crc-time split [--fraction] [--seed] [--stratify] [--kfold]``."""
-    if kfold:
-        return SplitConfig(
-            method="kfold", n_folds=kfold, seed=seed, stratify_by=stratify, train_fraction=fraction
+def align_split(split: pd.DataFrame, ids: Sequence[str], *, what: str) -> tuple[list[str], list[str]]:
+    """Each of ``ids``' split (as saved: train/validation/external), and warnings for patients of
+    the split that are not among ``ids``. Refuses patients of ``ids`` that have no split, naming
+    them and ``what`` holds them."""
+    split_ids = patient_ids(split, what="The split table")
+    if SPLIT_COLUMN not in split.columns:
+        raise CrcInputError(
+            f"The split table has no {SPLIT_COLUMN!r} column. Its columns are: "
+            f"{', '.join(map(str, split.columns))}. Make the split on the Cohort page first."
         )
-    return SplitConfig(method="random", train_fraction=fraction, seed=seed, stratify_by=stratify)
+    lookup = {p: ("" if pd.isna(v) else str(v).strip().lower()) for p, v in zip(split_ids, split[SPLIT_COLUMN])}
+    absent = [p for p in ids if not lookup.get(p)]
+    if absent:
+        raise CrcInputError(
+            f"{len(absent)} patient(s) of {what} have no split: {listing(absent)}. "
+            f"Assign them to train or validation on the Cohort page, or remove them from {what}."
+        )
+    extra = sorted(set(split_ids) - set(ids))
+    warnings = [f"{len(extra)} patient(s) in the split are not in {what}: {listing(extra)}."] if extra else []
+    return [lookup[p] for p in ids], warnings
 
 
 __all__: Sequence[str] = (
     "SplitConfig",
+    "SavedSplit",
     "make_split",
     "save_split",
-    "load_split",
-    "split_workspace",
+    "read_split",
+    "align_split",
     "split_counts",
     "describe_split",
-    "config_from_cli",
 )

@@ -7,15 +7,22 @@ with the arguments named below):
   sample SD (n − 1); the p value follows Dallal & Wilkinson (1986) and, as SPSS, is reported as
   0.200 — a lower bound of the true significance — when larger. Shapiro-Wilk (Royston, as SPSS and
   R's ``shapiro.test``) is selectable. A variable is "normal" when p ≥ alpha in *both* groups.
-* Normal: mean ± SD (n − 1) and the independent-samples t-test; Student's t when Levene's test
-  (centred on the mean, as SPSS; R ``car::leveneTest(center = mean)``) has p ≥ alpha, else Welch.
-* Not normal: median (Q1, Q3) with SPSS's default HAVERAGE percentiles (R ``quantile(type = 6)``)
-  and the Mann-Whitney U test reported as Z: the normal approximation with the tie correction and
-  no continuity correction, computed from the smaller U, so Z ≤ 0 (as SPSS; R
+* The paper's rule (its Methods: "an independent samples t-test was used for data with a normal
+  distribution and equal variance, while a Mann-Whitney U test was utilized for those with skewed
+  distributions or unequal variance"): normal in both groups and Levene's test (centred on the
+  mean, as SPSS; R ``car::leveneTest(center = mean)``) p ≥ alpha → mean ± SD (n − 1) with
+  Student's t (R ``t.test(var.equal = TRUE)``); otherwise median (Q1, Q3) with the Mann-Whitney U
+  test. Welch's t for normal data with unequal variances (R ``t.test(var.equal = FALSE)``) is an
+  option, named as such.
+* Median (Q1, Q3) with SPSS's default HAVERAGE percentiles (R ``quantile(type = 6)``); the
+  Mann-Whitney U test reported as Z: the normal approximation with the tie correction and no
+  continuity correction, computed from the smaller U, so Z ≤ 0 (as SPSS; R
   ``wilcox.test(exact = FALSE, correct = FALSE)`` gives the same p).
-* Categorical: n (%) per level (column percentages); Pearson's χ² without continuity correction
-  (R ``chisq.test(correct = FALSE)``); Fisher's exact test (two-sided) for a 2×2 table with an
-  expected count below 5.
+* Categorical and ordinal: n (%) per level (column percentages); Pearson's χ² without continuity
+  correction (R ``chisq.test(correct = FALSE)``), kept for sparse tables larger than 2×2 (as SPSS
+  and the paper's pT row) with an "interpret with care" note; Fisher's exact test (two-sided, R
+  ``fisher.test``) for a 2×2 table with an expected count below 5.
+* P values as the paper prints them (0.166, < 0.001) or as SPSS does (.166, .000).
 * Missing values are left out per variable and counted; standardised mean differences (SMD) use
   the pooled SD of the two groups (continuous), and for categorical variables the multinomial
   form of Yang & Dalton (2012), as R ``tableone``.
@@ -25,16 +32,19 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
+from crc_core.splits import SPLIT_ALIASES, SPLIT_VALUES
+from crc_core.variables import CONTINUOUS, detect_variable_type
 
-CONTINUOUS, CATEGORICAL = "continuous", "categorical"
+CATEGORICAL = "categorical"
 
 T_STUDENT = "Student's t-test"
 T_WELCH = "Welch's t-test"
@@ -43,16 +53,19 @@ CHI_SQUARE = "Pearson χ²"
 FISHER = "Fisher's exact"
 NO_TEST = "none"
 
-#: Footnote marks, as the paper's Table 1: 1 t-test, 2 Mann-Whitney U, 3 χ²; 4 Fisher (ours).
-FOOTNOTE_MARKS = {T_STUDENT: "1", T_WELCH: "1", MANN_WHITNEY: "2", CHI_SQUARE: "3", FISHER: "4"}
+#: Footnote marks, as the paper's Table 1: 1 t-test, 2 Mann-Whitney U, 3 χ²; 4 Fisher and
+#: 5 Welch (ours); "a" marks a χ² on a sparse table.
+FOOTNOTE_MARKS = {T_STUDENT: "1", MANN_WHITNEY: "2", CHI_SQUARE: "3", FISHER: "4", T_WELCH: "5"}
+SPARSE_MARK = "a"
 FOOTNOTES = {
-    "1": "Statistical analysis performed using t-test (Student's, or Welch's when Levene's test p < 0.05).",
+    "1": "Statistical analysis performed using t-test (Student's, equal variances: Levene's test p ≥ 0.05).",
     "2": "Statistical analysis performed using Mann-Whitney U test (Z, normal approximation with tie correction).",
     "3": "Statistical analysis performed using χ² test (Pearson, no continuity correction).",
     "4": "Statistical analysis performed using Fisher's exact test (2×2 table with an expected count < 5).",
+    "5": "Statistical analysis performed using Welch's t-test (unequal variances: Levene's test p < 0.05).",
 }
 
-SUPERSCRIPTS = {"1": "¹", "2": "²", "3": "³", "4": "⁴"}
+SUPERSCRIPTS = {"1": "¹", "2": "²", "3": "³", "4": "⁴", "5": "⁵", SPARSE_MARK: "ᵃ"}
 
 #: Names a user may give to force a variable's test.
 FORCEABLE_TESTS = {
@@ -65,7 +78,8 @@ FORCEABLE_TESTS = {
 }
 
 KS_P_CAP = 0.2  # SPSS prints .200 ("lower bound of the true significance") above this
-MAX_CATEGORICAL_LEVELS = 12  # a numeric column with few distinct values is treated as categorical
+UNEQUAL_VARIANCE_TESTS = ("mann-whitney", "welch")
+P_STYLES = ("paper", "spss")
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,8 @@ class TestResult:
 
 @dataclass
 class _Row:
+    """One printed row of Table 1 while it is being built."""
+
     variable: str
     level: str
     cells: list[str]
@@ -95,6 +111,7 @@ class _Row:
     missing: int | None = None
     smd: float = math.nan
     reason: str = ""
+    sparse_cells: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,8 +212,13 @@ def chi_square_or_fisher(table: np.ndarray, force: str | None = None) -> tuple[T
     chi2, p, dof, _ = stats.chi2_contingency(table, correction=False)
     why = f"df = {dof}; minimum expected count {expected.min():.1f}"
     if small:
-        why += f"; {small} cell(s) with expected count < 5 (interpret with care)"
+        why += f"; {small} of {table.size} cells with expected count < 5 (interpret with care)"
     return TestResult(CHI_SQUARE, float(chi2), float(p)), why
+
+
+def expected_below_five(table: np.ndarray) -> int:
+    """Cells of a contingency table whose expected count is below 5 (SPSS's footnote)."""
+    return int((stats.contingency.expected_freq(np.asarray(table, dtype=float)) < 5).sum())
 
 
 def spss_quartiles(values: Sequence[float]) -> tuple[float, float, float]:
@@ -231,80 +253,112 @@ def smd_categorical(counts_a: Sequence[float], counts_b: Sequence[float]) -> flo
 
 
 @dataclass(frozen=True)
-class TableOneOptions:
-    """How :func:`table_one` decides and prints; the paper's choices are the defaults."""
+class TableOneOptions(JsonConfig):
+    """How :func:`table_one` decides and prints; the paper's choices are the defaults.
+
+    ``unequal_variance``: the test for normal data whose variances differ (Levene p < alpha):
+    ``mann-whitney`` (the paper's Methods) or ``welch``. ``p_style``: ``paper`` (0.166, < 0.001)
+    or ``spss`` (.166, .000).
+    """
 
     normality: str = "ks"  # "ks" (Kolmogorov-Smirnov, Lilliefors) or "shapiro"
     alpha: float = 0.05
     decimals: int = 2
     smd: bool = False
     force_test: Mapping[str, str] = field(default_factory=dict)
+    unequal_variance: str = "mann-whitney"
+    p_style: str = "paper"
 
     def __post_init__(self) -> None:
         if self.normality not in ("ks", "shapiro"):
             raise CrcInputError(f"Normality test must be 'ks' or 'shapiro' (got {self.normality!r}).")
         if not 0 < self.alpha < 1:
             raise CrcInputError(f"alpha must lie between 0 and 1 (got {self.alpha}).")
+        if self.unequal_variance not in UNEQUAL_VARIANCE_TESTS:
+            raise CrcInputError(
+                f"For unequal variances choose {' or '.join(UNEQUAL_VARIANCE_TESTS)} (got {self.unequal_variance!r})."
+            )
+        if self.p_style not in P_STYLES:
+            raise CrcInputError(f"P values are printed in the {' or '.join(P_STYLES)} style (got {self.p_style!r}).")
         for variable, test in self.force_test.items():
             if test not in FORCEABLE_TESTS:
                 raise CrcInputError(
                     f"Unknown test {test!r} for {variable}; choose one of {', '.join(FORCEABLE_TESTS)}."
                 )
 
+    def to_dict(self) -> dict:
+        values = super().to_dict()
+        values["force_test"] = dict(self.force_test)
+        return values
+
 
 def detect_kind(series: pd.Series) -> str:
-    """Continuous for numbers with more than a few distinct values; categorical otherwise."""
-    values = series.dropna()
-    if pd.api.types.is_bool_dtype(values):
-        return CATEGORICAL
-    if pd.api.types.is_numeric_dtype(values) and values.nunique() > MAX_CATEGORICAL_LEVELS:
-        return CONTINUOUS
-    if pd.api.types.is_numeric_dtype(values) and values.nunique() > 2 and not _looks_integer_coded(values):
-        return CONTINUOUS
-    return CATEGORICAL
+    """Continuous or categorical for Table 1, by the project's one rule
+    (:func:`crc_core.variables.detect_variable_type`; ordinal variables are compared as categorical)."""
+    return CONTINUOUS if detect_variable_type(series) == CONTINUOUS else CATEGORICAL
 
 
-def _looks_integer_coded(values: pd.Series) -> bool:
-    return bool(np.all(np.equal(np.mod(values.to_numpy(dtype=float), 1), 0)))
-
-
-def _group_order(series: pd.Series, order: Sequence | None) -> list:
+def group_order(series: pd.Series) -> list:
+    """The two (or more) groups of a column in their default order: training before validation
+    and external, whatever the spelling ("train"/"test", "Training"/"Validation"); else sorted."""
     present = list(pd.unique(series.dropna()))
-    if order is not None:
-        chosen = [g for g in order if g in present]
-        if len(chosen) != 2:
-            raise CrcInputError(f"Choose two groups that occur in the group column (found {present}).")
-        return chosen
-    preferred = ["train", "validation", "external"]
-    if set(present) <= set(preferred):
-        present.sort(key=preferred.index)
-    else:
-        try:
-            present.sort()
-        except TypeError:
-            present.sort(key=str)
-    return present
+    roles = [SPLIT_ALIASES.get(str(g).strip().lower()) for g in present]
+    if all(roles) and len(set(roles)) == len(roles):
+        return [g for _, g in sorted(zip(roles, present), key=lambda pair: SPLIT_VALUES.index(pair[0]))]
+    try:
+        return sorted(present)
+    except TypeError:
+        return sorted(present, key=str)
+
+
+def _chosen_groups(series: pd.Series, group: str, groups: Sequence | None) -> list:
+    present = list(pd.unique(series.dropna()))
+    if groups is None:
+        if len(present) != 2:
+            found = ", ".join(f"{g} ({int((series == g).sum())})" for g in group_order(series)) or "none"
+            raise CrcInputError(
+                f"Table 1 compares two groups, but the column {group!r} has {len(present)}: {found}. "
+                "Pick a column with two values, or name the two groups to compare."
+            )
+        return group_order(series)
+    by_text = {str(g): g for g in present}
+    chosen = [by_text[str(g)] for g in groups if str(g) in by_text]
+    if len(chosen) != 2 or len(list(groups)) != 2:
+        raise CrcInputError(
+            f"Name two groups of the column {group!r} to compare, in the order to show them; it holds "
+            f"{', '.join(map(str, present))} (asked for {', '.join(map(str, groups))})."
+        )
+    return chosen
 
 
 def _format_number(value: float, decimals: int) -> str:
     return f"{value:.{decimals}f}"
 
 
-def _format_p(p: float) -> str:
-    if math.isnan(p):
+def format_p(p: float, style: str = "paper") -> str:
+    """A P value as printed: ``paper`` 0.166 and < 0.001; ``spss`` .166 and .000."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
         return ""
+    if style == "spss":
+        return f"{p:.3f}".lstrip("0") if p < 1 else "1.000"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _p_words(p: float) -> str:
+    """A P value inside a sentence: "p 0.043", "p < 0.001", never "p 0.000"."""
+    return "p < 0.001" if p < 0.001 else f"p {p:.3f}"
 
 
 def _normality_note(label: str, result: NormalityResult | None, error: str | None) -> str:
     if error:
         return f"{label}: {error}"
-    bound = "≥ " if result.p_is_lower_bound else ""
     short = "KS" if result.method.startswith("Kolmogorov") else "SW"
-    return f"{label}: {short} p {bound}{result.p_value:.3f}"
+    if result.p_is_lower_bound:
+        return f"{label}: {short} p ≥ {result.p_value:.3f}"
+    return f"{label}: {short} {_p_words(result.p_value)}"
 
 
-def _continuous_rows(
+def _continuous_row(
     name: str, a: np.ndarray, b: np.ndarray, labels: list[str], missing: int, options: TableOneOptions
 ) -> _Row:
     decimals = options.decimals
@@ -319,8 +373,10 @@ def _continuous_rows(
         row.cells = [_describe_skewed(v, decimals) for v in (a, b)]
         row.test, row.reason = NO_TEST, "no test: the variable is constant in both groups"
         return row
+    if forced in ("chi2", "fisher"):
+        raise CrcInputError(f"{name} is continuous; χ² and Fisher's test apply to categorical variables.")
     notes: list[str] = []
-    normal = True
+    failed: list[str] = []
     test_fn = ks_lilliefors if options.normality == "ks" else shapiro_wilk
     for label, values in zip(labels, (a, b)):
         try:
@@ -328,26 +384,37 @@ def _continuous_rows(
         except CrcInputError as exc:
             result, error = None, f"normality not testable ({exc})"
         notes.append(_normality_note(label, result, error))
-        normal = normal and result is not None and result.p_value >= options.alpha
-    wanted = FORCEABLE_TESTS.get(forced) if forced else None
-    use_t = forced in ("t", "student", "welch") if forced else normal
-    if forced in ("chi2", "fisher"):
-        raise CrcInputError(f"{name} is continuous; χ² and Fisher's test apply to categorical variables.")
-    if use_t:
-        levene = levene_mean(a, b)
-        equal_var = levene.p_value >= options.alpha if wanted is None else wanted == T_STUDENT
-        result = t_test(a, b, equal_var)
-        notes.append(f"Levene p {levene.p_value:.3f}")
+        if result is None or result.p_value < options.alpha:
+            failed.append(notes[-1])
+    normal = not failed
+    levene = levene_mean(a, b)
+    equal_var = levene.p_value >= options.alpha
+    notes.append(f"Levene {_p_words(levene.p_value)}")
+    if forced:
+        wanted = FORCEABLE_TESTS.get(forced)
+        test = wanted or (T_STUDENT if equal_var else T_WELCH)
+        verdict = f"test forced to {forced}"
+    elif not normal:
+        test = MANN_WHITNEY
+        verdict = "not normal in " + " and ".join(
+            f"the {note.split(':')[0]} group ({note.split(': ', 1)[1]})" for note in failed
+        )
+    elif equal_var:
+        test, verdict = T_STUDENT, "normal in both groups with equal variances"
+    else:
+        test = T_WELCH if options.unequal_variance == "welch" else MANN_WHITNEY
+        verdict = f"normal in both groups but unequal variances (Levene {_p_words(levene.p_value)})"
+    if test in (T_STUDENT, T_WELCH):
+        outcome = t_test(a, b, equal_var=test == T_STUDENT)
         row.cells = [f"{_format_number(v.mean(), decimals)} ± {_format_number(v.std(ddof=1), decimals)}" for v in (a, b)]
         row.level = "mean ± SD"
     else:
-        result = mann_whitney_z(a, b)
+        outcome = mann_whitney_z(a, b)
         row.cells = [_describe_skewed(v, decimals) for v in (a, b)]
         row.level = "median (Q1, Q3)"
-    verdict = "normal in both groups" if normal else "not normal in both groups"
-    row.reason = "; ".join(notes) + f" → {verdict}" + (f"; test forced to {forced}" if forced else "")
-    row.test, row.statistic, row.p_value = result.test, result.statistic, result.p_value
-    row.mark = FOOTNOTE_MARKS[result.test]
+    row.reason = "; ".join(notes) + f" → {verdict} → {outcome.test}"
+    row.test, row.statistic, row.p_value = outcome.test, outcome.statistic, outcome.p_value
+    row.mark = FOOTNOTE_MARKS[outcome.test]
     if options.smd:
         row.smd = smd_continuous(a, b)
     return row
@@ -380,6 +447,8 @@ def _categorical_rows(
         result, why = chi_square_or_fisher(counts.T, FORCEABLE_TESTS.get(forced) if forced else None)
         header.test, header.statistic, header.p_value = result.test, result.statistic, result.p_value
         header.mark, header.reason = FOOTNOTE_MARKS[result.test], why
+        if result.test == CHI_SQUARE:
+            header.sparse_cells = expected_below_five(counts.T)
         if options.smd:
             header.smd = smd_categorical(counts[0], counts[1])
     rows = [header]
@@ -418,23 +487,19 @@ def table_one(
     """Table 1 comparing the two groups of ``df[group]`` (e.g. ``split``, or a binary label).
 
     ``variables`` default to every column but ``patient_id`` and ``group``; each is typed by
-    :func:`detect_kind` unless listed in ``categorical`` or ``continuous``. Returns one row per
+    :func:`detect_kind` unless listed in ``categorical`` or ``continuous``. ``groups`` orders
+    the two groups (default: training first for split names, else sorted). Returns one row per
     continuous variable and, for a categorical one, a header row followed by one row per level,
     with columns ``variable``, ``level``, one column per group headed ``"<group> (n = N)"``,
     ``statistic`` (t, Z or χ²), ``test``, ``p_value``, then ``mark`` (footnote: see
-    :data:`FOOTNOTES`), ``missing`` (values missing in the two groups), ``reason`` (why this test:
-    normality p per group, Levene p, expected counts) and, with ``options.smd``, ``smd``.
+    :data:`FOOTNOTES`), ``missing`` (values missing in the two groups), ``sparse_cells`` (χ²
+    cells with an expected count below 5), ``reason`` (why this test: normality p per group,
+    Levene p, expected counts) and, with ``options.smd``, ``smd``.
     """
     options = options or TableOneOptions()
     if group not in df.columns:
         raise CrcInputError(f"The group column {group!r} is not in the table (columns: {', '.join(map(str, df.columns))}).")
-    order = _group_order(df[group], groups)
-    if len(order) != 2:
-        found = ", ".join(f"{g} ({int((df[group] == g).sum())})" for g in order) or "none"
-        raise CrcInputError(
-            f"Table 1 compares two groups, but the column {group!r} has {len(order)}: {found}. "
-            "Pick a column with two values, or name the two groups to compare."
-        )
+    order = _chosen_groups(df[group], group, groups)
     categorical_set, continuous_set = set(categorical or ()), set(continuous or ())
     both = categorical_set & continuous_set
     if both:
@@ -469,7 +534,7 @@ def table_one(
                     "mark it categorical or correct the table."
                 )
             values = [n.dropna().to_numpy(dtype=float) for n in numeric]
-            rows.append(_continuous_rows(name, values[0], values[1], [str(g) for g in order], missing, options))
+            rows.append(_continuous_row(name, values[0], values[1], [str(g) for g in order], missing, options))
         else:
             values = [c.dropna() for c in columns]
             rows.extend(_categorical_rows(name, values[0], values[1], [str(g) for g in order], missing, options))
@@ -484,6 +549,7 @@ def table_one(
             "p_value": [r.p_value for r in rows],
             "mark": [r.mark for r in rows],
             "missing": pd.array([r.missing for r in rows], dtype="Int64"),
+            "sparse_cells": pd.array([r.sparse_cells if r.test == CHI_SQUARE else None for r in rows], dtype="Int64"),
             "reason": [r.reason for r in rows],
         }
     )
@@ -492,18 +558,23 @@ def table_one(
     table.attrs["groups"] = [str(g) for g in order]
     table.attrs["group_column"] = group
     # Plain values only: attrs travel with the frame into Arrow (st.dataframe) and pickles.
-    table.attrs["options"] = {**asdict(options), "force_test": dict(options.force_test)}
+    table.attrs["options"] = options.to_dict()
     return table
 
 
+LEVEL_ROWS = ("mean ± SD", "median (Q1, Q3)")
+
+
 def journal_view(table: pd.DataFrame, decimals: int = 3) -> pd.DataFrame:
-    """Table 1 as a manuscript prints it: variable (with its footnote mark) or indented level,
-    the group columns, the statistic and P value as text; the diagnostic columns dropped."""
+    """Table 1 as a manuscript prints it: variable (with its footnote mark) or indented level, the
+    group columns, the statistic with its footnote mark(s) and the P value as text (in the style of
+    the table's options), and — when any value is missing — the missing count per variable."""
     group_columns = [c for c in table.columns if "(n = " in str(c)]
+    p_style = table.attrs.get("options", {}).get("p_style", "paper")
     out = pd.DataFrame()
     names = []
     for _, row in table.iterrows():
-        if row["level"] and row["level"] not in ("mean ± SD", "median (Q1, Q3)"):
+        if row["level"] and row["level"] not in LEVEL_ROWS:
             names.append(f"    {row['level']}")
         else:
             suffix = f", {row['level']}" if row["level"] else ""
@@ -511,18 +582,35 @@ def journal_view(table: pd.DataFrame, decimals: int = 3) -> pd.DataFrame:
     out["Variable"] = names
     for column in group_columns:
         out[column] = table[column].to_numpy()
+    sparse = table["sparse_cells"] if "sparse_cells" in table.columns else pd.Series([pd.NA] * len(table))
     # As the paper: the statistic to three decimals with the test's footnote mark after it.
     out["t/Z/χ² value"] = [
         ("" if pd.isna(v) else f"{v:.{decimals}f}") + SUPERSCRIPTS.get(mark, "")
-        for v, mark in zip(table["statistic"], table["mark"])
+        + (SUPERSCRIPTS[SPARSE_MARK] if not pd.isna(cells) and cells > 0 else "")
+        for v, mark, cells in zip(table["statistic"], table["mark"], sparse)
     ]
-    out["P value"] = [_format_p(p) for p in table["p_value"]]
+    out["P value"] = [format_p(p, p_style) for p in table["p_value"]]
+    if "missing" in table.columns and table["missing"].fillna(0).sum() > 0:
+        out["Missing, n"] = ["" if pd.isna(m) else str(int(m)) for m in table["missing"]]
     if "smd" in table.columns:
         out["SMD"] = ["" if pd.isna(v) else f"{v:.3f}" for v in table["smd"]]
     return out
 
 
 def used_footnotes(table: pd.DataFrame) -> list[str]:
-    """The footnotes of the marks that occur in ``table``, in mark order."""
+    """The footnotes of the marks that occur in ``table``, in mark order, then the sparse-table
+    note naming each χ² with expected counts below 5."""
     marks = sorted({m for m in table["mark"] if m})
-    return [f"{m} {FOOTNOTES[m]}" for m in marks]
+    notes = [f"{m} {FOOTNOTES[m]}" for m in marks]
+    if "sparse_cells" in table.columns:
+        sparse = table[table["sparse_cells"].fillna(0) > 0]
+        if len(sparse):
+            levels = table.groupby("variable", sort=False)["level"].apply(lambda s: int((s != "").sum()))
+            described = "; ".join(
+                f"{row.variable}: {int(row.sparse_cells)} of {2 * int(levels[row.variable])} cells"
+                for row in sparse.itertuples()
+            )
+            notes.append(
+                f"{SPARSE_MARK} χ² on a table with expected counts below 5 ({described}); interpret with care."
+            )
+    return notes

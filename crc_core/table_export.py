@@ -128,3 +128,8 @@ def export_table_one(table: pd.DataFrame, path: Path | str) -> Path:
         return atomic_write_bytes(path, data)
     except OSError as exc:
         raise CrcInputError(f"Cannot write {path} ({exc.strerror or exc}). Choose a folder you can write to.") from exc
+
+
+def all_exports(table: pd.DataFrame) -> dict[str, bytes]:
+    """Table 1 in every format of :data:`FORMATS`, suffix → bytes (for the page's downloads)."""
+    return {suffix: export_bytes(table, suffix) for suffix in FORMATS}

@@ -1,14 +1,17 @@
 """The workspace: one folder per project holding its tables, labels, crops, runs and exports.
 
-Every page and CLI step reads what the step before it wrote here, so each can run on its own. All
-writes are atomic (a temporary file in the same folder, then ``os.replace``), so a crash or a
+:class:`Workspace` names every file and folder of the layout, so no other module spells a file
+name. Every page and CLI step reads what the step before it wrote here, so each can run on its own.
+All writes are atomic (a temporary file in the same folder, then ``os.replace``), so a crash or a
 refused input never leaves half a file behind.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,17 +25,45 @@ WORKSPACE_ENV = "CRC_TIME_WORKSPACE"
 #: The default workspace, relative to the directory the dashboard or CLI was started from.
 DEFAULT_WORKSPACE = Path("workspace")
 
-CLINICAL_CSV = "clinical.csv"
-PATHOLOGY_CSV = "pathology.csv"
-MANIFEST_CSV = "manifest.csv"
-LABELS_CSV = "labels.csv"
 
-REBUILD_HINT = "Rebuild the sample with `crc-time --workspace {root} sample` (or `make run`)."
+#: Where the dashboard remembers the last workspace used (default ``~/.local/state/crc-time``).
+STATE_DIR_ENV = "CRC_TIME_STATE_DIR"
 
 
 def default_workspace_path() -> Path:
     """The workspace named by ``$CRC_TIME_WORKSPACE``, else ``./workspace``."""
     return Path(os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE)
+
+
+def _state_file() -> Path:
+    base = os.environ.get(STATE_DIR_ENV) or Path.home() / ".local" / "state" / "crc-time"
+    return Path(base) / "last_workspace.json"
+
+
+def remember_workspace(path: Path | str) -> None:
+    """Note the workspace a user chose, so a new tab or a restart opens it again. Best effort:
+    a read-only home folder must not break the dashboard."""
+    try:
+        atomic_write_text(_state_file(), json.dumps({"workspace": str(Path(path).resolve())}))
+    except OSError:
+        pass
+
+
+def remembered_workspace() -> Path | None:
+    """The last workspace chosen in the dashboard, if it still exists."""
+    try:
+        chosen = Path(json.loads(_state_file().read_text(encoding="utf-8"))["workspace"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return chosen if chosen.is_dir() else None
+
+
+def start_workspace_path() -> Path:
+    """Where the dashboard opens without ``?workspace=`` in the URL: ``$CRC_TIME_WORKSPACE`` when
+    set (the user named it at start), else the last workspace chosen, else ``./workspace``."""
+    if os.environ.get(WORKSPACE_ENV):
+        return Path(os.environ[WORKSPACE_ENV])
+    return remembered_workspace() or DEFAULT_WORKSPACE
 
 
 @dataclass(frozen=True)
@@ -44,25 +75,71 @@ class Workspace:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
+    @classmethod
+    def of(cls, workspace: "Workspace | Path | str") -> "Workspace":
+        return workspace if isinstance(workspace, Workspace) else cls(Path(workspace))
+
+    # Tables: the cohort as imported, and what the Cohort and Labels steps derive from it.
     @property
     def clinical_csv(self) -> Path:
-        return self.root / CLINICAL_CSV
+        return self.root / "clinical.csv"
 
     @property
     def pathology_csv(self) -> Path:
-        return self.root / PATHOLOGY_CSV
+        return self.root / "pathology.csv"
 
     @property
-    def manifest_csv(self) -> Path:
-        return self.root / MANIFEST_CSV
+    def column_mapping_json(self) -> Path:
+        return self.root / "column_mapping.json"
+
+    @property
+    def split_csv(self) -> Path:
+        return self.root / "split.csv"
+
+    @property
+    def split_json(self) -> Path:
+        return self.root / "split.json"
 
     @property
     def labels_csv(self) -> Path:
-        return self.root / LABELS_CSV
+        return self.root / "labels.csv"
+
+    @property
+    def labels_json(self) -> Path:
+        return self.root / "labels.json"
+
+    @property
+    def sample_json(self) -> Path:
+        """Present only in a workspace built by ``crc-time sample``."""
+        return self.root / "sample.json"
+
+    # Imaging: the manifest of volumes and masks, the crops and the reader study.
+    @property
+    def manifest_csv(self) -> Path:
+        return self.root / "manifest.csv"
+
+    @property
+    def imaging_dir(self) -> Path:
+        """Where uploaded imaging zips are unpacked."""
+        return self.root / "imaging"
 
     @property
     def crops_dir(self) -> Path:
         return self.root / "crops"
+
+    @property
+    def crops_pointer(self) -> Path:
+        """Names the crop set the later steps use."""
+        return self.crops_dir / "latest.json"
+
+    @property
+    def agreement_dir(self) -> Path:
+        return self.root / "agreement"
+
+    # Long work and its results.
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "jobs"
 
     @property
     def runs_dir(self) -> Path:
@@ -72,25 +149,54 @@ class Workspace:
     def exports_dir(self) -> Path:
         return self.root / "exports"
 
+    @property
+    def derived_from_tables(self) -> tuple[Path, ...]:
+        """What the split, labels and crop choice made from the tables: removed when the tables
+        are replaced, so that nothing of the old cohort is taken for the new one."""
+        return (
+            self.column_mapping_json, self.split_csv, self.split_json, self.labels_csv,
+            self.labels_json, self.crops_pointer, self.sample_json,
+        )
+
+    @property
+    def is_sample(self) -> bool:
+        return self.sample_json.exists()
+
+    def holds_cohort(self) -> bool:
+        return self.clinical_csv.exists() or self.pathology_csv.exists()
+
+    # Problems, in words a user can act on.
+    def sample_hint(self) -> str:
+        return f"Rebuild the sample with `crc-time --workspace {self.root} sample` (or `make run`)."
+
+    def fix_hint(self) -> str:
+        """What to do about a missing or damaged table: the sample is rebuilt, a user's own
+        tables are imported again."""
+        if self.is_sample:
+            return self.sample_hint()
+        return "Fix the file, or import the tables again on the Cohort page."
+
     def problems(self) -> list[str]:
-        """What is missing or damaged, in words a user can act on; empty when usable."""
-        hint = REBUILD_HINT.format(root=self.root)
+        """What is missing or damaged; empty when the tables can be used."""
         if not self.root.exists():
-            return [f"The workspace folder {self.root} does not exist. {hint}"]
+            return [
+                f"The workspace folder {self.root} does not exist. Import your tables on the Cohort "
+                f"page, or build the sample cohort there with `crc-time --workspace {self.root} sample`."
+            ]
         if not self.root.is_dir():
-            return [f"The workspace {self.root} is a file, not a folder. {hint}"]
+            return [f"The workspace {self.root} is a file, not a folder. Choose a folder in the sidebar."]
+        if not self.holds_cohort():
+            return [
+                f"The folder {self.root} holds no cohort yet (no clinical.csv or pathology.csv). Import "
+                f"your tables on the Cohort page, or build the sample there with "
+                f"`crc-time --workspace {self.root} sample`."
+            ]
         found: list[str] = []
         for path in (self.clinical_csv, self.pathology_csv):
-            if not path.exists():
-                found.append(f"{path} is missing. {hint}")
-                continue
             try:
-                table = pd.read_csv(path)
-            except Exception as exc:  # any parse failure means the file is damaged
-                found.append(f"{path} cannot be read as a CSV table ({exc}). {hint}")
-                continue
-            if "patient_id" not in table.columns:
-                found.append(f"{path} has no `patient_id` column. {hint}")
+                self.read_table(path)
+            except CrcInputError as exc:
+                found.append(str(exc))
         return found
 
     def require_usable(self) -> None:
@@ -99,22 +205,32 @@ class Workspace:
         if found:
             raise CrcInputError(" ".join(found))
 
+    def read_table(self, path: Path) -> pd.DataFrame:
+        """A workspace table (``patient_id`` first-class, numbers typed), read by the one table
+        reader of :mod:`crc_core.tables`; a missing or damaged file is named with the fix."""
+        from crc_core.tables import read_id_table
+
+        if not path.exists():
+            raise CrcInputError(f"{path} is missing. {self.fix_hint()}")
+        try:
+            return read_id_table(path)
+        except CrcInputError as exc:
+            raise CrcInputError(f"{exc} {self.fix_hint()}") from exc
+
     def read_clinical(self) -> pd.DataFrame:
-        return read_table(self.clinical_csv, self.root)
+        return self.read_table(self.clinical_csv)
 
     def read_pathology(self) -> pd.DataFrame:
-        return read_table(self.pathology_csv, self.root)
+        return self.read_table(self.pathology_csv)
 
-
-def read_table(path: Path, root: Path) -> pd.DataFrame:
-    """Read a workspace CSV, turning a missing or damaged file into a :class:`CrcInputError`."""
-    hint = REBUILD_HINT.format(root=root)
-    if not path.exists():
-        raise CrcInputError(f"{path} is missing. {hint}")
-    try:
-        return pd.read_csv(path)
-    except Exception as exc:
-        raise CrcInputError(f"{path} cannot be read as a CSV table ({exc}). {hint}") from exc
+    def remove_derived(self) -> list[Path]:
+        """Delete what was derived from the tables (see :attr:`derived_from_tables`)."""
+        removed = []
+        for path in self.derived_from_tables:
+            if path.exists():
+                path.unlink()
+                removed.append(path)
+        return removed
 
 
 def ensure_writable_dir(path: Path) -> Path:
@@ -158,34 +274,22 @@ def atomic_write_csv(path: Path, table: pd.DataFrame) -> Path:
     return atomic_write_text(path, buffer.getvalue())
 
 
-@dataclass(frozen=True)
-class StepStatus:
-    """Whether one workflow step has written its output into the workspace."""
-
-    step: str
-    done: bool
-    detail: str
-
-
-def workflow_status(workspace: Workspace) -> list[StepStatus]:
-    """One row per workflow room, in order, saying what the workspace already holds."""
-    root = workspace.root
-    tables = [p.name for p in (workspace.clinical_csv, workspace.pathology_csv) if p.exists()]
-    images = workspace.manifest_csv.exists()
-    crops = sorted(workspace.crops_dir.glob("*/")) if workspace.crops_dir.exists() else []
-    runs = sorted(workspace.runs_dir.glob("*/")) if workspace.runs_dir.exists() else []
-    return [
-        StepStatus("Cohort", len(tables) == 2, ", ".join(tables) or f"no tables in {root}"),
-        StepStatus(
-            "Labels",
-            workspace.labels_csv.exists(),
-            "labels.csv saved" if workspace.labels_csv.exists() else "labels not built yet",
-        ),
-        StepStatus(
-            "CT & ROI",
-            bool(crops),
-            f"{len(crops)} crop set(s)" if crops else ("images listed in manifest.csv, not cropped yet" if images else "no images"),
-        ),
-        StepStatus("Train", bool(runs), f"{len(runs)} run(s)" if runs else "no runs yet"),
-        StepStatus("Evaluate", bool(runs), "reads the runs' predictions" if runs else "needs a run"),
-    ]
+def replace_folder(target: Path, build) -> Path:
+    """Build a folder's new content in a scratch folder beside it (``build(scratch)``), then swap
+    it in whole, so readers see the old content or the new, never a mix of both."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    try:
+        build(scratch)
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / target.name)
+        os.replace(scratch, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return target

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from crc_core.workspace import workflow_status
+from crc_core.workflow import workflow_status
 from pages import _ui
 
 st.title("CRC-TIME")
@@ -15,13 +15,17 @@ st.markdown(
 )
 
 workspace = _ui.require_workspace()
-counts = _ui.cohort_counts(workspace) or {"patients": 0}
+summary = _ui.summary_of(workspace)
+counts = summary.counts if summary else {}
 
 columns = st.columns(3)
-columns[0].metric("Patients", counts["patients"])
+columns[0].metric("Patients", summary.patients if summary else 0)
 columns[1].metric("Training cohort", counts.get("train", 0))
 columns[2].metric("Validation cohort", counts.get("validation", 0))
-st.caption(f"Workspace: `{workspace.root.resolve()}`")
+if summary and summary.split:
+    st.caption(f"Split: {summary.split.describe()} (from {summary.split.source}). Workspace: `{workspace.root.resolve()}`")
+else:
+    st.caption(f"No split yet: make one on the Cohort page. Workspace: `{workspace.root.resolve()}`")
 
 st.subheader("Workflow")
 st.table(

@@ -51,3 +51,13 @@ def imaging_workspace(sample_workspace: Path, tmp_path: Path) -> Path:
     for folder in ("images", "masks"):
         (root / folder).symlink_to(sample_workspace / folder, target_is_directory=True)
     return root
+
+
+@pytest.fixture(autouse=True)
+def private_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The dashboard's remembered workspace goes to a folder of the test's own, never ~/.local."""
+    from crc_core.workspace import STATE_DIR_ENV
+
+    folder = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv(STATE_DIR_ENV, str(folder))
+    return folder

@@ -286,3 +286,63 @@ def test_overlay_draws_the_outline_only():
     roi[2:8, 2:8] = True
     rgb = imaging.overlay_rgb(np.full((10, 10), 0.5), [(roi, (255, 0, 0))])
     assert tuple(rgb[2, 4]) == (255, 0, 0) and tuple(rgb[5, 5]) == (128, 128, 128)
+
+
+# ---------------------------------------------------------------------------------------------
+# One orientation, whatever the storage
+
+
+def stored_three_ways(array: np.ndarray, spacing=(0.7, 0.8, 5.0), origin=(10.0, -20.0, 30.0)) -> dict[str, sitk.Image]:
+    """The same image in space stored as DICOM does (LPS), mirrored in x (as RAS-minded tools
+    write it) and with its axes permuted (sagittal storage)."""
+    reference = volume(array, spacing, origin)
+    mirrored = sitk.GetImageFromArray(array[:, :, ::-1].copy())
+    mirrored.SetSpacing(spacing)
+    mirrored.SetDirection((-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    mirrored.SetOrigin(reference.TransformIndexToPhysicalPoint((array.shape[2] - 1, 0, 0)))
+    # Slowest axis x, then z, fastest y: index (i, j, k) runs along patient (y, z, x).
+    sagittal = sitk.GetImageFromArray(array.transpose(2, 0, 1).copy())
+    sagittal.SetSpacing((spacing[1], spacing[2], spacing[0]))
+    sagittal.SetDirection((0, 0, 1, 1, 0, 0, 0, 1, 0))
+    sagittal.SetOrigin(origin)
+    return {"lps": reference, "mirrored": mirrored, "sagittal": sagittal}
+
+
+def test_the_crop_depends_on_the_patient_not_on_how_the_file_stores_the_scan(tmp_path):
+    # Found in use: a scan saved mirrored gave the mirror-image crop, and saved sagittally it gave a
+    # sagittal slice instead of the axial one.
+    rng = np.random.default_rng(7)
+    hu = rng.normal(40, 40, (12, 48, 56)).astype(np.int16)
+    hu[:, :, :20] += 200  # the patient's right is brighter: a mirror image would show it
+    roi = np.zeros(hu.shape, np.uint8)
+    roi[5:8, 10:30, 30:45] = 1
+    roi[6, 12:34, 26:48] = 1  # slice 6 has the largest cross-section
+    images, masks = stored_three_ways(hu), stored_three_ways(roi)
+    point = images["lps"].TransformIndexToPhysicalPoint((40, 15, 6))
+    for name in ("mirrored", "sagittal"):  # the test's own storage is right: the same voxel in space
+        index = images[name].TransformPhysicalPointToIndex(point)
+        assert images[name][index] == images["lps"][(40, 15, 6)]
+    crops = {}
+    for name in images:
+        sitk.WriteImage(images[name], str(tmp_path / f"{name}_ct.nii.gz"))
+        sitk.WriteImage(masks[name], str(tmp_path / f"{name}_mask.nrrd"))
+        image = imaging.read_volume(tmp_path / f"{name}_ct.nii.gz")
+        assert sitk.DICOMOrientImageFilter_GetOrientationFromDirectionCosines(image.GetDirection()) == "LPS"
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(image), hu)
+        crops[name] = imaging.preprocess_case(image, imaging.read_volume(tmp_path / f"{name}_mask.nrrd"))
+    for name in ("mirrored", "sagittal"):
+        assert crops[name].slice_index == crops["lps"].slice_index == 6
+        np.testing.assert_array_equal(crops[name].pixels, crops["lps"].pixels)
+    # Without the reorientation the stored arrays differ, so the check above can fail.
+    assert not np.array_equal(sitk.GetArrayFromImage(images["mirrored"]), hu)
+    assert sitk.GetArrayFromImage(images["sagittal"]).shape != hu.shape
+
+
+def test_a_mask_stored_differently_from_its_ct_still_lies_on_its_grid(tmp_path):
+    hu = np.random.default_rng(1).normal(0, 50, (6, 20, 24)).astype(np.int16)
+    roi = np.zeros(hu.shape, np.uint8)
+    roi[2:4, 5:12, 6:15] = 1
+    sitk.WriteImage(stored_three_ways(hu)["lps"], str(tmp_path / "ct.nii.gz"))
+    sitk.WriteImage(stored_three_ways(roi)["mirrored"], str(tmp_path / "mask.nii.gz"))
+    crop = imaging.preprocess_case(imaging.read_volume(tmp_path / "ct.nii.gz"), imaging.read_volume(tmp_path / "mask.nii.gz"))
+    assert crop.slice_index in (2, 3) and crop.roi.any()

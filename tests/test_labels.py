@@ -11,11 +11,12 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from crc_core import labels as lab
+from crc_core import paper
+from crc_core.kappa import pathologist_agreement
 from crc_core.errors import CrcInputError
 from crc_core.labels import MARKERS, LabelConfig, LabelResult, build_labels
 from crc_core.workspace import Workspace
 
-PAPER = Path("/work/shared/paper/ct-dl-radiomics-crc-time.txt")
 GIVEN = {m: 10.0 for m in MARKERS}
 
 
@@ -54,19 +55,20 @@ def test_defaults_are_the_papers():
     assert config.resolution == "max" and config.is_cutoff_source == "train_median"
 
 
-@pytest.mark.skipif(not PAPER.exists(), reason="the paper text is not in this checkout")
-def test_quoted_rules_are_verbatim_from_the_paper():
-    text = PAPER.read_text(encoding="utf-8")
-    for sentence in (
-        lab.PAPER_TSR_RULE,
-        lab.PAPER_TSR_STEP_RULE,
-        lab.PAPER_TSR_MAX_RULE,
-        lab.PAPER_TIL_RULE,
-        lab.PAPER_IS_RULE,
-        lab.PAPER_TIME_RULE,
-        lab.TIME_DIRECTION_SOURCE,
-    ):
-        assert sentence in text
+def test_defaults_say_what_the_quoted_sentences_say():
+    # The numbers in the paper's own sentences (crc_core.paper) fix the defaults: a change to either
+    # side without the other fails here.
+    import re
+
+    config = LabelConfig()
+    assert re.search(r"TSR greater than (\d+)%", paper.TSR_RULE).group(1) == f"{config.tsr_cutoff_percent:g}"
+    assert re.search(r"in (\d+)% increments", paper.TSR_STEP_RULE).group(1) == f"{config.tsr_step_percent:g}"
+    assert "maximum value was finally selected" in paper.TSR_MAX_RULE and config.resolution == "max"
+    assert re.search(r"high TILs group \(consisting of cases graded as (\d)-3", paper.TIL_RULE).group(1) == str(config.til_high_min_grade)
+    assert re.search(r"high IS was defined as an IS of > (\d)", paper.IS_RULE).group(1) == str(config.is_high_above)
+    assert re.search(r"scores of (\d) or 3 indicated a high TIME", paper.TIME_RULE).group(1) == str(config.time_high_min_score)
+    assert paper.TIME_DIRECTION_SOURCE in paper.TIME_RULE and "elevated levels" in paper.TIME_DIRECTION_SOURCE
+    assert set(config.time_points.values()) == {"high"}
 
 
 def test_tsr_high_is_strictly_above_the_cutoff_and_adjustable():
@@ -228,7 +230,7 @@ def test_agreement_summary_matches_scikit_learn():
     rng = np.random.default_rng(1)
     table["til_grade_r2"] = np.clip(table["til_grade"] + rng.choice([-1, 0, 0, 1], 30), 0, 3)
     table["tsr_percent_r2"] = np.clip(table["tsr_percent"] + 10 * rng.choice([-1, 0, 0, 1], 30), 10, 90)
-    summary = lab.agreement_summary(table)
+    summary = pathologist_agreement(table)
     assert len(summary) == 6
     til = summary.set_index(["item", "weights"]).loc["til_grade"]
     for weights in ("none", "linear", "quadratic"):
@@ -238,7 +240,7 @@ def test_agreement_summary_matches_scikit_learn():
         assert til.loc[weights, "kappa"] == pytest.approx(expected, abs=1e-12)
         assert til.loc[weights, "ci_low"] < til.loc[weights, "kappa"] < til.loc[weights, "ci_high"]
     assert til.loc["none", "percent_agreement"] == pytest.approx(100 * (table["til_grade"] == table["til_grade_r2"]).mean())
-    assert lab.agreement_summary(pathology_frame()).empty
+    assert pathologist_agreement(pathology_frame()).empty
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,12 +277,12 @@ def test_tsr_off_the_10_percent_grid_is_a_warning_not_an_error():
 def test_duplicate_patient_ids_are_named_with_their_rows():
     table = pathology_frame(5)
     table.loc[3, "patient_id"] = "CRC002"
-    with pytest.raises(CrcInputError, match=r"duplicate patient IDs: CRC002 \(rows 3 and 5\)"):
+    with pytest.raises(CrcInputError, match=r"duplicate patient IDs in column 'patient_id': CRC002 \(rows 3, 5\)"):
         build_labels(table, None, given_config())
 
 
 def test_no_patient_id_column():
-    with pytest.raises(CrcInputError, match="has no `patient_id` column. Its columns are: id, tsr_percent"):
+    with pytest.raises(CrcInputError, match="The pathology table has no 'patient_id' column. Its columns are: id, tsr_percent"):
         build_labels(pathology_frame().rename(columns={"patient_id": "id"}), None, given_config())
 
 
@@ -294,7 +296,7 @@ def test_empty_table():
 def test_blank_patient_id():
     table = pathology_frame(4)
     table.loc[1, "patient_id"] = "  "
-    with pytest.raises(CrcInputError, match=r"rows without a patient ID: row\(s\) 3"):
+    with pytest.raises(CrcInputError, match=r"the patient ID \(column 'patient_id'\) is empty in row\(s\) 3"):
         build_labels(table, None, given_config())
 
 
@@ -356,7 +358,7 @@ def test_row_numbers_can_come_from_the_reader():
 def test_split_problems():
     table = pathology_frame(8)
     split = split_frame(table, 5).iloc[:5]
-    with pytest.raises(CrcInputError, match=r"3 patient\(s\) of the pathology table are not in the split: CRC006, CRC007, CRC008"):
+    with pytest.raises(CrcInputError, match=r"3 patient\(s\) of the pathology table have no split: CRC006, CRC007, CRC008"):
         build_labels(table, split, LabelConfig())
     with pytest.raises(CrcInputError, match="training cohort's medians, so the split is needed"):
         build_labels(table, None, LabelConfig())
@@ -366,7 +368,7 @@ def test_split_problems():
         build_labels(table, table[["patient_id"]], LabelConfig())
     blank = split_frame(table, 5)
     blank.loc[6, "split"] = None
-    with pytest.raises(CrcInputError, match=r"1 patient\(s\) have an empty split: CRC007"):
+    with pytest.raises(CrcInputError, match=r"1 patient\(s\) of the pathology table have no split: CRC007"):
         build_labels(table, blank, LabelConfig())
     extra = pd.concat([split_frame(table, 5), pd.DataFrame({"patient_id": ["CRC999"], "split": ["train"]})])
     assert any("CRC999" in w for w in build_labels(table, extra, LabelConfig()).warnings)
@@ -411,8 +413,9 @@ def test_config_round_trips_through_json():
     restored = LabelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert restored == config
     assert restored.marker_cutoff_map == GIVEN
-    with pytest.raises(CrcInputError, match="Unknown label setting"):
+    with pytest.raises(CrcInputError, match=r"unknown setting\(s\) 'tsr_cut' for LabelConfig"):
         LabelConfig.from_dict({"tsr_cut": 50})
+    assert LabelConfig.from_json(config.to_json()).fingerprint() == config.fingerprint()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,7 +444,7 @@ def test_save_labels_refuses_bad_result_and_leaves_files(tmp_path):
     lab.save_labels(tmp_path, good, config)
     before = (tmp_path / "labels.csv").read_bytes(), (tmp_path / "labels.json").read_bytes()
     duplicated = LabelResult(pd.concat([good.labels, good.labels.iloc[:1]]), good.cutoffs, [])
-    with pytest.raises(CrcInputError, match="duplicate patient IDs: CRC001"):
+    with pytest.raises(CrcInputError, match=r"The labels table: duplicate patient IDs in column .patient_id.: CRC001 \(rows 2, 6\)"):
         lab.save_labels(tmp_path, duplicated, config)
     with pytest.raises(CrcInputError, match=r"lack column\(s\) time_high"):
         lab.save_labels(tmp_path, LabelResult(good.labels.drop(columns=["time_high"])), config)
@@ -493,10 +496,14 @@ def test_label_prevalence_per_split():
 
 
 def test_label_crosstab_counts_with_totals():
-    labels = build_labels(pathology_frame(20, seed=4), None, given_config()).labels
+    labels = pd.DataFrame({
+        "patient_id": [f"P{i}" for i in range(7)],
+        "tsr_high": pd.array([1, 1, 0, 0, 0, 1, pd.NA], dtype="Int64"),
+        "time_high": pd.array([1, 0, 0, 0, 1, 1, 1], dtype="Int64"),
+    })
     table = lab.label_crosstab(labels, "tsr_high", "time_high")
-    expected = pd.crosstab(labels["tsr_high"], labels["time_high"])
-    assert table.loc[1, 1] == expected.loc[1, 1]
-    assert table.loc["total", "total"] == 20
+    # counted by hand: tsr 0 → time 0 twice, time 1 once; tsr 1 → time 0 once, time 1 twice; P6 has no TSR
+    assert table.loc[0, 0] == 2 and table.loc[0, 1] == 1 and table.loc[1, 0] == 1 and table.loc[1, 1] == 2
+    assert table.loc[0, "total"] == 3 and table.loc["total", 1] == 3 and table.loc["total", "total"] == 6
     with pytest.raises(CrcInputError, match="no 'stage' column"):
         lab.label_crosstab(labels, "tsr_high", "stage")

@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
-import pytest
+import json
+
 import pandas as pd
+import pytest
 from streamlit.testing.v1 import AppTest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,11 +37,16 @@ def test_page_explains_a_missing_workspace(page, tmp_path, use_workspace):
 
 
 def test_page_explains_a_damaged_table(writable_workspace, use_workspace):
-    (writable_workspace / "pathology.csv").write_text("this is not,the table\n")
+    (writable_workspace / "pathology.csv").write_text("this is not,the table\nreally,not\n")
     use_workspace(writable_workspace)
     app = run_page("labels")
     assert not app.exception
-    assert "pathology.csv has no `patient_id` column" in app.error[0].value
+    assert "pathology.csv has no 'patient_id' column" in app.error[0].value
+    assert "Rebuild the sample" in app.error[0].value  # it is the sample workspace
+    (writable_workspace / "sample.json").unlink()  # a user's own cohort: no talk of the sample
+    app = run_page("labels")
+    assert "import the tables again on the Cohort page" in app.error[0].value
+    assert "sample" not in app.error[0].value and not app.info
 
 
 def test_home_shows_the_cohort_size(sample_workspace, use_workspace):
@@ -58,16 +65,18 @@ def test_sidebar_shows_workspace_and_cohort_size(sample_workspace, use_workspace
     assert "220 train / 95 validation" in app.sidebar.caption[0].value
 
 
-def test_sidebar_choice_of_a_missing_workspace(sample_workspace, tmp_path, use_workspace):
-    # AppTest loses the sidebar on reruns under st.navigation, so the typed choice is set in
-    # session state here; the browser walk types it into the real sidebar.
+def test_the_workspace_comes_from_the_url(sample_workspace, tmp_path, use_workspace):
+    # AppTest loses the sidebar on reruns under st.navigation, so the choice is put in the URL
+    # here; the browser walk types it into the real sidebar and reloads.
     use_workspace(sample_workspace)
     app = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=TIMEOUT_S)
-    app.session_state["workspace_path"] = str(tmp_path / "elsewhere")
+    app.query_params["workspace"] = str(tmp_path / "elsewhere")
     app.run()
     assert not app.exception
     assert "No usable cohort" in app.sidebar.warning[0].value
     assert "does not exist" in app.error[0].value
+    fresh = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=TIMEOUT_S).run()
+    assert fresh.query_params["workspace"] == str(sample_workspace)  # written into the URL for a reload
 
 
 def test_cohort_imports_the_sample_tables_without_an_upload(sample_workspace, tmp_path, use_workspace):
@@ -78,43 +87,89 @@ def test_cohort_imports_the_sample_tables_without_an_upload(sample_workspace, tm
     [field for field in app.text_input if field.label.startswith("Workspace folder for")][0].set_value(str(target))
     app.button(key="import_sample").click().run()
     assert not app.exception, app.exception
+    assert any("Imported 315 patients" in s.value and "split 220 train / 95 validation" in s.value for s in app.success)
+    assert (target / "clinical.csv").exists() and (target / "split.csv").exists()
+    assert app.query_params["workspace"] == str(target)
+
+
+def test_importing_into_a_folder_with_a_cohort_needs_a_confirmation(writable_workspace, tmp_path, use_workspace):
+    # Found in use: "Import the sample tables instead" silently replaced a user's tables.
+    use_workspace(writable_workspace)
+    (writable_workspace / "sample.json").unlink()
+    before = (writable_workspace / "clinical.csv").read_bytes()
+    app = run_page("cohort")
+    [field for field in app.text_input if field.label.startswith("Workspace folder for")][0].set_value(str(writable_workspace)).run()
+    assert any("already holds a cohort (315 patients" in w.value for w in app.warning)
+    assert app.button(key="import_sample").disabled  # a browser user cannot click it
+    assert (writable_workspace / "clinical.csv").read_bytes() == before
+    app.checkbox(key="replace_cohort").check().run()
+    app.button(key="import_sample").click().run()
+    assert not app.exception, app.exception
     assert any("Imported 315 patients" in s.value for s in app.success)
-    assert (target / "clinical.csv").exists() and (target / "pathology.csv").exists()
-    assert app.session_state["workspace_path"] == str(target)
+    assert (writable_workspace / "split.csv").exists() and not (writable_workspace / "labels.csv").exists()
 
 
-def test_cohort_split_form_saves_a_new_split(writable_workspace, use_workspace):
+def test_cohort_split_form_saves_the_seed_it_was_given(writable_workspace, use_workspace):
     use_workspace(writable_workspace)
     app = run_page("cohort")
-    app.number_input[1].set_value(11)  # seed
+    app.number_input(key="split_seed").set_value(11)
     [b for b in app.button if "split" in str(b.label).lower()][0].click().run()
     assert not app.exception, app.exception
-    assert (writable_workspace / "split.csv").exists()
-    assert any("Saved split.csv" in s.value for s in app.success)
+    saved = json.loads((writable_workspace / "split.json").read_text())
+    assert saved["config"]["seed"] == 11 and saved["counts"] == {"train": 220, "validation": 95}
+    assert any("Saved split.csv: 315 patients: 220 train / 95 validation" in s.value for s in app.success)
+    assert any("Split in use: 220 train / 95 validation (from split.csv)" in c.value for c in app.caption)
 
 
 def test_labels_page_applies_a_cutoff_and_saves(writable_workspace, use_workspace):
     use_workspace(writable_workspace)
     app = run_page("labels")
-    default_summary = app.success[0].value
-    assert "tsr_high" in default_summary
-    tsr = [n for n in app.number_input if n.label.startswith("TSR high")][0]
-    tsr.set_value(30.0)
-    [b for b in app.button if b.label == "Apply rules"][0].click().run()
+    default_summary = app.info[0].value
+    assert "tsr_high" in default_summary and "not saved yet" in default_summary
+    [n for n in app.number_input if n.label.startswith("TSR high")][0].set_value(30.0).run()
     assert not app.exception, app.exception
-    assert app.success[0].value != default_summary  # a lower cut-off makes more patients TSR-high
+    assert app.info[0].value != default_summary  # a lower cut-off makes more patients TSR-high
     app.button(key="save_labels").click().run()
     assert not app.exception
     saved = pd.read_csv(writable_workspace / "labels.csv")
-    pathology = pd.read_csv(writable_workspace / "pathology.csv")
-    merged = saved.merge(pathology[["patient_id", "tsr_percent_r2"]], on="patient_id")
-    assert ((merged["tsr_percent"] > 30) == merged["tsr_high"].astype(bool)).all()
+    assert ((saved["tsr_percent"] > 30) == saved["tsr_high"].astype(bool)).all()
+    assert json.loads((writable_workspace / "labels.json").read_text())["config"]["tsr_cutoff_percent"] == 30.0
+    assert "these rules are saved" in app.info[0].value
 
 
-def test_labels_page_shows_reader_agreement(sample_workspace, use_workspace):
+def test_labels_page_shows_and_applies_the_same_marker_cutoffs(sample_workspace, use_workspace):
+    # Found in use: the boxes showed all-patient medians (446/677/...) while the training medians
+    # (452/671/...) were applied.
     use_workspace(sample_workspace)
     app = run_page("labels")
-    assert any("Cohen's kappa" in c.value for c in app.caption)
+    shown = {m.label.split()[0]: float(m.value) for m in app.metric}
+    pathology = pd.read_csv(sample_workspace / "pathology.csv").merge(pd.read_csv(sample_workspace / "clinical.csv")[["patient_id", "split"]])
+    train = pathology[pathology["split"] == "train"]
+    for marker in ("cd3_ca", "cd3_im", "cd8_ca", "cd8_im"):
+        assert shown[marker] == pytest.approx(train[marker].median())
+        assert f"{marker} > {train[marker].median():g} (median of the 220 training patients" in \
+            [c.value for c in app.caption if "cut-offs applied" in c.value][0]
+    app.radio(key=[r.key for r in app.radio if r.label.startswith("Marker cut-offs")][0]).set_value("given").run()
+    boxes = {n.label.split()[0]: n.value for n in app.number_input if n.label.startswith("cd")}
+    assert boxes["cd3_ca"] == pytest.approx(train["cd3_ca"].median())
+
+
+def test_labels_page_refuses_an_impossible_cutoff_and_resets_to_the_papers_rules(writable_workspace, use_workspace):
+    use_workspace(writable_workspace)
+    app = run_page("labels")
+    tsr = [n for n in app.number_input if n.label.startswith("TSR high")][0]
+    tsr.set_value(150.0).run()
+    assert not app.exception
+    assert "The TSR cut-off must be a percentage from 0 to 99" in app.error[0].value and "got 150" in app.error[0].value
+    app.button(key="reset_rules").click().run()
+    assert not app.error
+    assert [n for n in app.number_input if n.label.startswith("TSR high")][0].value == 50.0
+
+
+def test_labels_page_shows_reader_agreement_and_names_the_ci(sample_workspace, use_workspace):
+    use_workspace(sample_workspace)
+    app = run_page("labels")
+    assert any("Cohen's kappa" in c.value and "Fleiss-Cohen-Everitt" in c.value and "Wald" in c.value for c in app.caption)
 
 
 def test_cohort_table_one_starts_from_the_saved_column_mapping(writable_workspace, use_workspace):
@@ -161,11 +216,12 @@ def test_ct_roi_page_runs_preprocessing_in_a_worker_and_shows_the_crops(imaging_
     use_workspace(imaging_workspace)
     app = run_page("ct_roi")
     assert not app.exception, app.exception
-    assert any("No crops yet" in i.value for i in app.info)
+    assert any("No crops in use yet" in i.value for i in app.info)
     [r for r in app.radio if r.label.startswith("Margin")][0].set_value(10)
     [b for b in app.button if b.label == "Run preprocessing"][0].click().run()
     job = wait_for_job(imaging_workspace, "preprocess")
     assert job.state == "done", job.message
+    assert (imaging_workspace / "jobs" / job.job_id / "config.json").exists()
     app.run()
     assert not app.exception, app.exception
     assert any("315 of 315 patients cropped" in s.value and "margin 10 px" in s.value for s in app.success)
@@ -174,7 +230,7 @@ def test_ct_roi_page_runs_preprocessing_in_a_worker_and_shows_the_crops(imaging_
     assert [s for s in app.slider if s.label == "Slice"][0].value >= 0
 
 
-def test_ct_roi_page_lists_failures_and_the_others_go_on(imaging_workspace, use_workspace):
+def test_ct_roi_page_groups_failures_and_the_others_go_on(imaging_workspace, use_workspace):
     from crc_core.preprocess import preprocess_cohort
 
     manifest = pd.read_csv(imaging_workspace / "manifest.csv")
@@ -184,23 +240,69 @@ def test_ct_roi_page_lists_failures_and_the_others_go_on(imaging_workspace, use_
     use_workspace(imaging_workspace)
     app = run_page("ct_roi")
     assert not app.exception, app.exception
-    assert any("could not be cropped" in w.value for w in app.warning)
-    failures = app.dataframe[0].value
-    assert list(failures["patient_id"]) == [manifest["patient_id"][0]]
-    assert "does_not_exist" in failures["message"].iloc[0]
+    assert any("1 patients could not be cropped" in w.value for w in app.warning)
+    groups = app.dataframe[0].value
+    assert groups.to_dict("records") == [{"reason": "the mask does not exist. Check the path in manifest.csv.",
+                                          "patients": 1, "examples": manifest["patient_id"][0]}]
+    assert "does_not_exist" in app.dataframe[1].value["message"].iloc[0]
 
 
-def test_ct_roi_page_computes_reader_agreement_in_a_worker(imaging_workspace, use_workspace):
+def test_ct_roi_page_says_plainly_when_nothing_was_cropped_and_keeps_the_last_good_set(imaging_workspace, use_workspace):
+    # Found in use: with label value 2 every patient failed, yet the page showed a green box,
+    # "the others are ready", and a 5,000-px wall of joined messages; Home counted it as done.
+    from crc_core.workflow import workflow_status
+
     use_workspace(imaging_workspace)
     app = run_page("ct_roi")
-    features = [c for c in app.checkbox if c.label == "PyRadiomics features"][0]
-    features.set_value(False)  # Dice and HD95 only: the whole sample in seconds
+    [n for n in app.number_input if n.label.startswith("Tumour label value")][0].set_value(2)
+    [b for b in app.button if b.label == "Run preprocessing"][0].click().run()
+    job = wait_for_job(imaging_workspace, "preprocess")
+    assert job.state == "failed" and len(job.message) < 400
+    assert job.message.startswith("Nothing was cropped: all 315 patients failed — 315 × the mask has no voxels with label 2")
+    app.run()
+    assert not app.exception, app.exception
+    assert not app.success
+    assert app.error[0].value.startswith("Preprocessing failed: Nothing was cropped")
+    assert app.dataframe[0].value["patients"].tolist() == [315]
+    assert any("No crops in use yet" in i.value for i in app.info)
+    crops = {s.step: s for s in workflow_status(imaging_workspace)}["CT & ROI"]
+    assert not crops.done
+
+
+def test_a_second_start_is_refused_with_a_message(imaging_workspace, use_workspace):
+    # Found in use: a double click on "Compute reader agreement" started two jobs in one folder.
+    from crc_core.jobs import list_jobs
+
+    use_workspace(imaging_workspace)
+    app = run_page("ct_roi")
+    [c for c in app.checkbox if c.label == "PyRadiomics features"][0].set_value(False)
+    button = [b for b in app.button if b.label == "Compute reader agreement"][0]
+    button.click().run()
+    [b for b in app.button if b.label == "Compute reader agreement"][0].click().run()
+    assert any("already running" in w.value for w in app.warning)
+    assert len(list_jobs(imaging_workspace, "agreement")) == 1
+    assert wait_for_job(imaging_workspace, "agreement").state == "done"
+
+
+def test_ct_roi_page_computes_reader_agreement_in_a_worker_and_drops_stale_features(imaging_workspace, use_workspace):
+    pytest.importorskip("radiomics")
+    from crc_core.reader_study import AgreementConfig, reader_agreement
+
+    reader_agreement(imaging_workspace, AgreementConfig(with_features=True), patients=["CRC001", "CRC002", "CRC003"], workers=1)
+    assert (imaging_workspace / "agreement" / "features.csv").exists()
+    use_workspace(imaging_workspace)
+    app = run_page("ct_roi")
+    [c for c in app.checkbox if c.label == "PyRadiomics features"][0].set_value(False)
     [b for b in app.button if b.label == "Compute reader agreement"][0].click().run()
     job = wait_for_job(imaging_workspace, "agreement")
     assert job.state == "done", job.message
     app.run()
     assert not app.exception, app.exception
     assert any("315 of 315 patients with two readers: median Dice" in s.value for s in app.success)
+    # Found in use: the previous feature-ICC table and its CSV were still offered.
+    assert not (imaging_workspace / "agreement" / "features.csv").exists()
+    assert not any("icc" in d.value.columns for d in app.dataframe)
+    assert [b.label for b in app.get("download_button")] == ["Per-patient agreement (CSV)"]
 
 
 def test_ct_roi_page_shows_feature_iccs(imaging_workspace, use_workspace):
@@ -214,6 +316,8 @@ def test_ct_roi_page_shows_feature_iccs(imaging_workspace, use_workspace):
     tables = [d.value for d in app.dataframe]
     icc_table = [t for t in tables if "icc" in t.columns][0]
     assert len(icc_table) > 50 and icc_table["icc"].is_monotonic_increasing
+    charts = app.get("plotly_chart")
+    assert len(charts) == 3  # Dice and HD95, Bland-Altman of the volumes, ICC by feature class
 
 
 def test_ct_roi_page_takes_imaging_from_a_folder_and_names_incomplete_patients(writable_workspace, use_workspace, tmp_path):

@@ -50,15 +50,28 @@ def test_every_patient_gets_a_png_and_an_array_and_a_rerun_is_served_from_the_ca
     assert (third.processed, third.cached) == (1, 11)
 
 
+def crop_arrays(result) -> dict:
+    arrays = {}
+    for row in result.index.to_dict("records"):
+        crop = preprocess.load_crop(result.folder, row)
+        arrays[row["patient_id"]] = (crop.pixels, crop.roi, crop.slice_index, (result.folder / row["png"]).read_bytes())
+    return arrays
+
+
 def test_parallel_and_serial_crops_are_identical(cohort):
     serial = preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=64), workers=1)
+    serial_arrays = crop_arrays(serial)
     shutil.rmtree(serial.folder)
     parallel = preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=64), workers=2)
-    assert list(parallel.index["slice_index"]) == list(serial.index["slice_index"])
-    folder, config, index = preprocess.latest_crops(Workspace(cohort))
-    assert folder == parallel.folder and config.size == 64
-    crop = preprocess.load_crop(folder, index.iloc[0].to_dict())
-    assert crop.pixels.shape == (1, 64, 64) and crop.roi.any()
+    parallel_arrays = crop_arrays(parallel)
+    assert list(parallel_arrays) == list(serial_arrays)
+    for patient, (pixels, roi, z, png) in serial_arrays.items():
+        other = parallel_arrays[patient]
+        np.testing.assert_array_equal(other[0], pixels)  # every pixel of the model's input
+        np.testing.assert_array_equal(other[1], roi)
+        assert other[2] == z and other[3] == png  # the same slice, and byte-identical PNGs
+    crops = preprocess.latest_crops(Workspace(cohort))
+    assert crops.folder == parallel.folder and crops.config.size == 64 and len(crops.ok) == 12
 
 
 def test_crops_match_preprocess_case_on_the_same_files(cohort):
@@ -89,6 +102,66 @@ def test_bad_cases_fail_alone_with_their_reason(cohort):
     assert "origin" in failed[ids[2]]
     assert (result.index["status"] == "ok").sum() == 9
     assert "9 of 12 patients cropped" in result.summary()
+
+
+def test_a_run_where_every_patient_fails_says_so_and_keeps_the_last_good_crops(cohort):
+    # Found in use: label value 2 failed everyone, yet the page said "ready" over a wall of text.
+    good = preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=32), workers=2)
+    with pytest.raises(preprocess.NothingCropped, match=r"Nothing was cropped: all 12 patients failed — 12 × the mask has "
+                                                       r"no voxels with label 2 \(labels found: 1\)\. The crop set in use is unchanged") as failed:
+        preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=32, label=2), workers=2)
+    crops = preprocess.latest_crops(Workspace(cohort))
+    assert crops.folder == good.folder and len(crops.ok) == 12
+    failed_set = preprocess.read_crop_set(Workspace(cohort).crops_dir / failed.value.result["key"])
+    groups = preprocess.failure_groups(failed_set.index)
+    assert groups.to_dict("records") == [{"reason": "the mask has no voxels with label 2 (labels found: 1).",
+                                          "patients": 12, "examples": "CRC001, CRC002, CRC003 and 9 more"}]
+
+
+def test_the_crop_key_covers_what_changes_the_pixels_and_nothing_else():
+    base = imaging.PreprocessConfig()
+    # A custom width typed while the abdomen preset is chosen changes no pixel: same crop set.
+    assert preprocess.config_key(base) == preprocess.config_key(imaging.PreprocessConfig(window_width=123.456789))
+    custom = imaging.PreprocessConfig(intensity="custom", window_width=400.0, window_level=40.0)
+    assert preprocess.config_key(custom) == preprocess.config_key(base)  # the same window, named two ways
+    for changed in (imaging.PreprocessConfig(margin_px=10), imaging.PreprocessConfig(size=128),
+                    imaging.PreprocessConfig(intensity="custom", window_width=123.456789, window_level=40.0)):
+        assert preprocess.config_key(changed) != preprocess.config_key(base)
+    assert base.pixel_parameters()["version"] == imaging.PREPROCESS_VERSION
+    assert imaging.PreprocessConfig.from_json(custom.to_json()) == custom
+
+
+def test_new_preprocessing_code_never_serves_old_crops(monkeypatch):
+    before = preprocess.config_key(imaging.PreprocessConfig())
+    monkeypatch.setattr(imaging, "PREPROCESS_VERSION", imaging.PREPROCESS_VERSION + 1)
+    assert preprocess.config_key(imaging.PreprocessConfig()) != before
+
+
+def test_a_custom_window_reaches_the_worker_exactly(cohort, tmp_path, capsys):
+    # Found in review: the page rebuilt a command line and rounded 123.456789 to 123.457.
+    config = imaging.PreprocessConfig(intensity="custom", window_width=123.456789, window_level=-7.25, size=32)
+    config.save(tmp_path / "config.json")
+    assert cli_main(["--workspace", str(cohort), "preprocess", "--config", str(tmp_path / "config.json"), "--workers", "1"]) == 0
+    crops = preprocess.latest_crops(Workspace(cohort))
+    assert crops.config == config
+    assert "W123.457/L-7.25" in capsys.readouterr().out
+    # A flag overrides the file; what neither names keeps the default.
+    assert cli_main(["--workspace", str(cohort), "preprocess", "--config", str(tmp_path / "config.json"),
+                     "--size", "16", "--workers", "1"]) == 0
+    assert preprocess.latest_crops(Workspace(cohort)).config.size == 16
+    (tmp_path / "typo.json").write_text('{"margin": 10}')
+    assert cli_main(["--workspace", str(cohort), "preprocess", "--config", str(tmp_path / "typo.json")]) == 2
+    assert "unknown setting(s) 'margin' for PreprocessConfig" in capsys.readouterr().err
+
+
+def test_damaged_crop_files_are_named(cohort):
+    result = preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=16), workers=1)
+    (result.folder / "params.json").write_text("{")
+    with pytest.raises(CrcInputError, match=r"params\.json is damaged .* run preprocessing again"):
+        preprocess.latest_crops(Workspace(cohort))
+    Workspace(cohort).crops_pointer.write_text("not json")
+    with pytest.raises(CrcInputError, match=r"latest\.json is damaged"):
+        preprocess.latest_crops(Workspace(cohort))
 
 
 def test_missing_manifest_says_how_to_get_one(tmp_path):

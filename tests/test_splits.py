@@ -10,17 +10,17 @@ import pandas as pd
 import pytest
 
 from crc_core.errors import CrcInputError
+from crc_core.cli import main as cli_main
+from crc_core.cohort import split_workspace
 from crc_core.splits import (
-    SPLIT_CSV,
-    SPLIT_JSON,
     SplitConfig,
-    config_from_cli,
+    align_split,
     describe_split,
-    load_split,
     make_split,
+    read_split,
     save_split,
-    split_workspace,
 )
+from crc_core.workflow import cohort_summary
 from crc_core.workspace import Workspace
 
 
@@ -46,7 +46,7 @@ def test_paper_split_315_gives_220_and_95():
 def test_train_size_is_n_times_fraction_rounded(n_patients, fraction, n_train):
     # Python's round(): 11 x 0.5 = 5.5 rounds to the even 6.
     split = make_split(cohort(n_patients, 2), SplitConfig(train_fraction=fraction))
-    assert (split["split"] == "train").sum() == n_train == round(n_patients * fraction)
+    assert (split["split"] == "train").sum() == n_train
 
 
 def test_same_seed_same_split_other_seed_other_split():
@@ -95,9 +95,13 @@ def test_column_split_with_other_values_names_them_and_the_fix():
     table = pd.DataFrame({"patient_id": ["a", "b", "c"], "group": [1, 2, 1]})
     with pytest.raises(
         CrcInputError,
-        match=r"holds '1', '2'; '1', '2' cannot be read\. Map each value to 'train', 'validation'",
-    ):
+        match=r"holds '1' \(2\) ✗, '2' \(1\) ✗; the values marked ✗ are not train, validation or external\. Recode",
+    ) as refused:
         make_split(table, SplitConfig(method="column", column="group"))
+    assert str(refused.value).count("'1'") == 1  # each value named once
+    mixed = pd.DataFrame({"patient_id": ["a", "b", "c"], "group": ["train", "test", None]})
+    with pytest.raises(CrcInputError, match=r"'train' \(1\), 'test' \(1\), '\(empty\)' \(1\) ✗"):
+        make_split(mixed, SplitConfig(method="column", column="group"))
     with pytest.raises(CrcInputError, match="no split column 'cohort'"):
         make_split(table, SplitConfig(method="column", column="cohort"))
 
@@ -175,45 +179,94 @@ def test_kfold_with_fewer_patients_than_folds_is_refused():
 def test_cohort_without_ids_or_with_duplicates_is_refused():
     with pytest.raises(CrcInputError, match="no 'patient_id' column"):
         make_split(pd.DataFrame({"id": [1, 2]}))
-    with pytest.raises(CrcInputError, match="Duplicate patient IDs in the cohort: P1"):
+    with pytest.raises(CrcInputError, match=r"duplicate patient IDs in column 'patient_id': P1 \(rows 2, 4\)"):
         make_split(pd.DataFrame({"patient_id": ["P1", "P2", "P1 "]}))
 
 
-def test_save_and_load_split_roundtrip(tmp_path):
+def test_save_and_read_split_roundtrip(tmp_path):
     workspace = Workspace(tmp_path / "ws")
     config = SplitConfig(method="kfold", n_folds=5, seed=4, stratify_by="tsr_high")
     split = make_split(cohort(50, 20), config)
     csv_path, json_path = save_split(workspace, split, config)
-    assert csv_path == workspace.root / SPLIT_CSV and json_path == workspace.root / SPLIT_JSON
+    assert csv_path == workspace.split_csv and json_path == workspace.split_json
     meta = json.loads(json_path.read_text())
-    assert meta["counts"] == {"train": 50}
-    assert meta["config"]["n_folds"] == 5
-    loaded, loaded_config = load_split(workspace)
-    assert loaded_config == config
-    pd.testing.assert_frame_equal(loaded, split, check_dtype=False)
+    assert meta["counts"] == {"train": 50} and meta["n_folds"] == 5
+    assert meta["fingerprint"] == config.fingerprint()
+    saved = read_split(workspace)
+    assert saved.config == config and saved.source == "split.csv"
+    assert saved.table["fold"].tolist() == split["fold"].tolist()
+    assert saved.table["patient_id"].tolist() == split["patient_id"].tolist()
+    assert saved.describe() == "50 train in 5 folds"
     assert not list(workspace.root.glob(".*tmp"))  # no temporary files left behind
+
+
+def test_split_config_round_trips_and_refuses_unknown_keys(tmp_path):
+    config = SplitConfig(method="external", centre_column="centre", external_centres=("B", "C"), seed=3)
+    assert SplitConfig.from_json(config.to_json()) == config
+    assert SplitConfig.load(config.save(tmp_path / "split.json")) == config
+    assert config.fingerprint() == SplitConfig.from_dict(config.to_dict()).fingerprint()
+    assert config.fingerprint() != SplitConfig(method="external", centre_column="centre", external_centres=("B",)).fingerprint()
+    with pytest.raises(CrcInputError, match=r"unknown setting\(s\) 'sed' for SplitConfig\. Known settings: method"):
+        SplitConfig.from_dict({"sed": 4})
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(CrcInputError, match=r"bad\.json is not valid JSON"):
+        SplitConfig.load(tmp_path / "bad.json")
 
 
 def test_refused_split_leaves_saved_one_untouched(tmp_path):
     workspace = Workspace(tmp_path / "ws")
     good = make_split(cohort(20, 8))
     save_split(workspace, good, SplitConfig())
-    before = (workspace.root / SPLIT_CSV).read_bytes()
+    before = workspace.split_csv.read_bytes()
     bad = good.assign(split=["train"] * 19 + ["holdout"])
     with pytest.raises(CrcInputError, match="holds 'holdout'; only train, validation, external are allowed"):
         save_split(workspace, bad, SplitConfig())
-    assert (workspace.root / SPLIT_CSV).read_bytes() == before
-    assert load_split(Workspace(tmp_path / "empty")) is None
+    assert workspace.split_csv.read_bytes() == before
+    assert read_split(Workspace(tmp_path / "empty")) is None
+
+
+def test_a_damaged_split_is_named_with_what_to_do(tmp_path):
+    workspace = Workspace(tmp_path)
+    save_split(workspace, make_split(cohort(10, 4)), SplitConfig())
+    workspace.split_json.write_text('{"config": {"method": "random", "sed": 1}}')
+    with pytest.raises(CrcInputError, match=r"The saved split .* is damaged .*unknown setting.*Make the split again"):
+        read_split(workspace)
+
+
+def small_workspace(root, n=40):
+    root.mkdir()
+    table = cohort(n, 16)
+    table.assign(age=range(n), split=["train"] * 28 + ["validation"] * (n - 28)).drop(columns="tsr_high").to_csv(
+        root / "clinical.csv", index=False)
+    table.to_csv(root / "pathology.csv", index=False)
+    return Workspace(root)
 
 
 def test_split_workspace_as_the_cli_runs_it(tmp_path):
-    root = tmp_path / "ws"
-    root.mkdir()
-    table = cohort(30, 12)
-    table.assign(age=range(30)).drop(columns="tsr_high").to_csv(root / "clinical.csv", index=False)
-    table.to_csv(root / "pathology.csv", index=False)
-    config = config_from_cli(fraction=0.7, seed=0, stratify="tsr_high")
-    split = split_workspace(Workspace(root), config)
+    workspace = small_workspace(tmp_path / "ws", 30)
+    split = split_workspace(workspace, SplitConfig(stratify_by="tsr_high"))
     assert split["split"].value_counts().to_dict() == {"train": 21, "validation": 9}
-    assert (root / SPLIT_CSV).exists()
-    assert config_from_cli(kfold=10).method == "kfold"
+    assert workspace.split_csv.exists()
+
+
+def test_one_count_after_kfold_and_the_clinical_column_can_be_restored(tmp_path, capsys):
+    # Found in use: after `split --kfold 5`, `info` counted the clinical column (28/12 of 40) while
+    # split.csv put all 40 in training folds; and a column split then read the saved split.
+    workspace = small_workspace(tmp_path / "ws")
+    assert read_split(workspace).describe() == "28 train / 12 validation"  # the clinical column, before any split
+    assert cli_main(["--workspace", str(workspace.root), "split", "--kfold", "5"]) == 0
+    assert cohort_summary(workspace).describe() == "40 patients · 40 train in 5 folds"
+    capsys.readouterr()
+    assert cli_main(["--workspace", str(workspace.root), "info"]) == 0
+    info = capsys.readouterr().out
+    assert "split (split.csv): 40 train in 5 folds" in info and "validation" not in info
+    assert cli_main(["--workspace", str(workspace.root), "split", "--column", "split"]) == 0
+    restored = read_split(workspace)
+    assert restored.describe() == "28 train / 12 validation" and "fold" not in restored.table.columns
+
+
+def test_align_split_names_patients_without_a_split():
+    split = pd.DataFrame({"patient_id": ["a", "b", "c"], "split": ["train", "validation", None]})
+    assert align_split(split, ["b", "a"], what="the labels") == (["validation", "train"], ["1 patient(s) in the split are not in the labels: c."])
+    with pytest.raises(CrcInputError, match=r"2 patient\(s\) of the labels have no split: c, d"):
+        align_split(split, ["a", "c", "d"], what="the labels")

@@ -216,20 +216,91 @@ def test_table_one_chooses_t_for_normal_and_mann_whitney_for_skewed():
     df = two_groups()
     table = stats.table_one(df, "split", ["age", "crp"]).set_index("variable")
     train, validation = (df[df.split == g] for g in ("train", "validation"))
-    # age: normal in both → t-test, Student or Welch as Levene says.
-    levene_p = sps.levene(train.age, validation.age, center="mean").pvalue
-    expected = sps.ttest_ind(train.age, validation.age, equal_var=levene_p >= 0.05)
-    assert table.loc["age", "test"] in (stats.T_STUDENT, stats.T_WELCH)
+    # age: normal in both, equal variances (Levene p ≥ 0.05) → Student's t, as the paper's Methods.
+    assert sps.levene(train.age, validation.age, center="mean").pvalue >= 0.05
+    expected = sps.ttest_ind(train.age, validation.age, equal_var=True)
+    assert table.loc["age", "test"] == stats.T_STUDENT
     assert table.loc["age", "statistic"] == pytest.approx(expected.statistic)
     assert table.loc["age", "p_value"] == pytest.approx(expected.pvalue)
     assert table.loc["age", "mark"] == "1"
     assert f"{train.age.mean():.2f} ± {train.age.std():.2f}" == table.loc["age", "train (n = 70)"]
+    assert table.loc["age", "reason"].endswith("normal in both groups with equal variances → Student's t-test")
     # crp: log-normal → Mann-Whitney; p equals scipy's asymptotic p without continuity correction.
     assert table.loc["crp", "test"] == stats.MANN_WHITNEY
     mw = sps.mannwhitneyu(train.crp, validation.crp, method="asymptotic", use_continuity=False)
     assert table.loc["crp", "p_value"] == pytest.approx(mw.pvalue)
     assert table.loc["crp", "mark"] == "2"
     assert "KS p" in table.loc["crp", "reason"]
+
+
+def unequal_variances(seed: int = 2) -> pd.DataFrame:
+    r = rng(seed)
+    return pd.DataFrame({
+        "split": ["train"] * 80 + ["validation"] * 40,
+        "tc": np.r_[r.normal(4.1, 1.0, 80), r.normal(4.4, 3.0, 40)],
+    })
+
+
+def test_normal_data_with_unequal_variances_get_mann_whitney_by_default_and_welch_on_request():
+    # The paper: "a Mann-Whitney U test was utilized for those with skewed distributions or unequal variance".
+    df = unequal_variances()
+    train, validation = df.tc[:80], df.tc[80:]
+    assert sps.levene(train, validation, center="mean").pvalue < 0.001
+    assert min(stats.ks_lilliefors(train).p_value, stats.ks_lilliefors(validation).p_value) >= 0.05
+    row = stats.table_one(df, "split", ["tc"]).iloc[0]
+    assert row["test"] == stats.MANN_WHITNEY and row["level"] == "median (Q1, Q3)"
+    assert "normal in both groups but unequal variances (Levene p < 0.001)" in row["reason"]
+    welch = stats.table_one(df, "split", ["tc"], options=stats.TableOneOptions(unequal_variance="welch")).iloc[0]
+    expected = sps.ttest_ind(train, validation, equal_var=False)
+    assert welch["test"] == stats.T_WELCH and welch["mark"] == "5"
+    assert welch["statistic"] == pytest.approx(expected.statistic) and welch["p_value"] == pytest.approx(expected.pvalue)
+    assert "Welch's t-test" in stats.used_footnotes(stats.table_one(df, "split", ["tc"],
+                                                   options=stats.TableOneOptions(unequal_variance="welch")))[0]
+
+
+def test_the_reason_names_the_group_that_is_not_normal():
+    r = rng(4)
+    df = pd.DataFrame({"split": ["train"] * 60 + ["validation"] * 60,
+                       "x": np.r_[r.normal(0, 1, 60), r.exponential(1, 60) ** 2]})
+    reason = stats.table_one(df, "split", ["x"]).iloc[0]["reason"]
+    assert "not normal in the validation group (KS p " in reason
+    assert "train group" not in reason and "both" not in reason
+    assert "p 0.000" not in reason and "KS p < 0.001" in reason
+
+
+def test_the_papers_tc_row_is_students_t_on_its_own_summaries():
+    # Paper, Table 1: TC 4.11 ± 2.47 (n = 220) vs 7.22 ± 31.31 (n = 95): t = -1.4691, P = 0.143.
+    # The printed summaries are rounded to 0.01, so t is known only within the range their
+    # rounding allows; Student's t covers the paper's value, Welch's (about -0.97) is far off.
+    corners = [(a, b, c, d) for a in (4.105, 4.115) for b in (2.465, 2.475) for c in (7.215, 7.225) for d in (31.305, 31.315)]
+    student = [sps.ttest_ind_from_stats(a, b, 220, c, d, 95, equal_var=True).statistic for a, b, c, d in corners]
+    welch = [sps.ttest_ind_from_stats(a, b, 220, c, d, 95, equal_var=False).statistic for a, b, c, d in corners]
+    assert min(student) <= -1.4691 <= max(student)
+    assert not min(welch) <= -1.4691 <= max(welch)
+    assert stats.format_p(2 * sps.t.sf(1.4691, 220 + 95 - 2)) == "0.143"
+
+
+@pytest.mark.parametrize(("p", "paper", "spss"), [(0.1664, "0.166", ".166"), (0.0004, "< 0.001", ".000"),
+                                                  (1.0, "1.000", "1.000"), (0.05, "0.050", ".050")])
+def test_p_values_in_the_papers_style_and_spss_style(p, paper, spss):
+    assert stats.format_p(p) == paper and stats.format_p(p, "spss") == spss
+
+
+def test_p_style_reaches_the_journal_view():
+    df = two_groups()
+    spss = stats.journal_view(stats.table_one(df, "split", ["age"], options=stats.TableOneOptions(p_style="spss")))
+    assert spss["P value"].iloc[0].startswith(".")
+
+
+def test_groups_are_ordered_training_first_whatever_their_spelling():
+    # Found in use: a user's group column put "test" before "train".
+    df = pd.DataFrame({"group": ["test"] * 10 + ["train"] * 10, "x": np.arange(20.0)})
+    table = stats.table_one(df, "group", ["x"])
+    assert [c for c in table.columns if "(n = " in c] == ["train (n = 10)", "test (n = 10)"]
+    swapped = stats.table_one(df, "group", ["x"], groups=["test", "train"])
+    assert [c for c in swapped.columns if "(n = " in c] == ["test (n = 10)", "train (n = 10)"]
+    assert stats.group_order(pd.Series(["Validation", "Training"])) == ["Training", "Validation"]
+    assert stats.group_order(pd.Series(["B", "A"])) == ["A", "B"]
 
 
 def test_table_one_categorical_rows_percentages_and_chi_square():
@@ -261,17 +332,33 @@ def test_table_one_forced_tests_and_types():
     assert table.loc["age", "test"] == stats.MANN_WHITNEY
     assert table.loc["crp", "test"] == stats.T_WELCH
     assert "forced" in table.loc["age", "reason"]
-    as_categorical = stats.table_one(df.assign(grade=df.index % 3), "split", ["grade"], continuous=["grade"])
-    assert as_categorical.iloc[0]["level"] in ("mean ± SD", "median (Q1, Q3)")
+    as_continuous = stats.table_one(df.assign(grade=df.index % 3), "split", ["grade"], continuous=["grade"])
+    assert as_continuous.iloc[0]["level"] in ("mean ± SD", "median (Q1, Q3)")
     with pytest.raises(CrcInputError, match="categorical"):
         stats.table_one(df, "split", ["sex"], options=stats.TableOneOptions(force_test={"sex": "t"}))
 
 
-def test_table_one_counts_missing_values_per_variable():
+def test_a_sparse_table_larger_than_two_by_two_keeps_chi_square_and_says_so_everywhere():
+    # As SPSS and the paper's pT row (T1: 5 and 1 patients): χ², with a note, never Fisher.
+    df = pd.DataFrame({"split": ["train"] * 40 + ["validation"] * 20,
+                       "pT": ["T1"] * 3 + ["T2"] * 12 + ["T3"] * 25 + ["T1"] * 1 + ["T2"] * 7 + ["T3"] * 12})
+    table = stats.table_one(df, "split", ["pT"])
+    header = table.iloc[0]
+    assert header["test"] == stats.CHI_SQUARE and header["sparse_cells"] == 2
+    view = stats.journal_view(table)
+    assert view["t/Z/χ² value"].iloc[0].endswith("³ᵃ")
+    notes = stats.used_footnotes(table)
+    assert notes[-1] == "a χ² on a table with expected counts below 5 (pT: 2 of 6 cells); interpret with care."
+
+
+def test_table_one_counts_missing_values_per_variable_and_the_journal_view_shows_them():
     df = two_groups()
     df.loc[[0, 5, 90], "age"] = np.nan
-    row = stats.table_one(df, "split", ["age"]).iloc[0]
-    assert row["missing"] == 3
+    table = stats.table_one(df, "split", ["age", "crp"])
+    assert table.iloc[0]["missing"] == 3
+    view = stats.journal_view(table)
+    assert view["Missing, n"].tolist() == ["3", "0"]
+    assert "Missing, n" not in stats.journal_view(stats.table_one(two_groups(), "split", ["age"])).columns
 
 
 def test_table_one_compares_by_a_binary_label_with_named_groups():
@@ -283,10 +370,12 @@ def test_table_one_compares_by_a_binary_label_with_named_groups():
 def test_table_one_refuses_three_groups_and_says_which():
     df = two_groups()
     df.loc[:9, "split"] = "external"
-    with pytest.raises(CrcInputError, match="has 3"):
+    with pytest.raises(CrcInputError, match=r"has 3: train \(60\), validation \(30\), external \(10\)"):
         stats.table_one(df, "split", ["age"])
     table = stats.table_one(df, "split", ["age"], groups=["train", "validation"])
     assert "validation (n = 30)" in table.columns
+    with pytest.raises(CrcInputError, match="Name two groups"):
+        stats.table_one(df, "split", ["age"], groups=["train", "test"])
 
 
 def test_table_one_skips_a_test_for_a_group_with_fewer_than_two_values_and_says_why():
@@ -313,12 +402,23 @@ def test_table_one_names_a_numeric_column_holding_text():
 
 
 def test_table_one_smd_option_and_journal_view():
-    table = stats.table_one(two_groups(), "split", options=stats.TableOneOptions(smd=True))
-    assert "smd" in table.columns and table["smd"].notna().any()
+    df = two_groups()
+    table = stats.table_one(df, "split", options=stats.TableOneOptions(smd=True))
+    smd = table[table["test"] != ""].set_index("variable")["smd"]
+    train, validation = df[df.split == "train"], df[df.split == "validation"]
+    # By hand: |mean difference| / sqrt of the mean of the two variances; for a binary variable the
+    # proportions' form, as R tableone::ExtractSmd prints.
+    assert smd["age"] == pytest.approx(abs(train.age.mean() - validation.age.mean())
+                                       / math.sqrt((train.age.var() + validation.age.var()) / 2))
+    p1, p2 = (train.sex == "male").mean(), (validation.sex == "male").mean()
+    assert smd["sex"] == pytest.approx(abs(p1 - p2) / math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / 2))
     view = stats.journal_view(table)
     assert list(view.columns) == ["Variable", "train (n = 70)", "validation (n = 30)", "t/Z/χ² value", "P value", "SMD"]
-    assert any(v.endswith(("¹", "²", "³", "⁴")) for v in view["t/Z/χ² value"])
-    assert stats.used_footnotes(table)[0].startswith("1 ") or stats.used_footnotes(table)[0].startswith("2 ")
+    assert view.set_index("Variable").loc["age, mean ± SD", "SMD"] == f"{smd['age']:.3f}"
+    assert view.set_index("Variable").loc["age, mean ± SD", "t/Z/χ² value"].endswith("¹")
+    assert stats.TableOneOptions.from_json(stats.TableOneOptions(smd=True, force_test={"age": "welch"}).to_json()) == \
+        stats.TableOneOptions(smd=True, force_test={"age": "welch"})
+    assert [note[0] for note in stats.used_footnotes(table)] == ["1", "2", "3", "a"]  # pT T1 is sparse
 
 
 def test_shapiro_option_is_used_for_normality():
@@ -326,7 +426,15 @@ def test_shapiro_option_is_used_for_normality():
     assert "SW p" in table.iloc[0]["reason"]
 
 
-def test_detect_kind():
-    assert stats.detect_kind(pd.Series(np.linspace(0, 1, 50))) == stats.CONTINUOUS
-    assert stats.detect_kind(pd.Series([0, 1, 2, 3] * 5)) == stats.CATEGORICAL
-    assert stats.detect_kind(pd.Series(["a", "b"])) == stats.CATEGORICAL
+def test_detect_kind_is_the_one_rule_of_crc_core_variables():
+    from crc_core.variables import detect_variable_type
+
+    eleven_levels = pd.Series(list(range(11)) * 3, name="score")
+    # Found in review: cohort.py cut at 10 levels and stats.py at 12, so an 11-level integer column
+    # was continuous on one path and categorical on the other.
+    assert detect_variable_type(eleven_levels) == "continuous" == stats.detect_kind(eleven_levels)
+    ten_levels = pd.Series(list(range(10)) * 3, name="score")
+    assert detect_variable_type(ten_levels) == "categorical" == stats.detect_kind(ten_levels)
+    assert stats.detect_kind(pd.Series(np.linspace(0, 1, 50))) == "continuous"
+    assert stats.detect_kind(pd.Series(["a", "b"])) == "categorical"
+    assert stats.detect_kind(pd.Series([1, 2, 3, 4] * 3, name="pT")) == "categorical"  # ordinal: compared as categorical

@@ -6,6 +6,7 @@ ever downloaded. One screenshot per page lands in test-artifacts/screenshots/.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -14,11 +15,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import unquote
 
 import pandas as pd
 import pytest
 
-from crc_core.workspace import WORKSPACE_ENV
+from crc_core.workspace import STATE_DIR_ENV, WORKSPACE_ENV
 
 pytestmark = pytest.mark.e2e
 
@@ -63,9 +65,19 @@ def wait_healthy(url: str, server: subprocess.Popen, timeout_s: float = 90) -> N
 
 
 @pytest.fixture(scope="module")
-def app_url(sample_workspace):
+def state_dir(tmp_path_factory, sample_workspace):
+    """The server's remembered workspace: the sample, as if a user had chosen it last time."""
+    folder = tmp_path_factory.mktemp("server-state")
+    (folder / "last_workspace.json").write_text(json.dumps({"workspace": str(sample_workspace)}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app_url(sample_workspace, state_dir):
     port = free_port()
-    env = {**os.environ, WORKSPACE_ENV: str(sample_workspace)}
+    # No $CRC_TIME_WORKSPACE: the dashboard opens the workspace remembered from last time.
+    env = {k: v for k, v in os.environ.items() if k != WORKSPACE_ENV}
+    env[STATE_DIR_ENV] = str(state_dir)
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
@@ -81,14 +93,28 @@ def app_url(sample_workspace):
 
 
 @pytest.fixture(scope="module")
-def browser_page(app_url):
+def browser(app_url):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def outside_requests():
+    """Every request the pages make to a host other than this machine: there must be none."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser, outside_requests):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("request", lambda request: outside_requests.append(request.url)
+            if not request.url.startswith(("http://127.0.0.1", "data:", "blob:", "about:")) else None)
+    yield page
+    page.close()
 
 
 def wait_for_script(page) -> None:
@@ -101,9 +127,9 @@ def wait_for_script(page) -> None:
 
 
 @pytest.mark.parametrize("page_path", list(PAGES))
-def test_every_page_opens_without_an_exception(app_url, browser_page, page_path):
+def test_every_page_opens_without_an_exception(app_url, browser_page, page_path, sample_workspace):
     # The default page lives at the root URL; Streamlit has no /home route for it.
-    browser_page.goto(f"{app_url}/{'' if page_path == 'home' else page_path}")
+    browser_page.goto(f"{app_url}/{'' if page_path == 'home' else page_path}?workspace={sample_workspace}")
     wait_for_script(browser_page)
     browser_page.get_by_text(PAGES[page_path]).first.wait_for(timeout=30_000)
     # Opened by deep link, the page still runs under app.py's navigation and sidebar.
@@ -119,7 +145,7 @@ def test_every_page_opens_without_an_exception(app_url, browser_page, page_path)
     assert errors.count() == 0, errors.first.inner_text()
 
 
-def test_home_shows_the_sample_cohort(app_url, browser_page):
+def test_home_opens_the_workspace_remembered_from_last_time(app_url, browser_page):
     browser_page.goto(f"{app_url}/")
     wait_for_script(browser_page)
     sidebar = browser_page.locator('[data-testid="stSidebar"]')
@@ -185,12 +211,55 @@ def test_ct_roi_processes_the_sample(app_url, browser_page, imaging_workspace):
     field = browser_page.locator('[data-testid="stSidebar"] input[type="text"]')
     field.fill(str(imaging_workspace))
     field.press("Enter")
-    browser_page.get_by_text("No crops yet").wait_for(timeout=30_000)
+    browser_page.get_by_text("No crops in use yet").wait_for(timeout=30_000)
     browser_page.get_by_role("button", name="Run preprocessing").click()
-    browser_page.get_by_text("315 of 315 patients cropped").first.wait_for(timeout=180_000)
+    browser_page.get_by_text("In use: 315 of 315 patients cropped").first.wait_for(timeout=180_000)
     wait_for_script(browser_page)
     assert (imaging_workspace / "crops" / "latest.json").exists()
     assert browser_page.locator('[data-testid="stImage"]').count() >= 25
     assert browser_page.locator('[data-testid="stException"]').count() == 0
     browser_page.wait_for_timeout(1500)
     browser_page.screenshot(path=str(SCREENSHOTS / "ct_roi_after_preprocessing.png"), full_page=True)
+
+
+def sidebar_field(page):
+    return page.locator('[data-testid="stSidebar"] input[type="text"]')
+
+
+def test_the_workspace_survives_a_reload_a_page_switch_and_a_new_tab(app_url, browser, browser_page, tmp_path):
+    # Found in use: the active workspace lived in session state only, so a reload or a new tab
+    # lost the user's imported cohort.
+    from crc_core.cohort_import import import_sample_tables
+
+    own = import_sample_tables(tmp_path / "own").workspace.root
+    browser_page.goto(f"{app_url}/")
+    wait_for_script(browser_page)
+    field = sidebar_field(browser_page)
+    field.fill(str(own))
+    field.press("Enter")
+    browser_page.wait_for_function(f"() => location.search.includes({json.dumps('workspace=')})", timeout=30_000)
+    wait_for_script(browser_page)
+    assert str(own) in unquote(browser_page.url)
+    browser_page.reload()
+    wait_for_script(browser_page)
+    assert sidebar_field(browser_page).input_value() == str(own)
+    browser_page.locator('[data-testid="stSidebarNav"]').get_by_text("Labels").click()
+    browser_page.get_by_text("Prevalence by split").wait_for(timeout=30_000)
+    assert sidebar_field(browser_page).input_value() == str(own)
+    assert str(own) in unquote(browser_page.url)
+    second = browser.new_page()  # a new tab opens the workspace chosen last
+    second.goto(f"{app_url}/")
+    wait_for_script(second)
+    assert sidebar_field(second).input_value() == str(own)
+    second.close()
+
+
+def test_no_page_asks_an_outside_host_for_anything(app_url, browser_page, outside_requests):
+    # Found in use: the favicon came from fonts.gstatic.com. A hospital machine asks no one.
+    for path in PAGES:
+        browser_page.goto(f"{app_url}/{'' if path == 'home' else path}")
+        wait_for_script(browser_page)
+    browser_page.wait_for_timeout(1000)
+    assert outside_requests == []
+    icon = browser_page.evaluate("() => document.querySelector(\"link[rel='shortcut icon']\")?.href || ''")
+    assert icon.startswith("http://127.0.0.1"), icon

@@ -1,0 +1,79 @@
+"""How far a workspace has come: the cohort's size and split, and what each room has written.
+
+Home, the sidebar and ``crc-time info`` all count here, from the same files, so they never
+disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crc_core.errors import CrcInputError
+from crc_core.preprocess import latest_crops
+from crc_core.splits import SavedSplit, read_split
+from crc_core.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class CohortSummary:
+    """Patients in the clinical table and the split every step uses (None: no split yet)."""
+
+    patients: int
+    split: SavedSplit | None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.split.counts if self.split is not None else {}
+
+    def describe(self) -> str:
+        """``315 patients · 220 train / 95 validation``."""
+        split = self.split.describe() if self.split is not None else "no split yet"
+        return f"{self.patients} patients · {split}"
+
+
+def cohort_summary(workspace: Workspace) -> CohortSummary:
+    """The one count of a workspace; raises :class:`CrcInputError` when its tables are unusable."""
+    workspace = Workspace.of(workspace)
+    workspace.require_usable()
+    return CohortSummary(len(workspace.read_clinical()), read_split(workspace))
+
+
+@dataclass(frozen=True)
+class StepStatus:
+    """Whether one workflow step has written its output into the workspace."""
+
+    step: str
+    done: bool
+    detail: str
+
+
+def _crop_status(workspace: Workspace) -> StepStatus:
+    images = workspace.manifest_csv.exists()
+    try:
+        crops = latest_crops(workspace)
+    except CrcInputError as exc:
+        return StepStatus("CT & ROI", False, f"the crop set in use is damaged: {exc}")
+    if crops is None or crops.ok.empty:
+        detail = "images listed in manifest.csv, not cropped yet" if images else "no images"
+        return StepStatus("CT & ROI", False, detail)
+    failed = len(crops.failed)
+    detail = f"{len(crops.ok)} patients cropped ({crops.config.describe()})" + (f"; {failed} failed" if failed else "")
+    return StepStatus("CT & ROI", True, detail)
+
+
+def workflow_status(workspace: Workspace) -> list[StepStatus]:
+    """One row per workflow room, in order, saying what the workspace already holds."""
+    workspace = Workspace.of(workspace)
+    tables = [p.name for p in (workspace.clinical_csv, workspace.pathology_csv) if p.exists()]
+    runs = sorted(workspace.runs_dir.glob("*/")) if workspace.runs_dir.exists() else []
+    return [
+        StepStatus("Cohort", len(tables) == 2, ", ".join(tables) or f"no tables in {workspace.root}"),
+        StepStatus(
+            "Labels",
+            workspace.labels_csv.exists(),
+            "labels.csv saved" if workspace.labels_csv.exists() else "labels not built yet",
+        ),
+        _crop_status(workspace),
+        StepStatus("Train", bool(runs), f"{len(runs)} run(s)" if runs else "no runs yet"),
+        StepStatus("Evaluate", bool(runs), "reads the runs' predictions" if runs else "needs a run"),
+    ]

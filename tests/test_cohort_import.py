@@ -1,0 +1,100 @@
+"""Specifications for crc_core.cohort_import: a user's tables into a workspace, nothing of anyone's
+lost, the group column saved as the split, the pathology columns mapped at import."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from crc_core.cohort import ColumnMapping, read_column_mapping, validate_table
+from crc_core.cohort_import import (
+    WorkspaceOccupied,
+    import_cohort_tables,
+    import_prepared,
+    import_sample_tables,
+    prepare_table,
+)
+from crc_core.errors import CrcInputError
+from crc_core.splits import read_split
+from crc_core.tables import read_table
+from crc_core.workspace import Workspace
+
+PATHOLOGY = "patient_id,tsr_percent,til_grade,cd3_ca,cd3_im,cd8_ca,cd8_im\n" + "".join(
+    f"P{i},{10 * (i % 9 + 1)},{i % 4},{100 + i},{200 + i},{50 + i},{80 + i}\n" for i in range(10)
+)
+
+
+def clinical_csv(group: list[str]) -> str:
+    return "Patient ID,age,cohort\n" + "".join(f"P{i},{50 + i},{g}\n" for i, g in enumerate(group))
+
+
+def prepared(tmp_path, clinical_text: str, pathology_text: str = PATHOLOGY, **pathology_choices):
+    (tmp_path / "c.csv").write_text(clinical_text)
+    (tmp_path / "p.csv").write_text(pathology_text)
+    clinical = prepare_table(read_table(tmp_path / "c.csv"), "clinical", group_column="cohort")
+    pathology = prepare_table(read_table(tmp_path / "p.csv"), "pathology", **pathology_choices)
+    return clinical, pathology
+
+
+def test_the_group_column_becomes_the_split_and_every_type_is_kept(tmp_path):
+    # Found in use: the group column chosen at import was not saved ("no split yet").
+    clinical, pathology = prepared(tmp_path, clinical_csv(["Training"] * 7 + ["Test"] * 3))
+    result = import_prepared(tmp_path / "ws", clinical, pathology)
+    assert result.split.describe() == "7 train / 3 validation"
+    assert read_split(result.workspace).config.column == "cohort"
+    mapping = read_column_mapping(result.workspace)
+    assert mapping.group_column == "cohort"
+    assert mapping.type_overrides["age"] == "categorical"  # 10 whole numbers: codes by the rule
+    assert mapping.type_overrides["cd3_ca"] == "categorical"
+    assert "patient_id" not in mapping.type_overrides and "Patient ID" not in mapping.type_overrides
+
+
+def test_a_group_column_that_is_not_a_split_is_said_so(tmp_path):
+    clinical, pathology = prepared(tmp_path, clinical_csv(["A", "B"] * 5))
+    result = import_prepared(tmp_path / "ws", clinical, pathology)
+    assert result.split is None
+    assert any("does not name training and validation patients" in note for note in result.notes)
+
+
+def test_a_folder_holding_a_cohort_is_never_overwritten_without_confirmation(tmp_path):
+    # Found in use: "Import the sample tables instead" silently replaced the user's tables and left
+    # their old split.csv behind.
+    clinical, pathology = prepared(tmp_path, clinical_csv(["train"] * 7 + ["validation"] * 3))
+    target = tmp_path / "ws"
+    import_prepared(target, clinical, pathology)
+    (target / "labels.csv").write_text("patient_id\nP1\n")
+    before = (target / "clinical.csv").read_bytes()
+    with pytest.raises(WorkspaceOccupied, match=r"already holds a cohort \(10 patients in clinical\.csv; split 7 train / 3 validation; labels\)"):
+        import_sample_tables(target)
+    assert (target / "clinical.csv").read_bytes() == before
+
+    result = import_sample_tables(target, replace=True)
+    assert len(result.join.table) == 315
+    assert not (target / "labels.csv").exists()  # derived from the old tables: removed with them
+    assert read_split(result.workspace).describe() == "220 train / 95 validation"
+
+
+def test_pathology_columns_with_other_names_are_mapped_or_refused_by_name(tmp_path):
+    # Found in use: "TSR (%)" imported without a word and failed later on the Labels page.
+    renamed = PATHOLOGY.replace("tsr_percent", "TSR (%)").replace("til_grade", "TILs").replace("cd3_ca", "CD3 CT")
+    clinical, pathology = prepared(tmp_path, clinical_csv(["train"] * 10), renamed)
+    assert {"tsr_percent", "til_grade", "cd3_ca"} <= set(pathology.table.columns)
+    assert pathology.mapping.pathology_map["tsr_percent"] == "TSR (%)"
+
+    (tmp_path / "odd.csv").write_text(PATHOLOGY.replace("tsr_percent", "stroma share").replace("cd8_im", "X"))
+    with pytest.raises(CrcInputError, match=r"odd\.csv: no column chosen for TSR, % stroma \(10-90\) \(tsr_percent\), "
+                                            r"CD8\+ cells/mm², invasive margin \(cd8_im\)\. Choose the column"):
+        prepare_table(read_table(tmp_path / "odd.csv"), "pathology")
+    chosen = prepare_table(read_table(tmp_path / "odd.csv"), "pathology",
+                           pathology_columns={"tsr_percent": "stroma share", "til_grade": "til_grade", "cd3_ca": "cd3_ca",
+                                              "cd3_im": "cd3_im", "cd8_ca": "cd8_ca", "cd8_im": "X"})
+    assert chosen.table["tsr_percent"].iloc[1] == 20
+
+
+def test_import_refuses_a_mapping_of_absent_columns_and_writes_nothing(tmp_path):
+    clinical = validate_table(pd.DataFrame({"patient_id": ["A", "B"], "age": [50, 60]}))
+    pathology = validate_table(pd.DataFrame({"patient_id": ["A", "B"], "TSR": [30, 60]}))
+    with pytest.raises(CrcInputError, match="ghost"):
+        import_cohort_tables(tmp_path / "ws", clinical, pathology, ColumnMapping(group_column="ghost"))
+    assert not (tmp_path / "ws").exists()
+    assert not Workspace(tmp_path / "ws").holds_cohort()
