@@ -8,7 +8,7 @@ from crc_core import agreement, figures, reader_study
 from crc_core.errors import CrcInputError
 from crc_core.reader_study import AgreementConfig
 from crc_core.workspace import Workspace
-from pages import _ui
+from pages import _jobs, _ui
 
 
 def draw(workspace: Workspace, has_reader2: bool) -> None:
@@ -24,8 +24,8 @@ def draw(workspace: Workspace, has_reader2: bool) -> None:
     with_features = st.checkbox("PyRadiomics features", value=available, disabled=not available,
                                 help="Needs PyRadiomics, which `make run` installs where a C compiler exists.")
     if st.button("Compute reader agreement"):
-        _ui.start_step(workspace, "agreement", AgreementConfig(with_features=with_features))
-    _, running = _ui.show_job(workspace, "agreement", "Reader agreement")
+        _jobs.start_step(workspace, "agreement", AgreementConfig(with_features=with_features))
+    _, running = _jobs.show_job(workspace, "agreement", "Reader agreement")
     if running:
         return
     try:

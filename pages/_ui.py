@@ -13,9 +13,9 @@ from pathlib import Path
 import streamlit as st
 
 from crc_core.errors import CrcInputError
-from crc_core.jobs import JobRunning, JobStatus, latest_job, read_job, request_stop, start_job
 from crc_core.workflow import CohortSummary, cohort_summary
 from crc_core.workspace import Workspace, remember_workspace, start_workspace_path
+from pages import _jobs
 
 WORKSPACE_PARAM = "workspace"
 FLASH_KEY = "flash_messages"
@@ -79,55 +79,13 @@ def require_workspace() -> Workspace:
 def offer_sample_build(workspace: Workspace) -> None:
     """A button that builds the sample in a worker, where it would overwrite no one's tables."""
     if workspace.root.is_dir():
-        _, running = show_job(workspace, "sample", "Building the sample cohort")
+        _, running = _jobs.show_job(workspace, "sample", "Building the sample cohort")
         if running:
             return
     if workspace.holds_cohort() and not workspace.is_sample:
         return  # never overwrite a user's tables from a button
     if st.button("Build the sample cohort in this folder", type="primary"):
-        start_step(workspace, "sample")
-
-
-def start_step(workspace: Workspace, step: str, config=None, args: tuple[str, ...] = ()) -> None:
-    """Start a step's worker with its config and rerun; a second start is refused with a message."""
-    try:
-        start_job(workspace, step, config=config, args=args)
-    except JobRunning as exc:
-        st.warning(str(exc))
-        return
-    except CrcInputError as exc:
-        st.error(str(exc))
-        return
-    st.rerun()
-
-
-def show_job(workspace: Workspace, step: str, what: str) -> tuple[JobStatus | None, bool]:
-    """Follow the step's running worker, or say how the last one ended if it did not finish well.
-    Returns the last job (or None) and whether it is still running."""
-    job = latest_job(workspace, step)
-    if job is not None and not job.finished:
-        follow_job(str(workspace.root), job.job_id, what)
-        return job, True
-    if job is not None and job.state == "stopped":
-        st.info(f"{what} was stopped: {job.message}")
-    elif job is not None and job.state != "done":
-        st.error(f"{what} {job.state}: {job.message}")
-    return job, False
-
-
-@st.fragment(run_every=1.0)
-def follow_job(root: str, job_id: str, what: str) -> None:
-    """A progress bar with a Stop button that follows a worker and reruns the page when it ends."""
-    workspace = Workspace(Path(root))
-    status = read_job(workspace, job_id)
-    if status is None or status.finished:
-        st.rerun(scope="app")
-    left, right = st.columns([5, 1])
-    text = f"{what}: {status.done}/{status.total}" if status.total else f"{what}: starting"
-    left.progress(status.fraction, text=text)
-    if right.button("Stop", key=f"stop_{job_id}", help="The worker finishes the patient at hand and stops."):
-        request_stop(workspace, job_id)
-        st.toast("Stopping…")
+        _jobs.start_step(workspace, "sample")
 
 
 def show_input_error(exc: CrcInputError) -> None:

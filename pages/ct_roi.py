@@ -7,7 +7,7 @@ import streamlit as st
 from crc_core import archive, preprocess, viewer
 from crc_core.errors import CrcInputError
 from crc_core.imaging import INTENSITY_MODES, MARGINS_PX, PreprocessConfig
-from pages import _reader_agreement, _ui
+from pages import _jobs, _reader_agreement, _ui
 
 GALLERY_COLUMNS, GALLERY_PAGE = 6, 24
 
@@ -72,7 +72,7 @@ if submitted:
     except CrcInputError as exc:
         _ui.show_input_error(exc)
     else:
-        _ui.start_step(workspace, "preprocess", config)
+        _jobs.start_step(workspace, "preprocess", config)
 
 
 def show_failures(index, what: str) -> None:
@@ -84,7 +84,7 @@ def show_failures(index, what: str) -> None:
 
 def show_crops() -> int | None:
     """The last run's outcome, then the crop set in use: failures and gallery. Returns its mask label."""
-    job, running = _ui.show_job(workspace, "preprocess", "Preprocessing")
+    job, running = _jobs.show_job(workspace, "preprocess", "Preprocessing")
     if running:
         return None
     try:

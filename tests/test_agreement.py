@@ -244,3 +244,25 @@ def test_reader_study_needs_a_second_reader(imaging_workspace):
     manifest.to_csv(imaging_workspace / "manifest.csv", index=False)
     with pytest.raises(CrcInputError, match="no second reader"):
         reader_agreement(imaging_workspace)
+
+
+def test_damaged_agreement_files_are_named_with_what_to_do(imaging_workspace):
+    from crc_core.reader_study import AgreementConfig
+
+    reader_agreement(imaging_workspace, AgreementConfig(with_features=False), patients=["CRC001", "CRC002"], workers=1)
+    folder = Workspace(imaging_workspace).agreement_dir
+    assert AgreementConfig.load(folder / "config.json") == AgreementConfig(with_features=False)
+    assert read_reader_study(Workspace(imaging_workspace))[1] is None
+    (folder / "summary.json").write_text("{")
+    with pytest.raises(CrcInputError, match=r"The reader agreement in .* is damaged .* Compute it again"):
+        read_reader_study(Workspace(imaging_workspace))
+    (folder / "summary.json").write_text('{"summary": "ok"}')
+    (folder / "masks.csv").write_text("patient_id,dice\nCRC001,0.9\n")
+    with pytest.raises(CrcInputError, match=r"damaged \(no column\(s\) status, message"):
+        read_reader_study(Workspace(imaging_workspace))
+
+
+def test_an_icc_of_a_constant_feature_is_nan_and_never_reliable():
+    constant = pd.DataFrame({"original_firstorder_Minimum": [-1024.0] * 4}, index=list("abcd"))
+    table = agreement.feature_agreement(constant, constant.copy())
+    assert table["icc"].isna().all() and not table["reliable"].any()

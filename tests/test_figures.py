@@ -1,0 +1,61 @@
+"""Figures for slides: axis titles in words, the export size, and the numbers drawn checked by hand."""
+
+from __future__ import annotations
+
+import statistics
+
+import pandas as pd
+import pytest
+
+from crc_core import figures
+from crc_core.errors import CrcInputError
+
+
+def test_every_chart_exports_at_slide_size():
+    options = figures.EXPORT_CONFIG["toImageButtonOptions"]
+    assert (options["width"], options["height"], options["format"]) == (1600, 900, "png")
+    assert options["width"] / options["height"] == pytest.approx(16 / 9)
+
+
+def test_label_distribution_counts_and_titles():
+    # Found in use: a Labels chart exported at 462×300 px with "tsr_percent" as its axis title.
+    frame = pd.DataFrame({"tsr_percent": [40, 40, 60, 60, 60, None], "split": ["train", "validation", "train", "train", "validation", "train"]})
+    figure = figures.label_distribution(frame, "tsr_percent")
+    bars = {trace.name: dict(zip(trace.x, trace.y)) for trace in figure.data}
+    assert bars == {"train": {40: 1, 60: 2}, "validation": {40: 1, 60: 1}}  # counted by hand; the empty TSR left out
+    assert figure.layout.xaxis.title.text == "Tumour-stroma ratio (% stroma)"
+    assert figure.layout.yaxis.title.text == "Patients"
+    assert figure.layout.font.size >= 16
+    with pytest.raises(CrcInputError, match="No column 'til_grade'"):
+        figures.label_distribution(frame, "til_grade")
+
+
+def test_bland_altman_bias_and_limits_of_agreement():
+    first, second = [10.0, 12.0, 14.0, 20.0], [9.0, 13.0, 12.0, 19.5]
+    differences = [a - b for a, b in zip(first, second)]
+    bias, sd = statistics.mean(differences), statistics.stdev(differences)
+    figure = figures.bland_altman(pd.Series(first), pd.Series(second), pd.Series(["a", "b", "c", "d"]))
+    lines = sorted(shape.y0 for shape in figure.layout.shapes)
+    assert lines == pytest.approx([bias - 1.96 * sd, bias, bias + 1.96 * sd])
+    assert list(figure.data[0].y) == pytest.approx(differences)
+    assert list(figure.data[0].x) == pytest.approx([9.5, 12.5, 13.0, 19.75])
+    with pytest.raises(CrcInputError, match="at least 2 patients"):
+        figures.bland_altman(pd.Series([1.0]), pd.Series([2.0]))
+
+
+def test_icc_by_feature_class_groups_pyradiomics_names():
+    features = pd.DataFrame({
+        "feature": ["original_shape_Volume", "original_shape_Sphericity", "original_glcm_Contrast", "original_firstorder_Mean"],
+        "icc": [0.95, 0.6, 0.8, float("nan")],
+    })
+    figure = figures.icc_by_feature_class(features)
+    assert [trace.name for trace in figure.data] == ["glcm (100% ≥ 0.75)", "shape (50% ≥ 0.75)"]
+    assert figure.layout.yaxis.title.text == "ICC(2,1)"
+
+
+def test_mask_agreement_distribution_shows_every_patient():
+    masks = pd.DataFrame({"patient_id": ["a", "b", "c"], "dice": [0.8, 0.9, None], "hd95_mm": [2.0, 1.0, None]})
+    figure = figures.mask_agreement_distribution(masks)
+    assert [len(trace.y) for trace in figure.data] == [2, 2]
+    with pytest.raises(CrcInputError, match="lacks hd95_mm"):
+        figures.mask_agreement_distribution(masks.drop(columns=["hd95_mm"]))
