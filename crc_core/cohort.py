@@ -92,6 +92,26 @@ def detect_id_column(table: pd.DataFrame) -> str | None:
     return None
 
 
+#: Column names that usually hold the training/validation assignment.
+GROUP_COLUMN_NAMES = ("split", "set", "cohort", "group", "dataset", "subset", "gruppe", "分组", "组别")
+
+
+def detect_group_column(table: pd.DataFrame, exclude: tuple[str | None, ...] = ()) -> str | None:
+    """The column that holds the split, or ``None``: the first whose values all read as
+    train/validation/external (any spelling of :data:`crc_core.splits.SPLIT_ALIASES`) with a
+    training group, preferring the names of :data:`GROUP_COLUMN_NAMES`."""
+    from crc_core.splits import SPLIT_ALIASES, TRAIN
+
+    def readable(column: str) -> bool:
+        values = table[column].dropna().astype(str).str.strip().str.lower()
+        roles = values.map(SPLIT_ALIASES)
+        return len(values) > 0 and roles.notna().all() and (roles == TRAIN).any() and roles.nunique() >= 2
+
+    candidates = [c for c in table.columns if c not in exclude]
+    named = sorted(candidates, key=lambda c: name_key(c) not in GROUP_COLUMN_NAMES)
+    return next((c for c in named if readable(c)), None)
+
+
 # ---------------------------------------------------------------------------------------------
 # Checking a table
 

@@ -83,13 +83,14 @@ def mask_agreement_distribution(masks: pd.DataFrame) -> go.Figure:
     """Dice and HD95 per patient, side by side: a box with every patient as a point."""
     _check_columns(masks, ["patient_id", "dice", "hd95_mm"], "per-patient agreement")
     ok = masks.dropna(subset=["dice"])
-    figure = make_subplots(rows=1, cols=2, subplot_titles=(axis_title("dice"), axis_title("hd95_mm")))
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Dice", "HD95 (mm)"), horizontal_spacing=0.18)
     for col, column in enumerate(("dice", "hd95_mm"), start=1):
         figure.add_box(y=ok[column], text=ok["patient_id"], boxpoints="all", jitter=0.4, pointpos=0,
                        marker={"color": READER_COLOURS[col - 1], "size": 6}, name=axis_title(column),
                        hovertemplate="%{text}: %{y:.3f}<extra></extra>", row=1, col=col)
     figure.update_layout(showlegend=False)
-    figure.update_yaxes(title="Dice (1 = identical ROIs)", range=[0, 1.02], row=1, col=1)
+    low = float(ok["dice"].min()) if len(ok) else 0.0
+    figure.update_yaxes(title="Dice (1 = identical ROIs)", range=[max(0.0, low - 0.05), 1.01], row=1, col=1)
     figure.update_yaxes(title="HD95 (mm)", rangemode="tozero", row=1, col=2)
     figure.update_xaxes(showticklabels=False)
     return styled(figure, f"Two readers' ROIs, {len(ok)} patients")
@@ -111,7 +112,8 @@ def icc_by_feature_class(features: pd.DataFrame, reliable_icc: float = 0.75) -> 
         figure.add_box(y=part["icc"], name=f"{name} ({share:.0f}% ≥ {reliable_icc:g})", boxpoints="all",
                        jitter=0.4, pointpos=0, text=part["feature"], marker={"size": 5},
                        hovertemplate="%{text}: ICC %{y:.3f}<extra></extra>")
-    figure.add_hline(y=reliable_icc, line_dash="dash", annotation_text=f"ICC {reliable_icc:g} (good reliability)")
+    figure.add_hline(y=reliable_icc, line_dash="dash", line_color="#333333", line_width=1.5,
+                     annotation_text=f"ICC {reliable_icc:g} (good reliability)", annotation_position="bottom left")
     figure.update_yaxes(title=axis_title("icc"), range=[min(-0.1, float(scored["icc"].min()) - 0.05) if len(scored) else 0, 1.02])
     figure.update_layout(showlegend=False)
     return styled(figure, "Feature reproducibility between the two readers, by feature class")
@@ -133,9 +135,10 @@ def bland_altman(first: pd.Series, second: pd.Series, labels: pd.Series | None =
     figure = go.Figure(go.Scatter(x=mean, y=difference, mode="markers", text=text, name="patients",
                                   marker={"color": READER_COLOURS[0], "size": 7},
                                   hovertemplate="%{text}: mean %{x:.2f}, difference %{y:.2f}<extra></extra>"))
-    for value, name, dash in ((bias, "bias", "solid"), (bias - 1.96 * sd, "lower limit", "dash"),
-                              (bias + 1.96 * sd, "upper limit", "dash")):
-        figure.add_hline(y=value, line_dash=dash, annotation_text=f"{name} {value:.2f}", annotation_position="right")
+    for value, name, dash in ((bias, "bias", "solid"), (bias - 1.96 * sd, "lower limit of agreement", "dash"),
+                              (bias + 1.96 * sd, "upper limit of agreement", "dash")):
+        figure.add_hline(y=value, line_dash=dash, line_color="#333333", line_width=1.5,
+                         annotation_text=f"{name} {value:.2f}", annotation_position="top left")
     figure.update_xaxes(title=f"Mean of the two readers — {what}")
     figure.update_yaxes(title=f"Reader 1 − reader 2 — {what}")
     return styled(figure, f"Bland-Altman: {what}, {a.size} patients")

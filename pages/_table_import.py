@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from crc_core.cohort import detect_id_column
+from crc_core.cohort import detect_group_column, detect_id_column
 from crc_core.cohort_import import (
     ROLES,
     PreparedTable,
@@ -49,7 +49,8 @@ def _upload(role: str) -> PreparedTable | None:
         group_column, fields = None, None
         if role == "clinical":
             group_column = _choose(
-                f"Group or split column of {upload.name} (optional)", [None, *others], "split", f"group_{role}",
+                f"Group or split column of {upload.name} (optional)", [None, *others],
+                detect_group_column(read.table, (id_column,)), f"group_{role}",
                 format_func=lambda c: c or "none",
                 help="Saved as the split when it holds train/validation (or test); Table 1 compares by it first.",
             )
@@ -88,7 +89,11 @@ def draw_import() -> None:
         prepared = {role: table for role in ROLES if (table := _upload(role)) is not None}
         target = Workspace(Path(st.text_input("Workspace folder for these tables", value="workspace-own").strip()))
         replace = False
-        if target.holds_cohort():
+        if target.holds_cohort() and target.root.resolve() == _ui.active_workspace().root.resolve():
+            st.info(f"`{target.root}` is the active workspace ({cohort_description(target)}). To import "
+                    "into it again, confirm that its tables are to be replaced.")
+            replace = st.checkbox("Replace its tables: its split, labels and crop choice are removed", key="replace_cohort")
+        elif target.holds_cohort():
             st.warning(f"`{target.root}` already holds a cohort ({cohort_description(target)}). Open it, or "
                        "confirm that its tables are to be replaced.")
             replace = st.checkbox("Replace that cohort: its tables, split, labels and crop choice are removed",

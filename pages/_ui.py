@@ -102,8 +102,9 @@ def show_flashes() -> None:
         getattr(st, kind)(message)
 
 
-def draw_sidebar() -> None:
-    """Active workspace (editable) and its cohort size; keeps the workspace in the URL."""
+def draw_sidebar(pages: list) -> None:
+    """Links to the pages (carrying the workspace), the active workspace (editable) and its cohort
+    size; keeps the workspace in the URL."""
     workspace = active_workspace()
     if st.query_params.get(WORKSPACE_PARAM) != str(workspace.root):
         st.query_params[WORKSPACE_PARAM] = str(workspace.root)
@@ -112,6 +113,9 @@ def draw_sidebar() -> None:
         # be set before the widget is drawn in this run.
         st.session_state["workspace_input"] = str(workspace.root)
     with st.sidebar:
+        for page in pages:
+            st.page_link(page, query_params={WORKSPACE_PARAM: str(workspace.root)})
+        st.divider()
         st.text_input(
             "Workspace folder", key="workspace_input", on_change=_choose_workspace,
             help="The folder that holds this project's tables, labels, crops, runs and exports.",

@@ -13,6 +13,7 @@ import pytest
 
 from crc_core.cohort import (
     ColumnMapping,
+    detect_group_column,
     detect_id_column,
     join_tables,
     load_workspace_cohort,
@@ -256,3 +257,10 @@ def test_column_mapping_round_trips_with_every_type(tmp_path):
     (tmp_path / "column_mapping.json").write_text('{"group_colum": "x"}')
     with pytest.raises(CrcInputError, match=r"column_mapping\.json is damaged .*unknown setting\(s\) 'group_colum'"):
         read_column_mapping(Workspace(tmp_path))
+
+
+def test_detect_group_column_finds_the_split_in_any_spelling():
+    table = pd.DataFrame({"Patient ID": ["a", "b", "c"], "sex": ["M", "F", "M"], "Gruppe": ["Training", "Test", "Training"]})
+    assert detect_group_column(table, ("Patient ID",)) == "Gruppe"
+    assert detect_group_column(table.assign(Gruppe=["A", "B", "A"]), ("Patient ID",)) is None
+    assert detect_group_column(table.assign(Gruppe=["test", "test", "test"]), ("Patient ID",)) is None  # no training group

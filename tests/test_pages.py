@@ -92,9 +92,9 @@ def test_cohort_imports_the_sample_tables_without_an_upload(sample_workspace, tm
     assert app.query_params["workspace"] == str(target)
 
 
-def test_importing_into_a_folder_with_a_cohort_needs_a_confirmation(writable_workspace, tmp_path, use_workspace):
+def test_importing_into_a_folder_with_a_cohort_needs_a_confirmation(sample_workspace, writable_workspace, use_workspace):
     # Found in use: "Import the sample tables instead" silently replaced a user's tables.
-    use_workspace(writable_workspace)
+    use_workspace(sample_workspace)
     (writable_workspace / "sample.json").unlink()
     before = (writable_workspace / "clinical.csv").read_bytes()
     app = run_page("cohort")

@@ -226,31 +226,34 @@ def sidebar_field(page):
     return page.locator('[data-testid="stSidebar"] input[type="text"]')
 
 
-def test_the_workspace_survives_a_reload_a_page_switch_and_a_new_tab(app_url, browser, browser_page, tmp_path):
+def test_the_workspace_survives_a_reload_a_page_switch_and_a_new_tab(app_url, browser, browser_page, tmp_path, sample_workspace):
     # Found in use: the active workspace lived in session state only, so a reload or a new tab
-    # lost the user's imported cohort.
+    # lost the user's imported cohort; and Streamlit's own page menu dropped ?workspace=.
     from crc_core.cohort_import import import_sample_tables
 
     own = import_sample_tables(tmp_path / "own").workspace.root
-    browser_page.goto(f"{app_url}/")
+    other = import_sample_tables(tmp_path / "other").workspace.root
+    # Opened by a link: the URL names the workspace while another one is remembered.
+    browser_page.goto(f"{app_url}/cohort?workspace={own}")
     wait_for_script(browser_page)
-    field = sidebar_field(browser_page)
-    field.fill(str(own))
-    field.press("Enter")
-    browser_page.wait_for_function(f"() => location.search.includes({json.dumps('workspace=')})", timeout=30_000)
+    assert sidebar_field(browser_page).input_value() == str(own)
+    browser_page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').get_by_text("Labels").click()
+    browser_page.get_by_text("Prevalence by split").wait_for(timeout=30_000)
     wait_for_script(browser_page)
-    assert str(own) in unquote(browser_page.url)
+    assert sidebar_field(browser_page).input_value() == str(own)
+    assert str(own) in unquote(browser_page.url) and "/labels" in browser_page.url
     browser_page.reload()
     wait_for_script(browser_page)
     assert sidebar_field(browser_page).input_value() == str(own)
-    browser_page.locator('[data-testid="stSidebarNav"]').get_by_text("Labels").click()
-    browser_page.get_by_text("Prevalence by split").wait_for(timeout=30_000)
-    assert sidebar_field(browser_page).input_value() == str(own)
-    assert str(own) in unquote(browser_page.url)
-    second = browser.new_page()  # a new tab opens the workspace chosen last
+    # Chosen in the sidebar: kept in the URL, and a new tab opens it.
+    field = sidebar_field(browser_page)
+    field.fill(str(other))
+    field.press("Enter")
+    browser_page.wait_for_function(f"() => decodeURIComponent(location.search).includes({json.dumps(str(other))})", timeout=30_000)
+    second = browser.new_page()
     second.goto(f"{app_url}/")
     wait_for_script(second)
-    assert sidebar_field(second).input_value() == str(own)
+    assert sidebar_field(second).input_value() == str(other)
     second.close()
 
 
