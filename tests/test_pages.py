@@ -346,3 +346,44 @@ def test_ct_roi_page_takes_imaging_from_a_folder_and_names_incomplete_patients(w
     app.run()
     [b for b in app.button if b.label == "Use these images"][0].click().run()
     assert any("No image or no mask found for: A2" in e.value for e in app.error)
+
+
+def test_table_one_and_its_exports_are_computed_once_per_input(writable_workspace, use_workspace, monkeypatch):
+    import crc_core.stats
+    import crc_core.table_export
+
+    calls = {"table_one": 0, "all_exports": 0}
+
+    def counting(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(crc_core.stats, "table_one", counting("table_one", crc_core.stats.table_one))
+    monkeypatch.setattr(crc_core.table_export, "all_exports", counting("all_exports", crc_core.table_export.all_exports))
+    use_workspace(writable_workspace)
+    app = run_page("cohort")
+    assert calls == {"table_one": 1, "all_exports": 1}
+    app.run()  # reruns with the same input: nothing recomputed
+    app.run()
+    assert calls == {"table_one": 1, "all_exports": 1}
+    [r for r in app.radio if r.label == "P values"][0].set_value("spss")
+    [b for b in app.button if b.label == "Compute Table 1"][0].click().run()
+    assert calls == {"table_one": 2, "all_exports": 2}
+
+
+def test_the_patient_viewer_reads_the_volumes_once_not_per_slider_move(imaging_workspace, use_workspace, monkeypatch):
+    import crc_core.viewer
+
+    reads = []
+    original = crc_core.viewer.load_case
+    monkeypatch.setattr(crc_core.viewer, "load_case", lambda row, label=None: reads.append(row["patient_id"]) or original(row, label))
+    use_workspace(imaging_workspace)
+    app = run_page("ct_roi")
+    slider = [s for s in app.slider if s.label == "Slice"][0]
+    for z in (1, 2, 3):
+        slider.set_value(z).run()
+        slider = [s for s in app.slider if s.label == "Slice"][0]
+    assert not app.exception
+    assert reads == ["CRC001"]
