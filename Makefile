@@ -8,8 +8,10 @@ CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
 
 .PHONY: run test sample install install-test browser bench clean
 
+# The dashboard opens $$CRC_TIME_WORKSPACE when set, else the workspace used last, else ./workspace
+# (the sample, built here the first time).
 run: install $(WORKSPACE)/clinical.csv
-	CRC_TIME_WORKSPACE=$(WORKSPACE) $(BIN)/streamlit run app.py --server.port $(PORT)
+	$(BIN)/streamlit run app.py --server.port $(PORT)
 
 test: install-test browser
 	$(BIN)/python -m pytest -q -rs --durations=15
