@@ -51,13 +51,17 @@ def detect_variable_type(values: pd.Series, name: Any = None) -> str:
     filled = values.dropna()
     if filled.empty or pd.api.types.is_bool_dtype(filled):
         return CATEGORICAL
-    numbers = pd.to_numeric(filled, errors="coerce")
-    if numbers.isna().any():
-        return CATEGORICAL
-    distinct = numbers.nunique()
+    if pd.api.types.is_numeric_dtype(filled):
+        numbers = filled.to_numpy(dtype=float)
+    else:
+        converted = pd.to_numeric(filled, errors="coerce")
+        if converted.isna().any():
+            return CATEGORICAL
+        numbers = converted.to_numpy(dtype=float)
+    distinct = len(np.unique(numbers))
     if distinct > MAX_CATEGORICAL_LEVELS:
         return CONTINUOUS
-    whole = bool(np.all(np.equal(np.mod(numbers.to_numpy(dtype=float), 1), 0)))
+    whole = bool(np.all(np.equal(np.mod(numbers, 1), 0)))
     return CONTINUOUS if distinct > 2 and not whole else CATEGORICAL
 
 
