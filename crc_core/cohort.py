@@ -8,7 +8,6 @@ bringing tables into a workspace is :mod:`crc_core.cohort_import`.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -18,7 +17,17 @@ import pandas as pd
 
 from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
-from crc_core.splits import FOLD_COLUMN, SPLIT_COLUMN, SplitConfig, make_split, read_split, save_split
+from crc_core.pathology import renamed_to_fields
+from crc_core.splits import (
+    FOLD_COLUMN,
+    SPLIT_ALIASES,
+    SPLIT_COLUMN,
+    TRAIN,
+    SplitConfig,
+    make_split,
+    read_split,
+    save_split,
+)
 from crc_core.tables import PATIENT_ID, TableRead, as_numbers, listing, patient_ids, spreadsheet_rows
 from crc_core.variables import CATEGORICAL, ORDINAL, check_variable_types, name_key
 from crc_core.workspace import Workspace, atomic_write_text
@@ -100,8 +109,6 @@ def detect_group_column(table: pd.DataFrame, exclude: tuple[str | None, ...] = (
     """The column that holds the split, or ``None``: the first whose values all read as
     train/validation/external (any spelling of :data:`crc_core.splits.SPLIT_ALIASES`) with a
     training group, preferring the names of :data:`GROUP_COLUMN_NAMES`."""
-    from crc_core.splits import SPLIT_ALIASES, TRAIN
-
     def readable(column: str) -> bool:
         values = table[column].dropna().astype(str).str.strip().str.lower()
         roles = values.map(SPLIT_ALIASES)
@@ -205,8 +212,6 @@ def validate_table(
             table[column] = numbers
 
     if mapping.pathology_columns:
-        from crc_core.pathology import renamed_to_fields
-
         table = renamed_to_fields(table, mapping.pathology_map)
     table = table.rename(columns={id_column: PATIENT_ID})
     return table[[PATIENT_ID, *[c for c in table.columns if c != PATIENT_ID]]].reset_index(drop=True)

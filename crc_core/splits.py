@@ -17,7 +17,7 @@ import pandas as pd
 
 from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
-from crc_core.tables import PATIENT_ID, listing, patient_ids
+from crc_core.tables import PATIENT_ID, listing, patient_ids, read_table
 from crc_core.workspace import Workspace, atomic_write_csv, atomic_write_text
 
 TRAIN, VALIDATION, EXTERNAL = "train", "validation", "external"
@@ -363,8 +363,6 @@ def read_split(workspace: Workspace) -> SavedSplit | None:
     workspace = Workspace.of(workspace)
     csv_path, json_path = workspace.split_csv, workspace.split_json
     if csv_path.exists():
-        from crc_core.tables import read_table
-
         try:
             table = read_table(csv_path).table
             meta = json.loads(json_path.read_text(encoding="utf-8")) if json_path.exists() else {}

@@ -3,11 +3,9 @@ on, joins, and the workspace cohort as every step sees it."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
-import openpyxl
 import pandas as pd
 import pytest
 
@@ -24,24 +22,8 @@ from crc_core.cohort import (
 from crc_core.tables import read_table
 from crc_core.variables import detect_variable_types
 from crc_core.errors import CrcInputError
+from tests.table_files import workbook_bytes, write
 from crc_core.workspace import Workspace
-
-
-def write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    return path
-
-
-def workbook_bytes(sheets: dict[str, list[list[object]]]) -> bytes:
-    workbook = openpyxl.Workbook()
-    workbook.remove(workbook.active)
-    for title, rows in sheets.items():
-        sheet = workbook.create_sheet(title)
-        for row in rows:
-            sheet.append(row)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
 
 
 # --- validation and mapping ------------------------------------------------------------------

@@ -4,32 +4,14 @@ a path or an upload, refusing what is not a table with a message a user can act 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
-import openpyxl
 import pandas as pd
 import pytest
 
 from crc_core.cohort import detect_id_column, validate_table
 from crc_core.errors import CrcInputError
+from tests.table_files import workbook_bytes, write
 from crc_core.tables import MAX_UPLOAD_BYTES, TableRead, list_sheets, patient_ids, read_id_table, read_table
-
-
-def write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    return path
-
-
-def workbook_bytes(sheets: dict[str, list[list[object]]]) -> bytes:
-    workbook = openpyxl.Workbook()
-    workbook.remove(workbook.active)
-    for title, rows in sheets.items():
-        sheet = workbook.create_sheet(title)
-        for row in rows:
-            sheet.append(row)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -266,3 +266,31 @@ def test_no_page_asks_an_outside_host_for_anything(app_url, browser_page, outsid
     assert outside_requests == []
     icon = browser_page.evaluate("() => document.querySelector(\"link[rel='shortcut icon']\")?.href || ''")
     assert icon.startswith("http://127.0.0.1"), icon
+
+
+def test_saving_a_split_updates_the_sidebar_at_once(app_url, browser_page, tmp_path):
+    # Found in use: after saving a split the sidebar showed the previous counts until the next click.
+    from crc_core.cohort_import import import_sample_tables
+
+    own = import_sample_tables(tmp_path / "split-here").workspace.root
+    browser_page.goto(f"{app_url}/cohort?workspace={own}")
+    wait_for_script(browser_page)
+    sidebar = browser_page.locator('[data-testid="stSidebar"]')
+    assert "220 train / 95 validation" in sidebar.inner_text()
+    browser_page.get_by_text("k-fold", exact=True).click()
+    browser_page.get_by_role("button", name="Apply and save the split").click()
+    sidebar.get_by_text("315 train in 5 folds").wait_for(timeout=30_000)
+    wait_for_script(browser_page)
+    assert browser_page.get_by_text("Saved split.csv: 315 patients: 315 train; 5 folds of 63, 63, 63, 63, 63").count() == 1
+
+
+def test_the_imaging_uploader_promises_what_the_text_says(app_url, browser_page, sample_workspace):
+    # Found in use: the uploader said 200 MB per file while the text promised 4,096 MB.
+    browser_page.goto(f"{app_url}/ct_roi?workspace={sample_workspace}")
+    wait_for_script(browser_page)
+    browser_page.get_by_text("Bring your own imaging").click()
+    uploader = browser_page.locator('[data-testid="stFileUploader"]').first
+    uploader.wait_for(timeout=30_000)
+    text = uploader.inner_text()
+    assert "4096MB" in text.replace(" ", "") or "4GB" in text.replace(" ", ""), text
+    assert "4,096 MB" in browser_page.get_by_text("A zip may be up to").inner_text()
