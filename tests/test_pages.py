@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -360,6 +361,7 @@ def test_table_one_and_its_exports_are_computed_once_per_input(writable_workspac
             return function(*args, **kwargs)
         return wrapper
 
+    st.cache_data.clear()  # another test may have computed this very table already
     monkeypatch.setattr(crc_core.stats, "table_one", counting("table_one", crc_core.stats.table_one))
     monkeypatch.setattr(crc_core.table_export, "all_exports", counting("all_exports", crc_core.table_export.all_exports))
     use_workspace(writable_workspace)
@@ -376,6 +378,7 @@ def test_table_one_and_its_exports_are_computed_once_per_input(writable_workspac
 def test_the_patient_viewer_reads_the_volumes_once_not_per_slider_move(imaging_workspace, use_workspace, monkeypatch):
     import crc_core.viewer
 
+    st.cache_resource.clear()  # another test may have opened this very patient already
     reads = []
     original = crc_core.viewer.load_case
     monkeypatch.setattr(crc_core.viewer, "load_case", lambda row, label=None: reads.append(row["patient_id"]) or original(row, label))
