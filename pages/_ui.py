@@ -30,8 +30,8 @@ def active_workspace() -> Workspace:
 
 def switch_workspace(path: Path | str) -> None:
     """Make ``path`` the active workspace of this tab (the URL) and the one a new tab opens."""
+    remember_workspace(path)  # first, so a tab opened as soon as the URL changes finds it
     st.query_params[WORKSPACE_PARAM] = str(path)
-    remember_workspace(path)
 
 
 def stamp(path: Path) -> int:

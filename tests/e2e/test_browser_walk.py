@@ -226,6 +226,16 @@ def sidebar_field(page):
     return page.locator('[data-testid="stSidebar"] input[type="text"]')
 
 
+def workspace_shown(page) -> str:
+    """The sidebar's workspace once the page has drawn it (the first script run may not have
+    started when the app reports it is not running)."""
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=\"stSidebar\"] input[type=\"text\"]')?.value", timeout=30_000
+    )
+    wait_for_script(page)
+    return sidebar_field(page).input_value()
+
+
 def test_the_workspace_survives_a_reload_a_page_switch_and_a_new_tab(app_url, browser, browser_page, tmp_path, sample_workspace):
     # Found in use: the active workspace lived in session state only, so a reload or a new tab
     # lost the user's imported cohort; and Streamlit's own page menu dropped ?workspace=.
@@ -236,15 +246,15 @@ def test_the_workspace_survives_a_reload_a_page_switch_and_a_new_tab(app_url, br
     # Opened by a link: the URL names the workspace while another one is remembered.
     browser_page.goto(f"{app_url}/cohort?workspace={own}")
     wait_for_script(browser_page)
-    assert sidebar_field(browser_page).input_value() == str(own)
+    assert workspace_shown(browser_page) == str(own)
     browser_page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').get_by_text("Labels").click()
     browser_page.get_by_text("Prevalence by split").wait_for(timeout=30_000)
     wait_for_script(browser_page)
-    assert sidebar_field(browser_page).input_value() == str(own)
+    assert workspace_shown(browser_page) == str(own)
     assert str(own) in unquote(browser_page.url) and "/labels" in browser_page.url
     browser_page.reload()
     wait_for_script(browser_page)
-    assert sidebar_field(browser_page).input_value() == str(own)
+    assert workspace_shown(browser_page) == str(own)
     # Chosen in the sidebar: kept in the URL, and a new tab opens it.
     field = sidebar_field(browser_page)
     field.fill(str(other))
@@ -253,7 +263,7 @@ def test_the_workspace_survives_a_reload_a_page_switch_and_a_new_tab(app_url, br
     second = browser.new_page()
     second.goto(f"{app_url}/")
     wait_for_script(second)
-    assert sidebar_field(second).input_value() == str(other)
+    assert workspace_shown(second) == str(other)
     second.close()
 
 
