@@ -88,9 +88,10 @@ def prepare_table(
                 "each in the pathology column mapping (the labels need TSR, the TIL grade, and the four "
                 "CD3/CD8 counts or an Immune Score column)."
             )
-        renames = mapping.pathology_map
-        types = {next((f for f, c in renames.items() if c == column), column): kind for column, kind in types.items()}
-        mapping = ColumnMapping(id_column=id_column, variable_types=types, pathology_columns=renames)
+        # The table now names the mapped columns by their fields; so must its variable types.
+        field_of = {column: field for field, column in mapping.pathology_map.items()}
+        types = {field_of.get(column, column): kind for column, kind in types.items()}
+        mapping = ColumnMapping(id_column=id_column, variable_types=types, pathology_columns=mapping.pathology_map)
     return PreparedTable(role, table, mapping, tuple(read.notes))
 
 

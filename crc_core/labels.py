@@ -35,7 +35,7 @@ from crc_core.pathology import (
     where,
 )
 from crc_core.splits import SPLIT_VALUES, align_split, read_split
-from crc_core.tables import PATIENT_ID, listing, patient_ids, spreadsheet_rows
+from crc_core.tables import PATIENT_ID, listing, patient_ids, read_table, spreadsheet_rows
 from crc_core.workspace import Workspace, atomic_write_csv, atomic_write_text, ensure_writable_dir
 
 #: The binary labels, each 0/1 (NA when a reading is missing).
@@ -482,8 +482,6 @@ def label_workspace(workspace: Workspace, config: LabelConfig | None = None) -> 
     config = config or LabelConfig()
     if not workspace.pathology_csv.exists():
         raise CrcInputError(f"{workspace.pathology_csv} is missing. Load the pathology table on the Cohort page first.")
-    from crc_core.tables import read_table
-
     read = read_table(workspace.pathology_csv)
     split = workspace_split_table(workspace) if config.is_cutoff_source == "train_median" else None
     result = build_labels(read.table, split, config, row_numbers=read.row_numbers)

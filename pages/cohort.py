@@ -24,10 +24,12 @@ workspace = _ui.require_workspace()
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def cohort_tables(root: str, stamps: tuple[int, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The cohort with the split in use, and as imported (what a new split is made from)."""
+def cohort_tables(root: str, stamps: tuple[int, ...]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The cohort with the split in use, as imported (what a new split is made from), and the
+    clinical table's variables (Table 1's default rows)."""
     here = Workspace(Path(root))
-    return load_workspace_cohort(here), load_workspace_cohort(here, with_saved_split=False)
+    clinical = [c for c in here.read_clinical().columns if c not in ("patient_id", "split", "fold")]
+    return load_workspace_cohort(here), load_workspace_cohort(here, with_saved_split=False), clinical
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -40,7 +42,7 @@ def table_one_with_exports(cohort: pd.DataFrame, group: str, variables: tuple, c
 
 files = (workspace.clinical_csv, workspace.pathology_csv, workspace.labels_csv, workspace.split_csv, workspace.split_json)
 try:
-    cohort, imported = cohort_tables(str(workspace.root), tuple(_ui.stamp(p) for p in files))
+    cohort, imported, clinical_columns = cohort_tables(str(workspace.root), tuple(_ui.stamp(p) for p in files))
     mapping = read_column_mapping(workspace)
 except CrcInputError as exc:
     _ui.show_input_error(exc)
@@ -83,7 +85,6 @@ st.caption(f"Split in use: {summary.split.describe()} (from {summary.split.sourc
 
 st.subheader("Table 1")
 st.caption(f"The paper: “{paper.NORMALITY_RULE} … {paper.TABLE_ONE_TEST_RULE}” Numbers as SPSS and R print them.")
-clinical_columns = [c for c in workspace.read_clinical().columns if c not in ("patient_id", "split", "fold")]
 two_valued = [c for c in cohort.columns if c != "patient_id" and cohort[c].dropna().nunique() == 2]
 group_choices = list(dict.fromkeys([*(["split"] if "split" in two_valued else []), *two_valued]))
 if not group_choices:
