@@ -222,6 +222,56 @@ def _cmd_agreement(args: argparse.Namespace, progress: Progress | None) -> StepO
                        result={"failed": len(failures)}, details=failures)
 
 
+def _split_list(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def train_config_from_flags(args: argparse.Namespace):
+    from crc_core.training import TrainConfig
+
+    flags = {
+        "targets": _split_list(args.target), "backbones": _split_list(args.backbone), "mode": args.mode,
+        "evaluation": args.evaluation, "n_folds": args.folds, "n_repeats": args.repeats, "seed": args.seed,
+        "weights": args.weights, "download_weights": True if args.download_weights else None,
+        "require_pretrained": True if args.require_pretrained else None, "crop_key": args.crop_key,
+        "allow_missing_crops": True if args.allow_missing_crops else None, "epochs": args.epochs,
+        "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule, "selection": args.selection,
+        "early_stopping": args.early_stopping, "device": args.device, "precision": args.precision,
+    }
+    return build_config(TrainConfig, args, flags)
+
+
+def _cmd_train(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
+    from crc_core.runs import RunStore
+    from crc_core.training import summary, train_grid, train_run
+
+    workspace = Workspace(args.workspace)
+    job_id = args.job.name if args.job else None
+    if args.resume:
+        run_ids = [train_run(workspace, None, resume=args.resume, progress=progress, job_id=job_id)]
+    else:
+        run_ids = train_grid(workspace, train_config_from_flags(args), progress=progress, job_id=job_id)
+    store = RunStore(workspace)
+    lines = []
+    for run_id in run_ids:
+        run = store.run(run_id)
+        aucs = ", ".join(f"{cohort} AUC {v['auc']:.3f}" + (f" ± {v['sd']:.3f} ({v['n']} folds)" if v["n"] > 1 else "")
+                         for cohort, v in summary(store, run_id).items())
+        weights = "" if run.pretrained or run.mode == "radiomics" else " [random initialisation]"
+        lines.append(f"{run.target} × {run.backbone} ({run.mode}): {aucs or 'no AUC'}{weights}")
+    return StepOutcome(f"{len(run_ids)} run(s) done: " + "; ".join(lines), result={"run_ids": run_ids},
+                       details=run_ids[-1:])
+
+
+def _cmd_runs(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
+    from crc_core.runs import RunStore
+
+    table = RunStore(Workspace(args.workspace)).table()
+    if table.empty:
+        return StepOutcome("no runs yet")
+    return StepOutcome(table.drop(columns=["message"]).to_string(index=False))
+
+
 # ---------------------------------------------------------------------------------------------
 # Parser
 
@@ -310,6 +360,35 @@ def build_parser() -> argparse.ArgumentParser:
     agree.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
     _config_option(agree, "reader agreement")
     agree.set_defaults(run=_cmd_agreement)
+
+    train = steps.add_parser("train", help="train models (one run per target × backbone); prints the run id last")
+    train.add_argument("--target", help="tsr, til, is or time; several separated by commas (default tsr)")
+    train.add_argument("--backbone", help="resnet34/50/101/152, densenet121/169/201; several separated by commas")
+    train.add_argument("--mode", choices=("features", "finetune", "radiomics"), help="default features (fast, CPU)")
+    train.add_argument("--evaluation", choices=("holdout", "kfold", "repeated"), help="default holdout (the saved split)")
+    train.add_argument("--folds", type=int, choices=(5, 10), help="k for kfold when the split has no folds (default 5)")
+    train.add_argument("--repeats", type=positive_int, help="seeded random splits for repeated (default 20)")
+    train.add_argument("--seed", type=non_negative_int, help="random seed (default 0)")
+    train.add_argument("--weights", help="imagenet (default), random, or a checkpoint file")
+    train.add_argument("--download-weights", action="store_true", help="download ImageNet weights when none are on disk")
+    train.add_argument("--require-pretrained", action="store_true", help="refuse random initialisation")
+    train.add_argument("--crop-key", help="the crop set to train on (default: the one in use)")
+    train.add_argument("--allow-missing-crops", action="store_true", help="train on the labelled patients that have crops")
+    train.add_argument("--epochs", type=positive_int, help="fine-tuning epochs (default 100, the paper)")
+    train.add_argument("--batch-size", type=positive_int, help="default 32 (the paper)")
+    train.add_argument("--lr", type=float, help="SGD learning rate (default 0.01, the paper)")
+    train.add_argument("--schedule", choices=("cosine", "step", "constant"), help="learning-rate schedule (default cosine)")
+    train.add_argument("--selection", choices=("validation_loss", "inner_split"),
+                       help="choose the epoch on the validation cohort (the paper) or an inner split of training")
+    train.add_argument("--early-stopping", type=non_negative_int, help="patience in epochs (default 0: off)")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default auto")
+    train.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="default auto (measured on CPUs)")
+    train.add_argument("--resume", metavar="RUN_ID", help="go on with an interrupted run from its last checkpoint")
+    _config_option(train, "training")
+    train.set_defaults(run=_cmd_train)
+
+    runs = steps.add_parser("runs", help="list the workspace's training runs")
+    runs.set_defaults(run=_cmd_runs)
 
     info = steps.add_parser("info", help="show the workspace, its cohort size and split, and how far it has come")
     info.set_defaults(run=_cmd_info)

@@ -142,3 +142,60 @@ def bland_altman(first: pd.Series, second: pd.Series, labels: pd.Series | None =
     figure.update_xaxes(title=f"Mean of the two readers — {what}")
     figure.update_yaxes(title=f"Reader 1 − reader 2 — {what}")
     return styled(figure, f"Bland-Altman: {what}, {a.size} patients")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def training_curves(metrics: pd.DataFrame, title: str) -> go.Figure:
+    """One run's loss per step and per epoch (training and selection cohort) and its selection AUC."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Selection-cohort AUC"), horizontal_spacing=0.12)
+    steps = metrics[(metrics["scope"] == "step") & metrics["name"].str.startswith("train_loss")]
+    epochs = metrics[metrics["scope"] == "epoch"]
+    figure.add_scatter(x=steps["step"], y=steps["value"], mode="lines", name="training loss per step",
+                       line={"color": "#BBBBBB", "width": 1}, row=1, col=1)
+    for name, colour, label in (("train_loss", SPLIT_COLOURS["train"], "training loss per epoch"),
+                                ("val_loss", SPLIT_COLOURS["validation"], "selection loss per epoch")):
+        rows = epochs[epochs["name"].str.startswith(name)]
+        figure.add_scatter(x=rows["step"], y=rows["value"], mode="lines+markers", name=label, line={"color": colour},
+                           row=1, col=1)
+    auc = epochs[epochs["name"].str.startswith("val_auc")]
+    figure.add_scatter(x=auc["step"], y=auc["value"], mode="lines+markers", name="selection AUC",
+                       line={"color": SPLIT_COLOURS["validation"]}, showlegend=False, row=1, col=2)
+    figure.update_xaxes(title="Iteration (batches)")
+    figure.update_yaxes(title="Cross-entropy loss", row=1, col=1)
+    figure.update_yaxes(title="AUC", range=[0, 1.02], row=1, col=2)
+    return styled(figure, title)
+
+
+def normalised_losses(curves: dict[str, pd.DataFrame]) -> go.Figure:
+    """Training loss per iteration of several runs on one chart, each curve shifted and stretched
+    to run from 1 to 0 — as the paper's Figure 4 ("we have applied translation and stretching to
+    different curves"), so runs of different loss scales compare by shape."""
+    figure = go.Figure()
+    for label, rows in curves.items():
+        values = rows["value"].to_numpy(dtype=float)
+        if len(values) == 0:
+            continue
+        low, high = np.nanmin(values), np.nanmax(values)
+        scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+        figure.add_scatter(x=rows["step"], y=scaled, mode="lines", name=label)
+    figure.update_xaxes(title="Iteration (batches)")
+    figure.update_yaxes(title="Training loss, rescaled (1 = highest, 0 = lowest)", range=[-0.02, 1.02])
+    return styled(figure, "Loss curves, normalised as the paper's Figure 4")
+
+
+def auc_by_fold(aucs: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
+    """Every fold's or repeat's AUC per run, with its mean ± SD: the spread one split hides."""
+    figure = go.Figure()
+    for run_id, rows in aucs.groupby("run_id", sort=False):
+        values = rows["auc"].dropna()
+        name = f"{labels.get(run_id, run_id)}: {values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 \
+            else f"{labels.get(run_id, run_id)}: {values.mean():.3f}"
+        figure.add_box(y=values, name=name, boxpoints="all", jitter=0.4, pointpos=0, boxmean="sd")
+    figure.add_hline(y=0.5, line_dash="dot", line_color="#777777", annotation_text="chance (0.5)",
+                     annotation_position="bottom left")
+    figure.update_yaxes(title="AUC of each fold or repeat", range=[0, 1.02])
+    figure.update_layout(showlegend=False)
+    return styled(figure, "AUC across folds and repeated splits")

@@ -137,21 +137,28 @@ def read_job(workspace: Workspace | Path, job_id: str, *, now: float | None = No
                          message=f"{path} cannot be read ({exc}); the job's outcome is unknown. Start the step again.")
     if status.state != "running":
         return status
-    now = time.time() if now is None else now
     pid = status.pid
     if pid is None:
         try:
             pid = int((folder / WORKER_PID).read_text())
         except (OSError, ValueError):
             pid = None
-    if status.host == socket.gethostname() and pid is not None and not _pid_alive(pid):
-        tail = _log_tail(folder)
-        return replace(status, state="interrupted",
-                       message="the worker stopped without finishing" + (f" (last words: {tail})" if tail else ""))
-    age = now - (status.heartbeat_at or status.started_at)
-    if age > STALE_AFTER_S:
-        return replace(status, state="interrupted", message=f"no sign of life from the worker for {age:.0f} s")
+    dead = why_dead(status.host, pid, status.heartbeat_at or status.started_at, now=now)
+    if dead:
+        tail = _log_tail(folder) if "stopped without finishing" in dead else ""
+        return replace(status, state="interrupted", message=dead + (f" (last words: {tail})" if tail else ""))
     return status
+
+
+def why_dead(host: str, pid: int | None, heartbeat_at: float, *, now: float | None = None) -> str:
+    """Why a worker that claims to run is dead, or "" while it lives: a dead PID on this host, or
+    no heartbeat for :data:`STALE_AFTER_S`. Shared by jobs and training runs."""
+    if host == socket.gethostname() and pid is not None and not _pid_alive(pid):
+        return "the worker stopped without finishing"
+    age = (time.time() if now is None else now) - heartbeat_at
+    if age > STALE_AFTER_S:
+        return f"no sign of life from the worker for {age:.0f} s"
+    return ""
 
 
 def list_jobs(workspace: Workspace | Path, step: str | None = None) -> list[JobStatus]:

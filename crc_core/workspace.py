@@ -35,9 +35,13 @@ def default_workspace_path() -> Path:
     return Path(os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE)
 
 
+def state_dir() -> Path:
+    """The dashboard's own small memory on this machine (the last workspace, CPU measurements)."""
+    return Path(os.environ.get(STATE_DIR_ENV) or Path.home() / ".local" / "state" / "crc-time")
+
+
 def _state_file() -> Path:
-    base = os.environ.get(STATE_DIR_ENV) or Path.home() / ".local" / "state" / "crc-time"
-    return Path(base) / "last_workspace.json"
+    return state_dir() / "last_workspace.json"
 
 
 def remember_workspace(path: Path | str) -> None:
@@ -140,6 +144,11 @@ class Workspace:
     @property
     def jobs_dir(self) -> Path:
         return self.root / "jobs"
+
+    @property
+    def features_dir(self) -> Path:
+        """Cached deep and radiomics features, per backbone, weights and crop set."""
+        return self.root / "features"
 
     @property
     def runs_dir(self) -> Path:

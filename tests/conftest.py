@@ -61,3 +61,29 @@ def private_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     folder = tmp_path_factory.mktemp("state")
     monkeypatch.setenv(STATE_DIR_ENV, str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def small_training_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 sample patients with labels, the paper's 7:3 split and 32-px crops: enough to train on
+    in seconds. Tests that write copy it (:func:`training_workspace`)."""
+    from crc_core.imaging import PreprocessConfig
+    from crc_core.labels import label_workspace
+    from crc_core.preprocess import preprocess_cohort
+    from crc_core.sample import SampleConfig, build_sample_workspace
+
+    root = tmp_path_factory.mktemp("training") / "workspace"
+    build_sample_workspace(root, SampleConfig(n_patients=48, workers=1))
+    label_workspace(root)
+    preprocess_cohort(root, PreprocessConfig(size=32), workers=1)
+    return root
+
+
+@pytest.fixture
+def training_workspace(small_training_workspace: Path, tmp_path: Path) -> Path:
+    """A private copy of the small training workspace (its volumes linked, read only)."""
+    root = tmp_path / "training"
+    shutil.copytree(small_training_workspace, root, ignore=shutil.ignore_patterns("images", "masks", "runs", "features", "jobs"))
+    for folder in ("images", "masks"):
+        (root / folder).symlink_to(small_training_workspace / folder, target_is_directory=True)
+    return root

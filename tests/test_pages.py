@@ -390,3 +390,38 @@ def test_the_patient_viewer_reads_the_volumes_once_not_per_slider_move(imaging_w
         slider = [s for s in app.slider if s.label == "Slice"][0]
     assert not app.exception
     assert reads == ["CRC001"]
+
+
+def test_train_page_says_what_is_missing_on_the_bare_sample(sample_workspace, use_workspace):
+    use_workspace(sample_workspace)
+    app = run_page("train")
+    assert not app.exception, app.exception
+    warnings = [w.value for w in app.warning]
+    assert "No labels yet: build and save them on the Labels page." in warnings
+    assert any(w.startswith("No crops yet") for w in warnings)
+    assert [b for b in app.button if b.label == "Start training"][0].disabled
+    assert any("No runs yet" in i.value for i in app.info)
+
+
+def test_train_page_trains_a_grid_in_a_worker_and_lists_its_runs(training_workspace, use_workspace):
+    pytest.importorskip("torch")
+    use_workspace(training_workspace)
+    app = run_page("train")
+    assert not app.exception, app.exception
+    [m for m in app.multiselect if m.label == "Targets"][0].set_value(["tsr", "til"])
+    [m for m in app.multiselect if m.label == "Backbones"][0].set_value(["resnet34"])
+    [r for r in app.radio if r.label == "Start from"][0].set_value("random")
+    [b for b in app.button if b.label == "Start training"][0].click().run()
+    job = wait_for_job(training_workspace, "train", 240)
+    assert job.state == "done", job.message
+    from crc_core.training import TrainConfig
+
+    config = TrainConfig.load(training_workspace / "jobs" / job.job_id / "config.json")
+    assert config.targets == ("tsr", "til") and config.weights == "random"
+    app.run()
+    assert not app.exception, app.exception
+    overview = [d.value for d in app.dataframe if "run_id" in d.value.columns][0]
+    assert sorted(overview["target"]) == ["til", "tsr"] and set(overview["status"]) == {"done"}
+    assert overview["AUC validation"].str.match(r"0\.\d{3}|1\.000").all()
+    assert any("random init" in c.value for c in app.caption)
+    assert len(app.get("plotly_chart")) == 1  # AUC per run (features runs have no loss curves)

@@ -133,6 +133,7 @@ def test_every_page_opens_without_an_exception(app_url, browser_page, page_path,
     wait_for_script(browser_page)
     browser_page.get_by_text(PAGES[page_path]).first.wait_for(timeout=30_000)
     # Opened by deep link, the page still runs under app.py's navigation and sidebar.
+    browser_page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').nth(5).wait_for(timeout=30_000)
     sidebar = browser_page.locator('[data-testid="stSidebar"]').inner_text()
     assert "CT & ROI" in sidebar and "patients" in sidebar
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,237 @@
+"""Training runs end to end on a small sample (48 patients, 32-px crops): the fast mode, the
+evaluations, a real short fine-tune, kill -9 and resume, DDP with gloo, and every refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("torch")
+
+from crc_core.cli import main as cli_main  # noqa: E402
+from crc_core.datasets import labelled_crops  # noqa: E402
+from crc_core.errors import CrcInputError  # noqa: E402
+from crc_core.runs import RunStore  # noqa: E402
+from crc_core.training import TrainConfig, train_grid, train_run  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+QUICK = dict(weights="random", device="cpu", precision="fp32")
+FINETUNE = dict(mode="finetune", backbones=("resnet34",), epochs=2, batch_size=8, **QUICK)
+
+
+def test_features_mode_grid_makes_a_run_per_cell_with_predictions_for_both_cohorts(training_workspace):
+    config = TrainConfig(targets=("tsr", "til"), backbones=("resnet34",), **QUICK)
+    run_ids = train_grid(training_workspace, config)
+    store = RunStore(training_workspace)
+    assert [store.run(r).target for r in run_ids] == ["tsr", "til"]
+    split = pd.read_csv(training_workspace / "clinical.csv").set_index("patient_id")["split"]
+    for run_id in run_ids:
+        run = store.run(run_id)
+        assert run.status == "done" and not run.pretrained and "Random initialisation" in run.message
+        assert run.info["crop_key"] and run.info["labels_hash"] and run.info["split_hash"] and run.info["code_version"]
+        predictions = store.predictions(run_id)
+        for cohort in ("train", "validation"):
+            patients = predictions.loc[predictions["cohort"] == cohort, "patient_id"]
+            assert set(split[patients]) == {cohort}
+        assert predictions["prob"].between(0, 1).all()
+        assert (training_workspace / "runs" / run_id / "model.json").exists()
+    # Features are computed once per backbone × crop set: the second target came from the cache.
+    assert [store.run(r).info["features_cached"] for r in run_ids] == [False, True]
+
+
+def test_the_same_seed_gives_the_same_predictions(training_workspace):
+    config = TrainConfig(targets=("is",), backbones=("densenet121",), **QUICK)
+    first, second = (train_run(training_workspace, config) for _ in range(2))
+    store = RunStore(training_workspace)
+    a, b = store.predictions(first), store.predictions(second)
+    np.testing.assert_array_equal(a["prob"].to_numpy(), b["prob"].to_numpy())
+    other = train_run(training_workspace, TrainConfig(targets=("is",), backbones=("densenet121",), seed=5, **QUICK))
+    assert not np.array_equal(store.predictions(other)["prob"].to_numpy(), a["prob"].to_numpy())
+
+
+def test_cross_validation_predicts_every_patient_once_and_records_its_folds_first(training_workspace):
+    run_id = train_run(training_workspace, TrainConfig(backbones=("resnet34",), evaluation="kfold", n_folds=5, **QUICK))
+    store = RunStore(training_workspace)
+    predictions = store.predictions(run_id, "cv")
+    assert sorted(predictions["fold"].unique()) == [0, 1, 2, 3, 4]
+    assert not predictions["patient_id"].duplicated().any() and len(predictions) == 48
+    recorded = json.loads((training_workspace / "runs" / run_id / "partitions.json").read_text())
+    for part in recorded["partitions"]:
+        assert not set(part["train"]) & set(part["cv"])
+        assert set(predictions.loc[predictions["fold"] == part["fold"], "patient_id"]) == set(part["cv"])
+    from crc_core.training import summary
+
+    assert summary(store, run_id)["cv"]["n"] == 5
+
+
+def test_repeated_splits_are_seeded_and_fixed(training_workspace):
+    config = TrainConfig(backbones=("resnet34",), evaluation="repeated", n_repeats=3, **QUICK)
+    first = train_run(training_workspace, config)
+    second = train_run(training_workspace, config)
+    parts = [json.loads((training_workspace / "runs" / r / "partitions.json").read_text())["partitions"] for r in (first, second)]
+    assert parts[0] == parts[1] and len(parts[0]) == 3
+    assert parts[0][0]["repeat"] != parts[0][1]["repeat"]  # each repeat its own split
+    assert len(parts[0][0]["repeat"]) == 15  # scikit-learn: 33 = floor(0.7 × 48) to training, 15 held out
+
+
+def test_a_short_real_finetune_keeps_the_best_epoch_and_logs_every_step(training_workspace):
+    run_id = train_run(training_workspace, TrainConfig(**FINETUNE))
+    store = RunStore(training_workspace)
+    run = store.run(run_id)
+    assert run.status == "done" and run.info["device"]["device"] == "cpu"
+    folder = training_workspace / "runs" / run_id
+    assert (folder / "best.pt").exists() and (folder / "last.pt").exists()
+    metrics = store.metrics([run_id])
+    epochs = metrics[metrics["scope"] == "epoch"]
+    assert sorted(epochs.loc[epochs["name"] == "val_loss", "epoch"]) == [0, 1]
+    assert (metrics["scope"] == "step").sum() == 2 * int(np.ceil(len(store.predictions(run_id, "train")) / 8))
+    assert set(store.predictions(run_id)["cohort"]) == {"train", "validation"}
+    assert "validation cohort" in run.info["selection_note"]
+    again = train_run(training_workspace, TrainConfig(**FINETUNE))
+    np.testing.assert_allclose(store.predictions(again)["prob"], store.predictions(run_id)["prob"], atol=1e-6)
+
+
+def test_kill_minus_nine_then_resume_from_the_last_checkpoint(training_workspace):
+    command = [sys.executable, "-m", "crc_core.cli", "--workspace", str(training_workspace), "train", "--mode", "finetune",
+               "--backbone", "resnet34", "--weights", "random", "--epochs", "6", "--batch-size", "8", "--device", "cpu",
+               "--precision", "fp32"]
+    worker = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    store = RunStore(training_workspace)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        runs = store.runs()
+        if runs and list((training_workspace / "runs" / runs[0].run_id).glob("last.pt")):
+            break
+        time.sleep(0.2)
+    else:
+        worker.kill()
+        pytest.fail(f"no checkpoint appeared: {worker.stdout.read()}")
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    run_id = runs[0].run_id
+    assert store.run(run_id).status == "interrupted"
+    assert f"--resume {run_id}" in store.run(run_id).message
+    assert cli_main(["--workspace", str(training_workspace), "train", "--resume", run_id]) == 0
+    run = store.run(run_id)
+    assert run.status == "done"
+    epochs = store.metrics([run_id], "epoch")
+    assert sorted(epochs.loc[epochs["name"] == "val_loss", "epoch"]) == [0, 1, 2, 3, 4, 5]  # none twice, none lost
+
+
+def test_ddp_with_gloo_on_two_cpu_processes(training_workspace):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "-m", "crc_core.cli", "--workspace", str(training_workspace), "train",
+         "--mode", "finetune", "--backbone", "resnet34", "--weights", "random", "--epochs", "1", "--batch-size", "8",
+         "--device", "cpu", "--precision", "fp32"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = RunStore(training_workspace).runs()
+    assert len(runs) == 1 and runs[0].status == "done" and runs[0].info["world_size"] == 2
+    assert result.stdout.strip().splitlines()[-1] == runs[0].run_id
+
+
+def test_the_cli_prints_the_run_id_last(training_workspace, capsys):
+    assert cli_main(["--workspace", str(training_workspace), "train", "--backbone", "resnet34", "--weights", "random"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == RunStore(training_workspace).runs()[0].run_id
+    assert "validation AUC" in out[0] and "[random initialisation]" in out[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: a clear message, the run marked, nothing else lost
+
+
+def test_one_class_only_is_refused_with_the_counts_and_marked_on_the_run(training_workspace):
+    labels = pd.read_csv(training_workspace / "labels.csv")
+    labels["tsr_high"] = 1
+    labels.to_csv(training_workspace / "labels.csv", index=False)
+    with pytest.raises(CrcInputError, match=r"one class only for tsr_high \(0 low, \d+ high\)"):
+        train_run(training_workspace, TrainConfig(**QUICK))
+    run = RunStore(training_workspace).runs()[0]
+    assert run.status == "failed" and "one class only" in run.message
+
+
+def test_few_patients_in_a_class_is_a_warning(training_workspace):
+    labels = pd.read_csv(training_workspace / "labels.csv")
+    high = labels.index[labels["til_high"] == 1]
+    labels.loc[high[6:], "til_high"] = 0
+    labels.to_csv(training_workspace / "labels.csv", index=False)
+    data = labelled_crops(training_workspace, "til")
+    assert any("unreliable" in w for w in data.warnings)
+
+
+def test_labelled_patients_without_crops_are_listed_and_trained_around_only_when_asked(training_workspace):
+    from crc_core.preprocess import latest_crops
+
+    index_path = latest_crops(training_workspace).folder / "index.csv"
+    index = pd.read_csv(index_path, dtype=str, keep_default_na=False)
+    index.loc[:1, "status"] = "failed"
+    index.loc[:1, "reason"] = "the mask is empty (all zero)"
+    index.to_csv(index_path, index=False)
+    with pytest.raises(CrcInputError, match=r"2 labelled patient\(s\) have no crop: CRC001 \(the mask is empty.*train on the 46 others"):
+        train_run(training_workspace, TrainConfig(**QUICK))
+    run_id = train_run(training_workspace, TrainConfig(allow_missing_crops=True, **QUICK))
+    run = RunStore(training_workspace).run(run_id)
+    assert run.status == "done" and run.info["n_patients"] == 46 and "without 2 labelled patient(s)" in run.message
+
+
+def test_no_labels_no_crops_no_split_say_which_step_to_run(training_workspace):
+    (training_workspace / "crops" / "latest.json").unlink()
+    with pytest.raises(CrcInputError, match=r"No crops yet: run preprocessing on the CT & ROI page"):
+        labelled_crops(training_workspace, "tsr")
+    (training_workspace / "labels.csv").unlink()
+    with pytest.raises(CrcInputError, match=r"No labels yet: build and save them on the Labels page"):
+        train_run(training_workspace, TrainConfig(**QUICK))
+
+
+def test_a_nan_loss_stops_the_run_marks_it_failed_and_keeps_the_log(training_workspace, monkeypatch):
+    from crc_core import datasets
+
+    original = datasets.LabelledCrops.images
+
+    def with_nan(self):
+        images = original(self).copy()
+        images[:] = np.nan
+        return images
+
+    monkeypatch.setattr(datasets.LabelledCrops, "images", with_nan)
+    with pytest.raises(CrcInputError, match=r"The training loss became nan at epoch 1, step 1: training stopped\. Lower the learning rate"):
+        train_run(training_workspace, TrainConfig(**FINETUNE))
+    run = RunStore(training_workspace).runs()[0]
+    assert run.status == "failed" and "loss became nan" in run.message
+
+
+def test_out_of_memory_suggests_a_smaller_batch(training_workspace, monkeypatch):
+    import torch
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torch.optim.SGD, "step", out_of_memory)
+    with pytest.raises(CrcInputError, match=r"Out of memory with batches of 8 at epoch 1: choose a smaller batch \(e\.g\. 4\)"):
+        train_run(training_workspace, TrainConfig(**FINETUNE))
+    assert RunStore(training_workspace).runs()[0].status == "failed"
+
+
+def test_config_refusals_and_round_trip():
+    with pytest.raises(CrcInputError, match="Targets must be some of tsr, til, is, time"):
+        TrainConfig(targets=("stroma",))
+    with pytest.raises(CrcInputError, match="Unknown backbone 'vgg16'"):
+        TrainConfig(backbones=("vgg16",))
+    config = TrainConfig(targets=("tsr", "time"), backbones=("densenet-169", "ResNet50"), mode="finetune", epochs=3)
+    assert config.backbones == ("densenet169", "resnet50")
+    assert [(c.target, c.backbone) for c in config.cells()] == [
+        ("tsr", "densenet169"), ("tsr", "resnet50"), ("time", "densenet169"), ("time", "resnet50")]
+    assert TrainConfig.from_json(config.to_json()) == config
+    assert TrainConfig(mode="radiomics", backbones=("densenet121",)).backbones == ("radiomics",)
