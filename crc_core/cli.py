@@ -263,6 +263,17 @@ def _cmd_train(args: argparse.Namespace, progress: Progress | None) -> StepOutco
                        details=run_ids[-1:])
 
 
+def _cmd_predict(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
+    from crc_core.predict import predict_cohort
+
+    lines = []
+    for source, name in zip(args.source, args.cohort or [Path(s).name for s in args.source]):
+        table = predict_cohort(Workspace(args.workspace), args.run_id, Path(source), name, progress=progress)
+        labelled = int(table["y_true"].notna().sum()) if "y_true" in table else 0
+        lines.append(f"external:{name}: {len(table)} patients predicted ({labelled} with a label)")
+    return StepOutcome(f"run {args.run_id}: " + "; ".join(lines))
+
+
 def _cmd_runs(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
     from crc_core.runs import RunStore
 
@@ -386,6 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_ID", help="go on with an interrupted run from its last checkpoint")
     _config_option(train, "training")
     train.set_defaults(run=_cmd_train)
+
+    predict = steps.add_parser("predict", help="apply a finished run to other cohorts (their workspaces)")
+    predict.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID", help="the run to apply")
+    predict.add_argument("--from", dest="source", required=True, action="append", metavar="DIR",
+                         help="a workspace with the new patients' CT and masks (labels optional); repeat for several")
+    predict.add_argument("--cohort", action="append", metavar="NAME",
+                         help="the cohort's name in the run store (default: the folder's name); one per --from")
+    predict.set_defaults(run=_cmd_predict)
 
     runs = steps.add_parser("runs", help="list the workspace's training runs")
     runs.set_defaults(run=_cmd_runs)

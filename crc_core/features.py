@@ -116,7 +116,7 @@ def radiomics_table(workspace: Workspace, patient_ids: Sequence[str], *, label: 
     patient, indexed by patient; cached per manifest and settings. Patients whose ROI cannot be
     read are refused by name."""
     from crc_core.parallel import map_in_workers
-    from crc_core.preprocess import _stamp, read_manifest
+    from crc_core.preprocess import file_stamp, read_manifest
     from crc_core.reader_study import radiomics_available
 
     if not radiomics_available():
@@ -127,7 +127,7 @@ def radiomics_table(workspace: Workspace, patient_ids: Sequence[str], *, label: 
     if absent:
         raise CrcInputError(f"No CT or mask in manifest.csv for {len(absent)} labelled patient(s): {', '.join(absent[:10])}.")
     rows = manifest.loc[list(patient_ids)]
-    stamp = "|".join(f"{p}:{_stamp(r['image'])}:{_stamp(r['mask'])}" for p, r in rows.iterrows())
+    stamp = "|".join(f"{p}:{file_stamp(r['image'])}:{file_stamp(r['mask'])}" for p, r in rows.iterrows())
     key = hashlib.sha1(f"{stamp}|label={label}|v1".encode()).hexdigest()[:12]
     path = Workspace.of(workspace).features_dir / f"radiomics-{key}.csv"
     if path.exists():

@@ -199,3 +199,15 @@ def auc_by_fold(aucs: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
     figure.update_yaxes(title="AUC of each fold or repeat", range=[0, 1.02])
     figure.update_layout(showlegend=False)
     return styled(figure, "AUC across folds and repeated splits")
+
+
+def penalty_curves(curves: dict[str, pd.DataFrame], c_grid: np.ndarray) -> go.Figure:
+    """The fast modes' training curve: cross-validated log-loss of the logistic regression along
+    the penalty path (training patients only), the chosen C at each curve's minimum."""
+    figure = go.Figure()
+    for label, rows in curves.items():
+        mean = rows.groupby("step")["value"].mean()
+        figure.add_scatter(x=c_grid[mean.index.to_numpy()], y=mean.to_numpy(), mode="lines+markers", name=label)
+    figure.update_xaxes(title="Inverse penalty C (larger = weaker L2 penalty)", type="log")
+    figure.update_yaxes(title="Cross-validated log-loss (training cohort)")
+    return styled(figure, "Fast mode: choosing the penalty")

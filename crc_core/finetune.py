@@ -121,7 +121,8 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def train_one_epoch(model, optimizer, x: np.ndarray, y: np.ndarray, loss_fn, plan: DevicePlan, settings: FinetuneSettings,
-                    generator, *, epoch: int, first_step: int, on_step: Callable[[int, float, int], None]) -> tuple[float, int, int]:
+                    generator, *, epoch: int, first_step: int, on_step: Callable[[int, float, int], None],
+                    scaler=None) -> tuple[float, int, int]:
     """One pass over the training crops in shuffled batches; returns the mean loss, the number of
     images this process saw and the last global step. ``on_step(global_step, loss, images)`` after
     each batch."""
@@ -152,8 +153,13 @@ def train_one_epoch(model, optimizer, x: np.ndarray, y: np.ndarray, loss_fn, pla
                     f"The training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: training stopped. "
                     f"Lower the learning rate (now {settings.lr:g}) or check the crops."
                 )
-            loss.backward()
-            optimizer.step()
+            if scaler is not None and scaler.is_enabled():  # fp16 needs its gradients scaled
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
         except RuntimeError as exc:
             if _is_oom(exc):
                 raise TrainingFailed(
@@ -217,6 +223,7 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], select: tuple[np.ndarray, n
     net = nn.parallel.DistributedDataParallel(model) if distributed else model
     optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
     scheduler = scheduler_for(optimizer, settings)
+    scaler = torch.amp.GradScaler(plan.device, enabled=plan.precision == "fp16")
     weights = class_weights(train[1]).to(plan.device) if settings.class_weights else None
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     select_loss_fn = nn.CrossEntropyLoss()  # selection on the plain loss, whatever the classes' sizes
@@ -227,6 +234,7 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], select: tuple[np.ndarray, n
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
+        scaler.load_state_dict(state.get("scaler", {}) or scaler.state_dict())
         start_epoch, best_loss, best_epoch = state["epoch"] + 1, state["best_loss"], state["best_epoch"]
         waited, step = state["waited"], state["step"]
     suffix = f"@{tag.lstrip('-')}" if tag else ""
@@ -239,7 +247,7 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], select: tuple[np.ndarray, n
     for epoch in range(start_epoch, settings.epochs):
         started = time.perf_counter()
         train_loss, seen, step = train_one_epoch(net, optimizer, train[0], train[1], loss_fn, plan, settings, generator,
-                                                 epoch=epoch, first_step=step, on_step=on_step)
+                                                 epoch=epoch, first_step=step, on_step=on_step, scaler=scaler)
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         seconds = time.perf_counter() - started
@@ -253,7 +261,7 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], select: tuple[np.ndarray, n
             else:
                 waited += 1
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "generator": generator.get_state(), "epoch": epoch, "best_loss": best_loss, "best_epoch": best_epoch,
+                        "scaler": scaler.state_dict(), "generator": generator.get_state(), "epoch": epoch, "best_loss": best_loss, "best_epoch": best_epoch,
                         "waited": waited, "step": step, "config": config or {}}, last_path.with_suffix(".tmp"))
             os.replace(last_path.with_suffix(".tmp"), last_path)
             sink([("epoch", step, epoch, name + suffix, value) for name, value in (

@@ -9,7 +9,7 @@ as plain JSON numbers (no pickle), so a run copied between machines loads withou
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,8 @@ class LinearModel:
     intercept: float
     c: float
     kept: np.ndarray
+    #: The fast mode's training curve: mean cross-validated log-loss for each C of :data:`C_GRID`.
+    cv_log_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         x = (np.asarray(features, dtype=float)[:, self.kept] - self.mean) / self.scale
@@ -49,7 +51,8 @@ class LinearModel:
         try:
             values = json.loads(Path(path).read_text())
             return cls(np.asarray(values["mean"]), np.asarray(values["scale"]), np.asarray(values["coef"]),
-                       float(values["intercept"]), float(values["c"]), np.asarray(values["kept"], dtype=int))
+                       float(values["intercept"]), float(values["c"]), np.asarray(values["kept"], dtype=int),
+                       np.asarray(values.get("cv_log_loss", [])))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CrcInputError(f"The model file {path} is damaged ({exc}); train the run again.") from exc
 
@@ -77,4 +80,7 @@ def fit_penalised_logistic(features: np.ndarray, y: np.ndarray, seed: int = 0) -
     model = LogisticRegressionCV(Cs=C_GRID, l1_ratios=(0.0,), cv=folds, scoring="neg_log_loss", max_iter=5000,
                                  solver="lbfgs", use_legacy_attributes=False)
     model.fit((x - mean) / scale, y)
-    return LinearModel(mean, scale, model.coef_[0].copy(), float(model.intercept_[0]), float(np.ravel(model.C_)[0]), kept)
+    # scores_: folds × l1 ratios × Cs of negative log-loss.
+    cv_log_loss = -np.asarray(model.scores_, dtype=float).reshape(-1, len(C_GRID)).mean(axis=0)
+    return LinearModel(mean, scale, model.coef_[0].copy(), float(model.intercept_[0]), float(np.ravel(model.C_)[0]), kept,
+                       cv_log_loss)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable, Iterable, TypeVar
 
@@ -41,7 +43,9 @@ def map_in_workers(
         for task in tasks:
             advance(function(task))
         return results
-    pool = ProcessPoolExecutor(max_workers=workers)
+    # CUDA and torch's threads do not survive fork: once torch is loaded, workers start fresh.
+    context = multiprocessing.get_context("spawn") if "torch" in sys.modules else None
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     try:
         for future in as_completed([pool.submit(function, task) for task in tasks]):
             advance(future.result())

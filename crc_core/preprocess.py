@@ -82,7 +82,7 @@ def read_manifest(workspace: Workspace) -> pd.DataFrame:
     return manifest.reset_index(drop=True)
 
 
-def _stamp(path: str) -> str:
+def file_stamp(path: str) -> str:
     """Size and modification time: a changed file is processed again."""
     if not path:
         return ""
@@ -237,9 +237,11 @@ def preprocess_cohort(
     workers: int | None = None,
     patients: list[str] | None = None,
     progress: Progress | None = None,
+    set_in_use: bool = True,
 ) -> PreprocessResult:
     """Crop every patient of ``manifest.csv`` (or the listed ``patients``), in parallel on
-    ``workers`` processes (default: all cores), each holding one volume at a time."""
+    ``workers`` processes (default: all cores), each holding one volume at a time. With
+    ``set_in_use`` (default) the crop set becomes the one later steps use."""
     started = time.perf_counter()
     workspace = Workspace.of(workspace)
     config = config or imaging.PreprocessConfig()
@@ -259,7 +261,7 @@ def preprocess_cohort(
     rows: dict[str, dict] = {}
     tasks = []
     for record in manifest.to_dict("records"):
-        source = f"{_stamp(record['image'])}|{_stamp(record['mask'])}"
+        source = f"{file_stamp(record['image'])}|{file_stamp(record['mask'])}"
         previous = cached.get(record["patient_id"])
         if previous is not None and previous["source"] == source:
             rows[record["patient_id"]] = previous
@@ -285,7 +287,8 @@ def preprocess_cohort(
             "The crop set in use is unchanged.",
             config_key(config),
         )
-    atomic_write_text(workspace.crops_pointer, json.dumps({"key": config_key(config)}))
+    if set_in_use:
+        atomic_write_text(workspace.crops_pointer, json.dumps({"key": config_key(config)}))
     return result
 
 

@@ -287,7 +287,10 @@ def _fast_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition], fea
         model = fit_penalised_logistic(features[part.train], data.y[part.train], seed=ctx.config.seed)
         model.save(ctx.folder / f"model{part.tag}.json")
         _store_predictions(ctx, data, part, {cohort: model.predict(features[mask]) for cohort, mask in part.predict.items()})
-        ctx.sink([("fold", part.fold if part.fold is not None else -1, 0, "penalty_C", model.c)])
+        fold = part.fold if part.fold is not None else -1
+        # The fast mode's training curve: cross-validated log-loss along the penalty path.
+        ctx.sink([("fold", fold, 0, "penalty_C", model.c)]
+                 + [("penalty", i, fold, "cv_log_loss", loss) for i, loss in enumerate(model.cv_log_loss)])
         if ctx.progress:
             ctx.progress(i + 1, len(parts))
 

@@ -56,6 +56,13 @@ def runs(workspace: Workspace) -> None:
     left, right = st.columns(2)
     if curves:
         left.plotly_chart(figures.normalised_losses(curves), config=figures.EXPORT_CONFIG, key="compare_losses")
+    else:
+        from crc_core.linear_models import C_GRID
+
+        path = store.metrics(chosen, "penalty")
+        penalty = {labels[r]: rows for r, rows in path.groupby("run_id", sort=False)}
+        if penalty:
+            left.plotly_chart(figures.penalty_curves(penalty, C_GRID), config=figures.EXPORT_CONFIG, key="compare_penalty")
     aucs = training.fold_aucs(store, chosen)
     held_out = aucs[aucs["cohort"].isin(["validation", "cv", "repeat"])]
     if len(held_out):

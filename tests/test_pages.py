@@ -424,4 +424,4 @@ def test_train_page_trains_a_grid_in_a_worker_and_lists_its_runs(training_worksp
     assert sorted(overview["target"]) == ["til", "tsr"] and set(overview["status"]) == {"done"}
     assert overview["AUC validation"].str.match(r"0\.\d{3}|1\.000").all()
     assert any("random init" in c.value for c in app.caption)
-    assert len(app.get("plotly_chart")) == 1  # AUC per run (features runs have no loss curves)
+    assert len(app.get("plotly_chart")) == 2  # the penalty path of the fast mode, and AUC per run

@@ -235,3 +235,61 @@ def test_config_refusals_and_round_trip():
         ("tsr", "densenet169"), ("tsr", "resnet50"), ("time", "densenet169"), ("time", "resnet50")]
     assert TrainConfig.from_json(config.to_json()) == config
     assert TrainConfig(mode="radiomics", backbones=("densenet121",)).backbones == ("radiomics",)
+
+
+def test_the_radiomics_baseline_is_stored_like_a_deep_run(training_workspace):
+    pytest.importorskip("radiomics")
+    labels = pd.read_csv(training_workspace / "labels.csv")
+    labels.head(24).to_csv(training_workspace / "labels.csv", index=False)  # PyRadiomics is slow: 24 patients
+    run_id = train_run(training_workspace, TrainConfig(mode="radiomics", targets=("til",), evaluation="repeated", n_repeats=2))
+    store = RunStore(training_workspace)
+    run = store.run(run_id)
+    assert run.status == "done" and run.backbone == "radiomics" and run.info["feature_dim"] > 50
+    assert set(store.predictions(run_id)["cohort"]) == {"repeat"}
+    cached = train_run(training_workspace, TrainConfig(mode="radiomics", targets=("tsr",), evaluation="repeated", n_repeats=2))
+    assert store.run(cached).info["features_cached"]  # the features are the ROI's, whatever the target
+
+
+def test_stop_ends_a_training_job_and_marks_its_run_stopped(training_workspace):
+    from crc_core.jobs import latest_job, read_job, request_stop, start_job
+
+    job = start_job(training_workspace, "train", config=TrainConfig(**{**FINETUNE, "epochs": 200}))
+    store = RunStore(training_workspace)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (store.runs() and len(store.metrics([store.runs()[0].run_id], "epoch"))):
+        time.sleep(0.3)
+    request_stop(training_workspace, job.job_id)
+    while time.monotonic() < deadline and not read_job(training_workspace, job.job_id).finished:
+        time.sleep(0.3)
+    assert latest_job(training_workspace, "train").state == "stopped"
+    run = store.runs()[0]
+    assert run.status == "stopped" and f"--resume {run.run_id}" in run.message
+
+
+def test_the_rooms_that_do_not_train_never_import_torch():
+    code = ("import sys\nimport crc_core.training, crc_core.runs, crc_core.datasets, crc_core.backbones, crc_core.figures\n"
+            "from crc_core.backbones import weights_on_disk\nweights_on_disk('densenet121')\nprint('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_predict_applies_a_run_to_an_external_cohort_cropped_like_its_own(training_workspace, tmp_path, capsys):
+    from crc_core.sample import SampleConfig, build_sample_workspace
+
+    external = build_sample_workspace(tmp_path / "lanzhou", SampleConfig(n_patients=12, seed=9, workers=1)).root
+    run_id = train_run(training_workspace, TrainConfig(backbones=("resnet34",), **QUICK))
+    assert cli_main(["--workspace", str(training_workspace), "predict", "--run", run_id, "--from", str(external),
+                     "--cohort", "Lanzhou"]) == 0
+    assert "external:Lanzhou: 12 patients predicted (0 with a label)" in capsys.readouterr().out
+    predictions = RunStore(training_workspace).predictions(run_id, "external:Lanzhou")
+    assert len(predictions) == 12 and predictions["y_true"].isna().all() and predictions["prob"].between(0, 1).all()
+    assert not (external / "crops" / "latest.json").exists()  # the other workspace's crop choice untouched
+    # With labels there, they come along; predicting again replaces, never duplicates.
+    from crc_core.labels import label_workspace
+
+    label_workspace(external)
+    assert cli_main(["--workspace", str(training_workspace), "predict", "--run", run_id, "--from", str(external),
+                     "--cohort", "Lanzhou"]) == 0
+    again = RunStore(training_workspace).predictions(run_id, "external:Lanzhou")
+    assert len(again) == 12 and again["y_true"].notna().all()
+    np.testing.assert_allclose(again["prob"], predictions["prob"])
