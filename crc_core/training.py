@@ -514,17 +514,22 @@ def train_grid(workspace: Workspace, config: TrainConfig, *, progress: Progress 
     return ids
 
 
+def _summaries(metrics: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
+    """run id → cohort → {auc, sd, n} from fold-scope AUC metrics."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    aucs = metrics[metrics["name"].str.startswith("auc:")]
+    for (run_id, name), rows in aucs.groupby(["run_id", "name"], sort=False):
+        values = rows["value"].dropna().to_numpy()
+        out.setdefault(run_id, {})[name.split(":", 1)[1]] = {
+            "auc": float(values.mean()) if len(values) else math.nan,
+            "sd": float(values.std(ddof=1)) if len(values) > 1 else math.nan, "n": int(len(values)),
+        }
+    return out
+
+
 def summary(store: RunStore, run_id: str) -> dict[str, Any]:
     """AUCs of a finished run: per cohort for a holdout run, mean ± SD over folds or repeats."""
-    metrics = store.metrics([run_id], "fold")
-    aucs = metrics[metrics["name"].str.startswith("auc:")]
-    out: dict[str, Any] = {}
-    for name, rows in aucs.groupby("name"):
-        cohort = name.split(":", 1)[1]
-        values = rows["value"].dropna().to_numpy()
-        out[cohort] = {"auc": float(values.mean()) if len(values) else math.nan,
-                       "sd": float(values.std(ddof=1)) if len(values) > 1 else math.nan, "n": int(len(values))}
-    return out
+    return _summaries(store.metrics([run_id], "fold")).get(run_id, {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,12 +581,14 @@ def live_status(store: RunStore, run_id: str) -> dict[str, Any]:
 
 def runs_overview(store: RunStore) -> pd.DataFrame:
     """One row per run with its AUCs: per cohort for holdout, mean ± SD over folds otherwise."""
+    runs = store.runs()
+    summaries = _summaries(store.metrics([r.run_id for r in runs], "fold"))  # one query for all runs
     rows = []
-    for run in store.runs():
+    for run in runs:
         row = {"run_id": run.run_id, "target": run.target, "backbone": run.backbone, "mode": run.mode,
                "evaluation": run.config.get("evaluation", "holdout"), "status": run.status,
                "weights": "ImageNet" if run.pretrained else ("handcrafted" if run.mode == "radiomics" else "random init")}
-        for cohort, value in summary(store, run.run_id).items():
+        for cohort, value in summaries.get(run.run_id, {}).items():
             text = f"{value['auc']:.3f}" + (f" ± {value['sd']:.3f} (n = {value['n']})" if value["n"] > 1 else "")
             row[f"AUC {cohort}"] = text
         rows.append(row)

@@ -305,3 +305,19 @@ def test_the_imaging_uploader_promises_what_the_text_says(app_url, browser_page,
     text = uploader.inner_text()
     assert "4096MB" in text.replace(" ", "") or "4GB" in text.replace(" ", ""), text
     assert "4,096 MB" in browser_page.get_by_text("A zip may be up to").inner_text()
+
+
+def test_training_a_fast_model_in_the_browser_shows_its_curve_and_auc(app_url, browser_page, training_workspace):
+    pytest.importorskip("torch")
+    browser_page.goto(f"{app_url}/train?workspace={training_workspace}")
+    wait_for_script(browser_page)
+    browser_page.get_by_text("random initialisation", exact=True).click()
+    browser_page.get_by_role("button", name="Start training").click()
+    browser_page.get_by_text("Fast mode: choosing the penalty").wait_for(timeout=180_000)
+    wait_for_script(browser_page)
+    runs = browser_page.locator('[data-testid="stDataFrame"]').first
+    runs.wait_for(timeout=30_000)
+    assert browser_page.get_by_text("AUC across folds and repeated splits").count() == 1
+    assert browser_page.locator('[data-testid="stException"]').count() == 0
+    browser_page.wait_for_timeout(1500)
+    browser_page.screenshot(path=str(SCREENSHOTS / "train_after_fast_mode.png"), full_page=True)
