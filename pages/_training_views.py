@@ -21,12 +21,12 @@ def live(root: str, job_id: str) -> None:
         return
     status = training.live_status(store, current[0].run_id)
     run = status["run"]
-    columns = st.columns(5)
-    columns[0].metric("Run", f"{run.target.upper()} × {run.backbone}")
-    columns[1].metric("Epoch", f"{status['epoch']}/{status['epochs']}" if status["epochs"] else run.mode)
-    columns[2].metric("ETA", time.strftime("%H:%M:%S", time.gmtime(status["eta_s"])) if status["eta_s"] else "—")
-    columns[3].metric("Images/s", f"{status['images_per_s']:.1f}" if status["images_per_s"] else "—")
-    columns[4].metric("Device", status["device"] or "—")
+    st.markdown(f"**Now training: {run.target.upper()} × {run.backbone} ({run.mode})** · run `{run.run_id}`")
+    columns = st.columns(4)
+    columns[0].metric("Epoch", f"{status['epoch']}/{status['epochs']}" if status["epochs"] else run.mode)
+    columns[1].metric("ETA", time.strftime("%H:%M:%S", time.gmtime(status["eta_s"])) if status["eta_s"] else "—")
+    columns[2].metric("Images/s", f"{status['images_per_s']:.1f}" if status["images_per_s"] else "—")
+    columns[3].metric("Device", status["device"] or "choosing…")
     if status["weights"] and not status["weights"].get("pretrained", True):
         st.warning("Random initialisation: no ImageNet weights were found for this backbone.")
     metrics = store.metrics([run.run_id])
