@@ -11,7 +11,6 @@ Prints the CPU capability first and ``ratio: X.XX`` (trainer / plain) last. Neve
 from __future__ import annotations
 
 import argparse
-import io
 import resource
 import sys
 import tempfile

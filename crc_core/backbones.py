@@ -212,7 +212,6 @@ def imagenet_model(name: str, *, weights: str | Path | None = "imagenet", downlo
     ``weights``: ``"imagenet"`` (look in ``models/``, then torchvision's cache, then download if
     ``download``), ``"random"``, or the path of a checkpoint (ImageNet, or a run's own).
     """
-    import torch
     import torchvision.models as models
 
     spec = backbone(name)
@@ -235,9 +234,9 @@ def imagenet_model(name: str, *, weights: str | Path | None = "imagenet", downlo
     note = (f"{spec.weights_file} is neither in {REPO_MODELS_DIR} nor in {torch_home() / 'hub' / 'checkpoints'}")
     if download:
         try:
-            state = torch.hub.load_state_dict_from_url(spec.weights().url, progress=False, map_location="cpu",
-                                                       weights_only=True)
-            _load_into(model, state, spec, Path(spec.weights().url))
+            # torchvision's weights API: downloads once into $TORCH_HOME/hub/checkpoints, checks the hash.
+            state = spec.weights().get_state_dict(progress=False, check_hash=True)
+            _load_into(model, {_modern_key(k): v for k, v in state.items()}, spec, Path(spec.weights().url))
             return model, WeightsInfo(True, "download", spec.weights().url)
         except (OSError, RuntimeError, ValueError) as exc:
             note += f", and the download failed ({type(exc).__name__})"

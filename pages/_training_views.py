@@ -31,7 +31,8 @@ def live(root: str, job_id: str) -> None:
         st.warning("Random initialisation: no ImageNet weights were found for this backbone.")
     metrics = store.metrics([run.run_id])
     if len(metrics):
-        st.plotly_chart(figures.training_curves(metrics, f"{run.target.upper()} × {run.backbone}"),
+        random = "" if run.pretrained or run.mode == "radiomics" else " (random initialisation)"
+        st.plotly_chart(figures.training_curves(metrics, f"{run.target.upper()} × {run.backbone}{random}"),
                         config=figures.EXPORT_CONFIG, key=f"live_{run.run_id}")
 
 
@@ -46,7 +47,8 @@ def runs(workspace: Workspace) -> None:
     if (overview["weights"] == "random init").any():
         st.caption("“random init”: trained without ImageNet weights; its results are not the paper's models.")
     st.dataframe(overview, hide_index=True)
-    labels = {r: f"{t.upper()} × {b} ({m})" for r, t, b, m in overview[["run_id", "target", "backbone", "mode"]].itertuples(index=False)}
+    labels = {r: f"{t.upper()} × {b} ({m}{', random init' if w == 'random init' else ''})"
+              for r, t, b, m, w in overview[["run_id", "target", "backbone", "mode", "weights"]].itertuples(index=False)}
     chosen = st.multiselect("Compare runs", list(overview["run_id"]), default=list(overview["run_id"][:4]),
                             format_func=lambda r: f"{labels[r]} · {r}")
     if not chosen:
