@@ -79,25 +79,11 @@ def trainer_loop(name: str, pixels: np.ndarray, labels: np.ndarray, batch: int, 
     import torch
 
     from crc_core.backbones import classifier
-    from crc_core.devices import DevicePlan, autocast, plan_device, time_steps
-    from crc_core.finetune import FinetuneSettings, augment
+    from crc_core.devices import autocast, plan_device, time_steps
     from crc_core.features import model_input
+    from crc_core.finetune import FinetuneSettings, augment, precision_probe
 
-    def probe(precision: str) -> float:
-        model = classifier(name, weights="random")[0].to(memory_format=torch.channels_last)
-        plan = DevicePlan("cpu", precision, True, "probe")
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-        x, y = model_input(pixels[:8], plan), torch.from_numpy(labels[:8].copy()).long()
-
-        def step():
-            optimizer.zero_grad()
-            with autocast(plan):
-                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-            loss.backward()
-            optimizer.step()
-
-        return time_steps(step, 1)
-
+    probe = precision_probe(name, pixels[:8], labels[:8])
     plan = plan_device("auto", "auto", probe=probe, probe_key=f"{name} bench {pixels.shape[-1]}")
     torch.manual_seed(0)
     model = classifier(name, weights="random")[0].train().to(plan.device)

@@ -283,3 +283,31 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], select: tuple[np.ndarray, n
     if rank == 0 and best_path.exists():
         model.load_state_dict(torch.load(best_path, map_location=plan.device, weights_only=True)["model"])
     return result
+
+
+def precision_probe(backbone_name: str, images: np.ndarray, labels: np.ndarray) -> Callable[[str], float]:
+    """``probe(precision) -> seconds per training step`` of ``backbone_name`` on these few crops,
+    channels_last on the CPU: what :func:`crc_core.devices.plan_device` measures where the
+    instruction set leaves the choice open."""
+
+    def probe(precision: str) -> float:
+        import torch
+
+        from crc_core.backbones import classifier
+        from crc_core.devices import time_steps
+
+        model = classifier(backbone_name, weights="random")[0].to(memory_format=torch.channels_last)
+        plan = DevicePlan("cpu", precision, True, "probe")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.001)
+        x, y = model_input(images, plan), torch.from_numpy(np.asarray(labels, dtype=np.int64).copy())
+
+        def step() -> None:
+            optimizer.zero_grad()
+            with autocast(plan):
+                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+            loss.backward()
+            optimizer.step()
+
+        return time_steps(step, 2)
+
+    return probe

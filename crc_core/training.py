@@ -306,33 +306,9 @@ def _plan(config: TrainConfig, data: LabelledCrops | None = None):
 
 
 def _precision_probe(config: TrainConfig, data: LabelledCrops):
-    """Seconds per training step of a batch of 8 at the run's input size, for fp32 and bf16."""
+    from crc_core.finetune import precision_probe
 
-    def probe(precision: str) -> float:
-        import torch
-
-        from crc_core.backbones import classifier
-        from crc_core.devices import DevicePlan, time_steps
-        from crc_core.features import model_input
-
-        model = classifier(config.backbone, weights="random")[0].to(memory_format=torch.channels_last)
-        plan = DevicePlan("cpu", precision, True, "probe")
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.001)
-        x = model_input(data.images()[:8], plan)
-        y = torch.from_numpy(data.y[:8].copy()).long()
-
-        def step() -> None:
-            from crc_core.devices import autocast
-
-            optimizer.zero_grad()
-            with autocast(plan):
-                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-            loss.backward()
-            optimizer.step()
-
-        return time_steps(step, 2)
-
-    return probe
+    return precision_probe(config.backbone, data.images()[:8], data.y[:8])
 
 
 def _features_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition]) -> None:
