@@ -1,0 +1,182 @@
+"""crc_core.evaluation against R (pROC, rms; tests/reference/evaluation.R), scikit-learn,
+statsmodels and a published example — never only against itself."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import brier_score_loss, roc_auc_score
+from statsmodels.stats.proportion import proportion_confint
+
+from crc_core import evaluation as ev
+from crc_core.errors import CrcInputError
+
+REFERENCE = Path(__file__).resolve().parent / "reference"
+DATA = pd.read_csv(REFERENCE / "evaluation_data.csv")
+R = json.loads((REFERENCE / "evaluation_r.json").read_text())
+Y, A, B = DATA["y"].to_numpy(), DATA["a"].to_numpy(), DATA["b"].to_numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# AUC, its CI and DeLong's test
+
+
+def test_delong_ci_equals_proc():
+    # pROC::ci.auc(roc(y, a, direction = "<"), method = "delong")
+    for score, auc, ci in ((A, R["auc_a"], R["ci_a"]), (B, R["auc_b"], R["ci_b"])):
+        got = ev.auc_ci(Y, score)
+        assert got == pytest.approx((auc, *ci), abs=1e-12)
+        assert got[0] == pytest.approx(roc_auc_score(Y, score), abs=1e-15)
+
+
+def test_delong_test_and_the_ci_of_the_difference_equal_proc():
+    # pROC::roc.test(roc_a, roc_b, method = "delong"): Z = 4.3777, p = 1.199e-05
+    z, p, difference, ci = ev.delong_difference(Y, A, B)
+    assert (z, p) == pytest.approx((R["delong_z"], R["delong_p"]), rel=1e-9)
+    assert difference == pytest.approx(R["auc_a"] - R["auc_b"], abs=1e-12)
+    assert ci == pytest.approx(R["delong_diff_ci"], abs=1e-12)
+    assert ev.delong_test(Y, A, B) == pytest.approx((z, p))
+    assert ev.delong_test(Y, A, A) == (0.0, 1.0)
+
+
+def test_the_delong_ci_is_truncated_at_one_as_proc_prints_it():
+    # pROC prints "95% CI: 0.7228-1 (DeLong)" for this small example (R session quoted in the
+    # commit that added this test).
+    y = [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1]
+    a = [0.1, 0.2, 0.3, 0.35, 0.5, 0.55, 0.4, 0.6, 0.7, 0.8, 0.9, 0.65, 0.45, 0.52, 0.2, 0.95, 0.3, 0.61, 0.15, 0.75]
+    auc, low, high = ev.auc_ci(y, a)
+    assert (auc, round(low, 4), high) == (0.875, 0.7228, 1.0)
+
+
+def test_hanley_and_mcneil_1982_published_auc():
+    # Hanley & McNeil (1982), Radiology 143:29-36, Table 1: 58 normal and 51 abnormal CT images
+    # rated 1-5; the area under the empirical ROC curve is 0.893.
+    normal = [33, 6, 6, 11, 2]
+    abnormal = [3, 2, 2, 11, 33]
+    ratings = np.r_[np.repeat(np.arange(1, 6), normal), np.repeat(np.arange(1, 6), abnormal)]
+    truth = np.r_[np.zeros(58, int), np.ones(51, int)]
+    assert round(ev.auc_ci(truth, ratings)[0], 3) == 0.893
+
+
+def test_bootstrap_resamples_are_stratified_and_their_aucs_exact():
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 0, 1, 0])
+    score = np.array([0.1, 0.4, 0.35, 0.8, 0.65, 0.4, 0.9, 0.7, 0.3, 0.2])
+    aucs = ev.bootstrap_aucs(y, score, n_boot=3, seed=7)
+    # The same draws done plainly: controls (sorted) and cases resampled apart, AUC by scikit-learn.
+    rng = np.random.default_rng(7)
+    controls, cases = np.sort(score[y == 0]), score[y == 1]
+    control_picks, case_picks = rng.integers(0, 5, (3, 5)), rng.integers(0, 5, (3, 5))
+    for r in range(3):
+        resampled = np.r_[controls[control_picks[r]], cases[case_picks[r]]]
+        assert aucs[r] == pytest.approx(roc_auc_score(np.r_[np.zeros(5), np.ones(5)], resampled), abs=1e-12)
+
+
+def test_bootstrap_ci_is_seeded_and_near_delong_for_a_large_cohort():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 3000)
+    score = np.clip(rng.normal(0.45 + 0.15 * y, 0.2), 0, 1)
+    delong = ev.auc_ci(y, score)
+    boot = ev.auc_ci(y, score, "bootstrap", n_boot=500, seed=1)
+    assert boot == ev.auc_ci(y, score, "bootstrap", n_boot=500, seed=1)
+    assert boot[0] == delong[0]
+    assert boot[1] == pytest.approx(delong[1], abs=0.006) and boot[2] == pytest.approx(delong[2], abs=0.006)
+
+
+# ---------------------------------------------------------------------------------------------
+# Table 2
+
+
+def test_youden_threshold_and_table_two_proportions_with_wilson_cis_equal_r():
+    # pROC::coords(roc_a, "best", best.method = "youden"); Wilson CIs as prop.test(correct = FALSE).
+    threshold = ev.youden_threshold(Y, A)
+    assert threshold == pytest.approx(R["youden_thresholds"], abs=1e-12)
+    row = ev.threshold_metrics(Y, A, threshold)
+    assert (row["sensitivity_low"], row["sensitivity_high"]) == pytest.approx(R["sensitivity_ci"], abs=1e-12)
+    assert (row["specificity_low"], row["specificity_high"]) == pytest.approx(R["specificity_ci"], abs=1e-12)
+    assert (row["ppv_low"], row["ppv_high"]) == pytest.approx(R["ppv_ci"], abs=1e-12)
+    predicted = A >= threshold
+    assert row["acc"] == pytest.approx((predicted == Y.astype(bool)).mean())
+    assert row["f1"] == pytest.approx(2 * row["ppv"] * row["sensitivity"] / (row["ppv"] + row["sensitivity"]))
+    assert row["precision"] == row["ppv"] and row["recall"] == row["sensitivity"]
+    assert row["auc"] == pytest.approx(R["auc_a"]) and not row["unreliable"]
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 10), (10, 10), (57, 95)])
+def test_wilson_equals_statsmodels(k, n):
+    assert ev.wilson_ci(k, n) == pytest.approx(proportion_confint(k, n, method="wilson"), abs=1e-12)
+    assert all(math.isnan(v) for v in ev.wilson_ci(0, 0))
+
+
+def test_a_threshold_from_training_is_applied_unchanged():
+    row = ev.threshold_metrics([0, 0, 1, 1], [0.2, 0.5, 0.5, 0.9], threshold=0.5)
+    assert (row["tp"], row["fp"], row["fn"], row["tn"]) == (2, 1, 0, 1)  # 0.5 ≥ 0.5 is called positive, as pROC
+    assert row["unreliable"]  # two patients per class: CIs flagged
+
+
+# ---------------------------------------------------------------------------------------------
+# Decision curves and calibration
+
+
+def test_net_benefit_equals_the_dcurves_formula_in_r():
+    curve = ev.decision_curve(Y, A, R["thresholds"])
+    assert curve["net_benefit"].tolist() == pytest.approx(R["net_benefit_a"], abs=1e-12)
+    prevalence = Y.mean()
+    assert curve["treat_all"].tolist() == pytest.approx([prevalence - (1 - prevalence) * t / (1 - t) for t in R["thresholds"]])
+    assert (curve["treat_none"] == 0).all()
+    assert curve["high_risk_per_1000"].iloc[0] == pytest.approx(1000 * (A >= 0.1).mean())
+
+
+def test_decision_curve_by_hand():
+    # 4 patients, pt = 0.25: called {0.3, 0.6, 0.9}: TP 2, FP 1 -> 2/4 - 1/4 * (0.25/0.75) = 0.41667
+    curve = ev.decision_curve([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9], [0.25])
+    assert curve["net_benefit"].iloc[0] == pytest.approx(0.5 - 0.25 / 3)
+    band = ev.decision_curve_band(Y, A, [0.2, 0.5], n_boot=50)
+    assert (band["low"] <= curve["net_benefit"].iloc[0] + 1).all() and (band["low"] <= band["high"]).all()
+
+
+@pytest.mark.parametrize("name", ["a", "b"])
+def test_calibration_statistics_equal_rms_val_prob(name):
+    stats = ev.calibration_stats(Y, DATA[name])
+    reference = R[f"val_prob_{name}"]
+    assert stats["brier"] == pytest.approx(reference["Brier"], abs=1e-12)
+    assert stats["brier"] == pytest.approx(brier_score_loss(Y, DATA[name]), abs=1e-15)
+    assert stats["intercept"] == pytest.approx(reference["Intercept"], abs=1e-6)
+    assert stats["slope"] == pytest.approx(reference["Slope"], abs=1e-6)
+    assert stats["spiegelhalter_z"] == pytest.approx(reference["S:z"], abs=1e-9)
+    assert stats["spiegelhalter_p"] == pytest.approx(reference["S:p"], rel=1e-6)
+
+
+def test_hosmer_lemeshow_equals_hoslem_test_in_r():
+    stats = ev.calibration_stats(Y, A)
+    assert stats["hl_chi2"] == pytest.approx(R["hoslem_a"]["chisq"], rel=1e-9)
+    assert stats["hl_p"] == pytest.approx(R["hoslem_a"]["p"], rel=1e-6) and stats["hl_df"] == 8
+
+
+def test_expected_calibration_error_by_hand():
+    # Two bins of two: predicted (0.1, 0.2) observed (0, 1) -> |0.5 - 0.15|; (0.8, 0.9) observed (0, 1) -> |0.5 - 0.85|
+    stats = ev.calibration_stats([0, 1, 0, 1], [0.1, 0.2, 0.8, 0.9], n_bins=2)
+    assert stats["ece"] == pytest.approx((2 * 0.35 + 2 * 0.35) / 4)
+    table, smooth = ev.calibration_curve(Y, A)
+    assert table["n"].sum() == 200 and len(table) == 10 and len(smooth) == 200  # LOESS may overshoot [0, 1], as in R
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+
+
+def test_bad_input_is_refused_with_what_to_do():
+    with pytest.raises(CrcInputError, match=r"has one class only \(3 patients, all high\): the AUC is undefined"):
+        ev.auc_ci([1, 1, 1], [0.2, 0.5, 0.9])
+    with pytest.raises(CrcInputError, match=r"not so in row 2 \(1\.5\), row 3 \(nan\)"):
+        ev.threshold_metrics([0, 1, 1], [0.2, 1.5, float("nan")])
+    with pytest.raises(CrcInputError, match=r"the outcome must be 0 or 1 for every patient \(found 0, 2\)"):
+        ev.auc_ci([0, 2, 0], [0.1, 0.2, 0.3])
+    with pytest.raises(CrcInputError, match="3 outcomes but 2 predictions"):
+        ev.auc_ci([0, 1, 1], [0.1, 0.2])
+    with pytest.raises(CrcInputError, match="'delong' or 'bootstrap'"):
+        ev.auc_ci([0, 1], [0.1, 0.2], method="hanley")
