@@ -274,6 +274,18 @@ def _cmd_predict(args: argparse.Namespace, progress: Progress | None) -> StepOut
     return StepOutcome(f"run {args.run_id}: " + "; ".join(lines))
 
 
+def _cmd_evaluate(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
+    from crc_core.model_evaluation import evaluate_run, export_evaluation
+    from crc_core.runs import RunStore
+
+    result = evaluate_run(RunStore(Workspace(args.workspace)), args.run_id, threshold_rule=args.threshold,
+                          ci_method=args.ci)
+    written = export_evaluation(result, args.out)
+    aucs = "; ".join(f"{c} AUC {m['auc']:.3f} ({m['auc_low']:.3f}-{m['auc_high']:.3f})" for c, m in result.metrics.items())
+    return StepOutcome(f"{result.label}: {aucs or 'nothing to evaluate'}; {len(written)} files in {args.out}",
+                       details=[f"note: {n}" for n in result.notes])
+
+
 def _cmd_runs(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
     from crc_core.runs import RunStore
 
@@ -405,6 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--cohort", action="append", metavar="NAME",
                          help="the cohort's name in the run store (default: the folder's name); one per --from")
     predict.set_defaults(run=_cmd_predict)
+
+    evaluate = steps.add_parser("evaluate", help="Table 2, calibration and figures of a run into a folder")
+    evaluate.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID", help="the run to evaluate")
+    evaluate.add_argument("--out", type=Path, required=True, help="folder for metrics.csv, predictions.csv and figures")
+    evaluate.add_argument("--threshold", choices=("training", "per_cohort"), default="training",
+                          help="Youden on training applied to all (default), or each cohort's own (the paper's table)")
+    evaluate.add_argument("--ci", choices=("delong", "bootstrap"), default="delong", help="AUC CI (default DeLong)")
+    evaluate.set_defaults(run=_cmd_evaluate)
 
     runs = steps.add_parser("runs", help="list the workspace's training runs")
     runs.set_defaults(run=_cmd_runs)

@@ -203,7 +203,7 @@ def wilson_ci(successes: int, total: int, level: float = 0.95) -> tuple[float, f
     p = successes / total
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return centre - half, centre + half
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def threshold_metrics(y_true: Sequence, y_score: Sequence, threshold: float | None = None, *,
@@ -321,21 +321,32 @@ def hosmer_lemeshow(y: np.ndarray, prob: np.ndarray, groups: int = 10) -> tuple[
 def calibration_stats(y_true: Sequence, y_prob: Sequence, n_bins: int = 10) -> dict[str, float]:
     """``brier`` (mean squared error of the probabilities), ``intercept`` and ``slope`` (logistic
     recalibration of the outcome on logit(p), both fitted together, as ``rms::val.prob`` prints
-    "Intercept" and "Slope"), ``hl_chi2``/``hl_df``/``hl_p`` (Hosmer-Lemeshow, 10 risk-decile
+    "Intercept" and "Slope"; nan with ``separated`` True when the probabilities separate the
+    classes perfectly and the slope is infinite), ``hl_chi2``/``hl_df``/``hl_p`` (Hosmer-Lemeshow, 10 risk-decile
     groups, df = 8), ``ece`` (expected calibration error over ``n_bins`` quantile bins), and
     Spiegelhalter's ``spiegelhalter_z``/``spiegelhalter_p`` (``val.prob``'s "S:z", "S:p")."""
     import statsmodels.api as sm
 
+    import warnings
+
+    from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
+
     y, prob = check_binary(y_true, y_prob)
     logit = _logit(prob)
-    fit = sm.GLM(y, sm.add_constant(logit), family=sm.families.Binomial()).fit()
-    intercept, slope = (float(v) for v in fit.params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerfectSeparationWarning)
+        try:
+            fit = sm.GLM(y, sm.add_constant(logit), family=sm.families.Binomial()).fit()
+            intercept, slope, separated = (*(float(v) for v in fit.params), False)
+        except PerfectSeparationWarning:
+            # The probabilities separate the classes perfectly: the recalibration slope is infinite.
+            intercept, slope, separated = math.nan, math.nan, True
     hl_chi2, hl_df, hl_p = hosmer_lemeshow(y, prob)
     table, _ = calibration_curve(y, prob, n_bins)
     ece = float((table["n"] * (table["observed"] - table["predicted"]).abs()).sum() / y.size)
     numerator = float(((y - prob) * (1 - 2 * prob)).sum())
     denominator = math.sqrt(float(((1 - 2 * prob) ** 2 * prob * (1 - prob)).sum()))
     z = numerator / denominator if denominator > 0 else math.nan
-    return {"brier": float(np.mean((prob - y) ** 2)), "intercept": intercept, "slope": slope,
+    return {"brier": float(np.mean((prob - y) ** 2)), "intercept": intercept, "slope": slope, "separated": separated,
             "hl_chi2": hl_chi2, "hl_df": hl_df, "hl_p": hl_p, "ece": ece, "spiegelhalter_z": z,
             "spiegelhalter_p": float(2 * stats.norm.sf(abs(z))) if z == z else math.nan, "unreliable": few_cases(y)}

@@ -211,3 +211,103 @@ def penalty_curves(curves: dict[str, pd.DataFrame], c_grid: np.ndarray) -> go.Fi
     figure.update_xaxes(title="Inverse penalty C (larger = weaker L2 penalty)", type="log")
     figure.update_yaxes(title="Cross-validated log-loss (training cohort)")
     return styled(figure, "Fast mode: choosing the penalty")
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+COHORT_COLOURS = {"train": SPLIT_COLOURS["train"], "validation": SPLIT_COLOURS["validation"], "cv": "#CC79A7"}
+EXTRA_COLOURS = ("#009E73", "#D55E00", "#56B4E9", "#F0E442", "#000000")
+
+
+def _colour(name: str, i: int) -> str:
+    return COHORT_COLOURS.get(name, EXTRA_COLOURS[i % len(EXTRA_COLOURS)])
+
+
+def roc_curves(curves: list[tuple[str, pd.DataFrame, tuple[float, float, float]]], title: str) -> go.Figure:
+    """ROC curves (label, the curve's ``sensitivity``/``specificity``, (AUC, low, high)) on one
+    chart with the chance line; each legend entry carries its AUC and 95% CI."""
+    figure = go.Figure()
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999999"}, name="chance",
+                       showlegend=False)
+    for i, (label, curve, (auc, low, high)) in enumerate(curves):
+        ordered = curve.sort_values(["specificity", "sensitivity"], ascending=[False, True])
+        figure.add_scatter(x=1 - ordered["specificity"], y=ordered["sensitivity"], mode="lines",
+                           name=f"{label}: AUC {auc:.3f} ({low:.3f}-{high:.3f})", line={"color": _colour(label.split(" ")[0], i)})
+    figure.update_xaxes(title="1 − specificity (false positive rate)", range=[-0.01, 1.01], constrain="domain")
+    figure.update_yaxes(title="Sensitivity (true positive rate)", range=[-0.01, 1.01], scaleanchor="x", scaleratio=1)
+    figure = styled(figure, title, height=600)
+    figure.update_layout(legend={"orientation": "v", "x": 0.98, "xanchor": "right", "y": 0.02, "yanchor": "bottom",
+                                 "bgcolor": "rgba(255,255,255,0.8)"})
+    return figure
+
+
+def violin(predictions: pd.DataFrame, p_values: dict[str, float], title: str) -> go.Figure:
+    """Predicted probability by true class, one pair of violins per cohort (the paper's Figure 7),
+    with each cohort's Mann-Whitney p."""
+    figure = go.Figure()
+    for label, value, side, colour in (("low", 0, "negative", "#56B4E9"), ("high", 1, "positive", "#D55E00")):
+        rows = predictions[predictions["y_true"] == value]
+        figure.add_violin(x=rows["cohort"].map(lambda c: f"{c} (p {p_values.get(c, float('nan')):.3g})"), y=rows["prob"],
+                          side=side, name=f"true class: {label}", line_color=colour, points="all", pointpos=0,
+                          jitter=0.3, marker={"size": 4}, spanmode="hard", meanline_visible=True)
+    figure.update_layout(violinmode="overlay", violingap=0.15)
+    figure.update_yaxes(title="Predicted probability of the high class", range=[0, 1])
+    figure.update_xaxes(title="Cohort (Mann-Whitney p between the classes)")
+    return styled(figure, title)
+
+
+def decision_curves(curves: dict[str, pd.DataFrame], title: str, bands: dict[str, pd.DataFrame] | None = None) -> go.Figure:
+    """Net benefit against the threshold probability for each model (the paper's Figure 8), with
+    "treat all" and "treat none"; optional bootstrap bands."""
+    figure = go.Figure()
+    first = next(iter(curves.values()))
+    figure.add_scatter(x=first["threshold"], y=first["treat_all"], mode="lines", name="treat all",
+                       line={"color": "#777777", "dash": "dash"})
+    figure.add_scatter(x=first["threshold"], y=first["treat_none"], mode="lines", name="treat none",
+                       line={"color": "#000000", "width": 1})
+    for i, (label, curve) in enumerate(curves.items()):
+        colour = _colour(label.split(" ")[0], i)
+        if bands and label in bands:
+            band = bands[label]
+            figure.add_scatter(x=np.r_[band["threshold"], band["threshold"][::-1]], y=np.r_[band["high"], band["low"][::-1]],
+                               fill="toself", line={"width": 0}, fillcolor=colour, opacity=0.15, showlegend=False,
+                               hoverinfo="skip")
+        figure.add_scatter(x=curve["threshold"], y=curve["net_benefit"], mode="lines", name=label, line={"color": colour})
+    top = max(float(c["net_benefit"].max()) for c in curves.values())
+    figure.update_yaxes(title="Net benefit", range=[-0.05, max(0.1, top * 1.1)])
+    figure.update_xaxes(title="Threshold probability")
+    return styled(figure, title)
+
+
+def clinical_impact(curve: pd.DataFrame, title: str) -> go.Figure:
+    """Of 1000 patients, how many the model calls high-risk and how many of those truly are, per threshold."""
+    figure = go.Figure()
+    figure.add_scatter(x=curve["threshold"], y=curve["high_risk_per_1000"], mode="lines", name="called high-risk",
+                       line={"color": "#D55E00"})
+    figure.add_scatter(x=curve["threshold"], y=curve["true_positive_per_1000"], mode="lines", name="of them truly high",
+                       line={"color": "#0072B2", "dash": "dash"})
+    figure.update_xaxes(title="Threshold probability")
+    figure.update_yaxes(title="Patients per 1000", range=[0, 1000])
+    return styled(figure, title)
+
+
+def calibration_plot(bins: pd.DataFrame, smooth: pd.DataFrame, probabilities: np.ndarray, stats: dict, title: str) -> go.Figure:
+    """The reliability curve (quantile bins and a LOESS smooth) against the ideal line, with a
+    histogram of the predictions beneath (the paper's Figure 9), the statistics in the title."""
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22], vertical_spacing=0.04)
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999999"}, name="ideal", row=1, col=1)
+    figure.add_scatter(x=bins["predicted"], y=bins["observed"], mode="markers+lines", name=f"{len(bins)} quantile bins",
+                       marker={"size": 9, "color": "#0072B2"}, line={"color": "#0072B2", "width": 1}, row=1, col=1)
+    figure.add_scatter(x=smooth["predicted"], y=smooth["observed"].clip(0, 1), mode="lines", name="LOESS",
+                       line={"color": "#D55E00"}, row=1, col=1)
+    figure.add_histogram(x=probabilities, nbinsx=40, marker_color="#888888", name="predictions", showlegend=False,
+                         row=2, col=1)
+    figure.update_xaxes(title="Predicted probability", range=[0, 1], row=2, col=1)
+    figure.update_yaxes(title="Observed share of the high class", range=[-0.02, 1.02], row=1, col=1)
+    figure.update_yaxes(title="Patients", row=2, col=1)
+    slope = "slope undefined (perfect separation)" if stats.get("separated") else \
+        f"intercept {stats['intercept']:.2f} · slope {stats['slope']:.2f}"
+    subtitle = f"Brier {stats['brier']:.3f} · {slope} · HL p {stats['hl_p']:.3f} · ECE {stats['ece']:.3f}"
+    return styled(figure, f"{title}<br><sup>{subtitle}</sup>", height=620)

@@ -1,17 +1,70 @@
-"""Evaluate: ROC/AUC with CI, Table 2, DCA, calibration, Grad-CAM and reports (planned)."""
+"""Evaluate: a run's ROC with 95% CI, the paper's Table 2, violin, decision and calibration curves, and
+runs compared — every number from the run store's predictions, as R prints it."""
 
+from pathlib import Path
+
+import streamlit as st
+
+from crc_core import model_evaluation as me
+from crc_core.errors import CrcInputError
+from crc_core.runs import RunStore
+from crc_core.workspace import Workspace
+from pages import _evaluation_views as views
 from pages import _ui
 
-_ui.require_workspace()
-_ui.placeholder(
-    "Evaluate",
-    "Judge and explain the trained models with the statistics and figures the paper reports.",
-    [
-        "ROC curves with AUC and its 95% CI (DeLong, as pROC), per cohort.",
-        "The paper's Table 2: accuracy, sensitivity, specificity, PPV, NPV, F1 at the chosen threshold.",
-        "Violin plots of predicted probabilities, decision curves and calibration curves.",
-        "Model comparison (DeLong test), a combined clinical + deep-learning model.",
-        "Grad-CAM overlays with trust checks; figure exports and an offline report for lab meetings.",
-    ],
-    "It reads predictions from the run store that **Train** writes.",
-)
+st.title("Evaluate")
+st.caption("ROC curves with DeLong 95% CIs (pROC), the paper's Table 2 with Wilson CIs, violin plots, decision "
+           "curves (dcurves) and calibration (rms::val.prob), for any finished run — trained here or elsewhere.")
+
+workspace = _ui.require_workspace()
+store = RunStore(workspace)
+finished = [r for r in store.runs() if r.status == "done"]
+if not finished:
+    st.info("No finished runs yet: train a model on the Train page (or copy a run store from a GPU server into runs/).")
+    st.stop()
+
+ids = [r.run_id for r in finished]
+asked = st.query_params.get("run")
+if st.session_state.get("evaluate_run") not in ids:
+    st.session_state["evaluate_run"] = asked if asked in ids else ids[0]  # the latest run, or the one in the URL
+labels = {r.run_id: f"{r.target.upper()} · {me.model_label(r)} · {r.config.get('evaluation', 'holdout')} · {r.run_id}"
+          for r in finished}
+left, middle, right = st.columns([3, 2, 2])
+run_id = left.selectbox("Run", ids, key="evaluate_run", format_func=labels.get)
+st.query_params["run"] = run_id  # a reload or a link opens the same run
+rule = middle.radio("Threshold", me.THRESHOLD_RULES, horizontal=True, format_func={
+    "training": "Youden on training, applied to all", "per_cohort": "each cohort's own (optimistic, as the paper)"}.get)
+ci_method = right.radio("AUC 95% CI", ["delong", "bootstrap"], horizontal=True,
+                        format_func={"delong": "DeLong", "bootstrap": "bootstrap (2000, stratified)"}.get)
+
+
+@st.cache_data(show_spinner="Evaluating…", max_entries=16)
+def evaluation(root: str, run: str, stamp: tuple, threshold_rule: str, method: str) -> me.RunEvaluation:
+    # stamp: the run store's files' times, so a new prediction (e.g. an external cohort) is read at once.
+    return me.evaluate_run(RunStore(Workspace(Path(root))), run, threshold_rule=threshold_rule, ci_method=method)
+
+
+try:
+    stamp = tuple(_ui.stamp(store.path.with_name(store.path.name + suffix)) for suffix in ("", "-wal"))
+    result = evaluation(str(workspace.root), run_id, stamp, rule, ci_method)
+except CrcInputError as exc:
+    _ui.show_input_error(exc)
+    st.stop()
+if not result.run.pretrained and result.run.mode != "radiomics":
+    st.warning("This run started from random initialisation (no ImageNet weights): it is not the paper's model.")
+for note in result.notes:
+    st.info(note)
+
+tabs = st.tabs(["ROC", "Table 2", "Violin", "Decision curve", "Calibration", "Compare runs"])
+with tabs[0]:
+    views.roc(result)
+with tabs[1]:
+    views.table_two(result)
+with tabs[2]:
+    views.violin(result)
+with tabs[3]:
+    views.decision(result)
+with tabs[4]:
+    views.calibration(result)
+with tabs[5]:
+    views.compare(store, result, finished)

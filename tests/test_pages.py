@@ -425,3 +425,38 @@ def test_train_page_trains_a_grid_in_a_worker_and_lists_its_runs(training_worksp
     assert overview["AUC validation"].str.match(r"0\.\d{3}|1\.000").all()
     assert any("random init" in c.value for c in app.caption)
     assert len(app.get("plotly_chart")) == 2  # the penalty path of the fast mode, and AUC per run
+
+
+def test_evaluate_page_without_runs_says_where_to_get_one(sample_workspace, use_workspace):
+    use_workspace(sample_workspace)
+    app = run_page("evaluate")
+    assert not app.exception, app.exception
+    assert any("No finished runs yet: train a model on the Train page" in i.value for i in app.info)
+
+
+def test_evaluate_page_opens_on_the_latest_run_and_remembers_the_choice_in_the_url(tmp_path, use_workspace):
+    from crc_core.runs import RunStore
+    from tests.test_model_evaluation import stored_run
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    for name in ("clinical.csv", "pathology.csv"):
+        (root / name).write_text("patient_id,x\nP1,1\nP2,2\n")
+    store = RunStore(root)
+    older = stored_run(store, seed=1)
+    latest = stored_run(store, seed=2, backbone="resnet50")
+    use_workspace(root)
+    app = run_page("evaluate")
+    assert not app.exception, app.exception
+    assert app.selectbox(key="evaluate_run").value == latest
+    assert app.query_params["run"] == latest
+    table = [d.value for d in app.dataframe if "Cohort" in d.value.columns][0]
+    assert table["Cohort"].tolist() == ["train", "validation"] and table["Model"].iloc[0] == "ResNet-50 (features)"
+    assert len(app.get("plotly_chart")) >= 4  # ROC, violin, decision curve and its impact view, calibration
+    assert [b.label for b in app.get("download_button")][:2] == ["metrics.csv", "Table 2 (Excel)"]
+    app.selectbox(key="evaluate_run").set_value(older).run()
+    assert app.query_params["run"] == older
+    reopened = AppTest.from_file(str(REPO_ROOT / "pages" / "evaluate.py"), default_timeout=TIMEOUT_S)
+    reopened.query_params["run"] = older
+    reopened.run()
+    assert reopened.selectbox(key="evaluate_run").value == older

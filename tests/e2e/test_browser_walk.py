@@ -321,3 +321,21 @@ def test_training_a_fast_model_in_the_browser_shows_its_curve_and_auc(app_url, b
     assert browser_page.locator('[data-testid="stException"]').count() == 0
     browser_page.wait_for_timeout(1500)
     browser_page.screenshot(path=str(SCREENSHOTS / "train_after_fast_mode.png"), full_page=True)
+
+
+def test_a_trained_runs_evaluation_opens_in_the_browser(app_url, browser_page, training_workspace):
+    pytest.importorskip("torch")
+    from crc_core.training import TrainConfig, train_run
+
+    run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",)))
+    browser_page.goto(f"{app_url}/evaluate?workspace={training_workspace}")
+    wait_for_script(browser_page)
+    browser_page.get_by_text("validation: AUC").first.wait_for(timeout=60_000)  # the ROC legend
+    assert run_id in unquote(browser_page.url)
+    browser_page.get_by_role("tab", name="Table 2").click()
+    browser_page.get_by_text("95% CI of the AUC: DeLong").wait_for(timeout=30_000)
+    browser_page.get_by_role("tab", name="Calibration").click()
+    browser_page.get_by_text("Intercept and slope of the logistic recalibration").wait_for(timeout=30_000)
+    assert browser_page.locator('[data-testid="stException"]').count() == 0
+    browser_page.wait_for_timeout(1000)
+    browser_page.screenshot(path=str(SCREENSHOTS / "evaluate_run.png"), full_page=True)

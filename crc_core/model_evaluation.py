@@ -1,0 +1,254 @@
+"""A run's evaluation, from its stored predictions: the paper's Table 2 per cohort, calibration,
+decision curves, and runs of a target compared (DeLong's test between models on the same patients).
+
+Reads only the run store (:mod:`crc_core.runs`), so a run trained elsewhere or a radiomics
+baseline is evaluated the same way; the statistics are :mod:`crc_core.evaluation`'s.
+
+Thresholds: by default Youden's optimum on the training cohort, applied unchanged to validation
+and external cohorts — a fixed rule, as a deployed model would use. The paper's Table 2 instead
+shows each cohort at its own optimum (``per_cohort``), which flatters the validation cohort; rows
+at a per-cohort threshold are marked optimistic.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crc_core import evaluation as ev
+from crc_core.errors import CrcInputError
+from crc_core.runs import NO_FOLD, RunRecord, RunStore
+
+THRESHOLD_RULES = ("training", "per_cohort")
+#: The paper's Table 2 columns, in its order.
+TABLE2_COLUMNS = ["Model", "ACC", "AUC", "95% CI", "Sensitivity", "Specificity", "PPV", "NPV", "Precision", "Recall",
+                  "F1", "Threshold", "Cohort"]
+COHORT_ORDER = ("train", "validation", "cv")
+
+
+def model_label(run: RunRecord) -> str:
+    from crc_core.backbones import BACKBONES
+
+    name = BACKBONES[run.backbone].title if run.backbone in BACKBONES else run.backbone.capitalize()
+    suffix = "" if run.pretrained or run.mode == "radiomics" else ", random init"
+    return f"{name} ({run.mode}{suffix})"
+
+
+def cohorts_of(predictions: pd.DataFrame) -> list[str]:
+    """The cohorts in which every patient has one prediction (folds pooled for k-fold), in a
+    reading order: training, validation, cross-validation, then external cohorts."""
+    found = [c for c in pd.unique(predictions["cohort"]) if c != "repeat"]
+    return sorted(found, key=lambda c: (COHORT_ORDER.index(c) if c in COHORT_ORDER else 9, c))
+
+
+def labelled(predictions: pd.DataFrame, cohort: str) -> pd.DataFrame:
+    rows = predictions[predictions["cohort"] == cohort]
+    return rows[rows["y_true"].notna()]
+
+
+@dataclass
+class RunEvaluation:
+    run: RunRecord
+    predictions: pd.DataFrame
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # cohort → threshold_metrics
+    calibration: dict[str, dict[str, float]] = field(default_factory=dict)
+    fold_aucs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: list[str] = field(default_factory=list)
+    threshold_rule: str = "training"
+    ci_method: str = "delong"
+
+    @property
+    def label(self) -> str:
+        return model_label(self.run)
+
+    def table2(self) -> pd.DataFrame:
+        """The paper's Table 2 layout (three decimals, the AUC CI as "low-high"), one row per cohort."""
+        rows = []
+        for cohort, m in self.metrics.items():
+            rows.append({
+                "Model": self.label, "ACC": m["acc"], "AUC": m["auc"], "95% CI": f"{m['auc_low']:.4f}-{m['auc_high']:.4f}",
+                "Sensitivity": m["sensitivity"], "Specificity": m["specificity"], "PPV": m["ppv"], "NPV": m["npv"],
+                "Precision": m["precision"], "Recall": m["recall"], "F1": m["f1"], "Threshold": m["threshold"],
+                "Cohort": cohort + (" (own threshold: optimistic)" if m.get("optimistic") else ""),
+            })
+        return pd.DataFrame(rows, columns=TABLE2_COLUMNS)
+
+    def metrics_table(self) -> pd.DataFrame:
+        """Every number of Table 2 with its Wilson CI, for ``metrics.csv`` and the XLSX export:
+        ``cohort``, ``auc``, ``ci`` ("low-high"), ``threshold`` and the rest."""
+        rows = []
+        for cohort, m in self.metrics.items():
+            rows.append({"run_id": self.run.run_id, "model": self.label, "cohort": cohort, "n": m["n"],
+                         "n_positive": m["n_positive"], "auc": m["auc"], "ci": f"{m['auc_low']:.4f}-{m['auc_high']:.4f}",
+                         "auc_low": m["auc_low"], "auc_high": m["auc_high"], "threshold": m["threshold"],
+                         "threshold_from": "this cohort (optimistic)" if m.get("optimistic") else "training cohort",
+                         **{k: m[k] for k in ("acc", "acc_low", "acc_high", "sensitivity", "sensitivity_low", "sensitivity_high",
+                                              "specificity", "specificity_low", "specificity_high", "ppv", "ppv_low", "ppv_high",
+                                              "npv", "npv_low", "npv_high", "f1", "tp", "fp", "fn", "tn")},
+                         "few_cases": m["unreliable"]})
+        return pd.DataFrame(rows)
+
+
+def evaluate_run(store: RunStore, run_id: str, *, threshold_rule: str = "training", ci_method: str = "delong",
+                 n_boot: int = 2000, seed: int = 0) -> RunEvaluation:
+    """Table 2 and calibration of every cohort of a run; a cohort that cannot be evaluated (one
+    class, no labels) is left out with a note, never an error for the whole run."""
+    if threshold_rule not in THRESHOLD_RULES:
+        raise CrcInputError(f"The threshold rule must be one of {', '.join(THRESHOLD_RULES)}; got {threshold_rule!r}.")
+    run = store.run(run_id)
+    predictions = store.predictions(run_id)
+    if predictions.empty:
+        raise CrcInputError(f"Run {run_id} has no predictions ({run.status}{': ' + run.message if run.message else ''}).")
+    result = RunEvaluation(run, predictions, threshold_rule=threshold_rule, ci_method=ci_method)
+    cohorts = cohorts_of(predictions)
+    if "validation" not in cohorts and "cv" not in cohorts:
+        result.notes.append("This run has no validation predictions (nor cross-validated ones): its only numbers are "
+                            "on the patients it was trained on, which say little about new patients.")
+    training_threshold = None
+    if threshold_rule == "training" and "train" in cohorts:
+        rows = labelled(predictions, "train")
+        try:
+            training_threshold = ev.youden_threshold(rows["y_true"].astype(int), rows["prob"])
+        except CrcInputError as exc:
+            result.notes.append(f"No training threshold: {exc}")
+    for cohort in cohorts:
+        rows = labelled(predictions, cohort)
+        if rows.empty:
+            result.notes.append(f"The {cohort} cohort has no labels: predictions only, no statistics.")
+            continue
+        y, prob = rows["y_true"].astype(int).to_numpy(), rows["prob"].to_numpy()
+        own = training_threshold is None or cohort == "train"
+        try:
+            ev.check_binary(y, prob, what=f"The {cohort} cohort")
+            metrics = ev.threshold_metrics(y, prob, None if own else training_threshold)
+            if ci_method == "bootstrap":
+                metrics["auc"], metrics["auc_low"], metrics["auc_high"] = ev.auc_ci(y, prob, "bootstrap", n_boot=n_boot, seed=seed)
+            result.calibration[cohort] = ev.calibration_stats(y, prob)
+        except CrcInputError as exc:
+            result.notes.append(str(exc))
+            continue
+        metrics["optimistic"] = own and cohort != "train"
+        if metrics["unreliable"]:
+            result.notes.append(f"The {cohort} cohort has fewer than {ev.FEW_CASES} patients in a class: its CIs are unreliable.")
+        result.metrics[cohort] = metrics
+    folds = predictions[predictions["fold"] != NO_FOLD]
+    aucs = []
+    for (cohort, fold), rows in folds.groupby(["cohort", "fold"]):
+        rows = rows[rows["y_true"].notna()]
+        if rows["y_true"].nunique() == 2:
+            aucs.append({"cohort": cohort, "fold": int(fold), "auc": ev.auc_ci(rows["y_true"].astype(int), rows["prob"])[0]})
+    result.fold_aucs = pd.DataFrame(aucs, columns=["cohort", "fold", "auc"])
+    return result
+
+
+def compare_runs(store: RunStore, run_ids: list[str], cohort: str = "validation") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs side by side on one cohort — model, mode, evaluation, AUC with CI (and mean ± SD
+    over folds or repeats) — and DeLong's test between every pair predicted on the same patients
+    (``run_a``, ``run_b``, ``z``, ``p``, ``difference``, ``low``, ``high``)."""
+    rows, scored = [], {}
+    for run_id in run_ids:
+        run = store.run(run_id)
+        predictions = store.predictions(run_id)
+        row: dict[str, Any] = {"run_id": run_id, "model": model_label(run), "target": run.target, "mode": run.mode,
+                               "evaluation": run.config.get("evaluation", "holdout"), "seed": run.config.get("seed", 0)}
+        pooled = labelled(predictions, cohort if cohort in set(predictions["cohort"]) else "cv")
+        if pooled["y_true"].nunique() == 2:
+            auc, low, high = ev.auc_ci(pooled["y_true"].astype(int), pooled["prob"])
+            row.update(auc=auc, auc_low=low, auc_high=high, n=len(pooled))
+            scored[run_id] = pooled.set_index("patient_id")
+        folds = predictions[(predictions["fold"] != NO_FOLD) & predictions["y_true"].notna()]
+        values = [ev.auc_ci(r["y_true"].astype(int), r["prob"])[0] for _, r in folds.groupby(["cohort", "fold"])
+                  if r["y_true"].nunique() == 2]
+        if len(values) > 1:
+            row.update(fold_auc_mean=float(np.mean(values)), fold_auc_sd=float(np.std(values, ddof=1)), n_folds=len(values))
+        rows.append(row)
+    pairs = []
+    ids = list(scored)
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            shared = scored[a].index.intersection(scored[b].index)
+            if len(shared) < 2 or scored[a].loc[shared, "y_true"].nunique() < 2:
+                continue
+            z, p, difference, (low, high) = ev.delong_difference(
+                scored[a].loc[shared, "y_true"].astype(int), scored[a].loc[shared, "prob"], scored[b].loc[shared, "prob"])
+            pairs.append({"run_a": a, "run_b": b, "n": len(shared), "z": z, "p": p, "difference": difference,
+                          "low": low, "high": high})
+    return pd.DataFrame(rows), pd.DataFrame(pairs, columns=["run_a", "run_b", "n", "z", "p", "difference", "low", "high"])
+
+
+def table2_xlsx(evaluations: list[RunEvaluation]) -> bytes:
+    """Table 2 of several runs as an Excel workbook: the paper's layout, and every number with its CI."""
+    buffer = io.BytesIO()
+    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
+        pd.concat([e.table2() for e in evaluations]).round(3).to_excel(writer, sheet_name="Table 2", index=False)
+        pd.concat([e.metrics_table() for e in evaluations]).to_excel(writer, sheet_name="Details with CIs", index=False)
+        notes = [n for e in evaluations for n in e.notes] or ["—"]
+        pd.DataFrame({"note": notes}).to_excel(writer, sheet_name="Notes", index=False)
+    return buffer.getvalue()
+
+
+def mann_whitney_by_class(rows: pd.DataFrame) -> float:
+    """p of the Mann-Whitney U test of the predicted probability between the two true classes
+    (Z tie-corrected without continuity correction, as Table 1; R ``wilcox.test(exact = FALSE,
+    correct = FALSE)``)."""
+    from crc_core.stats import mann_whitney_z
+
+    high, low = rows.loc[rows["y_true"] == 1, "prob"], rows.loc[rows["y_true"] == 0, "prob"]
+    if min(len(high), len(low)) == 0:
+        return math.nan
+    return mann_whitney_z(high, low).p_value
+
+
+def evaluation_figures(result: RunEvaluation) -> dict[str, Any]:
+    """The run's figures by file stem: ROC of every cohort, violin, and the decision and calibration
+    curves of the validation cohort (else the last cohort evaluated)."""
+    from crc_core import figures
+
+    if not result.metrics:
+        return {}
+    title = f"{result.run.target.upper()}: {result.label}"
+    out: dict[str, Any] = {}
+    curves = []
+    for cohort, m in result.metrics.items():
+        rows = labelled(result.predictions, cohort)
+        curves.append((cohort, ev.roc_curve(rows["y_true"].astype(int), rows["prob"]), (m["auc"], m["auc_low"], m["auc_high"])))
+    out["roc"] = figures.roc_curves(curves, title)
+    evaluated = result.predictions[result.predictions["cohort"].isin(list(result.metrics)) & result.predictions["y_true"].notna()]
+    out["violin"] = figures.violin(evaluated, {c: mann_whitney_by_class(labelled(evaluated, c)) for c in result.metrics}, title)
+    cohort = "validation" if "validation" in result.metrics else list(result.metrics)[-1]
+    rows = labelled(result.predictions, cohort)
+    y, prob = rows["y_true"].astype(int), rows["prob"]
+    out["decision_curve"] = figures.decision_curves({result.label: ev.decision_curve(y, prob)}, f"{title}, {cohort} cohort")
+    bins, smooth = ev.calibration_curve(y, prob)
+    out["calibration"] = figures.calibration_plot(bins, smooth, prob.to_numpy(), result.calibration[cohort],
+                                                  f"{title}, {cohort} cohort")
+    return out
+
+
+def export_evaluation(result: RunEvaluation, folder) -> list:
+    """Write ``metrics.csv`` (Table 2 with ``cohort``, ``auc``, ``ci``, ``threshold`` and every CI),
+    ``predictions.csv`` (``patient_id``, ``cohort``, ``y_true``, ``prob``), ``calibration.csv`` and
+    the figures as HTML that open offline (plotly.js written once beside them). Each file atomic."""
+    from pathlib import Path
+
+    from crc_core.workspace import atomic_write_csv, atomic_write_text, ensure_writable_dir
+
+    folder = ensure_writable_dir(Path(folder))
+    written = [atomic_write_csv(folder / "metrics.csv", result.metrics_table()),
+               atomic_write_csv(folder / "predictions.csv",
+                                result.predictions[["patient_id", "cohort", "fold", "y_true", "prob"]]),
+               atomic_write_csv(folder / "calibration.csv",
+                                pd.DataFrame([{"cohort": c, **s} for c, s in result.calibration.items()]))]
+    for stem, figure in evaluation_figures(result).items():
+        html = figure.to_html(include_plotlyjs="directory", full_html=True)
+        written.append(atomic_write_text(folder / f"{stem}.html", html))
+    if written[3:]:
+        from plotly.offline import get_plotlyjs
+
+        written.append(atomic_write_text(folder / "plotly.min.js", get_plotlyjs()))
+    return written

@@ -1,0 +1,102 @@
+"""The Evaluate page's tabs: each draws one view of a run's evaluation with crc_core's figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from crc_core import evaluation as ev
+from crc_core import figures
+from crc_core import model_evaluation as me
+from crc_core.errors import CrcInputError
+from crc_core.runs import RunRecord, RunStore
+
+
+def _chart(figure, key: str) -> None:
+    st.plotly_chart(figure, config=figures.EXPORT_CONFIG, key=key)
+
+
+def _cohort_choice(result: me.RunEvaluation, key: str) -> str | None:
+    cohorts = list(result.metrics)
+    if not cohorts:
+        st.info("No cohort of this run can be evaluated (see the notes above).")
+        return None
+    default = "validation" if "validation" in cohorts else cohorts[-1]
+    return st.radio("Cohort", cohorts, index=cohorts.index(default), horizontal=True, key=key)
+
+
+def roc(result: me.RunEvaluation) -> None:
+    curves = []
+    for cohort, m in result.metrics.items():
+        rows = me.labelled(result.predictions, cohort)
+        curves.append((cohort, ev.roc_curve(rows["y_true"].astype(int), rows["prob"]), (m["auc"], m["auc_low"], m["auc_high"])))
+    if curves:
+        _chart(figures.roc_curves(curves, f"{result.run.target.upper()}: {result.label}"), "roc")
+    if len(result.fold_aucs):
+        spread = result.fold_aucs.groupby("cohort")["auc"].agg(["mean", "std", "count"])
+        for cohort, row in spread.iterrows():
+            st.caption(f"{cohort}: AUC {row['mean']:.3f} ± {row['std']:.3f} over {int(row['count'])} folds/repeats (mean ± SD).")
+
+
+def table_two(result: me.RunEvaluation) -> None:
+    st.dataframe(result.table2().round(3), hide_index=True)
+    st.caption("95% CI of the AUC: " + ("DeLong (pROC::ci.auc)." if result.ci_method == "delong"
+                                        else "2000 stratified bootstrap resamples, percentile interval (pROC::ci.auc).")
+               + " Every proportion's Wilson 95% CI is in the downloads. Threshold: "
+               + ("Youden's optimum on the training cohort, applied unchanged to the others."
+                  if result.threshold_rule == "training" else "each cohort's own Youden optimum (optimistic)."))
+    left, right = st.columns(2)
+    left.download_button("metrics.csv", result.metrics_table().to_csv(index=False), f"{result.run.run_id}-metrics.csv")
+    right.download_button("Table 2 (Excel)", me.table2_xlsx([result]), f"{result.run.run_id}-table2.xlsx")
+
+
+def violin(result: me.RunEvaluation) -> None:
+    rows = result.predictions[result.predictions["cohort"].isin(list(result.metrics))]
+    p_values = {c: me.mann_whitney_by_class(me.labelled(rows, c)) for c in result.metrics}
+    _chart(figures.violin(rows[rows["y_true"].notna()], p_values,
+                          f"{result.run.target.upper()}: predicted probability by true class"), "violin")
+
+
+def decision(result: me.RunEvaluation) -> None:
+    cohort = _cohort_choice(result, "decision_cohort")
+    if cohort is None:
+        return
+    low, high = st.slider("Threshold range", 0.01, 0.99, (0.01, 0.99), 0.01)
+    band = st.checkbox("Bootstrap band (200 resamples)")
+    rows = me.labelled(result.predictions, cohort)
+    thresholds = np.round(np.arange(low, high + 1e-9, 0.01), 2)
+    curve = ev.decision_curve(rows["y_true"].astype(int), rows["prob"], thresholds)
+    bands = {result.label: ev.decision_curve_band(rows["y_true"].astype(int), rows["prob"], thresholds)} if band else None
+    _chart(figures.decision_curves({result.label: curve}, f"Decision curve, {cohort} cohort", bands), "dca")
+    _chart(figures.clinical_impact(curve, f"Clinical impact, {cohort} cohort"), "impact")
+
+
+def calibration(result: me.RunEvaluation) -> None:
+    cohort = _cohort_choice(result, "calibration_cohort")
+    if cohort is None:
+        return
+    rows = me.labelled(result.predictions, cohort)
+    bins, smooth = ev.calibration_curve(rows["y_true"].astype(int), rows["prob"])
+    stats = result.calibration[cohort]
+    _chart(figures.calibration_plot(bins, smooth, rows["prob"].to_numpy(), stats, f"Calibration, {cohort} cohort"), "calibration")
+    st.caption(f"Intercept and slope of the logistic recalibration on logit(p) (rms::val.prob): {stats['intercept']:.3f}, "
+               f"{stats['slope']:.3f}; Hosmer-Lemeshow χ² {stats['hl_chi2']:.2f} (df {stats['hl_df']}), p {stats['hl_p']:.3f}; "
+               f"Spiegelhalter z {stats['spiegelhalter_z']:.2f}, p {stats['spiegelhalter_p']:.3f}.")
+
+
+def compare(store: RunStore, result: me.RunEvaluation, finished: list[RunRecord]) -> None:
+    same_target = [r for r in finished if r.target == result.run.target]
+    labels = {r.run_id: f"{me.model_label(r)} · {r.config.get('evaluation', 'holdout')} · {r.run_id}" for r in same_target}
+    chosen = st.multiselect(f"Runs of {result.run.target.upper()} to compare", list(labels), default=list(labels)[:5],
+                            format_func=labels.get)
+    if len(chosen) < 1:
+        return
+    try:
+        table, pairs = me.compare_runs(store, chosen)
+    except CrcInputError as exc:
+        st.error(str(exc))
+        return
+    st.dataframe(table.round(3), hide_index=True)
+    if len(pairs):
+        st.markdown("**DeLong's test between models on the same validation patients** (pROC::roc.test)")
+        st.dataframe(pairs.round(4), hide_index=True)

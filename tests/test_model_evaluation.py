@@ -1,0 +1,104 @@
+"""A run's evaluation from its stored predictions: Table 2 with the training threshold applied
+unchanged, notes instead of errors for cohorts that cannot be evaluated, runs compared with
+DeLong's test, and the files crc-time evaluate writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crc_core import evaluation as ev
+from crc_core import model_evaluation as me
+from crc_core.cli import main as cli_main
+from crc_core.errors import CrcInputError
+from crc_core.runs import RunStore
+
+
+def stored_run(store: RunStore, *, seed: int = 0, signal: float = 1.0, cohorts=("train", "validation"), n=80,
+               evaluation: str = "holdout", backbone: str = "densenet121") -> str:
+    rng = np.random.default_rng(seed)
+    run_id = store.create_run(target="tsr", backbone=backbone, mode="features", config={"evaluation": evaluation, "seed": seed},
+                              info={"weights": {"pretrained": True}})
+    for k, cohort in enumerate(cohorts):
+        ids = [f"P{k}{i:03d}" for i in range(n)] if cohort != "validation" else [f"V{i:03d}" for i in range(n)]
+        y = np.random.default_rng(100 + k).integers(0, 2, n)  # the same outcomes for every run of a cohort
+        prob = 1 / (1 + np.exp(-(signal * (2 * y - 1) + rng.normal(0, 1, n))))
+        store.set_predictions(run_id, cohort, pd.DataFrame({"patient_id": ids, "y_true": y, "prob": prob}))
+    store.finish(run_id, "done")
+    return run_id
+
+
+def test_the_training_threshold_is_applied_unchanged_and_the_table_has_the_papers_columns(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = stored_run(store)
+    result = me.evaluate_run(store, run_id)
+    predictions = store.predictions(run_id)
+    train = predictions[predictions["cohort"] == "train"]
+    threshold = ev.youden_threshold(train["y_true"].astype(int), train["prob"])
+    assert result.metrics["train"]["threshold"] == result.metrics["validation"]["threshold"] == threshold
+    table = result.table2()
+    assert list(table.columns) == ["Model", "ACC", "AUC", "95% CI", "Sensitivity", "Specificity", "PPV", "NPV",
+                                   "Precision", "Recall", "F1", "Threshold", "Cohort"]
+    assert table["Cohort"].tolist() == ["train", "validation"]
+    per_cohort = me.evaluate_run(store, run_id, threshold_rule="per_cohort")
+    assert per_cohort.table2()["Cohort"].tolist() == ["train", "validation (own threshold: optimistic)"]
+    validation = predictions[predictions["cohort"] == "validation"]
+    assert per_cohort.metrics["validation"]["threshold"] == ev.youden_threshold(validation["y_true"].astype(int), validation["prob"])
+
+
+def test_cohorts_that_cannot_be_evaluated_are_noted_and_the_rest_works(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = stored_run(store, cohorts=("train",))
+    store.set_predictions(run_id, "external:Lanzhou", pd.DataFrame({"patient_id": ["X1", "X2"], "prob": [0.2, 0.7]}))
+    store.set_predictions(run_id, "external:Xian", pd.DataFrame({"patient_id": ["Y1", "Y2", "Y3"], "y_true": [1, 1, 1],
+                                                                 "prob": [0.2, 0.7, 0.9]}))
+    result = me.evaluate_run(store, run_id)
+    assert list(result.metrics) == ["train"]
+    notes = " ".join(result.notes)
+    assert "no validation predictions" in notes
+    assert "The external:Lanzhou cohort has no labels" in notes
+    assert "The external:Xian cohort has one class only (3 patients, all high): the AUC is undefined there" in notes
+
+
+def test_few_cases_flag_the_cis(tmp_path):
+    store = RunStore(tmp_path)
+    result = me.evaluate_run(store, stored_run(store, n=12))
+    assert result.metrics["validation"]["unreliable"]
+    assert any("fewer than 10 patients in a class" in n for n in result.notes)
+
+
+def test_runs_compared_with_delong_on_the_shared_validation_patients(tmp_path):
+    store = RunStore(tmp_path)
+    strong, weak = stored_run(store, seed=1, signal=2.0), stored_run(store, seed=2, signal=0.3, backbone="resnet50")
+    table, pairs = me.compare_runs(store, [strong, weak])
+    assert table["auc"].iloc[0] > table["auc"].iloc[1]
+    predictions = {r: store.predictions(r, "validation").set_index("patient_id") for r in (strong, weak)}
+    y = predictions[strong]["y_true"].astype(int)
+    z, p = ev.delong_test(y, predictions[strong]["prob"], predictions[weak].loc[y.index, "prob"])
+    assert pairs.iloc[0][["z", "p"]].tolist() == pytest.approx([z, p])
+    assert pairs.iloc[0]["n"] == 80
+
+
+def test_crc_time_evaluate_writes_the_tables_and_figures_that_open_offline(tmp_path, capsys):
+    store = RunStore(tmp_path / "ws")
+    run_id = stored_run(store)
+    out = tmp_path / "evaluation"
+    assert cli_main(["--workspace", str(tmp_path / "ws"), "evaluate", "--run", run_id, "--out", str(out)]) == 0
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert {"cohort", "auc", "ci", "threshold"} <= set(metrics.columns) and metrics["cohort"].tolist() == ["train", "validation"]
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert {"patient_id", "cohort", "y_true", "prob"} <= set(predictions.columns) and len(predictions) == 160
+    for stem in ("roc", "violin", "decision_curve", "calibration"):
+        html = (out / f"{stem}.html").read_text()
+        assert 'src="plotly.min.js"' in html and "https://" not in html.split("<body>")[0]
+    assert (out / "plotly.min.js").stat().st_size > 1_000_000
+    assert "validation AUC" in capsys.readouterr().out
+
+
+def test_a_run_without_predictions_is_said_plainly(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create_run(target="is", backbone="resnet34", mode="finetune", config={})
+    store.finish(run_id, "failed", "No crops yet")
+    with pytest.raises(CrcInputError, match=r"has no predictions \(failed: No crops yet\)"):
+        me.evaluate_run(store, run_id)
