@@ -252,3 +252,31 @@ def export_evaluation(result: RunEvaluation, folder) -> list:
 
         written.append(atomic_write_text(folder / "plotly.min.js", get_plotlyjs()))
     return written
+
+
+def delong_matrix(pairs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """The pairwise DeLong tests as a square table between models: each cell the AUC difference
+    (row − column) with its 95% CI and p."""
+    names = list(dict.fromkeys([*pairs["run_a"], *pairs["run_b"]]))
+    matrix = pd.DataFrame("", index=[labels.get(n, n) for n in names], columns=[labels.get(n, n) for n in names])
+    for row in pairs.itertuples():
+        a, b = labels.get(row.run_a, row.run_a), labels.get(row.run_b, row.run_b)
+        matrix.loc[a, b] = f"{row.difference:+.3f} ({row.low:+.3f} to {row.high:+.3f}), p {row.p:.3g}"
+        matrix.loc[b, a] = f"{-row.difference:+.3f} ({-row.high:+.3f} to {-row.low:+.3f}), p {row.p:.3g}"
+    for name in matrix.index:
+        matrix.loc[name, name] = "—"
+    return matrix
+
+
+def cohort_curves(store: RunStore, run_ids: list[str], cohort: str = "validation") -> list[tuple[str, pd.DataFrame, pd.DataFrame, tuple]]:
+    """For each run with labelled predictions on ``cohort``: its label, ROC curve, decision curve
+    and (AUC, low, high) — what the comparison charts draw."""
+    out = []
+    for run_id in run_ids:
+        rows = labelled(store.predictions(run_id), cohort)
+        if rows["y_true"].nunique() < 2:
+            continue
+        y, prob = rows["y_true"].astype(int), rows["prob"]
+        out.append((f"{model_label(store.run(run_id))} · {run_id[-4:]}", ev.roc_curve(y, prob), ev.decision_curve(y, prob),
+                    ev.auc_ci(y, prob)))
+    return out

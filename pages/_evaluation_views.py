@@ -84,19 +84,37 @@ def calibration(result: me.RunEvaluation) -> None:
                f"Spiegelhalter z {stats['spiegelhalter_z']:.2f}, p {stats['spiegelhalter_p']:.3f}.")
 
 
-def compare(store: RunStore, result: me.RunEvaluation, finished: list[RunRecord]) -> None:
+@st.cache_data(show_spinner="Comparing…", max_entries=8)
+def _comparison(root: str, stamp: tuple, run_ids: tuple[str, ...]):
+    from pathlib import Path
+
+    from crc_core.workspace import Workspace
+
+    store = RunStore(Workspace(Path(root)))
+    table, pairs = me.compare_runs(store, list(run_ids))
+    return table, pairs, me.cohort_curves(store, list(run_ids))
+
+
+def compare(store: RunStore, result: me.RunEvaluation, finished: list[RunRecord], stamp: tuple) -> None:
     same_target = [r for r in finished if r.target == result.run.target]
     labels = {r.run_id: f"{me.model_label(r)} · {r.config.get('evaluation', 'holdout')} · {r.run_id}" for r in same_target}
     chosen = st.multiselect(f"Runs of {result.run.target.upper()} to compare", list(labels), default=list(labels)[:5],
                             format_func=labels.get)
-    if len(chosen) < 1:
+    if not chosen:
         return
     try:
-        table, pairs = me.compare_runs(store, chosen)
+        table, pairs, curves = _comparison(str(store.workspace.root), stamp, tuple(chosen))
     except CrcInputError as exc:
         st.error(str(exc))
         return
     st.dataframe(table.round(3), hide_index=True)
+    if curves:
+        left, right = st.columns(2)
+        left.plotly_chart(figures.roc_curves([(label, roc, auc) for label, roc, _, auc in curves], "Validation cohort: ROC"),
+                          config=figures.EXPORT_CONFIG, key="compare_roc")
+        right.plotly_chart(figures.decision_curves({label: dca for label, _, dca, _ in curves}, "Validation cohort: decision curves"),
+                           config=figures.EXPORT_CONFIG, key="compare_dca")
     if len(pairs):
-        st.markdown("**DeLong's test between models on the same validation patients** (pROC::roc.test)")
-        st.dataframe(pairs.round(4), hide_index=True)
+        st.markdown("**DeLong's test between models on the same validation patients** (pROC::roc.test): "
+                    "AUC difference (row − column) with its 95% CI, and p")
+        st.dataframe(me.delong_matrix(pairs, {r: labels[r].split(" · ")[0] + " · " + r[-4:] for r in chosen}))

@@ -67,4 +67,4 @@ with tabs[3]:
 with tabs[4]:
     views.calibration(result)
 with tabs[5]:
-    views.compare(store, result, finished)
+    views.compare(store, result, finished, stamp)

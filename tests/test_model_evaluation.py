@@ -102,3 +102,14 @@ def test_a_run_without_predictions_is_said_plainly(tmp_path):
     store.finish(run_id, "failed", "No crops yet")
     with pytest.raises(CrcInputError, match=r"has no predictions \(failed: No crops yet\)"):
         me.evaluate_run(store, run_id)
+
+
+def test_the_delong_matrix_reads_both_ways(tmp_path):
+    store = RunStore(tmp_path)
+    a, b = stored_run(store, seed=1, signal=2.0), stored_run(store, seed=2, signal=0.3)
+    _, pairs = me.compare_runs(store, [a, b])
+    matrix = me.delong_matrix(pairs, {a: "A", b: "B"})
+    d = pairs.iloc[0]["difference"]
+    assert matrix.loc["A", "B"].startswith(f"{d:+.3f}") and matrix.loc["B", "A"].startswith(f"{-d:+.3f}")
+    assert matrix.loc["A", "A"] == "—"
+    assert len(me.cohort_curves(store, [a, b])) == 2
