@@ -13,6 +13,14 @@ Task = TypeVar("Task")
 Result = TypeVar("Result")
 
 
+def _cuda_initialised() -> bool:
+    """CUDA does not survive fork: once this process has touched the GPU, workers start with spawn.
+    (Spawning whenever torch is merely imported would re-run the parent's main script in every
+    worker, which breaks under hosts that replace ``__main__``, such as Streamlit.)"""
+    torch = sys.modules.get("torch")
+    return bool(torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized())
+
+
 def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
@@ -43,8 +51,7 @@ def map_in_workers(
         for task in tasks:
             advance(function(task))
         return results
-    # CUDA and torch's threads do not survive fork: once torch is loaded, workers start fresh.
-    context = multiprocessing.get_context("spawn") if "torch" in sys.modules else None
+    context = multiprocessing.get_context("spawn") if _cuda_initialised() else None
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     try:
         for future in as_completed([pool.submit(function, task) for task in tasks]):
