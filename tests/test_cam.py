@@ -1,0 +1,113 @@
+"""Grad-CAM against pytorch-grad-cam and a case computed by hand; the ROI share on a constructed map;
+the randomisation check; a cohort's maps cached for a run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from crc_core import cam  # noqa: E402
+from crc_core.backbones import classifier  # noqa: E402
+from crc_core.errors import CrcInputError  # noqa: E402
+
+
+@pytest.mark.parametrize(("name", "layer"), [("densenet121", "features.norm5"), ("resnet50", "layer4")])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_equal_to_pytorch_grad_cam(name, layer, method):
+    reference = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    torch.manual_seed(0)
+    model = classifier(name, weights="random")[0].eval()
+    x = torch.rand(3, 128, 128)
+    ours = cam.grad_cam(model, x, 1, layer, method=method)
+    implementation = reference.GradCAM if method == "gradcam" else reference.GradCAMPlusPlus
+    theirs = implementation(model=model, target_layers=[cam.find_layer(model, layer)[1]])(
+        input_tensor=x[None], targets=[ClassifierOutputTarget(1)])[0]
+    # Equal up to the resizing: OpenCV's bilinear uses fixed-point weights, torch's floats.
+    assert np.abs(ours - theirs).max() < 0.01
+    assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.9999
+    assert ours.shape == (128, 128) and ours.min() >= 0 and ours.max() <= 1
+
+
+def test_a_case_computed_by_hand():
+    # score_1 = linear weights w1 · GAP(A): every position of channel c has gradient w1[c] / 16,
+    # so the map is relu(sum_c w1[c] / 16 * A_c), min-max scaled.
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(3, 2, 1, bias=False)
+    model = torch.nn.Sequential(conv, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(2, 2))
+    x = torch.rand(3, 4, 4)
+    with torch.no_grad():
+        activations = conv(x[None])[0].numpy()
+    w = model[3].weight.detach().numpy()
+    expected = np.maximum((w[1][:, None, None] / 16 * activations).sum(axis=0), 0)
+    expected = (expected - expected.min()) / (expected.max() - expected.min() + 1e-7)
+    np.testing.assert_allclose(cam.grad_cam(model, x, 1, "0"), expected, atol=1e-6)
+    other = np.maximum((w[0][:, None, None] / 16 * activations).sum(axis=0), 0)
+    other = (other - other.min()) / (other.max() - other.min() + 1e-7)
+    np.testing.assert_allclose(cam.grad_cam(model, x, 0, "0"), other, atol=1e-6)  # the target class is explicit
+
+
+def test_a_layer_that_does_not_exist_lists_the_valid_ones():
+    model = classifier("resnet34", weights="random")[0]
+    with pytest.raises(CrcInputError, match=r"The model has no layer 'layer5'\. Its convolutional blocks include: .*layer4"):
+        cam.grad_cam(model, torch.rand(3, 32, 32), 1, "layer5")
+    with pytest.raises(CrcInputError, match="one normalised image"):
+        cam.grad_cam(model, torch.rand(2, 3, 32, 32), 1, "layer4")
+
+
+def test_roi_share_on_a_constructed_map():
+    heat = np.zeros((10, 10))
+    heat[2:4, 2:4] = 1.0  # 4 pixels of mass 1
+    heat[8, 8] = 4.0  # and mass 4 elsewhere
+    roi = np.zeros((10, 10), bool)
+    roi[1:5, 1:5] = True
+    assert cam.roi_share(heat, roi) == pytest.approx(4 / 8)
+    assert cam.roi_area_share(roi) == pytest.approx(0.16)
+    with pytest.raises(CrcInputError, match="differ in size"):
+        cam.roi_share(heat, roi[:5])
+
+
+def test_the_randomisation_check_tells_a_learned_map_from_a_random_one():
+    torch.manual_seed(0)
+    x = torch.rand(3, 64, 64)
+    trained = classifier("resnet34", weights="random")[0]
+    same = cam.grad_cam(trained, x, 1, "layer4")
+    assert cam.rank_correlation(same, same) == pytest.approx(1.0)
+    torch.manual_seed(99)
+    reinitialised = classifier("resnet34", weights="random")[0]
+    assert cam.rank_correlation(same, cam.grad_cam(reinitialised, x, 1, "layer4")) < 0.9
+
+
+def test_a_cohorts_maps_for_a_features_run_are_cached_with_their_checks(training_workspace):
+    from crc_core.runs import RunStore
+    from crc_core.training import TrainConfig, train_run
+
+    run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), device="cpu"))
+    with pytest.raises(CrcInputError, match=r"'backbone\.layer4' sees a 1 × 1 map at this input size \(32 × 32 px\)"):
+        cam.cohort_maps(training_workspace, run_id, "validation", sanity_patients=3)  # 32-px crops end in 1 × 1 at layer4
+    path = cam.cohort_maps(training_workspace, run_id, "validation", layer="backbone.layer2", sanity_patients=3)
+    maps = cam.read_cohort_maps(path)
+    validation = RunStore(training_workspace).predictions(run_id, "validation")
+    assert maps.patient_ids == validation["patient_id"].tolist()
+    assert maps.maps.shape == (len(validation), 32, 32)
+    assert ((maps.roi_share >= 0) & (maps.roi_share <= 1)).all() and len(maps.sanity) == 3
+    assert maps.meta["layer"] == "backbone.layer2" and "logistic regression" in maps.meta["note"]
+
+
+def test_runs_without_a_network_or_a_checkpoint_are_said_plainly(training_workspace):
+    from crc_core.runs import RunStore
+    from crc_core.training import TrainConfig, train_run
+
+    run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), mode="finetune", epochs=1,
+                                                       batch_size=8, lr=0.001, device="cpu", precision="fp32"))
+    (training_workspace / "runs" / run_id / "best.pt").unlink()
+    run = RunStore(training_workspace).run(run_id)
+    with pytest.raises(CrcInputError, match=r"has no checkpoint \(best\.pt\)"):
+        cam.run_model(training_workspace, run)
+    from dataclasses import replace
+
+    with pytest.raises(CrcInputError, match="A radiomics run has no network to explain"):
+        cam.run_model(training_workspace, replace(run, mode="radiomics"))
