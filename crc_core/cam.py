@@ -294,3 +294,37 @@ def read_cohort_maps(path: Path) -> CohortMaps | None:
                               data["roi_area"], data["sanity"], json.loads(str(data["meta"])))
     except (OSError, ValueError, KeyError) as exc:
         raise CrcInputError(f"The cached maps {path} are damaged ({exc}); compute them again.") from exc
+
+
+from crc_core.configs import JsonConfig  # noqa: E402  (after the functions it configures)
+
+
+@dataclass(frozen=True)
+class CamConfig(JsonConfig):
+    """Which maps ``crc-time cam`` computes: a run's cohort, the method, the class explained and
+    the layer (empty: the backbone's last convolutional block)."""
+
+    run_id: str = ""
+    cohort: str = "validation"
+    method: str = "gradcam"
+    target_class: int = 1
+    layer: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.run_id:
+            raise CrcInputError("Name the run whose maps to compute.")
+        if self.method not in METHODS:
+            raise CrcInputError(f"The CAM method must be one of {', '.join(METHODS)}; got {self.method!r}.")
+        if self.target_class not in (0, 1):
+            raise CrcInputError(f"The class to explain is 0 (low) or 1 (high); got {self.target_class!r}.")
+
+
+def confident_cases(predictions, maps: CohortMaps, k: int = 3) -> dict[str, list[str]]:
+    """The ``k`` most confident right and wrong calls (by distance of the probability from 0.5)."""
+    rows = predictions.set_index("patient_id").loc[[p for p in maps.patient_ids if p in set(predictions["patient_id"])]]
+    rows = rows[rows["y_true"].notna()]
+    called = (rows["prob"] >= 0.5).astype(int)
+    confidence = (rows["prob"] - 0.5).abs()
+    right = confidence[called == rows["y_true"].astype(int)].sort_values(ascending=False)
+    wrong = confidence[called != rows["y_true"].astype(int)].sort_values(ascending=False)
+    return {"right": right.index[:k].tolist(), "wrong": wrong.index[:k].tolist()}

@@ -286,6 +286,22 @@ def _cmd_evaluate(args: argparse.Namespace, progress: Progress | None) -> StepOu
                        details=[f"note: {n}" for n in result.notes])
 
 
+def _cmd_cam(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
+    from crc_core.cam import CamConfig, cohort_maps, read_cohort_maps
+
+    config = build_config(CamConfig, args, {"run_id": args.run_id, "cohort": args.cohort, "method": args.method,
+                                             "target_class": args.target_class, "layer": args.layer})
+    path = cohort_maps(Workspace(args.workspace), config.run_id, config.cohort, method=config.method,
+                       target_class=config.target_class, layer=config.layer or None, progress=progress)
+    maps = read_cohort_maps(path)
+    import numpy as np
+
+    return StepOutcome(
+        f"{len(maps.patient_ids)} maps of the {config.cohort} cohort in {path}: median share inside the ROI "
+        f"{np.nanmedian(maps.roi_share):.2f} (the ROI covers {np.median(maps.roi_area):.2f} of the crop); rank correlation "
+        f"with re-initialised weights {np.nanmedian(maps.sanity):.2f}", result={"path": str(path)})
+
+
 def _cmd_runs(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
     from crc_core.runs import RunStore
 
@@ -425,6 +441,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Youden on training applied to all (default), or each cohort's own (the paper's table)")
     evaluate.add_argument("--ci", choices=("delong", "bootstrap"), default="delong", help="AUC CI (default DeLong)")
     evaluate.set_defaults(run=_cmd_evaluate)
+
+    cam = steps.add_parser("cam", help="Grad-CAM maps of a run's cohort, with ROI shares and the randomisation check")
+    cam.add_argument("--run", dest="run_id", metavar="RUN_ID", help="the run to explain")
+    cam.add_argument("--cohort", help="train, validation (default), cv or external:NAME")
+    cam.add_argument("--method", choices=("gradcam", "gradcam++"), help="default gradcam")
+    cam.add_argument("--target-class", type=int, choices=(0, 1), help="the class explained (default 1, high)")
+    cam.add_argument("--layer", help="a layer's dotted name (default: the backbone's last convolutional block)")
+    _config_option(cam, "Grad-CAM")
+    cam.set_defaults(run=_cmd_cam)
 
     runs = steps.add_parser("runs", help="list the workspace's training runs")
     runs.set_defaults(run=_cmd_runs)

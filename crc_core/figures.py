@@ -311,3 +311,35 @@ def calibration_plot(bins: pd.DataFrame, smooth: pd.DataFrame, probabilities: np
         f"intercept {stats['intercept']:.2f} · slope {stats['slope']:.2f}"
     subtitle = f"Brier {stats['brier']:.3f} · {slope} · HL p {stats['hl_p']:.3f} · ECE {stats['ece']:.3f}"
     return styled(figure, f"{title}<br><sup>{subtitle}</sup>", height=620)
+
+
+# ---------------------------------------------------------------------------------------------
+# Grad-CAM
+
+
+def _cam_traces(grey: np.ndarray, cam: np.ndarray, roi: np.ndarray, show_scale: bool):
+    from crc_core.imaging import outline
+
+    edge = np.argwhere(outline(roi))
+    return [
+        go.Heatmap(z=grey[::-1], colorscale="gray", showscale=False, hoverinfo="skip"),
+        go.Heatmap(z=cam[::-1], colorscale="Turbo", zmin=0, zmax=1, opacity=0.45, showscale=show_scale,
+                   colorbar={"title": "Grad-CAM", "len": 0.8}, hovertemplate="Grad-CAM %{z:.2f}<extra></extra>"),
+        go.Scatter(x=edge[:, 1], y=grey.shape[0] - 1 - edge[:, 0], mode="markers", marker={"size": 2, "color": "white"},
+                   name="ROI outline", hoverinfo="skip", showlegend=False),
+    ]
+
+
+def cam_overlays(panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], title: str) -> go.Figure:
+    """Grad-CAM maps over the CT crops with the ROI outlined in white, side by side (the paper's
+    Figure 5: the same patient across backbones, or several patients of one model). Each panel:
+    (caption, grey crop in [0, 1], map in [0, 1], ROI mask)."""
+    figure = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.02)
+    for col, (_, grey, cam, roi) in enumerate(panels, start=1):
+        for trace in _cam_traces(grey, cam, roi, show_scale=col == len(panels)):
+            figure.add_trace(trace, row=1, col=col)
+        figure.update_xaxes(visible=False, row=1, col=col, constrain="domain")
+        figure.update_yaxes(visible=False, row=1, col=col, scaleanchor=f"x{col if col > 1 else ''}", scaleratio=1)
+    figure = styled(figure, title, height=max(360, min(520, 1400 // max(len(panels), 1))))
+    figure.update_annotations(font_size=14)
+    return figure

@@ -9,8 +9,8 @@ from crc_core import model_evaluation as me
 from crc_core.errors import CrcInputError
 from crc_core.runs import RunStore
 from crc_core.workspace import Workspace
+from pages import _cam_views, _ui
 from pages import _evaluation_views as views
-from pages import _ui
 
 st.title("Evaluate")
 st.caption("ROC curves with DeLong 95% CIs (pROC), the paper's Table 2 with Wilson CIs, violin plots, decision "
@@ -55,7 +55,7 @@ if not result.run.pretrained and result.run.mode != "radiomics":
 for note in result.notes:
     st.info(note)
 
-tabs = st.tabs(["ROC", "Table 2", "Violin", "Decision curve", "Calibration", "Compare runs"])
+tabs = st.tabs(["ROC", "Table 2", "Violin", "Decision curve", "Calibration", "Compare runs", "Grad-CAM"])
 with tabs[0]:
     views.roc(result)
 with tabs[1]:
@@ -68,3 +68,5 @@ with tabs[4]:
     views.calibration(result)
 with tabs[5]:
     views.compare(store, result, finished, stamp)
+with tabs[6]:
+    _cam_views.draw(workspace, store, result, finished)

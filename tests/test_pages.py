@@ -460,3 +460,27 @@ def test_evaluate_page_opens_on_the_latest_run_and_remembers_the_choice_in_the_u
     reopened.query_params["run"] = older
     reopened.run()
     assert reopened.selectbox(key="evaluate_run").value == older
+
+
+def test_grad_cam_is_computed_in_a_worker_and_shown_over_the_crops(training_workspace, use_workspace):
+    pytest.importorskip("torch")
+    from crc_core.training import TrainConfig, train_run
+
+    run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), device="cpu"))
+    use_workspace(training_workspace)
+    app = run_page("evaluate")
+    assert any("No maps yet" in i.value for i in app.info)
+    [b for b in app.button if b.label.startswith("Compute gradcam")][0].click().run()
+    job = wait_for_job(training_workspace, "cam", 120)
+    # The 32-px crops of this small workspace end in a 1 × 1 map at layer4: said, not drawn.
+    assert job.state == "failed" and "sees a 1 × 1 map" in job.message
+    from crc_core.cam import cohort_maps
+
+    cohort_maps(training_workspace, run_id, "validation", layer="backbone.layer2", sanity_patients=2)
+    app.run()
+    assert not app.exception, app.exception
+    labels = [m.label for m in app.metric]
+    assert "Map inside the ROI (median)" in labels and "Rank correlation with re-initialised weights (median)" in labels
+    assert any(c.value.startswith("Layer backbone.layer2") for c in app.caption)
+    [r for r in app.radio if r.label == "Patients"][0].set_value("wrong").run()
+    assert not app.exception, app.exception

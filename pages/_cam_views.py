@@ -1,0 +1,87 @@
+"""The Evaluate page's Grad-CAM tab: a run's maps over the crops, the trust checks, and the same
+patient across backbones (the paper's Figure 5). Maps are computed by a worker and cached per run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from crc_core import cam, figures
+from crc_core import model_evaluation as me
+from crc_core.errors import CrcInputError
+from crc_core.preprocess import load_crop, read_crop_set
+from crc_core.runs import RunRecord, RunStore
+from crc_core.workspace import Workspace
+from pages import _jobs
+
+
+def _panel(workspace: Workspace, run: RunRecord, maps: cam.CohortMaps, patient: str, caption: str):
+    crops = read_crop_set(workspace.crops_dir / run.info["crop_key"])
+    crop = load_crop(crops.folder, crops.index.set_index("patient_id").loc[patient].to_dict())
+    central = crop.pixels[crop.pixels.shape[0] // 2]
+    return caption, central, maps.maps[maps.patient_ids.index(patient)], crop.roi
+
+
+def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finished: list[RunRecord]) -> None:
+    run = result.run
+    if run.mode == "radiomics":
+        st.info("A radiomics run has no network to explain: its features are handcrafted, not learned from pixels.")
+        return
+    cohorts = list(result.metrics) or me.cohorts_of(result.predictions)
+    left, right = st.columns(2)
+    cohort = left.radio("Cohort", cohorts, index=cohorts.index("validation") if "validation" in cohorts else 0,
+                        horizontal=True, key="cam_cohort")
+    method = right.radio("Method", cam.METHODS, horizontal=True, key="cam_method",
+                         format_func={"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}.get)
+    _, running = _jobs.show_job(workspace, "cam", "Grad-CAM")
+    if running:
+        return
+    try:
+        maps = cam.read_cohort_maps(cam.cam_cache_path(workspace, run.run_id, cohort, method))
+    except CrcInputError as exc:
+        st.error(str(exc))
+        maps = None
+    if maps is None:
+        st.info(f"No maps yet for this run's {cohort} cohort: they are computed once, in the background, and kept.")
+        if st.button(f"Compute {method} for the {cohort} cohort", type="primary"):
+            _jobs.start_step(workspace, "cam", cam.CamConfig(run_id=run.run_id, cohort=cohort, method=method))
+        return
+    random_note = "" if run.pretrained else " · random initialisation"
+    columns = st.columns(3)
+    columns[0].metric("Map inside the ROI (median)", f"{np.nanmedian(maps.roi_share):.2f}",
+                      help=f"An evenly spread map would put {np.median(maps.roi_area):.2f} there (the ROI's area share).")
+    columns[1].metric("Rank correlation with re-initialised weights (median)", f"{np.nanmedian(maps.sanity):.2f}",
+                      help="Near 1: the map does not depend on what the model learned (Adebayo et al. 2018).")
+    columns[2].metric("Class explained", "high" if maps.meta["target_class"] == 1 else "low")
+    st.caption(f"Layer {maps.meta['layer']}" + (f" — {maps.meta['note']}" if maps.meta.get("note") else "")
+               + (f". No crop for: {', '.join(maps.meta['missing'])}." if maps.meta.get("missing") else "."))
+    predictions = store.predictions(run.run_id, cohort).set_index("patient_id")
+    cases = cam.confident_cases(predictions.reset_index(), maps)
+    show = st.radio("Patients", ["all", "right", "wrong"], horizontal=True, key="cam_filter", format_func={
+        "all": "all", "right": "most confident right calls", "wrong": "most confident wrong calls"}.get)
+    choices = maps.patient_ids if show == "all" else cases[show]
+    if not choices:
+        st.info("No such patient in this cohort.")
+        return
+    patient = st.selectbox("Patient", choices, key="cam_patient", format_func=lambda p: (
+        f"{p} · true {'high' if predictions.loc[p, 'y_true'] == 1 else 'low' if predictions.loc[p, 'y_true'] == 0 else '?'}"
+        f" · p(high) {predictions.loc[p, 'prob']:.2f}"))
+    panels = [_panel(workspace, run, maps, patient, f"{me.model_label(run)}")]
+    shares = [{"model": me.model_label(run), "run_id": run.run_id, "ROI share (median)": np.nanmedian(maps.roi_share),
+               "randomisation ρ (median)": np.nanmedian(maps.sanity)}]
+    for other in finished:
+        if other.run_id == run.run_id or other.target != run.target or other.mode == "radiomics":
+            continue
+        try:
+            other_maps = cam.read_cohort_maps(cam.cam_cache_path(workspace, other.run_id, cohort, method))
+        except CrcInputError:
+            continue
+        if other_maps is not None and patient in other_maps.patient_ids and len(panels) < 6:
+            panels.append(_panel(workspace, other, other_maps, patient, me.model_label(other)))
+            shares.append({"model": me.model_label(other), "run_id": other.run_id,
+                           "ROI share (median)": np.nanmedian(other_maps.roi_share),
+                           "randomisation ρ (median)": np.nanmedian(other_maps.sanity)})
+    title = f"{patient}: {method} of the {'high' if maps.meta['target_class'] == 1 else 'low'} class{random_note}"
+    st.plotly_chart(figures.cam_overlays(panels, title), config=figures.EXPORT_CONFIG, key="cam_overlay")
+    st.dataframe(pd.DataFrame(shares).round(3), hide_index=True)
