@@ -343,3 +343,33 @@ def cam_overlays(panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], t
     figure = styled(figure, title, height=max(360, min(520, 1400 // max(len(panels), 1))))
     figure.update_annotations(font_size=14)
     return figure
+
+
+def nomogram(axes: pd.DataFrame, outcome: dict, title: str) -> go.Figure:
+    """A nomogram: a points scale (0-100), one scale per term with its values at their points,
+    and total points read off as the probability of the high class."""
+    terms = list(dict.fromkeys(axes["term"]))
+    figure = go.Figure()
+    rows = ["Points", *terms, "Total points", "Probability"]
+    y = {name: len(rows) - i for i, name in enumerate(rows)}
+    ticks = np.linspace(0, 100, 11)
+    figure.add_scatter(x=ticks, y=[y["Points"]] * len(ticks), mode="lines+markers+text", text=[f"{t:.0f}" for t in ticks],
+                       textposition="top center", marker={"symbol": "line-ns-open", "size": 10}, line={"color": "#333333"},
+                       showlegend=False, hoverinfo="skip")
+    for term in terms:
+        rows_t = axes[axes["term"] == term].sort_values("points")
+        figure.add_scatter(x=rows_t["points"], y=[y[term]] * len(rows_t), mode="lines+markers+text",
+                           text=[f"{v:.3g}" for v in rows_t["value"]], textposition="top center",
+                           marker={"symbol": "line-ns-open", "size": 10}, line={"color": "#0072B2"}, showlegend=False,
+                           hoverinfo="skip")
+    total = np.asarray(outcome["total_points"])
+    span = total.max() or 1.0
+    figure.add_scatter(x=total / span * 100, y=[y["Total points"]] * len(total), mode="lines+markers+text",
+                       text=[f"{t:.0f}" for t in total], textposition="top center",
+                       marker={"symbol": "line-ns-open", "size": 10}, line={"color": "#333333"}, showlegend=False, hoverinfo="skip")
+    figure.add_scatter(x=total / span * 100, y=[y["Probability"]] * len(total), mode="lines+markers+text",
+                       text=[f"{p:.2f}" for p in outcome["probability"]], textposition="top center",
+                       marker={"symbol": "line-ns-open", "size": 10}, line={"color": "#D55E00"}, showlegend=False, hoverinfo="skip")
+    figure.update_yaxes(tickvals=list(y.values()), ticktext=list(y.keys()), range=[0.4, len(rows) + 0.8], showgrid=False)
+    figure.update_xaxes(visible=False, range=[-8, 112])
+    return styled(figure, title, height=120 + 70 * len(rows))

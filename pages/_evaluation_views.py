@@ -118,3 +118,31 @@ def compare(store: RunStore, result: me.RunEvaluation, finished: list[RunRecord]
         st.markdown("**DeLong's test between models on the same validation patients** (pROC::roc.test): "
                     "AUC difference (row − column) with its 95% CI, and p")
         st.dataframe(me.delong_matrix(pairs, {r: labels[r].split(" · ")[0] + " · " + r[-4:] for r in chosen}))
+
+
+def combined(workspace, result: me.RunEvaluation) -> None:
+    from crc_core.combined_model import CombinedConfig, fit_combined, nomogram_axes
+
+    if result.run.mode == "combined":
+        st.info("This run is a combined model; choose its DL run to fit another.")
+        return
+    st.caption("A multivariable logistic regression of the label on this run's DL score (its logit) and the clinical "
+               "variables you choose, fitted on the training cohort only (statsmodels Logit, as R glm(binomial)); it is "
+               "stored as a run of its own, so its ROC, decision and calibration curves sit beside the DL model's.")
+    columns = [c for c in workspace.read_clinical().columns if c not in ("patient_id", "split", "fold")]
+    chosen = st.multiselect("Clinical variables", columns, key="combined_variables")
+    if not st.button("Fit the combined model", key="fit_combined"):
+        return
+    try:
+        fitted = fit_combined(workspace, CombinedConfig(run_id=result.run.run_id, variables=tuple(chosen)))
+    except CrcInputError as exc:
+        st.error(str(exc))
+        return
+    for note in fitted.notes:
+        st.caption(note)
+    st.dataframe(fitted.odds_ratios.round(4), hide_index=True)
+    axes, outcome = nomogram_axes(fitted.coefficients, fitted.design_ranges)
+    _chart(figures.nomogram(axes, outcome, f"Nomogram: {result.run.target.upper()}, DL score + {', '.join(chosen) or 'nothing else'}"),
+           "nomogram")
+    st.success(f"Stored as run {fitted.run_id}: choose it above to see its ROC, Table 2, decision and calibration curves, "
+               "or compare it with the DL model under “Compare runs”.")

@@ -55,7 +55,7 @@ if not result.run.pretrained and result.run.mode != "radiomics":
 for note in result.notes:
     st.info(note)
 
-tabs = st.tabs(["ROC", "Table 2", "Violin", "Decision curve", "Calibration", "Compare runs", "Grad-CAM"])
+tabs = st.tabs(["ROC", "Table 2", "Violin", "Decision curve", "Calibration", "Compare runs", "Grad-CAM", "Combined model"])
 with tabs[0]:
     views.roc(result)
 with tabs[1]:
@@ -70,3 +70,5 @@ with tabs[5]:
     views.compare(store, result, finished, stamp)
 with tabs[6]:
     _cam_views.draw(workspace, store, result, finished)
+with tabs[7]:
+    views.combined(workspace, result)

@@ -484,3 +484,19 @@ def test_grad_cam_is_computed_in_a_worker_and_shown_over_the_crops(training_work
     assert any(c.value.startswith("Layer backbone.layer2") for c in app.caption)
     [r for r in app.radio if r.label == "Patients"][0].set_value("wrong").run()
     assert not app.exception, app.exception
+
+
+def test_the_combined_model_is_fitted_from_the_page_and_stored_as_a_run(writable_workspace, use_workspace):
+    from crc_core.runs import RunStore
+    from tests.test_combined_model import make_dl_run
+
+    workspace, run_id, _ = make_dl_run(writable_workspace)
+    use_workspace(workspace)
+    app = run_page("evaluate")
+    app.multiselect(key="combined_variables").set_value(["age", "pT"])
+    app.button(key="fit_combined").click().run()
+    assert not app.exception, app.exception
+    odds = [d.value for d in app.dataframe if "odds_ratio" in d.value.columns][0]
+    assert odds["term"].tolist()[:2] == ["DL score (logit)", "age"] and any(t.startswith("pT = ") for t in odds["term"])
+    assert any("Stored as run" in s.value for s in app.success)
+    assert [r.mode for r in RunStore(workspace).runs()][:2] == ["combined", "features"]

@@ -1,0 +1,167 @@
+"""The combined model the paper's discussion proposes: a multivariable logistic regression of the
+label on the deep-learning score and chosen clinical variables, fitted on the training cohort only.
+
+The DL score enters as the logit of the run's predicted probability, so its odds ratio is per unit
+of log-odds. Categorical variables enter as indicators against their first level. Odds ratios with
+95% Wald CIs and p values are statsmodels' ``Logit`` (as R ``glm(family = binomial)`` with
+``exp(confint.default())``). The fitted model's predictions are stored as a run of their own
+(mode ``combined``), so the Evaluate room shows its ROC, decision and calibration curves beside the
+DL model's and compares the two with DeLong's test.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crc_core.configs import JsonConfig
+from crc_core.errors import CrcInputError
+from crc_core.runs import RunStore
+from crc_core.workspace import Workspace
+
+DL_SCORE = "DL score (logit)"
+
+
+@dataclass(frozen=True)
+class CombinedConfig(JsonConfig):
+    run_id: str = ""
+    variables: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.run_id:
+            raise CrcInputError("Name the DL run whose score the combined model uses.")
+        object.__setattr__(self, "variables", tuple(dict.fromkeys(self.variables)))
+
+
+@dataclass
+class CombinedResult:
+    run_id: str  # the combined model's own run
+    odds_ratios: pd.DataFrame  # term, odds_ratio, low, high, p
+    coefficients: pd.Series
+    design_ranges: dict[str, tuple[float, float]]
+    notes: list[str] = field(default_factory=list)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _design(cohort: pd.DataFrame, variables: tuple[str, ...], training: pd.Series) -> tuple[pd.DataFrame, list[str]]:
+    from crc_core.variables import CONTINUOUS, detect_variable_type
+
+    notes: list[str] = []
+    columns = {DL_SCORE: cohort[DL_SCORE]}
+    for name in variables:
+        if name not in cohort.columns:
+            raise CrcInputError(f"There is no clinical variable {name!r}; choose from the Cohort page's table.")
+        values = cohort[name]
+        known = values[training].dropna()
+        if known.empty:
+            raise CrcInputError(f"{name!r} is missing for every training patient: it cannot enter the model. Leave it out.")
+        if known.nunique() < 2:
+            raise CrcInputError(f"{name!r} is constant in the training cohort ({known.iloc[0]!r} for all): it cannot enter "
+                                "the model. Leave it out.")
+        if detect_variable_type(values, name) == CONTINUOUS:
+            columns[name] = pd.to_numeric(values, errors="coerce")
+        else:
+            levels = sorted(known.astype(str).unique())
+            for level in levels[1:]:  # indicators against the first level
+                columns[f"{name} = {level}"] = (values.astype(str) == level).astype(float).where(values.notna())
+            notes.append(f"{name}: reference level {levels[0]!r}.")
+    return pd.DataFrame(columns), notes
+
+
+def _separating_term(design: pd.DataFrame, y: pd.Series) -> str | None:
+    """The first term that alone separates the outcome perfectly, if any."""
+    for term in design.columns:
+        x = design[term]
+        low, high = x[y == 0], x[y == 1]
+        if len(low) and len(high) and (low.max() < high.min() or high.max() < low.min()):
+            return term
+    return None
+
+
+def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult:
+    """Fit the combined model on the DL run's training patients and store its predictions for
+    every cohort as a run of mode ``combined``. Refuses, naming the variable: a constant or
+    all-missing one, and perfect separation."""
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import PerfectSeparationError, PerfectSeparationWarning
+
+    from crc_core.cohort import load_workspace_cohort
+
+    workspace = Workspace.of(workspace)
+    store = RunStore(workspace)
+    run = store.run(config.run_id)
+    if run.mode == "combined":
+        raise CrcInputError("Choose a deep-learning (or radiomics) run: this one is already a combined model.")
+    predictions = store.predictions(config.run_id)
+    if "train" not in set(predictions["cohort"]):
+        raise CrcInputError(f"Run {config.run_id} has no training-cohort predictions (a cross-validated run?): the combined "
+                            "model is fitted on the training cohort of a run trained on the saved split.")
+    held_out = predictions[predictions["fold"] == -1]
+    cohort = load_workspace_cohort(workspace).set_index("patient_id")
+    table = held_out.merge(cohort.drop(columns=[c for c in ("cohort", "fold", "prob", "y_true") if c in cohort.columns]),
+                           left_on="patient_id", right_index=True, how="left", suffixes=("", "_clinical"))
+    table[DL_SCORE] = _logit(table["prob"])
+    training = table["cohort"] == "train"
+    design, notes = _design(table, config.variables, training)
+    train_rows = training & design.notna().all(axis=1) & table["y_true"].notna()
+    dropped = int(training.sum() - train_rows.sum())
+    if dropped:
+        notes.append(f"{dropped} training patient(s) with a missing value were left out of the fit.")
+    x, y = sm.add_constant(design[train_rows], has_constant="add"), table.loc[train_rows, "y_true"].astype(int)
+    separating = _separating_term(design[train_rows], y)
+    if separating is not None and separating != DL_SCORE:
+        raise CrcInputError(f"{separating!r} separates high from low perfectly in the training cohort: its odds ratio is "
+                            "infinite. Leave it out or merge its levels.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerfectSeparationWarning)
+        try:
+            fit = sm.Logit(y, x).fit(disp=0, maxiter=200)
+        except (PerfectSeparationError, PerfectSeparationWarning, np.linalg.LinAlgError) as exc:
+            term = separating or "the combination of the chosen variables"
+            raise CrcInputError(f"The model cannot be fitted: {term} separates high from low perfectly in the training "
+                                f"cohort ({type(exc).__name__}). Leave a variable out.") from exc
+    ci = np.exp(fit.conf_int())
+    odds = pd.DataFrame({"term": fit.params.index, "odds_ratio": np.exp(fit.params.to_numpy()),
+                         "low": ci[0].to_numpy(), "high": ci[1].to_numpy(), "p": fit.pvalues.to_numpy()})
+    odds = odds[odds["term"] != "const"].reset_index(drop=True)
+    combined_id = store.create_run(target=run.target, backbone=run.backbone, mode="combined",
+                                   config={**config.to_dict(), "evaluation": "holdout", "parent": run.config},
+                                   info={"weights": run.info.get("weights", {}), "parent_run": run.run_id,
+                                         "crop_key": run.info.get("crop_key"), "coefficients": fit.params.to_dict()})
+    complete = design.notna().all(axis=1)
+    probability = fit.predict(sm.add_constant(design[complete], has_constant="add"))
+    for name, rows in table[complete].assign(combined=probability).groupby("cohort", sort=False):
+        store.set_predictions(combined_id, name, rows[["patient_id", "y_true"]].assign(prob=rows["combined"].to_numpy()))
+    for name, rows in table[~complete].groupby("cohort"):
+        notes.append(f"{len(rows)} patient(s) of the {name} cohort have a missing value and get no combined prediction.")
+    store.finish(combined_id, "done", " ".join(notes))
+    ranges = {term: (float(design.loc[train_rows, term].min()), float(design.loc[train_rows, term].max())) for term in design}
+    return CombinedResult(combined_id, odds, fit.params, ranges, notes)
+
+
+def nomogram_axes(coefficients: pd.Series, ranges: dict[str, tuple[float, float]]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A nomogram's scales: each term's contribution over its training range in points (the widest
+    range = 100 points), and how total points map to the probability of the high class."""
+    effects = {t: abs(coefficients[t]) * (ranges[t][1] - ranges[t][0]) for t in ranges}
+    widest = max(effects.values()) or 1.0
+    scale = 100.0 / widest
+    rows = []
+    for term, (low, high) in ranges.items():
+        beta = float(coefficients[term])
+        for value in np.linspace(low, high, 5 if high > low + 1 else 2):
+            points = (beta * (value - (low if beta >= 0 else high))) * scale
+            rows.append({"term": term, "value": float(value), "points": float(points)})
+    axes = pd.DataFrame(rows)
+    base = float(coefficients.get("const", 0.0)) + sum(
+        float(coefficients[t]) * (ranges[t][0] if coefficients[t] >= 0 else ranges[t][1]) for t in ranges)
+    total = np.linspace(0, axes.groupby("term")["points"].max().sum(), 6)
+    probability = 1 / (1 + np.exp(-(base + total / scale)))
+    return axes, {"total_points": total.tolist(), "probability": probability.tolist()}
