@@ -302,6 +302,24 @@ def _cmd_cam(args: argparse.Namespace, progress: Progress | None) -> StepOutcome
         f"with re-initialised weights {np.nanmedian(maps.sanity):.2f}", result={"path": str(path)})
 
 
+def _cmd_report(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
+    from crc_core.report import write_report
+
+    path = write_report(Workspace(args.workspace), args.run_id, args.out, pseudonymise=args.pseudonymise, progress=progress)
+    size = path.stat().st_size / 1e6
+    return StepOutcome(f"report of run {args.run_id} in {path} ({size:.1f} MB, opens offline)"
+                       + ("; patient IDs pseudonymised" if args.pseudonymise else ""), result={"path": str(path)})
+
+
+def _cmd_figures(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
+    from crc_core.report import write_figures
+
+    written = write_figures(Workspace(args.workspace), args.run_id, args.out, pseudonymise=args.pseudonymise)
+    what = f"{args.out}" if len(written) == 1 else f"{len(written)} files in {args.out}"
+    return StepOutcome(f"figures of run {args.run_id} as PNG and SVG: {what}"
+                       + ("; patient IDs pseudonymised" if args.pseudonymise else ""), result={"path": str(args.out)})
+
+
 def _cmd_runs(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
     from crc_core.runs import RunStore
 
@@ -450,6 +468,18 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--layer", help="a layer's dotted name (default: the backbone's last convolutional block)")
     _config_option(cam, "Grad-CAM")
     cam.set_defaults(run=_cmd_cam)
+
+    report = steps.add_parser("report", help="one self-contained HTML report of a run, for a lab meeting (opens offline)")
+    report.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID", help="the run to report")
+    report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    report.add_argument("--pseudonymise", action="store_true", help="replace patient IDs by Patient 001, 002, …")
+    report.set_defaults(run=_cmd_report)
+
+    figures = steps.add_parser("figures", help="every figure of a run as PNG and SVG at publication size (a folder or .zip)")
+    figures.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID", help="the run whose figures to export")
+    figures.add_argument("--out", type=Path, required=True, help="a folder, or a file ending in .zip")
+    figures.add_argument("--pseudonymise", action="store_true", help="replace patient IDs by Patient 001, 002, …")
+    figures.set_defaults(run=_cmd_figures)
 
     runs = steps.add_parser("runs", help="list the workspace's training runs")
     runs.set_defaults(run=_cmd_runs)

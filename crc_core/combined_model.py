@@ -132,10 +132,14 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
     odds = pd.DataFrame({"term": fit.params.index, "odds_ratio": np.exp(fit.params.to_numpy()),
                          "low": ci[0].to_numpy(), "high": ci[1].to_numpy(), "p": fit.pvalues.to_numpy()})
     odds = odds[odds["term"] != "const"].reset_index(drop=True)
+    ranges = {term: (float(design.loc[train_rows, term].min()), float(design.loc[train_rows, term].max())) for term in design}
+    # The odds ratios and the training ranges are kept with the run, so its table and nomogram can be
+    # shown (and reported) again without refitting.
     combined_id = store.create_run(target=run.target, backbone=run.backbone, mode="combined",
                                    config={**config.to_dict(), "evaluation": "holdout", "parent": run.config},
                                    info={"weights": run.info.get("weights", {}), "parent_run": run.run_id,
-                                         "crop_key": run.info.get("crop_key"), "coefficients": fit.params.to_dict()})
+                                         "crop_key": run.info.get("crop_key"), "coefficients": fit.params.to_dict(),
+                                         "odds_ratios": odds.to_dict("records"), "design_ranges": ranges})
     complete = design.notna().all(axis=1)
     probability = fit.predict(sm.add_constant(design[complete], has_constant="add"))
     for name, rows in table[complete].assign(combined=probability).groupby("cohort", sort=False):
@@ -143,8 +147,24 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
     for name, rows in table[~complete].groupby("cohort"):
         notes.append(f"{len(rows)} patient(s) of the {name} cohort have a missing value and get no combined prediction.")
     store.finish(combined_id, "done", " ".join(notes))
-    ranges = {term: (float(design.loc[train_rows, term].min()), float(design.loc[train_rows, term].max())) for term in design}
     return CombinedResult(combined_id, odds, fit.params, ranges, notes)
+
+
+def stored_combined(run) -> CombinedResult:
+    """A combined run's fit as it was stored (odds ratios, coefficients, training ranges)."""
+    if run.mode != "combined" or "odds_ratios" not in run.info:
+        raise CrcInputError(f"Run {run.run_id} is not a combined model fitted by this version; fit it again.")
+    return CombinedResult(run.run_id, pd.DataFrame(run.info["odds_ratios"]), pd.Series(run.info["coefficients"]),
+                          {term: tuple(bounds) for term, bounds in run.info["design_ranges"].items()},
+                          [run.message] if run.message else [])
+
+
+def nomogram_figure(result: CombinedResult, target: str, variables: tuple[str, ...]):
+    """The nomogram of a fitted combined model."""
+    from crc_core import figures
+
+    axes, outcome = nomogram_axes(result.coefficients, result.design_ranges)
+    return figures.nomogram(axes, outcome, f"Nomogram: {target.upper()}, DL score + {', '.join(variables) or 'nothing else'}")
 
 
 def nomogram_axes(coefficients: pd.Series, ranges: dict[str, tuple[float, float]]) -> tuple[pd.DataFrame, dict[str, Any]]:

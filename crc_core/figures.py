@@ -47,7 +47,7 @@ def styled(figure: go.Figure, title: str, *, height: int = 480) -> go.Figure:
     """The project's look: white background, large type, title and legend above the plot."""
     figure.update_layout(
         template="simple_white",
-        title={"text": title, "x": 0.0, "xanchor": "left"},
+        title={"text": title, "x": 0.0, "xref": "paper", "xanchor": "left"},
         font={"size": FONT_SIZE},
         height=height,
         margin={"l": 80, "r": 30, "t": 80, "b": 70},

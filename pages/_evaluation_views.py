@@ -121,10 +121,19 @@ def compare(store: RunStore, result: me.RunEvaluation, finished: list[RunRecord]
 
 
 def combined(workspace, result: me.RunEvaluation) -> None:
-    from crc_core.combined_model import CombinedConfig, fit_combined, nomogram_axes
+    from crc_core.combined_model import CombinedConfig, fit_combined, nomogram_figure, stored_combined
 
     if result.run.mode == "combined":
-        st.info("This run is a combined model; choose its DL run to fit another.")
+        variables = tuple(result.run.config.get("variables", ()))
+        try:
+            fitted = stored_combined(result.run)
+        except CrcInputError as exc:
+            st.error(str(exc))
+            return
+        st.caption(f"This run is the combined model of run {result.run.info.get('parent_run')}'s DL score and "
+                   f"{', '.join(variables) or 'no clinical variable'}; choose its DL run to fit another.")
+        st.dataframe(fitted.odds_ratios.round(4), hide_index=True)
+        _chart(nomogram_figure(fitted, result.run.target, variables), "nomogram")
         return
     st.caption("A multivariable logistic regression of the label on this run's DL score (its logit) and the clinical "
                "variables you choose, fitted on the training cohort only (statsmodels Logit, as R glm(binomial)); it is "
@@ -141,8 +150,6 @@ def combined(workspace, result: me.RunEvaluation) -> None:
     for note in fitted.notes:
         st.caption(note)
     st.dataframe(fitted.odds_ratios.round(4), hide_index=True)
-    axes, outcome = nomogram_axes(fitted.coefficients, fitted.design_ranges)
-    _chart(figures.nomogram(axes, outcome, f"Nomogram: {result.run.target.upper()}, DL score + {', '.join(chosen) or 'nothing else'}"),
-           "nomogram")
+    _chart(nomogram_figure(fitted, result.run.target, tuple(chosen)), "nomogram")
     st.success(f"Stored as run {fitted.run_id}: choose it above to see its ROC, Table 2, decision and calibration curves, "
                "or compare it with the DL model under “Compare runs”.")

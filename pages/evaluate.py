@@ -1,5 +1,6 @@
 """Evaluate: a run's ROC with 95% CI, the paper's Table 2, violin, decision and calibration curves, and
-runs compared — every number from the run store's predictions, as R prints it."""
+runs compared — every number from the run store's predictions, as R prints it; then explain (Grad-CAM, a
+combined clinical + DL model) and present (figures as PNG/SVG, a self-contained report)."""
 
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from crc_core import model_evaluation as me
 from crc_core.errors import CrcInputError
 from crc_core.runs import RunStore
 from crc_core.workspace import Workspace
-from pages import _cam_views, _ui
+from pages import _cam_views, _report_views, _ui
 from pages import _evaluation_views as views
 
 st.title("Evaluate")
@@ -55,7 +56,8 @@ if not result.run.pretrained and result.run.mode != "radiomics":
 for note in result.notes:
     st.info(note)
 
-tabs = st.tabs(["ROC", "Table 2", "Violin", "Decision curve", "Calibration", "Compare runs", "Grad-CAM", "Combined model"])
+tabs = st.tabs(["ROC", "Table 2", "Violin", "Decision curve", "Calibration", "Compare runs", "Grad-CAM", "Combined model",
+                "Report & exports"])
 with tabs[0]:
     views.roc(result)
 with tabs[1]:
@@ -72,3 +74,5 @@ with tabs[6]:
     _cam_views.draw(workspace, store, result, finished)
 with tabs[7]:
     views.combined(workspace, result)
+with tabs[8]:
+    _report_views.draw(workspace, result.run)

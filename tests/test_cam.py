@@ -88,11 +88,17 @@ def test_a_cohorts_maps_for_a_features_run_are_cached_with_their_checks(training
     run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), device="cpu"))
     with pytest.raises(CrcInputError, match=r"'backbone\.layer4' sees a 1 × 1 map at this input size \(32 × 32 px\)"):
         cam.cohort_maps(training_workspace, run_id, "validation", sanity_patients=3)  # 32-px crops end in 1 × 1 at layer4
+    from crc_core.preprocess import read_crop_set
+
+    store = RunStore(training_workspace)
+    validation = store.predictions(run_id, "validation")
+    crops = read_crop_set(training_workspace / "crops" / store.run(run_id).info["crop_key"])
+    lost = validation["patient_id"].iloc[0]  # a patient whose crop went missing since training
+    (crops.folder / crops.index.set_index("patient_id").loc[lost, "npz"]).unlink()
     path = cam.cohort_maps(training_workspace, run_id, "validation", layer="backbone.layer2", sanity_patients=3)
     maps = cam.read_cohort_maps(path)
-    validation = RunStore(training_workspace).predictions(run_id, "validation")
-    assert maps.patient_ids == validation["patient_id"].tolist()
-    assert maps.maps.shape == (len(validation), 32, 32)
+    assert maps.patient_ids == validation["patient_id"].tolist()[1:] and maps.meta["missing"] == [lost]
+    assert maps.maps.shape == (len(validation) - 1, 32, 32)
     empty = maps.maps.reshape(len(maps.maps), -1).max(axis=1) == 0  # no positive evidence for the class at all
     assert np.isnan(maps.roi_share[empty]).all() and ((maps.roi_share[~empty] >= 0) & (maps.roi_share[~empty] <= 1)).all()
     assert (~empty).any() and len(maps.sanity) == 3
@@ -105,9 +111,13 @@ def test_runs_without_a_network_or_a_checkpoint_are_said_plainly(training_worksp
 
     run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), mode="finetune", epochs=1,
                                                        batch_size=8, lr=0.001, device="cpu", precision="fp32"))
-    (training_workspace / "runs" / run_id / "best.pt").unlink()
+    checkpoint = training_workspace / "runs" / run_id / "best.pt"
+    checkpoint.unlink()
     run = RunStore(training_workspace).run(run_id)
     with pytest.raises(CrcInputError, match=r"has no checkpoint \(best\.pt\)"):
+        cam.run_model(training_workspace, run)
+    torch.save(classifier("densenet121", weights="random")[0].state_dict(), checkpoint)  # another network's weights
+    with pytest.raises(CrcInputError, match=r"best\.pt holds DenseNet-121 weights, not ResNet-34"):
         cam.run_model(training_workspace, run)
     from dataclasses import replace
 

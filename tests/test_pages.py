@@ -500,3 +500,31 @@ def test_the_combined_model_is_fitted_from_the_page_and_stored_as_a_run(writable
     assert odds["term"].tolist()[:2] == ["DL score (logit)", "age"] and any(t.startswith("pT = ") for t in odds["term"])
     assert any("Stored as run" in s.value for s in app.success)
     assert [r.mode for r in RunStore(workspace).runs()][:2] == ["combined", "features"]
+    combined = RunStore(workspace).runs()[0].run_id
+    app.run()  # the run list now holds the combined model
+    app.selectbox(key="evaluate_run").set_value(combined).run()
+    assert not app.exception, app.exception
+    stored = [d.value for d in app.dataframe if "odds_ratio" in d.value.columns][0]
+    pd.testing.assert_frame_equal(stored, odds)  # the fit as stored, shown again without refitting
+    assert any(f"combined model of run {run_id}" in c.value for c in app.caption)
+
+
+def test_the_report_is_built_in_a_worker_and_offered_for_download(writable_workspace, use_workspace):
+    from tests.test_combined_model import make_dl_run
+
+    workspace, run_id, _ = make_dl_run(writable_workspace)
+    use_workspace(workspace)
+    app = run_page("evaluate")
+    assert app.checkbox(key="report_pseudonymise").value is True  # pseudonyms unless the user says otherwise
+    assert not [b for b in app.get("download_button") if b.label.startswith("Download the report")]
+    app.button(key="build_report").click().run()
+    job = wait_for_job(workspace, "report", 120)
+    assert job.state == "done", job.message
+    app.run()
+    assert not app.exception, app.exception
+    offered = [b for b in app.get("download_button") if b.label.startswith("Download the report")]
+    assert len(offered) == 1 and "MB, built" in offered[0].label
+    report = workspace / "exports" / f"{run_id}-report-pseudonymised.html"
+    body = report.read_text(encoding="utf-8").split("</head>", 1)[1]
+    assert "patient IDs replaced by pseudonyms" in body and "CRC001" not in body
+    assert [b.label for b in app.button if b.key == "build_report"] == ["Build the report again"]

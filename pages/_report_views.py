@@ -1,0 +1,55 @@
+"""The Evaluate page's "Report & exports" tab: one click builds a run's self-contained HTML report,
+another its figures as PNG and SVG; both in a worker (``crc-time report`` / ``crc-time figures``),
+kept in the workspace's exports folder and offered as downloads."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import streamlit as st
+
+from crc_core.runs import RunRecord
+from crc_core.workspace import Workspace
+from pages import _jobs
+
+
+def _output(workspace: Workspace, run: RunRecord, kind: str, pseudonymise: bool) -> Path:
+    suffix = "-pseudonymised" if pseudonymise else ""
+    return workspace.exports_dir / f"{run.run_id}-{kind}{suffix}.{'html' if kind == 'report' else 'zip'}"
+
+
+def _offer(path: Path, label: str, mime: str, key: str) -> None:
+    if not path.exists():
+        return
+    built = dt.datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+    st.download_button(f"{label} ({path.stat().st_size / 1e6:.1f} MB, built {built})", path.read_bytes(), path.name,
+                       mime=mime, key=key)
+
+
+def draw(workspace: Workspace, run: RunRecord) -> None:
+    st.caption("The report holds the cohort, Table 1, the labels, every model of this target, Table 2, the ROC, violin, "
+               "decision and calibration figures, Grad-CAM panels (compute them first in the Grad-CAM tab), the run's "
+               "configuration and the software versions — in one HTML file that opens offline, without a network. "
+               "No path of this machine appears in it.")
+    pseudonymise = st.checkbox("Replace patient IDs by pseudonyms (Patient 001, 002, …)", value=True, key="report_pseudonymise",
+                               help="In the report and in the figures; the same patient gets the same pseudonym in both.")
+    flag = ("--pseudonymise",) if pseudonymise else ()
+    report = _output(workspace, run, "report", pseudonymise)
+    images = _output(workspace, run, "figures", pseudonymise)
+    left, right = st.columns(2)
+    with left:
+        _, running = _jobs.show_job(workspace, "report", "Report")
+        if not running:
+            if st.button("Build the report" if not report.exists() else "Build the report again", key="build_report",
+                         type="primary"):
+                _jobs.start_step(workspace, "report", args=("--run", run.run_id, "--out", str(report), *flag))
+            _offer(report, "Download the report", "text/html", "download_report")
+    with right:
+        _, running = _jobs.show_job(workspace, "figures", "Figures")
+        if not running:
+            if st.button("Export every figure as PNG and SVG" if not images.exists() else "Export the figures again",
+                         key="build_figures"):
+                _jobs.start_step(workspace, "figures", args=("--run", run.run_id, "--out", str(images), *flag))
+            _offer(images, "Download the figures (zip)", "application/zip", "download_figures")
+        st.caption("Publication size: 1600 × 900 px; PNG at twice that resolution. Rendered by this machine's Chromium.")
