@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -339,3 +340,28 @@ def test_a_trained_runs_evaluation_opens_in_the_browser(app_url, browser_page, t
     assert browser_page.locator('[data-testid="stException"]').count() == 0
     browser_page.wait_for_timeout(1000)
     browser_page.screenshot(path=str(SCREENSHOTS / "evaluate_run.png"), full_page=True)
+
+
+def test_the_report_is_built_and_downloaded_in_the_browser(app_url, browser_page, training_workspace, tmp_path):
+    pytest.importorskip("torch")
+    from crc_core.training import TrainConfig, train_run
+
+    train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",)))
+    browser_page.goto(f"{app_url}/evaluate?workspace={training_workspace}")
+    wait_for_script(browser_page)
+    browser_page.get_by_role("tab", name="Report & exports").click()
+    browser_page.get_by_role("button", name="Build the report").click()
+    download_button = browser_page.get_by_role("button", name=re.compile(r"^Download the report"))
+    download_button.wait_for(timeout=120_000)
+    with browser_page.expect_download() as event:
+        download_button.click()
+    saved = tmp_path / event.value.suggested_filename
+    event.value.save_as(saved)
+    document = saved.read_text(encoding="utf-8")
+    assert saved.suffix == ".html" and "pseudonymised" in saved.name
+    from crc_core.report import SECTIONS
+
+    assert all(f"id='{anchor}'" in document for anchor, _ in SECTIONS)
+    assert str(training_workspace) not in document
+    assert browser_page.locator('[data-testid="stException"]').count() == 0
+    browser_page.screenshot(path=str(SCREENSHOTS / "evaluate_report.png"), full_page=True)
