@@ -1,8 +1,10 @@
 """The combined model the paper's discussion proposes: a multivariable logistic regression of the
 label on the deep-learning score and chosen clinical variables, fitted on the training cohort only.
 
-The DL score enters as the logit of the run's predicted probability, so its odds ratio is per unit
-of log-odds. Categorical variables enter as indicators against their first level. Odds ratios with
+The DL score enters as the logit of the run's predicted probability, standardised on the training
+cohort, so its odds ratio is per standard deviation. Per unit of log-odds would be meaningless for a
+strongly regularised model whose scores span a few hundredths (an odds ratio of 1e42). The mean and
+SD are kept with the run, and the nomogram reads the DL score as the DL model's probability. Categorical variables enter as indicators against their first level. Odds ratios with
 95% Wald CIs and p values are statsmodels' ``Logit`` (as R ``glm(family = binomial)`` with
 ``exp(confint.default())``). The fitted model's predictions are stored as a run of their own
 (mode ``combined``), so the Evaluate room shows its ROC, decision and calibration curves beside the
@@ -23,7 +25,7 @@ from crc_core.errors import CrcInputError
 from crc_core.runs import RunStore
 from crc_core.workspace import Workspace
 
-DL_SCORE = "DL score (logit)"
+DL_SCORE = "DL score (per SD)"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class CombinedResult:
     coefficients: pd.Series
     design_ranges: dict[str, tuple[float, float]]
     notes: list[str] = field(default_factory=list)
+    dl_scaling: tuple[float, float] = (0.0, 1.0)  # training mean and SD of the DL score's logit
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -108,8 +111,13 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
     cohort = load_workspace_cohort(workspace).set_index("patient_id")
     table = held_out.merge(cohort.drop(columns=[c for c in ("cohort", "fold", "prob", "y_true") if c in cohort.columns]),
                            left_on="patient_id", right_index=True, how="left", suffixes=("", "_clinical"))
-    table[DL_SCORE] = _logit(table["prob"])
     training = table["cohort"] == "train"
+    logit = _logit(table["prob"])
+    scaling = (float(logit[training].mean()), float(logit[training].std(ddof=1)))
+    if not np.isfinite(scaling[1]) or scaling[1] == 0:
+        raise CrcInputError(f"Run {config.run_id} gives every training patient the same score: it cannot enter the "
+                            "combined model.")
+    table[DL_SCORE] = (logit - scaling[0]) / scaling[1]
     design, notes = _design(table, config.variables, training)
     train_rows = training & design.notna().all(axis=1) & table["y_true"].notna()
     dropped = int(training.sum() - train_rows.sum())
@@ -139,7 +147,8 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
                                    config={**config.to_dict(), "evaluation": "holdout", "parent": run.config},
                                    info={"weights": run.info.get("weights", {}), "parent_run": run.run_id,
                                          "crop_key": run.info.get("crop_key"), "coefficients": fit.params.to_dict(),
-                                         "odds_ratios": odds.to_dict("records"), "design_ranges": ranges})
+                                         "odds_ratios": odds.to_dict("records"), "design_ranges": ranges,
+                                         "dl_scaling": list(scaling)})
     complete = design.notna().all(axis=1)
     probability = fit.predict(sm.add_constant(design[complete], has_constant="add"))
     for name, rows in table[complete].assign(combined=probability).groupby("cohort", sort=False):
@@ -147,7 +156,7 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
     for name, rows in table[~complete].groupby("cohort"):
         notes.append(f"{len(rows)} patient(s) of the {name} cohort have a missing value and get no combined prediction.")
     store.finish(combined_id, "done", " ".join(notes))
-    return CombinedResult(combined_id, odds, fit.params, ranges, notes)
+    return CombinedResult(combined_id, odds, fit.params, ranges, notes, scaling)
 
 
 def stored_combined(run) -> CombinedResult:
@@ -156,29 +165,53 @@ def stored_combined(run) -> CombinedResult:
         raise CrcInputError(f"Run {run.run_id} is not a combined model fitted by this version; fit it again.")
     return CombinedResult(run.run_id, pd.DataFrame(run.info["odds_ratios"]), pd.Series(run.info["coefficients"]),
                           {term: tuple(bounds) for term, bounds in run.info["design_ranges"].items()},
-                          [run.message] if run.message else [])
+                          [run.message] if run.message else [], tuple(run.info.get("dl_scaling", (0.0, 1.0))))
+
+
+def odds_ratio_table(odds: pd.DataFrame) -> pd.DataFrame:
+    """Odds ratios as a manuscript prints them: OR (95% CI) to three significant figures and P in
+    the paper's style."""
+    from crc_core.stats import format_p
+
+    def number(value: float) -> str:
+        return f"{value:.3g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.2e}"
+
+    return pd.DataFrame({"Variable": odds["term"],
+                         "OR (95% CI)": [f"{number(o)} ({number(lo)}–{number(hi)})"
+                                         for o, lo, hi in zip(odds["odds_ratio"], odds["low"], odds["high"])],
+                         "P": [format_p(p) for p in odds["p"]]})
 
 
 def nomogram_figure(result: CombinedResult, target: str, variables: tuple[str, ...]):
     """The nomogram of a fitted combined model."""
     from crc_core import figures
 
-    axes, outcome = nomogram_axes(result.coefficients, result.design_ranges)
+    axes, outcome = nomogram_axes(result.coefficients, result.design_ranges, result.dl_scaling)
     return figures.nomogram(axes, outcome, f"Nomogram: {target.upper()}, DL score + {', '.join(variables) or 'nothing else'}")
 
 
-def nomogram_axes(coefficients: pd.Series, ranges: dict[str, tuple[float, float]]) -> tuple[pd.DataFrame, dict[str, Any]]:
+def nomogram_axes(coefficients: pd.Series, ranges: dict[str, tuple[float, float]],
+                  dl_scaling: tuple[float, float] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A nomogram's scales: each term's contribution over its training range in points (the widest
-    range = 100 points), and how total points map to the probability of the high class."""
+    range = 100 points), and how total points map to the probability of the high class. With
+    ``dl_scaling`` (the training mean and SD of the DL logit) the DL score's ticks read as the DL
+    model's probability, which is what a reader knows."""
     effects = {t: abs(coefficients[t]) * (ranges[t][1] - ranges[t][0]) for t in ranges}
     widest = max(effects.values()) or 1.0
     scale = 100.0 / widest
     rows = []
     for term, (low, high) in ranges.items():
         beta = float(coefficients[term])
-        for value in np.linspace(low, high, 5 if high > low + 1 else 2):
+        # Fewer ticks on a short scale, so their labels do not overlap.
+        span = effects[term] * scale
+        ticks = 2 if high <= low + 1 or span < 25 else 3 if span < 50 else 5
+        for value in np.linspace(low, high, ticks):
             points = (beta * (value - (low if beta >= 0 else high))) * scale
-            rows.append({"term": term, "value": float(value), "points": float(points)})
+            label, axis_name = f"{value:.3g}", term
+            if term == DL_SCORE and dl_scaling is not None:
+                label = f"{1 / (1 + np.exp(-(dl_scaling[0] + dl_scaling[1] * value))):.3f}"
+                axis_name = "DL model's probability"
+            rows.append({"term": term, "value": float(value), "points": float(points), "label": label, "scale": axis_name})
     axes = pd.DataFrame(rows)
     base = float(coefficients.get("const", 0.0)) + sum(
         float(coefficients[t]) * (ranges[t][0] if coefficients[t] >= 0 else ranges[t][1]) for t in ranges)

@@ -350,7 +350,8 @@ def nomogram(axes: pd.DataFrame, outcome: dict, title: str) -> go.Figure:
     and total points read off as the probability of the high class."""
     terms = list(dict.fromkeys(axes["term"]))
     figure = go.Figure()
-    rows = ["Points", *terms, "Total points", "Probability"]
+    names = dict(zip(axes["term"], axes["scale"])) if "scale" in axes else {term: term for term in terms}
+    rows = ["Points", *names.values(), "Total points", "Probability"]
     y = {name: len(rows) - i for i, name in enumerate(rows)}
     ticks = np.linspace(0, 100, 11)
     figure.add_scatter(x=ticks, y=[y["Points"]] * len(ticks), mode="lines+markers+text", text=[f"{t:.0f}" for t in ticks],
@@ -358,8 +359,9 @@ def nomogram(axes: pd.DataFrame, outcome: dict, title: str) -> go.Figure:
                        showlegend=False, hoverinfo="skip")
     for term in terms:
         rows_t = axes[axes["term"] == term].sort_values("points")
-        figure.add_scatter(x=rows_t["points"], y=[y[term]] * len(rows_t), mode="lines+markers+text",
-                           text=[f"{v:.3g}" for v in rows_t["value"]], textposition="top center",
+        figure.add_scatter(x=rows_t["points"], y=[y[names[term]]] * len(rows_t), mode="lines+markers+text",
+                           text=rows_t["label"] if "label" in rows_t else [f"{v:.3g}" for v in rows_t["value"]],
+                           textposition="top center",
                            marker={"symbol": "line-ns-open", "size": 10}, line={"color": "#0072B2"}, showlegend=False,
                            hoverinfo="skip")
     total = np.asarray(outcome["total_points"])

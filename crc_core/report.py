@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from crc_core.combined_model import odds_ratio_table
 from crc_core.errors import CrcInputError
 from crc_core.workspace import Workspace, atomic_write_bytes, atomic_write_text
 
@@ -340,7 +341,7 @@ def _figures_section(ctx: _ReportContext) -> str:
         figures = {stem: pseudonymised_figure(figure, ctx.names) for stem, figure in figures.items()}
     parts = [f"<h3>{titles.get(stem, stem)}</h3>{_figure(figure)}" for stem, figure in figures.items()]
     if ctx.run.mode == "combined" and "odds_ratios" in ctx.run.info:
-        odds = pd.DataFrame(ctx.run.info["odds_ratios"]).round(4)
+        odds = odds_ratio_table(pd.DataFrame(ctx.run.info["odds_ratios"]))
         parts.insert(0, _table(odds, "Combined model: odds ratios with Wald 95% CIs, fitted on the training cohort."))
     return "".join(parts)
 

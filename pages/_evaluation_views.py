@@ -121,7 +121,7 @@ def compare(store: RunStore, result: me.RunEvaluation, finished: list[RunRecord]
 
 
 def combined(workspace, result: me.RunEvaluation) -> None:
-    from crc_core.combined_model import CombinedConfig, fit_combined, nomogram_figure, stored_combined
+    from crc_core.combined_model import CombinedConfig, fit_combined, nomogram_figure, odds_ratio_table, stored_combined
 
     if result.run.mode == "combined":
         variables = tuple(result.run.config.get("variables", ()))
@@ -132,10 +132,10 @@ def combined(workspace, result: me.RunEvaluation) -> None:
             return
         st.caption(f"This run is the combined model of run {result.run.info.get('parent_run')}'s DL score and "
                    f"{', '.join(variables) or 'no clinical variable'}; choose its DL run to fit another.")
-        st.dataframe(fitted.odds_ratios.round(4), hide_index=True)
+        st.dataframe(odds_ratio_table(fitted.odds_ratios), hide_index=True)
         _chart(nomogram_figure(fitted, result.run.target, variables), "nomogram")
         return
-    st.caption("A multivariable logistic regression of the label on this run's DL score (its logit) and the clinical "
+    st.caption("A multivariable logistic regression of the label on this run's DL score (its logit, per SD on the training cohort) and the clinical "
                "variables you choose, fitted on the training cohort only (statsmodels Logit, as R glm(binomial)); it is "
                "stored as a run of its own, so its ROC, decision and calibration curves sit beside the DL model's.")
     columns = [c for c in workspace.read_clinical().columns if c not in ("patient_id", "split", "fold")]
@@ -149,7 +149,7 @@ def combined(workspace, result: me.RunEvaluation) -> None:
         return
     for note in fitted.notes:
         st.caption(note)
-    st.dataframe(fitted.odds_ratios.round(4), hide_index=True)
+    st.dataframe(odds_ratio_table(fitted.odds_ratios), hide_index=True)
     _chart(nomogram_figure(fitted, result.run.target, tuple(chosen)), "nomogram")
     st.success(f"Stored as run {fitted.run_id}: choose it above to see its ROC, Table 2, decision and calibration curves, "
                "or compare it with the DL model under “Compare runs”.")

@@ -496,15 +496,15 @@ def test_the_combined_model_is_fitted_from_the_page_and_stored_as_a_run(writable
     app.multiselect(key="combined_variables").set_value(["age", "pT"])
     app.button(key="fit_combined").click().run()
     assert not app.exception, app.exception
-    odds = [d.value for d in app.dataframe if "odds_ratio" in d.value.columns][0]
-    assert odds["term"].tolist()[:2] == ["DL score (logit)", "age"] and any(t.startswith("pT = ") for t in odds["term"])
+    odds = [d.value for d in app.dataframe if "OR (95% CI)" in d.value.columns][0]
+    assert odds["Variable"].tolist()[:2] == ["DL score (per SD)", "age"] and any(t.startswith("pT = ") for t in odds["Variable"])
     assert any("Stored as run" in s.value for s in app.success)
     assert [r.mode for r in RunStore(workspace).runs()][:2] == ["combined", "features"]
     combined = RunStore(workspace).runs()[0].run_id
     app.run()  # the run list now holds the combined model
     app.selectbox(key="evaluate_run").set_value(combined).run()
     assert not app.exception, app.exception
-    stored = [d.value for d in app.dataframe if "odds_ratio" in d.value.columns][0]
+    stored = [d.value for d in app.dataframe if "OR (95% CI)" in d.value.columns][0]
     pd.testing.assert_frame_equal(stored, odds)  # the fit as stored, shown again without refitting
     assert any(f"combined model of run {run_id}" in c.value for c in app.caption)
 

@@ -88,7 +88,7 @@ def test_a_combined_run_reports_its_odds_ratios_and_nomogram(reported_run):
     root, _, combined_id = reported_run
     document = report.build_report(root, combined_id)
     assert "odds ratios with Wald 95% CIs" in document and "Nomogram of the combined model" in document
-    assert "DL score (logit)" in document and "age" in document
+    assert "DL score (per SD)" in document and "age" in document
 
 
 def test_figures_as_png_and_svg_at_publication_size(reported_run, tmp_path):
