@@ -25,6 +25,7 @@ from crc_core.errors import CrcInputError
 from crc_core.workspace import Workspace, atomic_write_bytes
 
 METHODS = ("gradcam", "gradcam++")
+METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}  # as figures and captions print them
 Progress = Callable[[int, int], None]
 
 

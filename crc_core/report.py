@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from crc_core import cam
 from crc_core.combined_model import odds_ratio_table
 from crc_core.errors import CrcInputError
 from crc_core.workspace import Workspace, atomic_write_bytes, atomic_write_text
@@ -160,8 +161,9 @@ def run_figures(workspace: Workspace, run_id: str, *, result=None) -> dict[str, 
         if panels:
             explained = "high" if maps.meta["target_class"] == 1 else "low"
             random_note = ", random initialisation" if not result.run.pretrained else ""
+            method = cam.METHOD_NAMES.get(maps.meta["method"], maps.meta["method"])
             out["gradcam"] = figures.cam_overlays([(caption, grey, m, roi) for caption, grey, m, roi, _ in panels],
-                                                  f"{result.label}: {maps.meta['method']} of the {explained} class, "
+                                                  f"{result.label}: {method} of the {explained} class, "
                                                   f"{cohort} cohort{random_note}")
     if result.run.mode == "combined":
         from crc_core.combined_model import nomogram_figure, stored_combined
@@ -176,7 +178,6 @@ def run_figures(workspace: Workspace, run_id: str, *, result=None) -> dict[str, 
 
 def _cached_cam(workspace: Workspace, result):
     """The first cohort of a run with cached maps (validation first), with its confident cases."""
-    from crc_core import cam
 
     cohorts = ["validation", *[c for c in result.metrics if c != "validation"]]
     for cohort, method in ((c, m) for c in cohorts for m in cam.METHODS):
@@ -376,7 +377,8 @@ def _cam_section(ctx: _ReportContext) -> str:
                             "</figcaption></figure>")
     explained = "high" if maps.meta["target_class"] == 1 else "low"
     colours = ",".join(f"rgb({r:.0f},{g:.0f},{b:.0f})" for r, g, b in CAM_STOPS)
-    return (f"<p class='caption'>{html.escape(maps.meta['method'])} of the <b>{explained}</b> class, {html.escape(cohort)} "
+    method = cam.METHOD_NAMES.get(maps.meta["method"], maps.meta["method"])
+    return (f"<p class='caption'>{html.escape(method)} of the <b>{explained}</b> class, {html.escape(cohort)} "
             f"cohort, layer {html.escape(maps.meta['layer'])}; ROI outlined in white. Median share of the map inside the ROI "
             f"{np.nanmedian(maps.roi_share):.2f} (the ROI covers {np.median(maps.roi_area):.2f} of the crop); median rank "
             f"correlation with the same network re-initialised {np.nanmedian(maps.sanity):.2f} (near 1: the map does not "

@@ -33,7 +33,7 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
     cohort = left.radio("Cohort", cohorts, index=cohorts.index("validation") if "validation" in cohorts else 0,
                         horizontal=True, key="cam_cohort")
     method = right.radio("Method", cam.METHODS, horizontal=True, key="cam_method",
-                         format_func={"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}.get)
+                         format_func=cam.METHOD_NAMES.get)
     _, running = _jobs.show_job(workspace, "cam", "Grad-CAM")
     if running:
         return
@@ -44,7 +44,7 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
         maps = None
     if maps is None:
         st.info(f"No maps yet for this run's {cohort} cohort: they are computed once, in the background, and kept.")
-        if st.button(f"Compute {method} for the {cohort} cohort", type="primary"):
+        if st.button(f"Compute {cam.METHOD_NAMES[method]} for the {cohort} cohort", type="primary"):
             _jobs.start_step(workspace, "cam", cam.CamConfig(run_id=run.run_id, cohort=cohort, method=method))
         return
     random_note = "" if run.pretrained else " · random initialisation"
@@ -82,6 +82,6 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
             shares.append({"model": me.model_label(other), "run_id": other.run_id,
                            "ROI share (median)": np.nanmedian(other_maps.roi_share),
                            "randomisation ρ (median)": np.nanmedian(other_maps.sanity)})
-    title = f"{patient}: {method} of the {'high' if maps.meta['target_class'] == 1 else 'low'} class{random_note}"
+    title = f"{patient}: {cam.METHOD_NAMES[method]} of the {'high' if maps.meta['target_class'] == 1 else 'low'} class{random_note}"
     st.plotly_chart(figures.cam_overlays(panels, title), config=figures.EXPORT_CONFIG, key="cam_overlay")
     st.dataframe(pd.DataFrame(shares).round(3), hide_index=True)

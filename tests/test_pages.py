@@ -470,7 +470,7 @@ def test_grad_cam_is_computed_in_a_worker_and_shown_over_the_crops(training_work
     use_workspace(training_workspace)
     app = run_page("evaluate")
     assert any("No maps yet" in i.value for i in app.info)
-    [b for b in app.button if b.label.startswith("Compute gradcam")][0].click().run()
+    [b for b in app.button if b.label.startswith("Compute Grad-CAM for")][0].click().run()
     job = wait_for_job(training_workspace, "cam", 120)
     # The 32-px crops of this small workspace end in a 1 × 1 map at layer4: said, not drawn.
     assert job.state == "failed" and "sees a 1 × 1 map" in job.message
