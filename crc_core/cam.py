@@ -215,6 +215,21 @@ def run_model(workspace: Workspace, run, *, reinitialised: bool = False, seed: i
                             "the frozen backbone feeding the logistic regression")
 
 
+def layer_choices(run) -> list[str]:
+    """The layers a user may explain a run at, deepest first: the backbone's last convolutional
+    block (the default) and the stages before it, whose larger maps stay informative on small
+    crops (a 32 px crop leaves ResNet's layer4 a 1 × 1 map). Named without building the network."""
+    from crc_core.backbones import backbone
+
+    if run.mode == "radiomics":
+        return []
+    spec = backbone(run.backbone)
+    stages = (["features.norm5", "features.denseblock3", "features.denseblock2"] if spec.family == "densenet"
+              else ["layer4", "layer3", "layer2"])
+    prefix = "backbone." if run.mode == "features" else ""
+    return [prefix + stage for stage in stages]
+
+
 # ---------------------------------------------------------------------------------------------
 # A cohort's maps, cached
 

@@ -23,6 +23,17 @@ def _panel(workspace: Workspace, run: RunRecord, maps: cam.CohortMaps, patient: 
     return caption, central, maps.maps[maps.patient_ids.index(patient)], crop.roi
 
 
+def _compute(workspace: Workspace, run: RunRecord, cohort: str, method: str, *, again: bool) -> None:
+    """The layer choice and the button that starts ``crc-time cam`` in a worker."""
+    layers = cam.layer_choices(run)
+    left, right = st.columns([2, 1], vertical_alignment="bottom")
+    layer = left.selectbox("Layer", layers, key="cam_layer", help="Deepest first: the last convolutional block is Grad-CAM's "
+                           "usual choice; an earlier stage gives a finer map (and is needed on small crops).")
+    label = f"Compute {cam.METHOD_NAMES[method]} {'again ' if again else ''}for the {cohort} cohort"
+    if right.button(label, type="secondary" if again else "primary", key="cam_compute"):
+        _jobs.start_step(workspace, "cam", cam.CamConfig(run_id=run.run_id, cohort=cohort, method=method, layer=layer))
+
+
 def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finished: list[RunRecord]) -> None:
     run = result.run
     if run.mode == "radiomics":
@@ -44,15 +55,15 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
         maps = None
     if maps is None:
         st.info(f"No maps yet for this run's {cohort} cohort: they are computed once, in the background, and kept.")
-        if st.button(f"Compute {cam.METHOD_NAMES[method]} for the {cohort} cohort", type="primary"):
-            _jobs.start_step(workspace, "cam", cam.CamConfig(run_id=run.run_id, cohort=cohort, method=method))
+        _compute(workspace, run, cohort, method, again=False)
         return
     random_note = "" if run.pretrained else " · random initialisation"
     columns = st.columns(3)
     columns[0].metric("Map inside the ROI (median)", f"{np.nanmedian(maps.roi_share):.2f}",
                       help=f"An evenly spread map would put {np.median(maps.roi_area):.2f} there (the ROI's area share).")
-    columns[1].metric("Rank correlation with re-initialised weights (median)", f"{np.nanmedian(maps.sanity):.2f}",
-                      help="Near 1: the map does not depend on what the model learned (Adebayo et al. 2018).")
+    columns[1].metric("Randomisation check ρ (median)", f"{np.nanmedian(maps.sanity):.2f}",
+                      help="Rank correlation of each map with the same network re-initialised. Near 1: the map does "
+                           "not depend on what the model learned (Adebayo et al. 2018).")
     columns[2].metric("Class explained", "high" if maps.meta["target_class"] == 1 else "low")
     st.caption(f"Layer {maps.meta['layer']}" + (f" — {maps.meta['note']}" if maps.meta.get("note") else "")
                + (f". No crop for: {', '.join(maps.meta['missing'])}." if maps.meta.get("missing") else "."))
@@ -85,3 +96,5 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
     title = f"{patient}: {cam.METHOD_NAMES[method]} of the {'high' if maps.meta['target_class'] == 1 else 'low'} class{random_note}"
     st.plotly_chart(figures.cam_overlays(panels, title), config=figures.EXPORT_CONFIG, key="cam_overlay")
     st.dataframe(pd.DataFrame(shares).round(3), hide_index=True)
+    with st.expander("Compute the maps again at another layer"):
+        _compute(workspace, run, cohort, method, again=True)

@@ -123,3 +123,24 @@ def test_runs_without_a_network_or_a_checkpoint_are_said_plainly(training_worksp
 
     with pytest.raises(CrcInputError, match="A radiomics run has no network to explain"):
         cam.run_model(training_workspace, replace(run, mode="radiomics"))
+
+
+@pytest.mark.parametrize("name", ["resnet34", "densenet121"])
+def test_every_offered_layer_exists_in_the_network(name):
+    from types import SimpleNamespace
+
+    from crc_core.backbones import backbone, feature_extractor
+    from crc_core.linear_models import LinearModel
+
+    model = classifier(name, weights="random")[0]
+    finetuned = cam.layer_choices(SimpleNamespace(mode="finetune", backbone=name))
+    assert finetuned[0] == backbone(name).cam_layer  # the default first
+    for layer in finetuned:
+        assert cam.find_layer(model, layer)[0] == layer
+    width = backbone(name).feature_dim
+    head = LinearModel(mean=np.zeros(width), scale=np.ones(width), coef=np.zeros(width), intercept=0.0, c=1.0,
+                       kept=np.arange(width))
+    features = cam.features_mode_model(feature_extractor(model, name), head)
+    for layer in cam.layer_choices(SimpleNamespace(mode="features", backbone=name)):
+        assert cam.find_layer(features, layer)[0] == layer
+    assert cam.layer_choices(SimpleNamespace(mode="radiomics", backbone=name)) == []

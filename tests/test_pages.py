@@ -474,13 +474,20 @@ def test_grad_cam_is_computed_in_a_worker_and_shown_over_the_crops(training_work
     job = wait_for_job(training_workspace, "cam", 120)
     # The 32-px crops of this small workspace end in a 1 × 1 map at layer4: said, not drawn.
     assert job.state == "failed" and "sees a 1 × 1 map" in job.message
-    from crc_core.cam import cohort_maps
+    app.run()
+    layer = app.selectbox(key="cam_layer")
+    assert layer.options == ["backbone.layer4", "backbone.layer3", "backbone.layer2"]  # deepest first, the default
+    layer.set_value("backbone.layer2")
+    app.button(key="cam_compute").click().run()
+    job = wait_for_job(training_workspace, "cam", 240)
+    assert job.state == "done", job.message
+    from crc_core.cam import cam_cache_path
 
-    cohort_maps(training_workspace, run_id, "validation", layer="backbone.layer2", sanity_patients=2)
+    assert cam_cache_path(training_workspace, run_id, "validation", "gradcam").exists()  # kept for the next visit
     app.run()
     assert not app.exception, app.exception
     labels = [m.label for m in app.metric]
-    assert "Map inside the ROI (median)" in labels and "Rank correlation with re-initialised weights (median)" in labels
+    assert "Map inside the ROI (median)" in labels and "Randomisation check ρ (median)" in labels
     assert any(c.value.startswith("Layer backbone.layer2") for c in app.caption)
     [r for r in app.radio if r.label == "Patients"][0].set_value("wrong").run()
     assert not app.exception, app.exception
