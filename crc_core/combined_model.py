@@ -153,6 +153,10 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
     probability = fit.predict(sm.add_constant(design[complete], has_constant="add"))
     for name, rows in table[complete].assign(combined=probability).groupby("cohort", sort=False):
         store.set_predictions(combined_id, name, rows[["patient_id", "y_true"]].assign(prob=rows["combined"].to_numpy()))
+        if rows["y_true"].nunique() == 2:  # the same per-cohort AUC a trained run logs, for the runs tables
+            from sklearn.metrics import roc_auc_score
+
+            store.add_metrics(combined_id, [("fold", -1, 0, f"auc:{name}", float(roc_auc_score(rows["y_true"], rows["combined"])))])
     for name, rows in table[~complete].groupby("cohort"):
         notes.append(f"{len(rows)} patient(s) of the {name} cohort have a missing value and get no combined prediction.")
     store.finish(combined_id, "done", " ".join(notes))

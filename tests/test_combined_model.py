@@ -49,6 +49,12 @@ def test_odds_ratios_equal_an_unpenalised_fit_on_the_training_cohort_only(dl_run
     combined = store.run(result.run_id)
     assert combined.mode == "combined" and combined.info["parent_run"] == run_id
     assert set(store.predictions(result.run_id)["cohort"]) == {"train", "validation"}
+    from crc_core.training import runs_overview
+    from sklearn.metrics import roc_auc_score
+
+    overview = runs_overview(store).set_index("run_id")
+    validation = store.predictions(result.run_id, "validation")
+    assert overview.loc[result.run_id, "AUC validation"] == f"{roc_auc_score(validation['y_true'], validation['prob']):.3f}"
     axes, outcome = nomogram_axes(result.coefficients, result.design_ranges)
     assert axes.groupby("term")["points"].max().max() == pytest.approx(100)
     assert 0 < outcome["probability"][0] < outcome["probability"][-1] < 1
