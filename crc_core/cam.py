@@ -335,12 +335,14 @@ class CamConfig(JsonConfig):
             raise CrcInputError(f"The class to explain is 0 (low) or 1 (high); got {self.target_class!r}.")
 
 
-def confident_cases(predictions, maps: CohortMaps, k: int = 3) -> dict[str, list[str]]:
-    """The ``k`` most confident right and wrong calls (by distance of the probability from 0.5)."""
+def confident_cases(predictions, maps: CohortMaps, k: int = 3, threshold: float = 0.5) -> dict[str, list[str]]:
+    """The ``k`` most confident right and wrong calls, by the probability's distance from
+    ``threshold``. Pass the threshold Table 2 applies (Youden on training): right and wrong then
+    mean what they mean there, and a model whose scores cluster away from 0.5 is not judged at 0.5."""
     rows = predictions.set_index("patient_id").loc[[p for p in maps.patient_ids if p in set(predictions["patient_id"])]]
     rows = rows[rows["y_true"].notna()]
-    called = (rows["prob"] >= 0.5).astype(int)
-    confidence = (rows["prob"] - 0.5).abs()
+    called = (rows["prob"] >= threshold).astype(int)  # positive when >=, as pROC and Table 2
+    confidence = (rows["prob"] - threshold).abs()
     right = confidence[called == rows["y_true"].astype(int)].sort_values(ascending=False)
     wrong = confidence[called != rows["y_true"].astype(int)].sort_values(ascending=False)
     return {"right": right.index[:k].tolist(), "wrong": wrong.index[:k].tolist()}

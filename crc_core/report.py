@@ -187,7 +187,8 @@ def _cached_cam(workspace: Workspace, result):
             continue
         if maps is not None:
             rows = result.predictions[result.predictions["cohort"] == cohort]
-            return maps, cohort, cam.confident_cases(rows, maps, k=3)
+            threshold = result.metrics.get(cohort, {}).get("threshold", 0.5)
+            return maps, cohort, cam.confident_cases(rows, maps, k=3, threshold=threshold)
     return None, None, None
 
 

@@ -68,9 +68,11 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
     st.caption(f"Layer {maps.meta['layer']}" + (f" — {maps.meta['note']}" if maps.meta.get("note") else "")
                + (f". No crop for: {', '.join(maps.meta['missing'])}." if maps.meta.get("missing") else "."))
     predictions = store.predictions(run.run_id, cohort).set_index("patient_id")
-    cases = cam.confident_cases(predictions.reset_index(), maps)
+    threshold = result.metrics.get(cohort, {}).get("threshold", 0.5)
+    cases = cam.confident_cases(predictions.reset_index(), maps, threshold=threshold)
     show = st.radio("Patients", ["all", "right", "wrong"], horizontal=True, key="cam_filter", format_func={
-        "all": "all", "right": "most confident right calls", "wrong": "most confident wrong calls"}.get)
+        "all": "all", "right": "most confident right calls", "wrong": "most confident wrong calls"}.get,
+        help=f"Called high when p(high) ≥ {threshold:.3f}, the threshold of Table 2; confidence is the distance from it.")
     choices = maps.patient_ids if show == "all" else cases[show]
     if not choices:
         st.info("No such patient in this cohort.")

@@ -144,3 +144,14 @@ def test_every_offered_layer_exists_in_the_network(name):
     for layer in cam.layer_choices(SimpleNamespace(mode="features", backbone=name)):
         assert cam.find_layer(features, layer)[0] == layer
     assert cam.layer_choices(SimpleNamespace(mode="radiomics", backbone=name)) == []
+
+
+def test_right_and_wrong_are_judged_at_the_threshold_given():
+    import pandas as pd
+
+    maps = cam.CohortMaps(["a", "b", "c", "d"], np.zeros((4, 2, 2)), np.zeros(4), np.zeros(4), np.zeros(0), {})
+    predictions = pd.DataFrame({"patient_id": ["a", "b", "c", "d"], "y_true": [1, 1, 0, 0], "prob": [0.46, 0.40, 0.47, 0.30]})
+    # At 0.5 every patient is called low: both highs are wrong, both lows right.
+    assert cam.confident_cases(predictions, maps, k=4) == {"right": ["d", "c"], "wrong": ["b", "a"]}
+    # At Table 2's threshold of 0.45, "a" (0.46) becomes a right call and "c" (0.47) a wrong one.
+    assert cam.confident_cases(predictions, maps, k=4, threshold=0.45) == {"right": ["d", "a"], "wrong": ["b", "c"]}
