@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crc_core import evaluation as ev
 from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
 from crc_core.runs import RunStore
@@ -47,11 +48,6 @@ class CombinedResult:
     design_ranges: dict[str, tuple[float, float]]
     notes: list[str] = field(default_factory=list)
     dl_scaling: tuple[float, float] = (0.0, 1.0)  # training mean and SD of the DL score's logit
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 def _design(cohort: pd.DataFrame, variables: tuple[str, ...], training: pd.Series) -> tuple[pd.DataFrame, list[str]]:
@@ -112,7 +108,9 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
     table = held_out.merge(cohort.drop(columns=[c for c in ("cohort", "fold", "prob", "y_true") if c in cohort.columns]),
                            left_on="patient_id", right_index=True, how="left", suffixes=("", "_clinical"))
     training = table["cohort"] == "train"
-    logit = _logit(table["prob"])
+    # A fine-tuned float32 network can print exactly 0 or 1: clipped at 1e-6, such a patient is not
+    # an outlier 28 logits away that drags the fit.
+    logit = ev.logit(table["prob"], eps=1e-6)
     scaling = (float(logit[training].mean()), float(logit[training].std(ddof=1)))
     if not np.isfinite(scaling[1]) or scaling[1] == 0:
         raise CrcInputError(f"Run {config.run_id} gives every training patient the same score: it cannot enter the "

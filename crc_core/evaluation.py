@@ -280,8 +280,10 @@ def decision_curve_band(y_true: Sequence, y_prob: Sequence, thresholds: Sequence
 # Calibration
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-12, 1 - 1e-12)
+def logit(p, eps: float = 1e-12) -> np.ndarray:
+    """log(p / (1 - p)), with p clipped to [eps, 1 - eps] so that a probability of exactly 0 or 1
+    stays finite."""
+    p = np.clip(np.asarray(p, dtype=float), eps, 1 - eps)
     return np.log(p / (1 - p))
 
 
@@ -332,11 +334,11 @@ def calibration_stats(y_true: Sequence, y_prob: Sequence, n_bins: int = 10) -> d
     from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
     y, prob = check_binary(y_true, y_prob)
-    logit = _logit(prob)
+    logit_prob = logit(prob)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PerfectSeparationWarning)
         try:
-            fit = sm.GLM(y, sm.add_constant(logit), family=sm.families.Binomial()).fit()
+            fit = sm.GLM(y, sm.add_constant(logit_prob), family=sm.families.Binomial()).fit()
             intercept, slope, separated = (*(float(v) for v in fit.params), False)
         except PerfectSeparationWarning:
             # The probabilities separate the classes perfectly: the recalibration slope is infinite.

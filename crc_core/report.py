@@ -32,12 +32,14 @@ import pandas as pd
 from crc_core import cam
 from crc_core.combined_model import odds_ratio_table
 from crc_core.errors import CrcInputError
+from crc_core.figures import EXPORT_HEIGHT, EXPORT_WIDTH
 from crc_core.workspace import Workspace, atomic_write_bytes, atomic_write_text
 
 PACKAGES = ("numpy", "pandas", "scipy", "statsmodels", "scikit-learn", "torch", "torchvision", "SimpleITK", "plotly",
             "streamlit", "pyradiomics-bhklab")
-#: Publication size of exported figures (px at scale 1; PNG is written at scale 2).
-FIGURE_WIDTH, FIGURE_HEIGHT = 1600, 900
+#: Publication size of exported figures (px at scale 1; PNG is written at scale 2): the size the
+#: page's camera button saves, so a file from either looks the same.
+FIGURE_WIDTH, FIGURE_HEIGHT = EXPORT_WIDTH, EXPORT_HEIGHT
 
 
 def software_versions() -> dict[str, str]:
