@@ -26,6 +26,7 @@ from crc_core.workspace import Workspace, atomic_write_bytes
 
 METHODS = ("gradcam", "gradcam++")
 METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}  # as figures and captions print them
+CLASS_NAMES = {0: "low", 1: "high"}
 Progress = Callable[[int, int], None]
 
 
@@ -299,6 +300,26 @@ class CohortMaps:
     roi_area: np.ndarray
     sanity: np.ndarray
     meta: dict
+
+    @property
+    def explained(self) -> str:
+        """The class the maps explain, as figures name it."""
+        return CLASS_NAMES[int(self.meta["target_class"])]
+
+
+def overlay_images(workspace: Workspace, run, maps: CohortMaps, patients: list[str]) -> dict[str, tuple]:
+    """(central slice of the crop, map, ROI) of each patient that still has a crop in the run's
+    crop set: what an overlay draws, for the page and the report alike."""
+    from crc_core.preprocess import load_crop, read_crop_set
+
+    crops = read_crop_set(Workspace.of(workspace).crops_dir / run.info["crop_key"])
+    rows = crops.index.set_index("patient_id")
+    images = {}
+    for patient in patients:
+        if patient in rows.index:
+            crop = load_crop(crops.folder, rows.loc[patient].to_dict())
+            images[patient] = (crop.pixels[crop.pixels.shape[0] // 2], maps.maps[maps.patient_ids.index(patient)], crop.roi)
+    return images
 
 
 def read_cohort_maps(path: Path) -> CohortMaps | None:

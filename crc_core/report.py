@@ -161,7 +161,7 @@ def run_figures(workspace: Workspace, run_id: str, *, result=None) -> dict[str, 
     if maps is not None:
         panels = [panel for kind in ("right", "wrong") for panel in _cam_panels(workspace, result, maps, cohort, cases[kind], kind)]
         if panels:
-            explained = "high" if maps.meta["target_class"] == 1 else "low"
+            explained = maps.explained
             random_note = ", random initialisation" if not result.run.pretrained else ""
             method = cam.METHOD_NAMES.get(maps.meta["method"], maps.meta["method"])
             out["gradcam"] = figures.cam_overlays([(caption, grey, m, roi) for caption, grey, m, roi, _ in panels],
@@ -196,20 +196,12 @@ def _cached_cam(workspace: Workspace, result):
 
 def _cam_panels(workspace: Workspace, result, maps, cohort: str, patients: list[str], kind: str):
     """(caption, grey crop, map, ROI, patient) for each patient that still has a crop."""
-    from crc_core.preprocess import load_crop, read_crop_set
-
-    crops = read_crop_set(workspace.crops_dir / result.run.info["crop_key"])
-    rows = crops.index.set_index("patient_id")
     predictions = result.predictions[result.predictions["cohort"] == cohort].set_index("patient_id")
     panels = []
-    for patient in patients:
-        if patient not in rows.index:
-            continue
-        crop = load_crop(crops.folder, rows.loc[patient].to_dict())
-        truth = "high" if predictions.loc[patient, "y_true"] == 1 else "low"
+    for patient, (grey, cam_map, roi) in cam.overlay_images(workspace, result.run, maps, patients).items():
+        truth = cam.CLASS_NAMES.get(predictions.loc[patient, "y_true"], "?")
         caption = f"{patient}: true {truth}, p = {predictions.loc[patient, 'prob']:.2f} ({kind})"
-        panels.append((caption, crop.pixels[crop.pixels.shape[0] // 2], maps.maps[maps.patient_ids.index(patient)],
-                       crop.roi, patient))
+        panels.append((caption, grey, cam_map, roi, patient))
     return panels
 
 
@@ -378,7 +370,7 @@ def _cam_section(ctx: _ReportContext) -> str:
             pictures.append(f"<figure><img src='{_png_data_url(_cam_picture(grey, cam_map, roi))}' alt='Grad-CAM of {name}'>"
                             f"<figcaption>{caption}: confident {kind} call{'; random init' if ctx.random_init else ''}"
                             "</figcaption></figure>")
-    explained = "high" if maps.meta["target_class"] == 1 else "low"
+    explained = maps.explained
     colours = ",".join(f"rgb({r:.0f},{g:.0f},{b:.0f})" for r, g, b in CAM_STOPS)
     method = cam.METHOD_NAMES.get(maps.meta["method"], maps.meta["method"])
     return (f"<p class='caption'>{html.escape(method)} of the <b>{explained}</b> class, {html.escape(cohort)} "

@@ -10,17 +10,13 @@ import streamlit as st
 from crc_core import cam, figures
 from crc_core import model_evaluation as me
 from crc_core.errors import CrcInputError
-from crc_core.preprocess import load_crop, read_crop_set
 from crc_core.runs import RunRecord, RunStore
 from crc_core.workspace import Workspace
 from pages import _jobs
 
 
 def _panel(workspace: Workspace, run: RunRecord, maps: cam.CohortMaps, patient: str, caption: str):
-    crops = read_crop_set(workspace.crops_dir / run.info["crop_key"])
-    crop = load_crop(crops.folder, crops.index.set_index("patient_id").loc[patient].to_dict())
-    central = crop.pixels[crop.pixels.shape[0] // 2]
-    return caption, central, maps.maps[maps.patient_ids.index(patient)], crop.roi
+    return caption, *cam.overlay_images(workspace, run, maps, [patient])[patient]
 
 
 def _compute(workspace: Workspace, run: RunRecord, cohort: str, method: str, *, again: bool) -> None:
@@ -64,7 +60,7 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
     columns[1].metric("Randomisation check ρ (median)", f"{np.nanmedian(maps.sanity):.2f}",
                       help="Rank correlation of each map with the same network re-initialised. Near 1: the map does "
                            "not depend on what the model learned (Adebayo et al. 2018).")
-    columns[2].metric("Class explained", "high" if maps.meta["target_class"] == 1 else "low")
+    columns[2].metric("Class explained", maps.explained)
     st.caption(f"Layer {maps.meta['layer']}" + (f" — {maps.meta['note']}" if maps.meta.get("note") else "")
                + (f". No crop for: {', '.join(maps.meta['missing'])}." if maps.meta.get("missing") else "."))
     predictions = store.predictions(run.run_id, cohort).set_index("patient_id")
@@ -78,7 +74,7 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
         st.info("No such patient in this cohort.")
         return
     patient = st.selectbox("Patient", choices, key="cam_patient", format_func=lambda p: (
-        f"{p} · true {'high' if predictions.loc[p, 'y_true'] == 1 else 'low' if predictions.loc[p, 'y_true'] == 0 else '?'}"
+        f"{p} · true {cam.CLASS_NAMES.get(predictions.loc[p, 'y_true'], '?')}"
         f" · p(high) {predictions.loc[p, 'prob']:.2f}"))
     panels = [_panel(workspace, run, maps, patient, f"{me.model_label(run)}")]
     shares = [{"model": me.model_label(run), "run_id": run.run_id, "ROI share (median)": np.nanmedian(maps.roi_share),
@@ -95,7 +91,7 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
             shares.append({"model": me.model_label(other), "run_id": other.run_id,
                            "ROI share (median)": np.nanmedian(other_maps.roi_share),
                            "randomisation ρ (median)": np.nanmedian(other_maps.sanity)})
-    title = f"{patient}: {cam.METHOD_NAMES[method]} of the {'high' if maps.meta['target_class'] == 1 else 'low'} class{random_note}"
+    title = f"{patient}: {cam.METHOD_NAMES[method]} of the {maps.explained} class{random_note}"
     st.plotly_chart(figures.cam_overlays(panels, title), config=figures.EXPORT_CONFIG, key="cam_overlay")
     st.dataframe(pd.DataFrame(shares).round(3), hide_index=True)
     with st.expander("Compute the maps again at another layer"):
