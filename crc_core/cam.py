@@ -190,8 +190,8 @@ def run_model(workspace: Workspace, run, *, reinitialised: bool = False, seed: i
     from crc_core.backbones import backbone, classifier, feature_extractor
     from crc_core.linear_models import LinearModel
 
-    if run.mode == "radiomics":
-        raise CrcInputError("A radiomics run has no network to explain: its features are handcrafted, not learned from pixels.")
+    if why_not_explainable(run):
+        raise CrcInputError(why_not_explainable(run))
     spec = backbone(run.backbone)
     folder = Workspace.of(workspace).runs_dir / run.run_id
     weights = run.info.get("weights", {})
@@ -216,13 +216,24 @@ def run_model(workspace: Workspace, run, *, reinitialised: bool = False, seed: i
                             "the frozen backbone feeding the logistic regression")
 
 
+def why_not_explainable(run) -> str | None:
+    """Why a run has no network of its own to explain, or None when it has (fine-tuned and
+    features runs)."""
+    if run.mode == "radiomics":
+        return "A radiomics run has no network to explain: its features are handcrafted, not learned from pixels."
+    if run.mode == "combined":
+        return (f"A combined model has no network of its own: its DL score comes from run {run.info.get('parent_run', '?')}; "
+                "choose that run to see its maps.")
+    return None
+
+
 def layer_choices(run) -> list[str]:
     """The layers a user may explain a run at, deepest first: the backbone's last convolutional
     block (the default) and the stages before it, whose larger maps stay informative on small
     crops (a 32 px crop leaves ResNet's layer4 a 1 × 1 map). Named without building the network."""
     from crc_core.backbones import backbone
 
-    if run.mode == "radiomics":
+    if why_not_explainable(run):
         return []
     spec = backbone(run.backbone)
     stages = (["features.norm5", "features.denseblock3", "features.denseblock2"] if spec.family == "densenet"

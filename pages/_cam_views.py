@@ -32,8 +32,8 @@ def _compute(workspace: Workspace, run: RunRecord, cohort: str, method: str, *, 
 
 def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finished: list[RunRecord]) -> None:
     run = result.run
-    if run.mode == "radiomics":
-        st.info("A radiomics run has no network to explain: its features are handcrafted, not learned from pixels.")
+    if cam.why_not_explainable(run):
+        st.info(cam.why_not_explainable(run))
         return
     cohorts = list(result.metrics) or me.cohorts_of(result.predictions)
     left, right = st.columns(2)
@@ -80,13 +80,15 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
     shares = [{"model": me.model_label(run), "run_id": run.run_id, "ROI share (median)": np.nanmedian(maps.roi_share),
                "randomisation ρ (median)": np.nanmedian(maps.sanity)}]
     for other in finished:
-        if other.run_id == run.run_id or other.target != run.target or other.mode == "radiomics":
+        if len(panels) >= 6:  # Figure 5's width; before any other run's maps are read
+            break
+        if other.run_id == run.run_id or other.target != run.target or cam.why_not_explainable(other):
             continue
         try:
             other_maps = cam.read_cohort_maps(cam.cam_cache_path(workspace, other.run_id, cohort, method))
         except CrcInputError:
             continue
-        if other_maps is not None and patient in other_maps.patient_ids and len(panels) < 6:
+        if other_maps is not None and patient in other_maps.patient_ids:
             panels.append(_panel(workspace, other, other_maps, patient, me.model_label(other)))
             shares.append({"model": me.model_label(other), "run_id": other.run_id,
                            "ROI share (median)": np.nanmedian(other_maps.roi_share),

@@ -155,3 +155,12 @@ def test_right_and_wrong_are_judged_at_the_threshold_given():
     assert cam.confident_cases(predictions, maps, k=4) == {"right": ["d", "c"], "wrong": ["b", "a"]}
     # At Table 2's threshold of 0.45, "a" (0.46) becomes a right call and "c" (0.47) a wrong one.
     assert cam.confident_cases(predictions, maps, k=4, threshold=0.45) == {"right": ["d", "a"], "wrong": ["b", "c"]}
+
+
+def test_a_combined_run_points_to_its_dl_run_instead_of_failing_in_the_worker(tmp_path):
+    from types import SimpleNamespace
+
+    combined = SimpleNamespace(run_id="c", mode="combined", backbone="resnet34", info={"parent_run": "20261125-tsr-dl"})
+    assert cam.layer_choices(combined) == []
+    with pytest.raises(CrcInputError, match=r"combined model has no network of its own.*run 20261125-tsr-dl; choose that run"):
+        cam.run_model(tmp_path, combined)

@@ -514,6 +514,9 @@ def test_the_combined_model_is_fitted_from_the_page_and_stored_as_a_run(writable
     stored = [d.value for d in app.dataframe if "OR (95% CI)" in d.value.columns][0]
     pd.testing.assert_frame_equal(stored, odds)  # the fit as stored, shown again without refitting
     assert any(f"combined model of run {run_id}" in c.value for c in app.caption)
+    # Its Grad-CAM tab points to the DL run rather than offering a computation that must fail.
+    assert any(f"DL score comes from run {run_id}" in i.value for i in app.info)
+    assert not [b for b in app.button if b.key == "cam_compute"]
 
 
 def test_the_report_is_built_in_a_worker_and_offered_for_download(writable_workspace, use_workspace):
