@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from crc_core.errors import CrcInputError
+from crc_core.stats import p_words
 
 #: Export size of every chart (width × height px at scale 1): 16:9, sharp on a projector.
 EXPORT_WIDTH, EXPORT_HEIGHT = 1600, 900
@@ -249,7 +250,7 @@ def violin(predictions: pd.DataFrame, p_values: dict[str, float], title: str) ->
     figure = go.Figure()
     for label, value, side, colour in (("low", 0, "negative", "#56B4E9"), ("high", 1, "positive", "#D55E00")):
         rows = predictions[predictions["y_true"] == value]
-        figure.add_violin(x=rows["cohort"].map(lambda c: f"{c} (p {p_values.get(c, float('nan')):.3g})"), y=rows["prob"],
+        figure.add_violin(x=rows["cohort"].map(lambda c: f"{c} ({p_words(p_values.get(c, float('nan')))})"), y=rows["prob"],
                           side=side, name=f"true class: {label}", line_color=colour, points="all", pointpos=0,
                           jitter=0.3, marker={"size": 4}, spanmode="hard", meanline_visible=True)
     figure.update_layout(violinmode="overlay", violingap=0.15)
@@ -309,7 +310,7 @@ def calibration_plot(bins: pd.DataFrame, smooth: pd.DataFrame, probabilities: np
     figure.update_yaxes(title="Patients", row=2, col=1)
     slope = "slope undefined (perfect separation)" if stats.get("separated") else \
         f"intercept {stats['intercept']:.2f} · slope {stats['slope']:.2f}"
-    subtitle = f"Brier {stats['brier']:.3f} · {slope} · HL p {stats['hl_p']:.3f} · ECE {stats['ece']:.3f}"
+    subtitle = f"Brier {stats['brier']:.3f} · {slope} · HL {p_words(stats['hl_p'])} · ECE {stats['ece']:.3f}"
     return styled(figure, f"{title}<br><sup>{subtitle}</sup>", height=620)
 
 

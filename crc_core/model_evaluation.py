@@ -23,6 +23,7 @@ import pandas as pd
 from crc_core import evaluation as ev
 from crc_core.errors import CrcInputError
 from crc_core.runs import NO_FOLD, RunRecord, RunStore
+from crc_core.stats import p_words
 
 THRESHOLD_RULES = ("training", "per_cohort")
 #: The paper's Table 2 columns, in its order.
@@ -261,8 +262,8 @@ def delong_matrix(pairs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
     matrix = pd.DataFrame("", index=[labels.get(n, n) for n in names], columns=[labels.get(n, n) for n in names])
     for row in pairs.itertuples():
         a, b = labels.get(row.run_a, row.run_a), labels.get(row.run_b, row.run_b)
-        matrix.loc[a, b] = f"{row.difference:+.3f} ({row.low:+.3f} to {row.high:+.3f}), p {row.p:.3g}"
-        matrix.loc[b, a] = f"{-row.difference:+.3f} ({-row.high:+.3f} to {-row.low:+.3f}), p {row.p:.3g}"
+        matrix.loc[a, b] = f"{row.difference:+.3f} ({row.low:+.3f} to {row.high:+.3f}), {p_words(row.p)}"
+        matrix.loc[b, a] = f"{-row.difference:+.3f} ({-row.high:+.3f} to {-row.low:+.3f}), {p_words(row.p)}"
     for name in matrix.index:
         matrix.loc[name, name] = "—"
     return matrix

@@ -38,7 +38,7 @@ from crc_core.workspace import Workspace, atomic_write_bytes, atomic_write_text
 PACKAGES = ("numpy", "pandas", "scipy", "statsmodels", "scikit-learn", "torch", "torchvision", "SimpleITK", "plotly",
             "streamlit", "pyradiomics-bhklab")
 #: Publication size of exported figures (px at scale 1; PNG is written at scale 2): the size the
-#: page's camera button saves, so a file from either looks the same.
+#: page's camera button saves, so a file from either looks the same (the tests read these names).
 FIGURE_WIDTH, FIGURE_HEIGHT = EXPORT_WIDTH, EXPORT_HEIGHT
 
 
@@ -145,10 +145,11 @@ def export_images(figures: dict[str, Any], folder: Path, formats: tuple[str, ...
     return written
 
 
-def run_figures(workspace: Workspace, run_id: str, *, result=None) -> dict[str, Any]:
+def run_figures(workspace: Workspace, run_id: str, *, result=None, gradcam: bool = True) -> dict[str, Any]:
     """Every figure of a run by file stem: ROC, violin, decision and calibration curves; the
-    Grad-CAM panels of its most confident right and wrong calls (where maps were computed); and a
-    combined model's nomogram."""
+    Grad-CAM panels of its most confident right and wrong calls (where maps were computed, and
+    unless ``gradcam`` is False: the report draws them as pictures of its own); and a combined
+    model's nomogram."""
     from crc_core import figures
     from crc_core import model_evaluation as me
     from crc_core.runs import RunStore
@@ -157,7 +158,7 @@ def run_figures(workspace: Workspace, run_id: str, *, result=None) -> dict[str, 
     store = RunStore(workspace)
     result = result or me.evaluate_run(store, run_id)
     out = dict(me.evaluation_figures(result))
-    maps, cohort, cases = _cached_cam(workspace, result)
+    maps, cohort, cases = _cached_cam(workspace, result) if gradcam else (None, None, None)
     if maps is not None:
         panels = [panel for kind in ("right", "wrong") for panel in _cam_panels(workspace, result, maps, cohort, cases[kind], kind)]
         if panels:
@@ -332,7 +333,7 @@ def _table_two_section(ctx: _ReportContext) -> str:
 def _figures_section(ctx: _ReportContext) -> str:
     titles = {"roc": "ROC", "violin": "Predicted probability by true class", "decision_curve": "Decision curve",
               "calibration": "Calibration", "nomogram": "Nomogram of the combined model"}
-    figures = {stem: f for stem, f in run_figures(ctx.workspace, ctx.run.run_id, result=ctx.result).items() if stem != "gradcam"}
+    figures = run_figures(ctx.workspace, ctx.run.run_id, result=ctx.result, gradcam=False)
     if ctx.pseudonymise:
         figures = {stem: pseudonymised_figure(figure, ctx.names) for stem, figure in figures.items()}
     parts = [f"<h3>{titles.get(stem, stem)}</h3>{_figure(figure)}" for stem, figure in figures.items()]

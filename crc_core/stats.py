@@ -356,8 +356,11 @@ def format_p(p: float, style: str = "paper") -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _p_words(p: float) -> str:
-    """A P value inside a sentence: "p 0.043", "p < 0.001", never "p 0.000"."""
+def p_words(p: float) -> str:
+    """A P value inside a sentence or a figure: "p 0.043", "p < 0.001", never "p 0.000" or
+    "p 1.2e-05"; "p —" when it could not be computed."""
+    if p is None or p != p:
+        return "p —"
     return "p < 0.001" if p < 0.001 else f"p {p:.3f}"
 
 
@@ -367,7 +370,7 @@ def _normality_note(label: str, result: NormalityResult | None, error: str | Non
     short = "KS" if result.method.startswith("Kolmogorov") else "SW"
     if result.p_is_lower_bound:
         return f"{label}: {short} p ≥ {result.p_value:.3f}"
-    return f"{label}: {short} {_p_words(result.p_value)}"
+    return f"{label}: {short} {p_words(result.p_value)}"
 
 
 def _continuous_row(
@@ -401,7 +404,7 @@ def _continuous_row(
     normal = not failed
     levene = levene_mean(a, b)
     equal_var = levene.p_value >= options.alpha
-    notes.append(f"Levene {_p_words(levene.p_value)}")
+    notes.append(f"Levene {p_words(levene.p_value)}")
     if forced:
         wanted = FORCEABLE_TESTS.get(forced)
         test = wanted or (T_STUDENT if equal_var else T_WELCH)
@@ -415,7 +418,7 @@ def _continuous_row(
         test, verdict = T_STUDENT, "normal in both groups with equal variances"
     else:
         test = T_WELCH if options.unequal_variance == "welch" else MANN_WHITNEY
-        verdict = f"normal in both groups but unequal variances (Levene {_p_words(levene.p_value)})"
+        verdict = f"normal in both groups but unequal variances (Levene {p_words(levene.p_value)})"
     if test in (T_STUDENT, T_WELCH):
         outcome = t_test(a, b, equal_var=test == T_STUDENT)
         row.cells = [f"{_format_number(v.mean(), decimals)} ± {_format_number(v.std(ddof=1), decimals)}" for v in (a, b)]

@@ -10,6 +10,7 @@ from crc_core import figures
 from crc_core import model_evaluation as me
 from crc_core.errors import CrcInputError
 from crc_core.runs import RunRecord, RunStore
+from crc_core.stats import p_words
 
 
 def _chart(figure, key: str) -> None:
@@ -80,8 +81,8 @@ def calibration(result: me.RunEvaluation) -> None:
     stats = result.calibration[cohort]
     _chart(figures.calibration_plot(bins, smooth, rows["prob"].to_numpy(), stats, f"Calibration, {cohort} cohort"), "calibration")
     st.caption(f"Intercept and slope of the logistic recalibration on logit(p) (rms::val.prob): {stats['intercept']:.3f}, "
-               f"{stats['slope']:.3f}; Hosmer-Lemeshow χ² {stats['hl_chi2']:.2f} (df {stats['hl_df']}), p {stats['hl_p']:.3f}; "
-               f"Spiegelhalter z {stats['spiegelhalter_z']:.2f}, p {stats['spiegelhalter_p']:.3f}.")
+               f"{stats['slope']:.3f}; Hosmer-Lemeshow χ² {stats['hl_chi2']:.2f} (df {stats['hl_df']}), {p_words(stats['hl_p'])}; "
+               f"Spiegelhalter z {stats['spiegelhalter_z']:.2f}, {p_words(stats['spiegelhalter_p'])}.")
 
 
 @st.cache_data(show_spinner="Comparing…", max_entries=8)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from crc_core.report import FIGURE_HEIGHT, FIGURE_WIDTH
 from crc_core.runs import RunRecord
 from crc_core.workspace import Workspace
 from pages import _jobs
@@ -52,4 +53,5 @@ def draw(workspace: Workspace, run: RunRecord) -> None:
                          key="build_figures"):
                 _jobs.start_step(workspace, "figures", args=("--run", run.run_id, "--out", str(images), *flag))
             _offer(images, "Download the figures (zip)", "application/zip", "download_figures")
-        st.caption("Publication size: 1600 × 900 px; PNG at twice that resolution. Rendered by this machine's Chromium.")
+        st.caption(f"Publication size: {FIGURE_WIDTH} × {FIGURE_HEIGHT} px; PNG at twice that resolution. Rendered by this "
+                   "machine's Chromium.")

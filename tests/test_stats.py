@@ -438,3 +438,10 @@ def test_detect_kind_is_the_one_rule_of_crc_core_variables():
     assert stats.detect_kind(pd.Series(np.linspace(0, 1, 50))) == "continuous"
     assert stats.detect_kind(pd.Series(["a", "b"])) == "categorical"
     assert stats.detect_kind(pd.Series([1, 2, 3, 4] * 3, name="pT")) == "categorical"  # ordinal: compared as categorical
+
+
+def test_p_in_words_never_prints_zero_or_an_exponent():
+    from crc_core.stats import p_words
+
+    assert [p_words(p) for p in (0.0434, 1.2e-5, 0.0, float("nan"), 1.0)] == [
+        "p 0.043", "p < 0.001", "p < 0.001", "p —", "p 1.000"]
