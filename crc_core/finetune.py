@@ -24,6 +24,7 @@ import numpy as np
 from crc_core.devices import DevicePlan, autocast
 from crc_core.errors import CrcInputError
 from crc_core.features import model_input
+from crc_core.workspace import atomic_write_bytes
 
 #: (scope, step, epoch, name, value) rows for the run store.
 MetricsSink = Callable[[list[tuple[str, int, int, str, float]]], None]
@@ -32,6 +33,17 @@ MetricsSink = Callable[[list[tuple[str, int, int, str, float]]], None]
 class TrainingFailed(CrcInputError):
     """Training cannot go on (NaN loss, out of memory): the run is marked failed, the log kept."""
 
+
+def _save_checkpoint(state: dict, path: Path) -> None:
+    """A checkpoint written whole or not at all: a run killed mid-save keeps its previous
+    ``best.pt`` and ``last.pt``, which Grad-CAM, prediction and resume then read."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 @dataclass(frozen=True)
 class FinetuneSettings:
@@ -257,13 +269,13 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], select: tuple[np.ndarray, n
             improved = select_loss < best_loss
             if improved:
                 best_loss, best_epoch, waited = select_loss, epoch, 0
-                torch.save({"model": model.state_dict(), "epoch": epoch, "loss": select_loss, "config": config or {}}, best_path)
+                _save_checkpoint({"model": model.state_dict(), "epoch": epoch, "loss": select_loss, "config": config or {}}, best_path)
             else:
                 waited += 1
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict(), "generator": generator.get_state(), "epoch": epoch, "best_loss": best_loss, "best_epoch": best_epoch,
-                        "waited": waited, "step": step, "config": config or {}}, last_path.with_suffix(".tmp"))
-            os.replace(last_path.with_suffix(".tmp"), last_path)
+            _save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                              "scaler": scaler.state_dict(), "generator": generator.get_state(), "epoch": epoch,
+                              "best_loss": best_loss, "best_epoch": best_epoch, "waited": waited, "step": step,
+                              "config": config or {}}, last_path)
             sink([("epoch", step, epoch, name + suffix, value) for name, value in (
                 ("train_loss", train_loss), ("val_loss", select_loss), ("val_auc", select_auc), ("lr", lr),
                 ("seconds", seconds), ("images_per_s", seen * size / seconds if seconds else math.nan),
