@@ -204,7 +204,8 @@ def run_model(workspace: Workspace, run, *, reinitialised: bool = False, seed: i
             model = classifier(spec.name, weights="random")[0]
         else:
             model = classifier(spec.name, weights=checkpoints[0])[0]
-        return ExplainableModel(model.eval(), spec.cam_layer, spec.name, bool(weights.get("pretrained")), "")
+        return ExplainableModel(model.eval(), spec.cam_layer, spec.name, bool(weights.get("pretrained")),
+                                _which_of(checkpoints))
     models = sorted(folder.glob("model*.json"))
     if not models:
         raise CrcInputError(f"Run {run.run_id} has no model file in {folder}: copy it with the run, or train again.")
@@ -213,7 +214,12 @@ def run_model(workspace: Workspace, run, *, reinitialised: bool = False, seed: i
     extractor = feature_extractor(classifier(spec.name, weights=source)[0], spec.name)
     model = features_mode_model(extractor, LinearModel.load(models[0]))
     return ExplainableModel(model, f"backbone.{spec.cam_layer}", spec.name, bool(weights.get("pretrained")),
-                            "the frozen backbone feeding the logistic regression")
+                            "; ".join(filter(None, ["the frozen backbone feeding the logistic regression", _which_of(models)])))
+
+
+def _which_of(files: list[Path]) -> str:
+    """A cross-validated run keeps a model per fold; its maps are of the first, and say so."""
+    return f"the model in {files[0].name}, the first of {len(files)} (one per fold)" if len(files) > 1 else ""
 
 
 def why_not_explainable(run) -> str | None:

@@ -164,3 +164,20 @@ def test_a_combined_run_points_to_its_dl_run_instead_of_failing_in_the_worker(tm
     assert cam.layer_choices(combined) == []
     with pytest.raises(CrcInputError, match=r"combined model has no network of its own.*run 20261125-tsr-dl; choose that run"):
         cam.run_model(tmp_path, combined)
+
+
+def test_a_cross_validated_run_says_which_folds_model_its_maps_explain(tmp_path):
+    from types import SimpleNamespace
+
+    from crc_core.linear_models import LinearModel
+    from crc_core.workspace import Workspace
+
+    width = 512  # ResNet-34's pooled features
+    folder = Workspace(tmp_path).runs_dir / "kfold"
+    folder.mkdir(parents=True)
+    for fold in range(3):
+        LinearModel(mean=np.zeros(width), scale=np.ones(width), coef=np.zeros(width), intercept=0.0, c=1.0,
+                    kept=np.arange(width)).save(folder / f"model-fold{fold}.json")
+    run = SimpleNamespace(run_id="kfold", mode="features", backbone="resnet34", info={}, config={})
+    explained = cam.run_model(tmp_path, run)
+    assert "model-fold0.json, the first of 3 (one per fold)" in explained.note
