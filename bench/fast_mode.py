@@ -36,7 +36,8 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, help="a prepared workspace (default: build the sample)")
     args = parser.parse_args()
     from crc_core.runs import RunStore
-    from crc_core.training import TrainConfig, summary, train_grid
+    from crc_core.run_views import summary
+    from crc_core.training import TrainConfig, train_grid
 
     scratch = Path(tempfile.mkdtemp(prefix="fast-mode-"))
     try:
@@ -56,7 +57,7 @@ def main() -> None:
                 run = store.run(run_id)
                 result = summary(store, run_id)
                 aucs.append(f"{run.target} × {run.backbone} {result['validation']['auc']:.3f}"
-                            + ("" if run.pretrained else " (random init)"))
+                            + (" (random init)" if run.random_init else ""))
             print(f"{label}: {len(run_ids)} runs in {seconds:.1f} s; validation AUC: {'; '.join(aucs)}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

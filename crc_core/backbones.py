@@ -237,7 +237,9 @@ def imagenet_model(name: str, *, weights: str | Path | None = "imagenet", downlo
             # torchvision's weights API: downloads once into $TORCH_HOME/hub/checkpoints, checks the hash.
             state = spec.weights().get_state_dict(progress=False, check_hash=True)
             _load_into(model, {_modern_key(k): v for k, v in state.items()}, spec, Path(spec.weights().url))
-            return model, WeightsInfo(True, "download", spec.weights().url)
+            # Recorded as the file it was saved to, not its URL: a run's model is rebuilt from it.
+            saved = torch_home() / "hub" / "checkpoints" / Path(spec.weights().url).name
+            return model, WeightsInfo(True, "download", str(saved), note=f"downloaded from {spec.weights().url}")
         except (OSError, RuntimeError, ValueError) as exc:
             note += f", and the download failed ({type(exc).__name__})"
     if require_pretrained:
@@ -246,6 +248,21 @@ def imagenet_model(name: str, *, weights: str | Path | None = "imagenet", downlo
             "(see models/README.md), or allow random initialisation."
         )
     return model, WeightsInfo(False, "random", note=note)
+
+
+def check_weights_file(path: str | Path, name: str) -> None:
+    """Refuse, naming the file, a weights file that cannot be read or belongs to another
+    architecture than ``name``'s: before a run is started with it."""
+    spec = backbone(name)
+    path = Path(path)
+    state = read_state_dict(path)
+    guessed = guess_architecture(state)
+    if guessed is None:
+        raise CrcInputError(f"{path} holds no ResNet or DenseNet weights that CRC-TIME knows; choose {spec.title}'s "
+                            f"checkpoint ({spec.weights_file}).")
+    if guessed != spec.name:
+        raise CrcInputError(f"{path} holds {BACKBONES[guessed].title} weights, not {spec.title}. Choose the {spec.title} "
+                            f"checkpoint ({spec.weights_file}) or train {BACKBONES[guessed].title} instead.")
 
 
 def classifier(name: str, *, weights: str | Path | None = "imagenet", download: bool = False,

@@ -1,18 +1,23 @@
 """Grad-CAM: where in the crop a model looked, with checks that the map can be trusted.
 
-:func:`grad_cam` weights a convolutional layer's activations by the mean gradient of the chosen
+:func:`grad_cams` weights a convolutional layer's activations by the mean gradient of the chosen
 class's score (Selvaraju et al. 2017), or by Grad-CAM++'s weights (Chattopadhay et al. 2018), as
 ``pytorch_grad_cam.GradCAM`` / ``GradCAMPlusPlus`` compute them (a test holds them equal): ReLU,
-min-max scaling, then bilinear resizing to the input. The target class is always explicit.
+min-max scaling, then bilinear resizing to the input. The target class is always explicit. Maps of
+a batch come from one forward pass and one gradient back to the explained layer, never further: a
+cohort's maps cost about what the network's forward passes cost.
 
 A map is only worth showing if it depends on what the model learned and lands on the tumour:
-:func:`roi_share` measures the map's mass inside the ROI, and :func:`randomisation_check`
-(Adebayo et al. 2018) compares it with the map of the same architecture with re-initialised
-weights. Maps of a cohort are computed by ``crc-time cam`` in a worker and cached in the run folder.
+:func:`roi_share` measures the map's mass inside the ROI, and the randomisation check (Adebayo et
+al. 2018) compares each map with the map of the same network whose learned top — the logistic
+regression of a features run, the classifier of a fine-tuned one — is drawn at random, in the same
+batch; a fine-tuned network is randomised further down, block by block (the cascade). Maps of a
+cohort are computed by ``crc-time cam`` in a worker and cached in the run folder.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from dataclasses import dataclass
@@ -27,7 +32,11 @@ from crc_core.workspace import Workspace, atomic_write_bytes
 METHODS = ("gradcam", "gradcam++")
 METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}  # as figures and captions print them
 CLASS_NAMES = {0: "low", 1: "high"}
-Progress = Callable[[int, int], None]
+#: Patients per forward pass: large enough to keep the cores busy, small enough for a laptop's memory.
+CAM_BATCH = 16
+#: Patients whose maps the cascade (deeper randomisation of a fine-tuned network) compares.
+CASCADE_PATIENTS = 8
+Progress = Callable[..., None]
 
 
 def find_layer(model, layer) -> tuple[str, object]:
@@ -58,61 +67,107 @@ def _as_batch(image):
     return tensor
 
 
-def grad_cam(model, image, target_class: int = 1, layer=None, *, method: str = "gradcam") -> np.ndarray:
-    """The class-activation map of ``target_class`` for one normalised image, (H, W) in [0, 1].
-
-    ``layer``: a module of ``model`` or its dotted name (required: the run's default comes from
-    :func:`crc_core.backbones.Backbone.cam_layer`). ``method``: ``gradcam`` or ``gradcam++``.
-    """
+def _maps(activation: np.ndarray, gradient: np.ndarray, method: str, size: tuple[int, int]) -> np.ndarray:
+    """Maps (B, H, W) in [0, 1] from a layer's activations and gradients (B, C, h, w)."""
     import torch
     import torch.nn.functional as F
+
+    if method == "gradcam":
+        weights = gradient.mean(axis=(2, 3))
+    else:
+        squared, cubed = gradient ** 2, gradient ** 3
+        alpha = squared / (2 * squared + activation.sum(axis=(2, 3))[:, :, None, None] * cubed + 1e-6)
+        alpha = np.where(gradient != 0, alpha, 0)
+        weights = (np.maximum(gradient, 0) * alpha).sum(axis=(2, 3))
+    cam = np.maximum((weights[:, :, None, None] * activation).sum(axis=1), 0)
+    cam = cam - cam.min(axis=(1, 2), keepdims=True)
+    cam = cam / (1e-7 + cam.max(axis=(1, 2), keepdims=True))
+    resized = F.interpolate(torch.from_numpy(cam)[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    return np.clip(resized.numpy(), 0.0, 1.0).astype(np.float32)
+
+
+def grad_cams(model, images, target_class: int = 1, layer=None, *, method: str = "gradcam", top=None,
+              random_top=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The class-activation maps of ``target_class`` for a batch of normalised images (B, 3, H, W),
+    as (B, H, W) in [0, 1]; and, with ``top`` (the model's last layer, which gives the logits) and
+    ``random_top`` (a layer of the same shape with random weights), the maps the model would give
+    with that random top instead — from the same forward pass.
+
+    ``layer``: a module of ``model`` or its dotted name (the run's default comes from
+    :attr:`crc_core.runs.RunModel.cam_layer`). ``method``: ``gradcam`` or ``gradcam++``.
+    """
+    import torch
 
     if method not in METHODS:
         raise CrcInputError(f"The CAM method must be one of {', '.join(METHODS)}; got {method!r}.")
     if layer is None:
         raise CrcInputError("Name the layer to explain (e.g. 'layer4' for a ResNet, 'features.norm5' for a DenseNet).")
     _, module = find_layer(model, layer)
-    x = _as_batch(image)
+    x = torch.as_tensor(images, dtype=torch.float32)
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise CrcInputError(f"Grad-CAM takes normalised images (B, 3, H, W); got shape {tuple(x.shape)}.")
     model.eval()
     captured: dict[str, torch.Tensor] = {}
 
     def keep(_module, _inputs, output):
-        # As pytorch_grad_cam: the output as the forward pass left it (DenseNet's in-place ReLU
-        # after norm5 included), and its gradient from a hook on the tensor itself.
-        captured["activation"] = output.detach()
-        output.register_hook(lambda grad: captured.__setitem__("gradient", grad.detach()))
+        # As pytorch_grad_cam: the activation as the forward pass leaves it (DenseNet's in-place
+        # ReLU after norm5 included), the gradient with respect to the layer's own output. The
+        # network goes on with a copy, so the in-place ReLU changes the copy and not the output.
+        captured["output"] = output
+        captured["after"] = output.clone()
+        return captured["after"]
 
-    handle = module.register_forward_hook(keep)
+    def keep_top_input(_module, inputs):
+        captured["top_input"] = inputs[0]
+
+    handles = [module.register_forward_hook(keep)]
+    if top is not None:
+        handles.append(top.register_forward_pre_hook(keep_top_input))
     try:
         with torch.enable_grad():
-            x = x.clone().requires_grad_(True)
             output = model(x)
             if not 0 <= target_class < output.shape[1]:
                 raise CrcInputError(f"The model has {output.shape[1]} classes; class {target_class} does not exist.")
-            model.zero_grad(set_to_none=True)
-            output[0, target_class].backward()
+            activation = captured["after"].detach().float().numpy()
+            if activation.shape[2:] == (1, 1):
+                raise CrcInputError(
+                    f"The layer {layer!r} sees a 1 × 1 map at this input size ({x.shape[-2]} × {x.shape[-1]} px): there is "
+                    "nowhere to point. Use larger crops (the paper's 224 px) or an earlier layer."
+                )
+            # The scores of different images do not mix (batch norm in eval mode), so the gradient of
+            # their sum is each image's own gradient.
+            gradient = torch.autograd.grad(output[:, target_class].sum(), captured["output"],
+                                           retain_graph=random_top is not None)[0]
+            maps = _maps(activation, gradient.float().numpy(), method, tuple(x.shape[-2:]))
+            random_maps = None
+            if random_top is not None:
+                random_output = random_top(captured["top_input"])
+                random_gradient = torch.autograd.grad(random_output[:, target_class].sum(), captured["output"])[0]
+                random_maps = _maps(activation, random_gradient.float().numpy(), method, tuple(x.shape[-2:]))
     finally:
-        handle.remove()
-    activation = captured["activation"][0].float().numpy()
-    gradient = captured["gradient"][0].float().numpy()
-    if method == "gradcam":
-        weights = gradient.mean(axis=(1, 2))
-    else:
-        squared, cubed = gradient ** 2, gradient ** 3
-        alpha = squared / (2 * squared + activation.sum(axis=(1, 2))[:, None, None] * cubed + 1e-6)
-        alpha = np.where(gradient != 0, alpha, 0)
-        weights = (np.maximum(gradient, 0) * alpha).sum(axis=(1, 2))
-    if activation.shape[1:] == (1, 1):
-        raise CrcInputError(
-            f"The layer {layer!r} sees a 1 × 1 map at this input size ({x.shape[-2]} × {x.shape[-1]} px): there is nowhere to point. "
-            "Use larger crops (the paper's 224 px) or an earlier layer."
-        )
-    cam = np.maximum((weights[:, None, None] * activation).sum(axis=0), 0)
-    cam = cam - cam.min()
-    cam = cam / (1e-7 + cam.max())
-    resized = F.interpolate(torch.from_numpy(cam)[None, None].float(), size=tuple(x.shape[-2:]), mode="bilinear",
-                            align_corners=False)[0, 0].numpy()
-    return np.clip(resized, 0.0, 1.0).astype(np.float32)
+        for handle in handles:
+            handle.remove()
+    return maps, random_maps
+
+
+def grad_cam(model, image, target_class: int = 1, layer=None, *, method: str = "gradcam") -> np.ndarray:
+    """The class-activation map of ``target_class`` for one normalised image, (H, W) in [0, 1]."""
+    return grad_cams(model, _as_batch(image), target_class, layer, method=method)[0][0]
+
+
+def random_like(top, seed: int = 12345):
+    """A copy of the last layer ``top`` with its weights drawn at random, at the learned weights'
+    own size (the same Frobenius norm), so the logits keep their scale and only what was learned
+    is gone."""
+    import torch
+
+    randomised = copy.deepcopy(top)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        weight = randomised.weight
+        drawn = torch.randn(weight.shape, generator=generator, dtype=weight.dtype)
+        weight.copy_(drawn * (top.weight.norm() / drawn.norm().clamp_min(1e-12)))
+    return randomised.eval()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,6 +188,14 @@ def roi_area_share(roi: np.ndarray) -> float:
     return float(np.asarray(roi, dtype=bool).mean())
 
 
+def median(values) -> float:
+    """The median of the finite values (NaN when there are none, without a warning): a map with no
+    evidence at all has no ROI share and no rank correlation."""
+    array = np.asarray(values, dtype=float)
+    finite = array[np.isfinite(array)]
+    return float(np.median(finite)) if finite.size else float("nan")
+
+
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation of two maps' pixels (as R ``cor(method = "spearman")``)."""
     from scipy import stats
@@ -144,93 +207,18 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# A run's model, explainable
-
-
-def features_mode_model(extractor, linear):
-    """A features-mode run as one network: the frozen backbone, the standardisation, and the
-    logistic regression as its last linear layer (logits [0, z], so class 1's score is z)."""
-    import torch
-    import torch.nn as nn
-
-    class FeaturesModel(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.backbone = extractor
-            self.register_buffer("kept", torch.as_tensor(linear.kept, dtype=torch.long))
-            self.register_buffer("mean", torch.as_tensor(linear.mean, dtype=torch.float32))
-            self.register_buffer("scale", torch.as_tensor(linear.scale, dtype=torch.float32))
-            self.head = nn.Linear(len(linear.kept), 1)
-            with torch.no_grad():
-                self.head.weight.copy_(torch.as_tensor(linear.coef, dtype=torch.float32)[None])
-                self.head.bias.fill_(float(linear.intercept))
-
-        def forward(self, x):
-            z = self.head((self.backbone(x)[:, self.kept] - self.mean) / self.scale)
-            return torch.cat([torch.zeros_like(z), z], dim=1)
-
-    return FeaturesModel().eval()
-
-
-@dataclass
-class ExplainableModel:
-    model: object
-    layer: str
-    backbone: str
-    pretrained: bool
-    note: str
-
-
-def run_model(workspace: Workspace, run, *, reinitialised: bool = False, seed: int = 12345) -> ExplainableModel:
-    """The network of a finished run, with the layer its maps come from (the backbone's last
-    convolutional block). ``reinitialised``: the same architecture with fresh random weights (and
-    a features-mode run's head kept), for the randomisation check."""
-    import torch
-
-    from crc_core.backbones import backbone, classifier, feature_extractor
-    from crc_core.linear_models import LinearModel
-
-    if why_not_explainable(run):
-        raise CrcInputError(why_not_explainable(run))
-    spec = backbone(run.backbone)
-    folder = Workspace.of(workspace).runs_dir / run.run_id
-    weights = run.info.get("weights", {})
-    if run.mode == "finetune":
-        checkpoints = sorted(folder.glob("best*.pt"))
-        if not checkpoints:
-            raise CrcInputError(f"Run {run.run_id} has no checkpoint (best.pt) in {folder}: copy it with the run, or train again.")
-        if reinitialised:
-            torch.manual_seed(seed)
-            model = classifier(spec.name, weights="random")[0]
-        else:
-            model = classifier(spec.name, weights=checkpoints[0])[0]
-        return ExplainableModel(model.eval(), spec.cam_layer, spec.name, bool(weights.get("pretrained")),
-                                _which_of(checkpoints))
-    models = sorted(folder.glob("model*.json"))
-    if not models:
-        raise CrcInputError(f"Run {run.run_id} has no model file in {folder}: copy it with the run, or train again.")
-    torch.manual_seed(seed if reinitialised else int(run.config.get("seed", 0)))
-    source = "random" if reinitialised or not weights.get("pretrained") else weights.get("path") or "imagenet"
-    extractor = feature_extractor(classifier(spec.name, weights=source)[0], spec.name)
-    model = features_mode_model(extractor, LinearModel.load(models[0]))
-    return ExplainableModel(model, f"backbone.{spec.cam_layer}", spec.name, bool(weights.get("pretrained")),
-                            "; ".join(filter(None, ["the frozen backbone feeding the logistic regression", _which_of(models)])))
-
-
-def _which_of(files: list[Path]) -> str:
-    """A cross-validated run keeps a model per fold; its maps are of the first, and say so."""
-    return f"the model in {files[0].name}, the first of {len(files)} (one per fold)" if len(files) > 1 else ""
+# A run's maps
 
 
 def why_not_explainable(run) -> str | None:
     """Why a run has no network of its own to explain, or None when it has (fine-tuned and
     features runs)."""
-    if run.mode == "radiomics":
-        return "A radiomics run has no network to explain: its features are handcrafted, not learned from pixels."
+    if run.has_network:
+        return None
     if run.mode == "combined":
         return (f"A combined model has no network of its own: its DL score comes from run {run.info.get('parent_run', '?')}; "
                 "choose that run to see its maps.")
-    return None
+    return "A radiomics run has no network to explain: its features are handcrafted, not learned from pixels."
 
 
 def layer_choices(run) -> list[str]:
@@ -248,63 +236,144 @@ def layer_choices(run) -> list[str]:
     return [prefix + stage for stage in stages]
 
 
+def check_layer(run, layer: str | None) -> None:
+    """Refuse, before any map is computed, a layer that is not one the run's network offers."""
+    if not layer:
+        return
+    choices = layer_choices(run)
+    if layer not in choices:
+        raise CrcInputError(f"Run {run.run_id} cannot be explained at layer {layer!r}; choose one of {', '.join(choices)}.")
+
+
+def cascade_stages(run) -> list[tuple[str, ...]]:
+    """What the cascading randomisation of a fine-tuned network re-draws, cumulatively from the
+    top (Adebayo et al. 2018): the classifier, then the last block, then the block before."""
+    from crc_core.backbones import backbone
+
+    if run.mode != "finetune":
+        return []
+    if backbone(run.backbone).family == "densenet":
+        top, blocks = "classifier", [("features.denseblock4", "features.norm5"), ("features.transition3", "features.denseblock3")]
+    else:
+        top, blocks = "fc", [("layer4",), ("layer3",)]
+    stages, randomised = [], (top,)
+    stages.append(randomised)
+    for block in blocks:
+        randomised = randomised + block
+        stages.append(randomised)
+    return stages
+
+
+def _randomised(network, modules: tuple[str, ...], seed: int):
+    """A copy of ``network`` with ``modules`` re-initialised (their own default initialisation)."""
+    import torch
+
+    copied = copy.deepcopy(network)
+    torch.manual_seed(seed)
+    named = dict(copied.named_modules())
+    for name in modules:
+        for sub in named[name].modules():
+            if hasattr(sub, "reset_parameters"):
+                sub.reset_parameters()
+            if hasattr(sub, "reset_running_stats"):
+                sub.reset_running_stats()
+    return copied.eval()
+
+
 # ---------------------------------------------------------------------------------------------
 # A cohort's maps, cached
 
 
-def cam_cache_path(workspace: Workspace, run_id: str, cohort: str, method: str) -> Path:
-    safe = cohort.replace(":", "-")
-    return Workspace.of(workspace).runs_dir / run_id / "cam" / f"{safe}-{method.replace('+', 'p')}.npz"
-
-
 def cohort_maps(workspace: Workspace, run_id: str, cohort: str = "validation", *, method: str = "gradcam",
-                target_class: int = 1, layer: str | None = None, sanity_patients: int = 12,
+                target_class: int = 1, layer: str | None = None, batch_size: int = CAM_BATCH,
                 progress: Progress | None = None) -> Path:
     """Maps of every patient of a run's cohort (crop set of the run), their ROI shares, and the
-    randomisation check on the first ``sanity_patients``; written to the run folder. ``layer``
-    defaults to the backbone's last convolutional block."""
+    randomisation check of each (the learned top drawn at random, in the same batches); for a
+    fine-tuned run also the cascade on the first :data:`CASCADE_PATIENTS`. Each patient is
+    explained by the model that predicted it (its fold's). Written to the run folder."""
     from crc_core.features import model_input
     from crc_core.preprocess import load_crop, read_crop_set
-    from crc_core.runs import RunStore
+    from crc_core.runs import NO_FOLD, RunStore, load_run_model
 
     workspace = Workspace.of(workspace)
     store = RunStore(workspace)
     run = store.run(run_id)
+    reason = why_not_explainable(run)
+    if reason:
+        raise CrcInputError(reason)
+    check_layer(run, layer)
+    if method not in METHODS:
+        raise CrcInputError(f"The CAM method must be one of {', '.join(METHODS)}; got {method!r}.")
     predictions = store.predictions(run_id, cohort)
     if predictions.empty:
         raise CrcInputError(f"Run {run_id} has no predictions for the {cohort} cohort.")
     crops = read_crop_set(workspace.crops_dir / run.info["crop_key"])
     rows = crops.index.set_index("patient_id")
-    explainable = run_model(workspace, run)
-    randomised = run_model(workspace, run, reinitialised=True)
-    if layer:
-        find_layer(explainable.model, layer)
-        explainable.layer = randomised.layer = layer
-    ids, maps, shares, areas, sanity, missing = [], [], [], [], [], []
-    total = len(predictions)
-    for i, patient in enumerate(predictions["patient_id"]):
-        crop = load_crop(crops.folder, rows.loc[patient].to_dict()) if patient in rows.index else None
-        if crop is None:
-            missing.append(patient)
-            continue
-        x = model_input(crop.pixels[None])[0]
-        cam = grad_cam(explainable.model, x, target_class, explainable.layer, method=method)
-        ids.append(patient)
-        maps.append(cam.astype(np.float16))
-        shares.append(roi_share(cam, crop.roi))
-        areas.append(roi_area_share(crop.roi))
-        if len(sanity) < sanity_patients:
-            sanity.append(rank_correlation(cam, grad_cam(randomised.model, x, target_class, randomised.layer, method=method)))
-        if progress:
-            progress(i + 1, total)
+    fold_of = predictions.drop_duplicates("patient_id").set_index("patient_id")["fold"]
+    patients = list(fold_of.index)
+    # A patient whose crop is not in the crop set, or whose file went missing since, is named, not counted.
+    missing = [p for p in patients if p not in rows.index or not (crops.folder / str(rows.loc[p, "npz"])).is_file()]
+    if len(missing) == len(patients):
+        raise CrcInputError(f"No patient of the {cohort} cohort has a crop in {crops.folder}; run preprocessing again.")
+    total = len(patients) - len(missing)
+    if progress:
+        progress(0, total, f"Grad-CAM: loading the model of run {run_id}")
+    ids, maps, random_maps, shares, areas, notes, layer_used, cascade_input = [], [], [], [], [], [], None, None
+    first_model = None
+    for fold, group in fold_of.groupby(fold_of, sort=True):
+        model = load_run_model(workspace, run, None if fold == NO_FOLD else int(fold))
+        first_model = first_model or model
+        network = model.network
+        named = dict(network.named_modules())
+        top = named[model.top]
+        random_top = random_like(top)
+        layer_used = layer or model.cam_layer
+        if fold == NO_FOLD and model.note:
+            notes.append(model.note)
+        chosen = [p for p in group.index if p not in missing]
+        for start in range(0, len(chosen), batch_size):
+            batch = chosen[start:start + batch_size]
+            loaded = [load_crop(crops.folder, rows.loc[p].to_dict()) for p in batch]
+            kept = [(p, c) for p, c in zip(batch, loaded) if c is not None]
+            missing += [p for p, c in zip(batch, loaded) if c is None]
+            if not kept:
+                continue
+            x = model_input(np.stack([c.pixels for _, c in kept]))
+            learned, randomised = grad_cams(network, x, target_class, layer_used, method=method, top=top, random_top=random_top)
+            for (patient, crop), cam, other in zip(kept, learned, randomised):
+                ids.append(patient)
+                maps.append(cam.astype(np.float16))
+                random_maps.append(rank_correlation(cam, other))
+                shares.append(roi_share(cam, crop.roi))
+                areas.append(roi_area_share(crop.roi))
+            if cascade_input is None:
+                cascade_input = (network, x[:CASCADE_PATIENTS], learned[:CASCADE_PATIENTS])
+            if progress:
+                progress(len(ids), total, f"Grad-CAM: {len(ids)} of {total} patients")
     if not ids:
         raise CrcInputError(f"No patient of the {cohort} cohort has a crop in {crops.folder}; run preprocessing again.")
-    path = cam_cache_path(workspace, run_id, cohort, method)
+    folds_used = sorted(int(f) for f in set(fold_of) if f != NO_FOLD)
+    if folds_used:
+        notes.append(f"each patient explained by the model of the fold that predicted it ({len(folds_used)} folds)")
+    elif run.mode == "features" and not notes:
+        notes.append("the frozen backbone feeding the logistic regression")
+    cascade = []
+    if cascade_input is not None and run.mode == "finetune":
+        network, x, learned = cascade_input
+        stages = cascade_stages(run)
+        # The first stage (the classifier alone) is the check every patient already had.
+        cascade.append({"randomised": ", ".join(stages[0]), "median_rho": median(random_maps)})
+        for stage in stages[1:]:
+            randomised_maps = grad_cams(_randomised(network, stage, seed=12345), x, target_class, layer_used, method=method)[0]
+            rhos = [rank_correlation(a, b) for a, b in zip(learned, randomised_maps)]
+            cascade.append({"randomised": ", ".join(stage), "median_rho": median(rhos)})
+    path = run.folder(workspace).cam_maps(cohort, method)
+    meta = {"layer": layer_used, "method": method, "target_class": target_class, "missing": missing, "note": "; ".join(notes),
+            "randomised": "the logistic regression on the frozen features" if run.mode == "features" else f"the classifier ({first_model.top})",
+            "cascade": cascade}
     buffer = io.BytesIO()
     np.savez_compressed(buffer, patient_ids=np.asarray(ids), maps=np.stack(maps), roi_share=np.asarray(shares),
-                        roi_area=np.asarray(areas), sanity=np.asarray(sanity),
-                        meta=np.asarray(json.dumps({"layer": explainable.layer, "method": method, "target_class": target_class,
-                                                    "missing": missing, "note": explainable.note})))
+                        roi_area=np.asarray(areas), sanity=np.asarray(random_maps), meta=np.asarray(json.dumps(meta)))
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
@@ -337,6 +406,11 @@ def overlay_images(workspace: Workspace, run, maps: CohortMaps, patients: list[s
             crop = load_crop(crops.folder, rows.loc[patient].to_dict())
             images[patient] = (crop.pixels[crop.pixels.shape[0] // 2], maps.maps[maps.patient_ids.index(patient)], crop.roi)
     return images
+
+
+def cached_maps(workspace: Workspace, run, cohort: str, method: str) -> CohortMaps | None:
+    """A run's cached maps of ``cohort`` by ``method``, or None when none were computed."""
+    return read_cohort_maps(run.folder(workspace).cam_maps(cohort, method))
 
 
 def read_cohort_maps(path: Path) -> CohortMaps | None:

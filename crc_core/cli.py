@@ -19,6 +19,8 @@ from crc_core.workspace import Workspace, default_workspace_path
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 3
+#: Steps that may start in a folder that does not exist yet.
+STEPS_THAT_MAKE_A_WORKSPACE = ("sample",)
 
 Progress = Callable[[int, int], None]
 
@@ -241,23 +243,33 @@ def train_config_from_flags(args: argparse.Namespace):
     return build_config(TrainConfig, args, flags)
 
 
+def _say(line: str) -> None:
+    """A line of a long step's progress (an epoch's numbers) on the terminal, or the job's log."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def _cmd_train(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.runs import RunStore
-    from crc_core.training import summary, train_grid, train_run
+    from crc_core.run_views import COHORT_NAMES, summary
+    from crc_core.runs import OUT_OF_FOLD, RunStore
+    from crc_core.training import train_grid, train_run
 
     workspace = Workspace(args.workspace)
     job_id = args.job.name if args.job else None
+    if args.restart and not args.resume:
+        raise CrcInputError("--restart starts an interrupted run again from epoch 0: name it with --resume RUN_ID.")
     if args.resume:
-        run_ids = [train_run(workspace, None, resume=args.resume, progress=progress, job_id=job_id)]
+        run_ids = [train_run(workspace, None, resume=args.resume, restart=args.restart, progress=progress, say=_say,
+                             job_id=job_id)]
     else:
-        run_ids = train_grid(workspace, train_config_from_flags(args), progress=progress, job_id=job_id)
+        run_ids = train_grid(workspace, train_config_from_flags(args), progress=progress, say=_say, job_id=job_id)
     store = RunStore(workspace)
     lines = []
     for run_id in run_ids:
         run = store.run(run_id)
-        aucs = ", ".join(f"{cohort} AUC {v['auc']:.3f}" + (f" ± {v['sd']:.3f} ({v['n']} folds)" if v["n"] > 1 else "")
-                         for cohort, v in summary(store, run_id).items())
-        weights = "" if run.pretrained or run.mode == "radiomics" else " [random initialisation]"
+        aucs = ", ".join(f"{COHORT_NAMES.get(cohort, cohort)} AUC {v['auc']:.3f}"
+                         + (f" ± {v['sd']:.3f} ({v['n']} folds)" if v["n"] > 1 else "")
+                         for cohort, v in summary(store, run_id).items() if cohort != OUT_OF_FOLD)
+        weights = " [random initialisation]" if run.random_init else ""
         lines.append(f"{run.target} × {run.backbone} ({run.mode}): {aucs or 'no AUC'}{weights}")
     return StepOutcome(f"{len(run_ids)} run(s) done: " + "; ".join(lines), result={"run_ids": run_ids},
                        details=run_ids[-1:])
@@ -287,7 +299,7 @@ def _cmd_evaluate(args: argparse.Namespace, progress: Progress | None) -> StepOu
 
 
 def _cmd_cam(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.cam import CamConfig, cohort_maps, read_cohort_maps
+    from crc_core.cam import CamConfig, cohort_maps, median, read_cohort_maps
 
     config = build_config(CamConfig, args, {"run_id": args.run_id, "cohort": args.cohort, "method": args.method,
                                              "target_class": args.target_class, "layer": args.layer})
@@ -298,26 +310,38 @@ def _cmd_cam(args: argparse.Namespace, progress: Progress | None) -> StepOutcome
 
     return StepOutcome(
         f"{len(maps.patient_ids)} maps of the {config.cohort} cohort in {path}: median share inside the ROI "
-        f"{np.nanmedian(maps.roi_share):.2f} (the ROI covers {np.median(maps.roi_area):.2f} of the crop); rank correlation "
-        f"with re-initialised weights {np.nanmedian(maps.sanity):.2f}", result={"path": str(path)})
+        f"{median(maps.roi_share):.2f} (the ROI covers {np.median(maps.roi_area):.2f} of the crop); rank correlation "
+        f"with {maps.meta.get('randomised', 'the learned top')} drawn at random {median(maps.sanity):.2f} (near 1: the "
+        "maps do not depend on what the model learned)", result={"path": str(path)})
+
+
+def report_config_from_flags(args: argparse.Namespace):
+    from crc_core.report import ReportConfig
+
+    return build_config(ReportConfig, args, {
+        "run_id": args.run_id, "out": str(args.out) if args.out else None, "threshold_rule": args.threshold,
+        "ci_method": args.ci, "cohorts": _split_list(args.cohorts), "pseudonymise": True if args.pseudonymise else None,
+    })
 
 
 def _cmd_report(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
     from crc_core.report import write_report
 
-    path = write_report(Workspace(args.workspace), args.run_id, args.out, pseudonymise=args.pseudonymise, progress=progress)
+    config = report_config_from_flags(args)
+    path = write_report(Workspace(args.workspace), config, progress=progress)
     size = path.stat().st_size / 1e6
-    return StepOutcome(f"report of run {args.run_id} in {path} ({size:.1f} MB, opens offline)"
-                       + ("; patient IDs pseudonymised" if args.pseudonymise else ""), result={"path": str(path)})
+    return StepOutcome(f"report of run {config.run_id} in {path} ({size:.1f} MB, opens offline)"
+                       + ("; patient IDs pseudonymised" if config.pseudonymise else ""), result={"path": str(path)})
 
 
 def _cmd_figures(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
     from crc_core.report import write_figures
 
-    written = write_figures(Workspace(args.workspace), args.run_id, args.out, pseudonymise=args.pseudonymise)
-    what = f"{args.out}" if len(written) == 1 else f"{len(written)} files in {args.out}"
-    return StepOutcome(f"figures of run {args.run_id} as PNG and SVG: {what}"
-                       + ("; patient IDs pseudonymised" if args.pseudonymise else ""), result={"path": str(args.out)})
+    config = report_config_from_flags(args)
+    written = write_figures(Workspace(args.workspace), config, progress=progress)
+    what = f"{config.out}" if len(written) == 1 else f"{len(written)} files in {config.out}"
+    return StepOutcome(f"figures of run {config.run_id} as PNG and SVG: {what}"
+                       + ("; patient IDs pseudonymised" if config.pseudonymise else ""), result={"path": str(config.out)})
 
 
 def _cmd_runs(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
@@ -325,7 +349,7 @@ def _cmd_runs(args: argparse.Namespace, progress: Progress | None) -> StepOutcom
 
     table = RunStore(Workspace(args.workspace)).table()
     if table.empty:
-        return StepOutcome("no runs yet")
+        return StepOutcome(f"no runs yet in {args.workspace}")
     return StepOutcome(table.drop(columns=["message"]).to_string(index=False))
 
 
@@ -333,8 +357,8 @@ def _cmd_runs(args: argparse.Namespace, progress: Progress | None) -> StepOutcom
 # Parser
 
 
-def _print_progress(done: int, total: int) -> None:
-    print(f"  {done}/{total}", file=sys.stderr)
+def _print_progress(done: int, total: int, message: str = "") -> None:
+    print(f"  {message or f'{done}/{total}'}", file=sys.stderr)
 
 
 def _config_option(parser: argparse.ArgumentParser, what: str) -> None:
@@ -440,7 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--early-stopping", type=non_negative_int, help="patience in epochs (default 0: off)")
     train.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default auto")
     train.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="default auto (measured on CPUs)")
-    train.add_argument("--resume", metavar="RUN_ID", help="go on with an interrupted run from its last checkpoint")
+    train.add_argument("--resume", metavar="RUN_ID", help="go on with a stopped or interrupted run from its last checkpoint")
+    train.add_argument("--restart", action="store_true",
+                       help="with --resume: start the run's unfinished folds again from epoch 0 (when a checkpoint is lost)")
     _config_option(train, "training")
     train.set_defaults(run=_cmd_train)
 
@@ -469,17 +495,21 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(cam, "Grad-CAM")
     cam.set_defaults(run=_cmd_cam)
 
-    report = steps.add_parser("report", help="one self-contained HTML report of a run, for a lab meeting (opens offline)")
-    report.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID", help="the run to report")
-    report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
-    report.add_argument("--pseudonymise", action="store_true", help="replace patient IDs by Patient 001, 002, …")
-    report.set_defaults(run=_cmd_report)
-
-    figures = steps.add_parser("figures", help="every figure of a run as PNG and SVG at publication size (a folder or .zip)")
-    figures.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID", help="the run whose figures to export")
-    figures.add_argument("--out", type=Path, required=True, help="a folder, or a file ending in .zip")
-    figures.add_argument("--pseudonymise", action="store_true", help="replace patient IDs by Patient 001, 002, …")
-    figures.set_defaults(run=_cmd_figures)
+    for name, text, out_help in (
+        ("report", "one self-contained HTML report of a run, for a lab meeting (opens offline)", "the HTML file to write"),
+        ("figures", "every figure of a run as PNG and SVG at publication size (a folder or .zip)",
+         "a folder, or a file ending in .zip"),
+    ):
+        export = steps.add_parser(name, help=text)
+        export.add_argument("--run", dest="run_id", metavar="RUN_ID", help="the run")
+        export.add_argument("--out", type=Path, help=out_help)
+        export.add_argument("--threshold", choices=("training", "per_cohort"),
+                            help="Youden on training applied to all (default), or each cohort's own (the paper's table)")
+        export.add_argument("--ci", choices=("delong", "bootstrap"), help="AUC CI (default DeLong)")
+        export.add_argument("--cohorts", help="the cohorts to show, separated by commas (default: every one)")
+        export.add_argument("--pseudonymise", action="store_true", help="replace patient IDs by pseudonyms (Patient 017, …)")
+        _config_option(export, f"{name}")
+        export.set_defaults(run=_cmd_report if name == "report" else _cmd_figures)
 
     runs = steps.add_parser("runs", help="list the workspace's training runs")
     runs.set_defaults(run=_cmd_runs)
@@ -492,6 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.step not in STEPS_THAT_MAKE_A_WORKSPACE and not Path(args.workspace).is_dir():
+        print(f"crc-time: error: the workspace folder {args.workspace} does not exist; name an existing one with --workspace, "
+              f"or build the sample there with `crc-time --workspace {args.workspace} sample`.", file=sys.stderr)
+        return EXIT_BAD_INPUT
     reporter = None
     progress: Progress | None = _print_progress if args.verbose else None
     if args.job:

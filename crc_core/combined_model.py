@@ -4,9 +4,19 @@ label on the deep-learning score and chosen clinical variables, fitted on the tr
 The DL score enters as the logit of the run's predicted probability, standardised on the training
 cohort, so its odds ratio is per standard deviation. Per unit of log-odds would be meaningless for a
 strongly regularised model whose scores span a few hundredths (an odds ratio of 1e42). The mean and
-SD are kept with the run, and the nomogram reads the DL score as the DL model's probability. Categorical variables enter as indicators against their first level. Odds ratios with
-95% Wald CIs and p values are statsmodels' ``Logit`` (as R ``glm(family = binomial)`` with
-``exp(confint.default())``). The fitted model's predictions are stored as a run of their own
+SD are kept with the run, and the nomogram reads the DL score as the DL model's probability.
+
+A training patient's DL score must come from a model that did not see that patient: the score of
+a model fitted on the patient itself is optimistic (an odds ratio per SD of 17.7 on training
+against 7.1 on validation in the sample), and the clinical odds ratios adjusted for it are biased.
+A features or radiomics run keeps the out-of-fold scores of its inner cross-validation for this;
+a fine-tuned run has none (that would take k more fine-tunes), so its training scores are the
+network's own, and the model says so in its notes.
+
+Categorical variables enter as indicators against a reference level: the largest in the training
+cohort unless the user picks one; a small reference level is warned about, since every odds ratio
+of the variable is relative to it. Odds ratios with 95% Wald CIs and p values are statsmodels'
+``Logit`` (as R ``glm(family = binomial)`` with ``exp(confint.default())``). The fitted model's predictions are stored as a run of their own
 (mode ``combined``), so the Evaluate room shows its ROC, decision and calibration curves beside the
 DL model's and compares the two with DeLong's test.
 """
@@ -23,21 +33,28 @@ import pandas as pd
 from crc_core import evaluation as ev
 from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
-from crc_core.runs import RunStore
+from crc_core.runs import OUT_OF_FOLD, RunStore
 from crc_core.workspace import Workspace
 
 DL_SCORE = "DL score (per SD)"
+#: A reference level with fewer training patients than this gives unstable odds ratios: warned about.
+SMALL_REFERENCE = 10
 
 
 @dataclass(frozen=True)
 class CombinedConfig(JsonConfig):
+    """A combined model: the DL run, the clinical variables, and for a categorical variable the
+    level its odds ratios are relative to (default: its largest level in the training cohort)."""
+
     run_id: str = ""
     variables: tuple[str, ...] = ()
+    reference_levels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.run_id:
             raise CrcInputError("Name the DL run whose score the combined model uses.")
         object.__setattr__(self, "variables", tuple(dict.fromkeys(self.variables)))
+        object.__setattr__(self, "reference_levels", {str(k): str(v) for k, v in dict(self.reference_levels or {}).items()})
 
 
 @dataclass
@@ -50,9 +67,39 @@ class CombinedResult:
     dl_scaling: tuple[float, float] = (0.0, 1.0)  # training mean and SD of the DL score's logit
 
 
-def _design(cohort: pd.DataFrame, variables: tuple[str, ...], training: pd.Series) -> tuple[pd.DataFrame, list[str]]:
+def reference_level(values: pd.Series, chosen: str | None = None) -> str:
+    """The level a categorical variable's odds ratios are relative to: ``chosen`` when it is one of
+    the levels, else the largest (ties: the first in sorted order)."""
+    counts = values.dropna().astype(str).value_counts()
+    if chosen is not None and str(chosen) in counts.index:
+        return str(chosen)
+    largest = counts[counts == counts.max()].index
+    return sorted(largest)[0]
+
+
+def reference_choices(workspace: Workspace, variables: tuple[str, ...]) -> dict[str, list[tuple[str, int]]]:
+    """For each categorical variable of ``variables``: its levels in the training cohort with their
+    patient counts, largest first (the default reference first)."""
+    from crc_core.cohort import load_workspace_cohort
     from crc_core.variables import CONTINUOUS, detect_variable_type
 
+    cohort = load_workspace_cohort(workspace)
+    training = cohort[cohort["split"].astype(str).str.lower() == "train"] if "split" in cohort.columns else cohort
+    out = {}
+    for name in variables:
+        if name in cohort.columns and detect_variable_type(cohort[name], name) != CONTINUOUS:
+            counts = training[name].dropna().astype(str).value_counts()
+            default = reference_level(training[name])
+            levels = [default] + [level for level in counts.index if level != default]
+            out[name] = [(level, int(counts[level])) for level in levels]
+    return out
+
+
+def _design(cohort: pd.DataFrame, variables: tuple[str, ...], training: pd.Series,
+            references: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    from crc_core.variables import CONTINUOUS, detect_variable_type
+
+    references = references or {}
     notes: list[str] = []
     columns = {DL_SCORE: cohort[DL_SCORE]}
     for name in variables:
@@ -68,10 +115,15 @@ def _design(cohort: pd.DataFrame, variables: tuple[str, ...], training: pd.Serie
         if detect_variable_type(values, name) == CONTINUOUS:
             columns[name] = pd.to_numeric(values, errors="coerce")
         else:
-            levels = sorted(known.astype(str).unique())
-            for level in levels[1:]:  # indicators against the first level
-                columns[f"{name} = {level}"] = (values.astype(str) == level).astype(float).where(values.notna())
-            notes.append(f"{name}: reference level {levels[0]!r}.")
+            reference = reference_level(known, references.get(name))
+            size = int((known.astype(str) == reference).sum())
+            for level in sorted(known.astype(str).unique()):
+                if level != reference:  # indicators against the reference level
+                    columns[f"{name} = {level}"] = (values.astype(str) == level).astype(float).where(values.notna())
+            notes.append(f"{name}: odds ratios relative to {name} = {reference} ({size} training patients).")
+            if size < SMALL_REFERENCE:
+                notes.append(f"Warning: the reference level {name} = {reference} holds only {size} training patients, so every "
+                             f"{name} odds ratio is relative to those {size} and unstable (wide CIs). Choose a larger reference level.")
     return pd.DataFrame(columns), notes
 
 
@@ -85,12 +137,35 @@ def _separating_term(design: pd.DataFrame, y: pd.Series) -> str | None:
     return None
 
 
+def logistic_fit(design: pd.DataFrame, y: pd.Series, *, separating: str | None = None):
+    """A logistic regression with an intercept by maximum likelihood, as R ``glm(y ~ ., family =
+    binomial)``: the statsmodels fit, and its odds ratios with Wald 95% CIs (R's
+    ``exp(confint.default(fit))``, not the profile-likelihood ``confint``) and Wald p values
+    (``term``, ``odds_ratio``, ``low``, ``high``, ``p``; the intercept left out). Perfect
+    separation is refused, naming ``separating`` where known."""
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import PerfectSeparationError, PerfectSeparationWarning
+
+    x = sm.add_constant(design, has_constant="add")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerfectSeparationWarning)
+        try:
+            fit = sm.Logit(y, x).fit(disp=0, maxiter=200)
+        except (PerfectSeparationError, PerfectSeparationWarning, np.linalg.LinAlgError) as exc:
+            term = separating or "the combination of the chosen variables"
+            raise CrcInputError(f"The model cannot be fitted: {term} separates high from low perfectly in the training "
+                                f"cohort ({type(exc).__name__}). Leave a variable out.") from exc
+    ci = np.exp(fit.conf_int())
+    odds = pd.DataFrame({"term": fit.params.index, "odds_ratio": np.exp(fit.params.to_numpy()),
+                         "low": ci[0].to_numpy(), "high": ci[1].to_numpy(), "p": fit.pvalues.to_numpy()})
+    return fit, odds[odds["term"] != "const"].reset_index(drop=True)
+
+
 def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult:
     """Fit the combined model on the DL run's training patients and store its predictions for
     every cohort as a run of mode ``combined``. Refuses, naming the variable: a constant or
     all-missing one, and perfect separation."""
     import statsmodels.api as sm
-    from statsmodels.tools.sm_exceptions import PerfectSeparationError, PerfectSeparationWarning
 
     from crc_core.cohort import load_workspace_cohort
 
@@ -103,7 +178,24 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
     if "train" not in set(predictions["cohort"]):
         raise CrcInputError(f"Run {config.run_id} has no training-cohort predictions (a cross-validated run?): the combined "
                             "model is fitted on the training cohort of a run trained on the saved split.")
-    held_out = predictions[predictions["fold"] == -1]
+    predictions = predictions[predictions["fold"] == -1]
+    source_notes = []
+    if run.mode == "finetune":
+        source_notes.append("The DL score of a training patient is the fine-tuned network's own score for that patient "
+                            "(no network was trained without it), so the DL odds ratio on training is optimistic and the "
+                            "clinical odds ratios are adjusted for an over-confident score; validation numbers are unaffected.")
+    else:
+        cross_fitted = predictions[predictions["cohort"] == OUT_OF_FOLD]
+        if cross_fitted.empty:
+            raise CrcInputError(f"Run {config.run_id} keeps no out-of-fold scores of its training patients (it was trained "
+                                "before they were kept): train it again to fit a combined model on scores that never saw "
+                                "the patient.")
+        # A training patient's DL score: the inner cross-validation's model that did not see it.
+        predictions = pd.concat([predictions[~predictions["cohort"].isin(["train", OUT_OF_FOLD])],
+                                 cross_fitted.assign(cohort="train")])
+        source_notes.append("The DL score of a training patient is its out-of-fold score from the run's inner "
+                            "cross-validation (a model that never saw that patient).")
+    held_out = predictions
     cohort = load_workspace_cohort(workspace).set_index("patient_id")
     table = held_out.merge(cohort.drop(columns=[c for c in ("cohort", "fold", "prob", "y_true") if c in cohort.columns]),
                            left_on="patient_id", right_index=True, how="left", suffixes=("", "_clinical"))
@@ -116,28 +208,18 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
         raise CrcInputError(f"Run {config.run_id} gives every training patient the same score: it cannot enter the "
                             "combined model.")
     table[DL_SCORE] = (logit - scaling[0]) / scaling[1]
-    design, notes = _design(table, config.variables, training)
+    design, notes = _design(table, config.variables, training, config.reference_levels)
+    notes = source_notes + notes
     train_rows = training & design.notna().all(axis=1) & table["y_true"].notna()
     dropped = int(training.sum() - train_rows.sum())
     if dropped:
         notes.append(f"{dropped} training patient(s) with a missing value were left out of the fit.")
-    x, y = sm.add_constant(design[train_rows], has_constant="add"), table.loc[train_rows, "y_true"].astype(int)
+    y = table.loc[train_rows, "y_true"].astype(int)
     separating = _separating_term(design[train_rows], y)
     if separating is not None and separating != DL_SCORE:
         raise CrcInputError(f"{separating!r} separates high from low perfectly in the training cohort: its odds ratio is "
                             "infinite. Leave it out or merge its levels.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", PerfectSeparationWarning)
-        try:
-            fit = sm.Logit(y, x).fit(disp=0, maxiter=200)
-        except (PerfectSeparationError, PerfectSeparationWarning, np.linalg.LinAlgError) as exc:
-            term = separating or "the combination of the chosen variables"
-            raise CrcInputError(f"The model cannot be fitted: {term} separates high from low perfectly in the training "
-                                f"cohort ({type(exc).__name__}). Leave a variable out.") from exc
-    ci = np.exp(fit.conf_int())
-    odds = pd.DataFrame({"term": fit.params.index, "odds_ratio": np.exp(fit.params.to_numpy()),
-                         "low": ci[0].to_numpy(), "high": ci[1].to_numpy(), "p": fit.pvalues.to_numpy()})
-    odds = odds[odds["term"] != "const"].reset_index(drop=True)
+    fit, odds = logistic_fit(design[train_rows], y, separating=separating)
     ranges = {term: (float(design.loc[train_rows, term].min()), float(design.loc[train_rows, term].max())) for term in design}
     # The odds ratios and the training ranges are kept with the run, so its table and nomogram can be
     # shown (and reported) again without refitting.
@@ -151,10 +233,6 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
     probability = fit.predict(sm.add_constant(design[complete], has_constant="add"))
     for name, rows in table[complete].assign(combined=probability).groupby("cohort", sort=False):
         store.set_predictions(combined_id, name, rows[["patient_id", "y_true"]].assign(prob=rows["combined"].to_numpy()))
-        if rows["y_true"].nunique() == 2:  # the same per-cohort AUC a trained run logs, for the runs tables
-            from sklearn.metrics import roc_auc_score
-
-            store.add_metrics(combined_id, [("fold", -1, 0, f"auc:{name}", float(roc_auc_score(rows["y_true"], rows["combined"])))])
     for name, rows in table[~complete].groupby("cohort"):
         notes.append(f"{len(rows)} patient(s) of the {name} cohort have a missing value and get no combined prediction.")
     store.finish(combined_id, "done", " ".join(notes))

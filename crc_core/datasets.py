@@ -160,9 +160,11 @@ def labelled_crops(
     return data
 
 
-def check_classes(data: LabelledCrops, mask: np.ndarray, where: str) -> None:
-    """Refuse one class only; warn under :data:`FEW_PER_CLASS` patients in a class."""
-    counts = data.counts(mask)
+def check_classes(data: LabelledCrops, mask: np.ndarray, where: str, *, y: np.ndarray | None = None) -> None:
+    """Refuse one class only; warn under :data:`FEW_PER_CLASS` patients in a class. ``y``: labels
+    other than the saved ones (a partition's own)."""
+    labels = (data.y if y is None else np.asarray(y))[mask]
+    counts = {0: int((labels == 0).sum()), 1: int((labels == 1).sum())}
     column, meaning = TARGETS[data.target]
     if min(counts.values()) == 0:
         raise CrcInputError(

@@ -66,15 +66,18 @@ def weights_tag(info: WeightsInfo, seed: int) -> str:
 def cached_deep_features(
     workspace: Workspace, backbone_name: str, crop_key: str, patient_ids: Sequence[str], images: Callable[[], np.ndarray],
     plan: DevicePlan, *, weights: str = "imagenet", download: bool = False, require_pretrained: bool = False,
-    seed: int = 0, progress: Progress | None = None,
+    seed: int = 0, progress: Progress | None = None, on_weights: Callable[[WeightsInfo], None] | None = None,
 ) -> tuple[np.ndarray, WeightsInfo, bool]:
     """Features of ``patient_ids`` (rows in that order), the weights they came from, and whether
-    they were served from the cache. ``images()`` is called only on a cache miss."""
+    they were served from the cache. ``images()`` is called only on a cache miss; ``on_weights``
+    hears where the weights came from before any feature is computed."""
     import torch
 
     spec = backbone(backbone_name)
     torch.manual_seed(seed)  # random initialisation is part of the cache key through the seed
     model, info = classifier(spec.name, weights=weights, download=download, require_pretrained=require_pretrained)
+    if on_weights:
+        on_weights(info)
     tag = weights_tag(info, seed)
     path = Workspace.of(workspace).features_dir / f"{spec.name}-{tag}-{crop_key}.npz"
     if path.exists():

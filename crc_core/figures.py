@@ -149,22 +149,53 @@ def bland_altman(first: pd.Series, second: pd.Series, labels: pd.Series | None =
 # Training
 
 
+#: With more folds than this a training curve shows their mean and range, not a line each.
+FOLD_LINES = 5
+
+
+def _fold_label(fold: int) -> str:
+    return "no fold" if fold < 0 else f"fold {fold + 1}"
+
+
 def training_curves(metrics: pd.DataFrame, title: str) -> go.Figure:
-    """One run's loss per step and per epoch (training and selection cohort) and its selection AUC."""
+    """One run's training: loss per epoch on the training and selection patients, and the
+    selection AUC, against the epoch. A holdout run also shows its loss per batch; a run of a few
+    folds draws one line per fold, a run of many (repeated splits) their mean with the range as a
+    band. Folds never join into one line."""
     figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Selection-cohort AUC"), horizontal_spacing=0.12)
-    steps = metrics[(metrics["scope"] == "step") & metrics["name"].str.startswith("train_loss")]
     epochs = metrics[metrics["scope"] == "epoch"]
-    figure.add_scatter(x=steps["step"], y=steps["value"], mode="lines", name="training loss per step",
-                       line={"color": "#BBBBBB", "width": 1}, row=1, col=1)
-    for name, colour, label in (("train_loss", SPLIT_COLOURS["train"], "training loss per epoch"),
-                                ("val_loss", SPLIT_COLOURS["validation"], "selection loss per epoch")):
-        rows = epochs[epochs["name"].str.startswith(name)]
-        figure.add_scatter(x=rows["step"], y=rows["value"], mode="lines+markers", name=label, line={"color": colour},
-                           row=1, col=1)
-    auc = epochs[epochs["name"].str.startswith("val_auc")]
-    figure.add_scatter(x=auc["step"], y=auc["value"], mode="lines+markers", name="selection AUC",
-                       line={"color": SPLIT_COLOURS["validation"]}, showlegend=False, row=1, col=2)
-    figure.update_xaxes(title="Iteration (batches)")
+    folds = sorted(int(f) for f in epochs["fold"].unique()) if "fold" in epochs else [-1]
+    single = len(folds) <= 1
+    if single:
+        steps = metrics[(metrics["scope"] == "step") & (metrics["name"] == "train_loss")].sort_values(["epoch", "step"])
+        if len(steps):
+            position = steps.groupby("epoch").cumcount() + 1
+            per_epoch = steps.groupby("epoch")["step"].transform("size")
+            figure.add_scatter(x=steps["epoch"] + position / per_epoch, y=steps["value"], mode="lines",
+                               name="training loss per batch", line={"color": "#BBBBBB", "width": 1}, row=1, col=1)
+    series = (("train_loss", SPLIT_COLOURS["train"], "training loss", 1), ("val_loss", SPLIT_COLOURS["validation"],
+              "selection loss", 1), ("val_auc", SPLIT_COLOURS["validation"], "selection AUC", 2))
+    for name, colour, label, col in series:
+        rows = epochs[epochs["name"] == name]
+        if rows.empty:
+            continue
+        if len(folds) > FOLD_LINES:
+            wide = rows.pivot_table(index="epoch", columns="fold", values="value")
+            x = wide.index.to_numpy() + 1
+            figure.add_scatter(x=np.r_[x, x[::-1]], y=np.r_[wide.max(axis=1), wide.min(axis=1)[::-1]], fill="toself",
+                               fillcolor=colour, opacity=0.2, line={"width": 0}, hoverinfo="skip", showlegend=False,
+                               row=1, col=col)
+            figure.add_scatter(x=x, y=wide.mean(axis=1), mode="lines", name=f"{label}, mean of {len(folds)} (band: range)",
+                               line={"color": colour}, row=1, col=col, showlegend=col == 1)
+            continue
+        for i, (fold, part) in enumerate(rows.groupby("fold", sort=True)):
+            dash = ("solid", "dash", "dot", "dashdot", "longdash")[i % 5]
+            suffix = "" if single else f", {_fold_label(int(fold))}"
+            figure.add_scatter(x=part["epoch"] + 1, y=part["value"], mode="lines+markers", name=label + suffix,
+                               line={"color": colour, "dash": dash}, marker={"size": 5}, row=1, col=col,
+                               showlegend=col == 1 or not single)
+    figure.add_hline(y=0.5, line_dash="dot", line_color="#999999", row=1, col=2)
+    figure.update_xaxes(title="Epoch")
     figure.update_yaxes(title="Cross-entropy loss", row=1, col=1)
     figure.update_yaxes(title="AUC", range=[0, 1.02], row=1, col=2)
     return styled(figure, title)
@@ -173,15 +204,18 @@ def training_curves(metrics: pd.DataFrame, title: str) -> go.Figure:
 def normalised_losses(curves: dict[str, pd.DataFrame]) -> go.Figure:
     """Training loss per iteration of several runs on one chart, each curve shifted and stretched
     to run from 1 to 0 — as the paper's Figure 4 ("we have applied translation and stretching to
-    different curves"), so runs of different loss scales compare by shape."""
+    different curves"), so runs of different loss scales compare by shape. A run of several folds
+    is drawn as the mean of its folds at each iteration."""
     figure = go.Figure()
     for label, rows in curves.items():
-        values = rows["value"].to_numpy(dtype=float)
+        mean = rows.groupby("step")["value"].mean()
+        values = mean.to_numpy(dtype=float)
         if len(values) == 0:
             continue
         low, high = np.nanmin(values), np.nanmax(values)
         scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-        figure.add_scatter(x=rows["step"], y=scaled, mode="lines", name=label)
+        folds = rows["fold"].nunique() if "fold" in rows else 1
+        figure.add_scatter(x=mean.index, y=scaled, mode="lines", name=label + (f" (mean of {folds} folds)" if folds > 1 else ""))
     figure.update_xaxes(title="Iteration (batches)")
     figure.update_yaxes(title="Training loss, rescaled (1 = highest, 0 = lowest)", range=[-0.02, 1.02])
     return styled(figure, "Loss curves, normalised as the paper's Figure 4")
@@ -218,12 +252,13 @@ def penalty_curves(curves: dict[str, pd.DataFrame], c_grid: np.ndarray) -> go.Fi
 # Evaluation
 
 
-COHORT_COLOURS = {"train": SPLIT_COLOURS["train"], "validation": SPLIT_COLOURS["validation"], "cv": "#CC79A7"}
+COHORT_COLOURS = {"train": SPLIT_COLOURS["train"], "training": SPLIT_COLOURS["train"], "validation": SPLIT_COLOURS["validation"],
+                  "cv": "#CC79A7", "cross-validation": "#CC79A7"}
 EXTRA_COLOURS = ("#009E73", "#D55E00", "#56B4E9", "#F0E442", "#000000")
 
 
 def _colour(name: str, i: int) -> str:
-    return COHORT_COLOURS.get(name, EXTRA_COLOURS[i % len(EXTRA_COLOURS)])
+    return COHORT_COLOURS.get(name.rstrip(":"), EXTRA_COLOURS[i % len(EXTRA_COLOURS)])
 
 
 def roc_curves(curves: list[tuple[str, pd.DataFrame, tuple[float, float, float]]], title: str) -> go.Figure:
@@ -322,27 +357,41 @@ def _cam_traces(grey: np.ndarray, cam: np.ndarray, roi: np.ndarray, show_scale: 
     from crc_core.imaging import outline
 
     edge = np.argwhere(outline(roi))
+    # The crop as 8-bit grey and the map as float32: a report of six panels stays a few MB.
     return [
-        go.Heatmap(z=grey[::-1], colorscale="gray", showscale=False, hoverinfo="skip"),
-        go.Heatmap(z=cam[::-1], colorscale="Turbo", zmin=0, zmax=1, opacity=0.45, showscale=show_scale,
-                   colorbar={"title": "Grad-CAM", "len": 0.8}, hovertemplate="Grad-CAM %{z:.2f}<extra></extra>"),
+        go.Heatmap(z=(np.clip(grey, 0, 1) * 255).astype(np.uint8)[::-1], colorscale="gray", zmin=0, zmax=255, showscale=False,
+                   hoverinfo="skip"),
+        go.Heatmap(z=np.asarray(cam, dtype=np.float32)[::-1], colorscale="Turbo", zmin=0, zmax=1, opacity=0.45,
+                   showscale=show_scale, colorbar={"title": {"text": "Grad-CAM", "side": "right"}, "len": 0.8, "x": 1.02},
+                   hovertemplate="Grad-CAM %{z:.2f}<extra></extra>"),
         go.Scatter(x=edge[:, 1], y=grey.shape[0] - 1 - edge[:, 0], mode="markers", marker={"size": 2, "color": "white"},
                    name="ROI outline", hoverinfo="skip", showlegend=False),
     ]
 
 
+#: Panels per row of a Grad-CAM figure: six panels (Figure 5's) make two rows of three on a slide.
+CAM_COLUMNS = 3
+
+
 def cam_overlays(panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], title: str) -> go.Figure:
-    """Grad-CAM maps over the CT crops with the ROI outlined in white, side by side (the paper's
-    Figure 5: the same patient across backbones, or several patients of one model). Each panel:
-    (caption, grey crop in [0, 1], map in [0, 1], ROI mask)."""
-    figure = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.02)
-    for col, (_, grey, cam, roi) in enumerate(panels, start=1):
-        for trace in _cam_traces(grey, cam, roi, show_scale=col == len(panels)):
-            figure.add_trace(trace, row=1, col=col)
-        figure.update_xaxes(visible=False, row=1, col=col, constrain="domain")
-        figure.update_yaxes(visible=False, row=1, col=col, scaleanchor=f"x{col if col > 1 else ''}", scaleratio=1)
-    figure = styled(figure, title, height=max(360, min(520, 1400 // max(len(panels), 1))))
-    figure.update_annotations(font_size=14)
+    """Grad-CAM maps over the CT crops with the ROI outlined in white, on a grid of equal square
+    panels (the paper's Figure 5: the same patient across backbones, or several patients of one
+    model), one colour bar (Turbo, 0-1) for all. Each panel: (caption, grey crop in [0, 1], map in
+    [0, 1], ROI mask); a caption may break its line with ``<br>``."""
+    columns = min(CAM_COLUMNS, max(len(panels), 1))
+    rows = -(-len(panels) // columns)
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.04,
+                           vertical_spacing=0.16 / rows if rows > 1 else 0.0)
+    for i, (_, grey, cam, roi) in enumerate(panels):
+        row, col = divmod(i, columns)
+        for trace in _cam_traces(grey, cam, roi, show_scale=i == 0):
+            figure.add_trace(trace, row=row + 1, col=col + 1)
+        axis = "" if i == 0 else str(i + 1)
+        figure.update_xaxes(visible=False, row=row + 1, col=col + 1, constrain="domain")
+        figure.update_yaxes(visible=False, row=row + 1, col=col + 1, scaleanchor=f"x{axis}", scaleratio=1, constrain="domain")
+    figure = styled(figure, title, height=140 + 340 * rows)
+    figure.update_layout(margin={"l": 20, "r": 90, "t": 110, "b": 20})
+    figure.update_annotations(font_size=13)
     return figure
 
 

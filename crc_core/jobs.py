@@ -9,7 +9,9 @@ PID) and honours a Stop (a ``stop`` file). There is one running job per step and
 
 A job is alive while its heartbeat is fresh; on this host a dead PID ends it at once. PIDs are
 reused over hours and a run copied from a GPU server has no local PID at all, so the PID alone
-never keeps a job "running".
+never keeps a job "running". Training runs (:mod:`crc_core.runs`) live by the same rule and the
+same words: :func:`why_dead` decides for both, and one :class:`Heartbeat` thread per process beats
+for the job and for the run it trains.
 """
 
 from __future__ import annotations
@@ -25,13 +27,18 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 from crc_core.errors import CrcInputError
 from crc_core.workspace import Workspace, atomic_write_text
 
-STATES = ("running", "done", "failed", "stopped", "interrupted", "damaged")
-FINISHED = ("done", "failed", "stopped", "interrupted", "damaged")
+#: The one vocabulary of jobs and runs. ``interrupted`` is never written: it is what a ``running``
+#: worker without a heartbeat reads as. ``damaged`` is a job whose status file cannot be read.
+RUNNING = "running"
+ENDED = ("done", "failed", "stopped", "interrupted")
+STATES = (RUNNING, *ENDED, "damaged")
+FINISHED = (*ENDED, "damaged")
 HEARTBEAT_S = 5.0
 #: A running job whose heartbeat is older than this reads as interrupted.
 STALE_AFTER_S = 30.0
@@ -66,6 +73,55 @@ class JobStatus:
         started = time.strftime("%H:%M:%S", time.localtime(self.started_at)) if self.started_at else "?"
         progress = f"{self.done}/{self.total}, " if self.total else ""
         return f"{self.step} job {self.job_id} ({progress}started {started} on {self.host or 'an unknown host'})"
+
+
+class Heartbeat:
+    """The one heartbeat thread of a process: every :data:`HEARTBEAT_S` seconds it calls each beat
+    registered (a job's status file, a training run's row), so a worker that trains beats once for
+    both, and a long computation that reports no progress still shows it is alive."""
+
+    def __init__(self, every_s: float = HEARTBEAT_S):
+        self.every_s = every_s
+        self._beats: dict[int, Callable[[], None]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._next = 0
+
+    def add(self, beat: Callable[[], None]) -> int:
+        with self._lock:
+            self._next += 1
+            self._beats[self._next] = beat
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+                self._thread.start()
+            return self._next
+
+    def remove(self, token: int) -> None:
+        with self._lock:
+            self._beats.pop(token, None)
+
+    @contextmanager
+    def beating(self, beat: Callable[[], None]) -> Iterator[None]:
+        token = self.add(beat)
+        try:
+            yield
+        finally:
+            self.remove(token)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.every_s)
+            with self._lock:
+                beats = list(self._beats.values())
+            for beat in beats:
+                try:
+                    beat()
+                except Exception:  # a missed beat is a late one; the next may succeed
+                    continue
+
+
+#: This process's heartbeat.
+HEARTBEAT = Heartbeat()
 
 
 class JobStopped(Exception):
@@ -278,10 +334,8 @@ class JobReporter:
         )
         self._lock = threading.Lock()
         self._stop_seen = threading.Event()
-        self._finished = threading.Event()
         self._write()
-        self._beat = threading.Thread(target=self._heartbeat, name="job-heartbeat", daemon=True)
-        self._beat.start()
+        self._beat = HEARTBEAT.add(self._heartbeat)
 
     def _write(self) -> None:
         with self._lock:
@@ -289,12 +343,11 @@ class JobReporter:
             _write(self.folder, self.status)
 
     def _heartbeat(self) -> None:
-        while not self._finished.wait(HEARTBEAT_S):
-            self._write()
-            if self.stop_requested() and not self._stop_seen.is_set():
-                self._stop_seen.set()
-                # The main thread may be deep in one long computation: interrupt it there.
-                os.kill(os.getpid(), signal.SIGINT)
+        self._write()
+        if self.stop_requested() and not self._stop_seen.is_set():
+            self._stop_seen.set()
+            # The main thread may be deep in one long computation: interrupt it there.
+            os.kill(os.getpid(), signal.SIGINT)
 
     def stop_requested(self) -> bool:
         return (self.folder / STOP_FILE).exists()
@@ -308,7 +361,7 @@ class JobReporter:
         self._write()
 
     def finish(self, state: str, message: str, result: dict[str, Any] | None = None) -> None:
-        self._finished.set()
+        HEARTBEAT.remove(self._beat)
         with self._lock:
             self.status = replace(self.status, state=state, message=message, finished_at=time.time(),
                                   result=dict(result or {}))

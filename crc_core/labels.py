@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
@@ -487,6 +487,23 @@ def label_workspace(workspace: Workspace, config: LabelConfig | None = None) -> 
     result = build_labels(read.table, split, config, row_numbers=read.row_numbers)
     save_labels(workspace, result, config)
     return result
+
+
+def labels_for_training_part(workspace: Workspace, train_ids: Sequence[str]) -> LabelResult | None:
+    """The workspace's labels rebuilt by its saved rules with every data-driven cut-off (the IS
+    marker medians) learned from ``train_ids`` alone: a cross-validation fold or a repeated split
+    then never lets its held-out patients shape their own labels. None where the rules learn
+    nothing from data (given cut-offs, an ``is_score`` column), so the saved labels hold."""
+    workspace = Workspace.of(workspace)
+    config = read_label_config(workspace) or LabelConfig()
+    if config.is_cutoff_source != "train_median":
+        return None
+    read = read_table(workspace.pathology_csv)
+    chosen = set(map(str, train_ids))
+    ids = [str(p) for p in read.table[PATIENT_ID]]
+    split = pd.DataFrame({PATIENT_ID: ids, "split": ["train" if p in chosen else "held out" for p in ids]})
+    part_config = replace(config, train_split="train", split_column="split")
+    return build_labels(read.table, split, part_config, row_numbers=read.row_numbers)
 
 
 def describe_labels(result: LabelResult) -> str:

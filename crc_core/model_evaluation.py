@@ -23,6 +23,7 @@ import pandas as pd
 from crc_core import evaluation as ev
 from crc_core.errors import CrcInputError
 from crc_core.runs import NO_FOLD, RunRecord, RunStore
+from crc_core.run_views import cohort_name
 from crc_core.stats import p_words
 
 THRESHOLD_RULES = ("training", "per_cohort")
@@ -33,17 +34,22 @@ COHORT_ORDER = ("train", "validation", "cv")
 
 
 def model_label(run: RunRecord) -> str:
-    from crc_core.backbones import BACKBONES
+    """``DenseNet-121 (frozen features, random init)``: the model in words, with its mode and, where
+    it applies, that it started from random weights."""
+    from crc_core.run_views import MODE_NAMES, model_name
 
-    name = BACKBONES[run.backbone].title if run.backbone in BACKBONES else run.backbone.capitalize()
-    suffix = "" if run.pretrained or run.mode == "radiomics" else ", random init"
-    return f"{name} ({run.mode}{suffix})"
+    suffix = ", random init" if run.random_init else ""
+    return f"{model_name(run)} ({MODE_NAMES[run.mode]}{suffix})"
 
 
 def cohorts_of(predictions: pd.DataFrame) -> list[str]:
     """The cohorts in which every patient has one prediction (folds pooled for k-fold), in a
-    reading order: training, validation, cross-validation, then external cohorts."""
-    found = [c for c in pd.unique(predictions["cohort"]) if c != "repeat"]
+    reading order: training, validation, cross-validation, then external cohorts. Repeated splits
+    predict a patient many times, and a features run's out-of-fold training scores are kept for
+    the combined model, not evaluated."""
+    from crc_core.run_views import AUXILIARY_COHORTS
+
+    found = [c for c in pd.unique(predictions["cohort"]) if c != "repeat" and c not in AUXILIARY_COHORTS]
     return sorted(found, key=lambda c: (COHORT_ORDER.index(c) if c in COHORT_ORDER else 9, c))
 
 
@@ -72,10 +78,10 @@ class RunEvaluation:
         rows = []
         for cohort, m in self.metrics.items():
             rows.append({
-                "Model": self.label, "ACC": m["acc"], "AUC": m["auc"], "95% CI": f"{m['auc_low']:.4f}-{m['auc_high']:.4f}",
+                "Model": self.label, "ACC": m["acc"], "AUC": m["auc"], "95% CI": f"{m['auc_low']:.3f}-{m['auc_high']:.3f}",
                 "Sensitivity": m["sensitivity"], "Specificity": m["specificity"], "PPV": m["ppv"], "NPV": m["npv"],
                 "Precision": m["precision"], "Recall": m["recall"], "F1": m["f1"], "Threshold": m["threshold"],
-                "Cohort": cohort + (" (own threshold: optimistic)" if m.get("optimistic") else ""),
+                "Cohort": cohort_name(cohort) + (" (own threshold: optimistic)" if m.get("optimistic") else ""),
             })
         return pd.DataFrame(rows, columns=TABLE2_COLUMNS)
 
@@ -93,6 +99,16 @@ class RunEvaluation:
                                               "npv", "npv_low", "npv_high", "f1", "tp", "fp", "fn", "tn")},
                          "few_cases": m["unreliable"]})
         return pd.DataFrame(rows)
+
+
+def table2_for_people(result: RunEvaluation) -> pd.DataFrame:
+    """Table 2 as a reader sees it: every number to three decimals with its trailing zeros, so a
+    column reads alike from row to row (0.850, not 0.85)."""
+    table = result.table2()
+    for column in table.columns:
+        if column not in ("Model", "95% CI", "Cohort"):
+            table[column] = [f"{v:.3f}" if pd.notna(v) else "—" for v in table[column]]
+    return table
 
 
 def evaluate_run(store: RunStore, run_id: str, *, threshold_rule: str = "training", ci_method: str = "delong",
@@ -137,13 +153,8 @@ def evaluate_run(store: RunStore, run_id: str, *, threshold_rule: str = "trainin
         if metrics["unreliable"]:
             result.notes.append(f"The {cohort} cohort has fewer than {ev.FEW_CASES} patients in a class: its CIs are unreliable.")
         result.metrics[cohort] = metrics
-    folds = predictions[predictions["fold"] != NO_FOLD]
-    aucs = []
-    for (cohort, fold), rows in folds.groupby(["cohort", "fold"]):
-        rows = rows[rows["y_true"].notna()]
-        if rows["y_true"].nunique() == 2:
-            aucs.append({"cohort": cohort, "fold": int(fold), "auc": ev.auc_ci(rows["y_true"].astype(int), rows["prob"])[0]})
-    result.fold_aucs = pd.DataFrame(aucs, columns=["cohort", "fold", "auc"])
+    folds = ev.grouped_auc(predictions[predictions["fold"] != NO_FOLD], ["cohort", "fold"])
+    result.fold_aucs = folds.dropna(subset=["auc"])[["cohort", "fold", "auc"]].reset_index(drop=True)
     return result
 
 
@@ -205,29 +216,83 @@ def mann_whitney_by_class(rows: pd.DataFrame) -> float:
     return mann_whitney_z(high, low).p_value
 
 
-def evaluation_figures(result: RunEvaluation) -> dict[str, Any]:
-    """The run's figures by file stem: ROC of every cohort, violin, and the decision and calibration
-    curves of the validation cohort (else the last cohort evaluated)."""
-    from crc_core import figures
+def figure_title(result: RunEvaluation) -> str:
+    return f"{result.run.target.upper()}: {result.label}"
 
-    if not result.metrics:
-        return {}
-    title = f"{result.run.target.upper()}: {result.label}"
-    out: dict[str, Any] = {}
+
+def roc_figure(result: RunEvaluation, cohorts: list[str] | None = None):
+    """ROC curves of the run's evaluated cohorts (or of ``cohorts``), each with its AUC and CI."""
+    from crc_core import figures
+    from crc_core.run_views import cohort_name
+
     curves = []
     for cohort, m in result.metrics.items():
-        rows = labelled(result.predictions, cohort)
-        curves.append((cohort, ev.roc_curve(rows["y_true"].astype(int), rows["prob"]), (m["auc"], m["auc_low"], m["auc_high"])))
-    out["roc"] = figures.roc_curves(curves, title)
-    evaluated = result.predictions[result.predictions["cohort"].isin(list(result.metrics)) & result.predictions["y_true"].notna()]
-    out["violin"] = figures.violin(evaluated, {c: mann_whitney_by_class(labelled(evaluated, c)) for c in result.metrics}, title)
-    cohort = "validation" if "validation" in result.metrics else list(result.metrics)[-1]
+        if cohorts is None or cohort in cohorts:
+            rows = labelled(result.predictions, cohort)
+            curves.append((cohort_name(cohort), ev.roc_curve(rows["y_true"].astype(int), rows["prob"]),
+                           (m["auc"], m["auc_low"], m["auc_high"])))
+    return figures.roc_curves(curves, figure_title(result))
+
+
+def violin_figure(result: RunEvaluation, cohorts: list[str] | None = None):
+    """The predicted probability by true class per cohort, with each cohort's Mann-Whitney p."""
+    from crc_core import figures
+    from crc_core.run_views import cohort_name
+
+    shown = [c for c in result.metrics if cohorts is None or c in cohorts]
+    rows = result.predictions[result.predictions["cohort"].isin(shown) & result.predictions["y_true"].notna()]
+    p_values = {cohort_name(c): mann_whitney_by_class(labelled(rows, c)) for c in shown}
+    return figures.violin(rows.assign(cohort=rows["cohort"].map(cohort_name)), p_values,
+                          f"{figure_title(result)}: predicted probability by true class")
+
+
+def decision_figure(result: RunEvaluation, cohort: str, thresholds=None, band: bool = False):
+    """The decision curve of ``cohort``, with a bootstrap band when asked."""
+    from crc_core import figures
+    from crc_core.run_views import cohort_name
+
     rows = labelled(result.predictions, cohort)
     y, prob = rows["y_true"].astype(int), rows["prob"]
-    out["decision_curve"] = figures.decision_curves({result.label: ev.decision_curve(y, prob)}, f"{title}, {cohort} cohort")
-    bins, smooth = ev.calibration_curve(y, prob)
-    out["calibration"] = figures.calibration_plot(bins, smooth, prob.to_numpy(), result.calibration[cohort],
-                                                  f"{title}, {cohort} cohort")
+    curve = ev.decision_curve(y, prob, thresholds)
+    bands = {result.label: ev.decision_curve_band(y, prob, thresholds)} if band else None
+    return figures.decision_curves({result.label: curve}, f"{figure_title(result)}, {cohort_name(cohort)} cohort: decision curve",
+                                   bands)
+
+
+def impact_figure(result: RunEvaluation, cohort: str, thresholds=None):
+    """Of 1000 patients like ``cohort``'s, how many the model calls high and how many truly are."""
+    from crc_core import figures
+    from crc_core.run_views import cohort_name
+
+    rows = labelled(result.predictions, cohort)
+    curve = ev.decision_curve(rows["y_true"].astype(int), rows["prob"], thresholds)
+    return figures.clinical_impact(curve, f"{figure_title(result)}, {cohort_name(cohort)} cohort: clinical impact")
+
+
+def calibration_figure(result: RunEvaluation, cohort: str):
+    """The calibration curve of ``cohort`` with its statistics (``rms::val.prob``)."""
+    from crc_core import figures
+    from crc_core.run_views import cohort_name
+
+    rows = labelled(result.predictions, cohort)
+    bins, smooth = ev.calibration_curve(rows["y_true"].astype(int), rows["prob"])
+    return figures.calibration_plot(bins, smooth, rows["prob"].to_numpy(), result.calibration[cohort],
+                                    f"{figure_title(result)}, {cohort_name(cohort)} cohort: calibration")
+
+
+def evaluation_figures(result: RunEvaluation, cohorts: list[str] | None = None) -> dict[str, Any]:
+    """The run's figures by file stem — ROC and violin of the cohorts, and the decision curve,
+    clinical impact and calibration of each cohort — drawn by the same builders the page's tabs
+    use, so the page, the PNG/SVG export and the report show the same figures."""
+    shown = [c for c in result.metrics if cohorts is None or c in cohorts]
+    if not shown:
+        return {}
+    out: dict[str, Any] = {"roc": roc_figure(result, shown), "violin": violin_figure(result, shown)}
+    for cohort in shown:
+        stem = cohort.replace(":", "-")
+        out[f"decision_curve-{stem}"] = decision_figure(result, cohort)
+        out[f"clinical_impact-{stem}"] = impact_figure(result, cohort)
+        out[f"calibration-{stem}"] = calibration_figure(result, cohort)
     return out
 
 

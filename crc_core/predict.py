@@ -17,7 +17,7 @@ import pandas as pd
 from crc_core.datasets import target_column
 from crc_core.errors import CrcInputError
 from crc_core.preprocess import crops_folder, preprocess_cohort, read_crop_set
-from crc_core.runs import RunRecord, RunStore
+from crc_core.runs import RunMode, RunRecord, RunStore, load_run_model
 from crc_core.tables import PATIENT_ID
 from crc_core.workspace import Workspace
 
@@ -51,42 +51,29 @@ def _images(crops) -> tuple[list[str], np.ndarray]:
     return ids, np.stack(arrays).astype(np.float32)
 
 
-def _probabilities(workspace: Workspace, run: RunRecord, source: Workspace, ids: list[str], images, progress) -> np.ndarray:
-    from crc_core.linear_models import LinearModel
+def _probabilities(workspace: Workspace, run: RunRecord, source: Workspace, ids: list[str], pixels: np.ndarray,
+                   progress: Progress | None) -> np.ndarray:
+    """The run's probability for each patient: the mean over its folds' models (one for holdout),
+    each rebuilt by :func:`crc_core.runs.load_run_model`."""
+    import torch
 
-    folder = workspace.runs_dir / run.run_id
-    if run.mode == "finetune":
-        from crc_core.backbones import classifier
-        from crc_core.devices import plan_device
-        from crc_core.finetune import evaluate
+    from crc_core.devices import plan_device
+    from crc_core.features import deep_features
+    from crc_core.finetune import evaluate
 
-        import torch
-
-        plan = plan_device(run.config.get("device", "auto"), run.config.get("precision", "auto"))
-        checkpoints = sorted(folder.glob("best*.pt"))
-        if not checkpoints:
-            raise CrcInputError(f"Run {run.run_id} has no checkpoint in {folder}; it may have been trained elsewhere without it.")
-        probs = [evaluate(classifier(run.backbone, weights=path)[0].to(plan.device), images(), None,
-                          torch.nn.CrossEntropyLoss(), plan)[1] for path in checkpoints]
-        return np.mean(probs, axis=0)
-    models = [LinearModel.load(path) for path in sorted(folder.glob("model*.json"))]
-    if not models:
-        raise CrcInputError(f"Run {run.run_id} has no model file in {folder}.")
-    if run.mode == "radiomics":
+    models = [load_run_model(workspace, run, fold) for fold in run.folder(workspace).folds()]
+    if run.mode == RunMode.RADIOMICS:
         from crc_core.features import radiomics_table
 
         features = radiomics_table(source, ids, label=run.config.get("radiomics_label"), progress=progress)[0].to_numpy(float)
-    else:
-        from crc_core.devices import plan_device
-        from crc_core.features import cached_deep_features
-
-        weights = run.info.get("weights", {})
-        features = cached_deep_features(
-            source, run.backbone, run.info["crop_key"], ids, images, plan_device("auto", "auto"),
-            weights=weights.get("path") if weights.get("pretrained") else "random", seed=int(run.config.get("seed", 0)),
-            progress=progress,
-        )[0]
-    return np.mean([model.predict(features) for model in models], axis=0)
+        return np.mean([model.linear.predict(features) for model in models], axis=0)
+    plan = plan_device("auto", "auto")
+    if run.mode == RunMode.FEATURES:
+        # The folds share one frozen backbone: its features are computed once, each fold's regression applied to them.
+        features = deep_features(models[0].network.backbone, pixels, plan, progress)
+        return np.mean([model.linear.predict(features) for model in models], axis=0)
+    return np.mean([evaluate(model.network.to(plan.device), pixels, None, torch.nn.CrossEntropyLoss(), plan)[1]
+                    for model in models], axis=0)
 
 
 def predict_cohort(workspace: Workspace, run_id: str, source: Workspace | Path, cohort: str, *,
@@ -100,11 +87,14 @@ def predict_cohort(workspace: Workspace, run_id: str, source: Workspace | Path, 
         raise CrcInputError(f"Name the cohort in a word or two, without ':' or slashes (got {cohort!r}).")
     store = RunStore(workspace)
     run = store.run(run_id)
-    if run.status != "done":
+    if not run.done:
         raise CrcInputError(f"Run {run_id} is {run.status}; only a finished run can predict.")
+    if run.mode == RunMode.COMBINED:
+        raise CrcInputError(f"Run {run_id} is a combined model: it needs the clinical variables of the new patients as well; "
+                            f"predict with its DL run {run.info.get('parent_run', '?')} instead.")
     crops = _crops_like_the_run(workspace, run, source, progress)
     ids, pixels = _images(crops)
-    probs = _probabilities(workspace, run, source, ids, lambda: pixels, progress)
+    probs = _probabilities(workspace, run, source, ids, pixels, progress)
     table = pd.DataFrame({"patient_id": ids, "prob": probs})
     if source.labels_csv.exists():
         labels = source.read_table(source.labels_csv)

@@ -10,7 +10,6 @@ report (file names at most).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import html
 import io
@@ -18,11 +17,12 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import tempfile
 import zipfile
 from importlib import metadata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +31,7 @@ import pandas as pd
 
 from crc_core import cam
 from crc_core.combined_model import odds_ratio_table
+from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
 from crc_core.figures import EXPORT_HEIGHT, EXPORT_WIDTH
 from crc_core.workspace import Workspace, atomic_write_bytes, atomic_write_text
@@ -56,10 +57,47 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def pseudonyms(ids: list[str]) -> dict[str, str]:
-    """Patient ID → "Patient 001", … in the order given (stable for one report)."""
-    width = max(3, len(str(len(ids))))
-    return {pid: f"Patient {i:0{width}d}" for i, pid in enumerate(dict.fromkeys(ids), start=1)}
+def pseudonyms(ids: list[str], seed: int | None = None) -> dict[str, str]:
+    """Patient ID → "Patient 017", …: the numbers 1..n in a random order drawn from ``seed`` (a
+    fresh one when None), so that a pseudonym says nothing of its ID. Numbering in row order would
+    give sequential IDs back (CRC236 became Patient 236); a pseudonym never carries the number in
+    its own patient's ID either."""
+    unique = list(dict.fromkeys(ids))
+    width = max(3, len(str(len(unique))))
+    rng = np.random.default_rng(secrets.randbits(64) if seed is None else seed)
+    numbers = rng.permutation(len(unique)) + 1
+    own = [_id_number(pid) for pid in unique]
+    for i in range(len(unique)):
+        # Swap away a pseudonym that repeats its patient's own number, with a partner for whom the
+        # swap repeats nothing.
+        if numbers[i] == own[i]:
+            for j in rng.permutation(len(unique)):
+                if j != i and numbers[j] != own[i] and numbers[i] != own[j]:
+                    numbers[i], numbers[j] = numbers[j], numbers[i]
+                    break
+    return {pid: f"Patient {number:0{width}d}" for pid, number in zip(unique, numbers)}
+
+
+def _id_number(patient_id: str) -> int | None:
+    digits = re.findall(r"\d+", str(patient_id))
+    return int(digits[-1]) if digits else None
+
+
+def pseudonym_seed(workspace: Workspace, run_id: str) -> int:
+    """The seed of a run's pseudonyms: from a random key kept in the workspace (never in an
+    export) and the run, so the report and the figures of one run name a patient alike, and no
+    export holds what would undo them."""
+    import hashlib
+
+    key_file = Workspace.of(workspace).exports_dir / ".pseudonym-key"
+    try:
+        key = key_file.read_text(encoding="utf-8").strip()
+    except OSError:
+        key = ""
+    if len(key) < 32:
+        key = secrets.token_hex(32)
+        atomic_write_text(key_file, key)
+    return int.from_bytes(hashlib.sha256(f"{key}:{run_id}".encode()).digest()[:8], "big")
 
 
 _PATH = re.compile(r"(?:[A-Za-z]:\\|/)[^\s'\"<>]*[/\\][^\s'\"<>]*")
@@ -107,15 +145,67 @@ def without_paths(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
+# What the page chose
+
+
+@dataclass(frozen=True)
+class ReportConfig(JsonConfig):
+    """What a report or a figures export shows, as the Evaluate page chose it: the run, the
+    threshold rule and CI method of Table 2, the cohorts (empty: every one evaluated), whether
+    patient IDs become pseudonyms, and the file (or folder) written."""
+
+    run_id: str = ""
+    threshold_rule: str = "training"
+    ci_method: str = "delong"
+    cohorts: tuple[str, ...] = ()
+    pseudonymise: bool = False
+    out: str = ""
+
+    def __post_init__(self) -> None:
+        from crc_core.model_evaluation import THRESHOLD_RULES
+
+        if not self.run_id:
+            raise CrcInputError("Name the run to report.")
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise CrcInputError(f"The threshold rule must be one of {', '.join(THRESHOLD_RULES)}; got {self.threshold_rule!r}.")
+        if self.ci_method not in CI_METHODS:
+            raise CrcInputError(f"The AUC CI method must be one of {', '.join(CI_METHODS)}; got {self.ci_method!r}.")
+        object.__setattr__(self, "cohorts", tuple(str(c) for c in self.cohorts))
+
+    def evaluate(self, workspace: Workspace):
+        """The run's one evaluation, by the rule and CI method chosen."""
+        from crc_core import model_evaluation as me
+        from crc_core.runs import RunStore
+
+        return me.evaluate_run(RunStore(workspace), self.run_id, threshold_rule=self.threshold_rule, ci_method=self.ci_method)
+
+    @property
+    def shown_cohorts(self) -> list[str] | None:
+        return list(self.cohorts) or None
+
+
+CI_METHODS = ("delong", "bootstrap")
+
+
+def _as_config(config: "ReportConfig | str", **overrides: Any) -> "ReportConfig":
+    if isinstance(config, ReportConfig):
+        return replace(config, **{k: v for k, v in overrides.items() if v is not None}) if overrides else config
+    return ReportConfig(run_id=str(config), **{k: v for k, v in overrides.items() if v is not None})
+
+
+# ---------------------------------------------------------------------------------------------
 # Figures as files
 
 
 def export_images(figures: dict[str, Any], folder: Path, formats: tuple[str, ...] = ("png", "svg"), *,
-                  names: dict[str, str] | None = None) -> list[Path]:
+                  names: dict[str, str] | None = None, progress: Callable[..., None] | None = None) -> list[Path]:
     """Every figure as PNG (at twice the publication size's pixels) and SVG, through plotly's static
-    export (kaleido, which drives this machine's Chromium: nothing is downloaded). ``names``: patient
-    ID → pseudonym, applied to every figure first. Refuses plainly where no Chromium is installed."""
-    import plotly.io as pio
+    export (kaleido, which drives this machine's Chromium once for all of them: nothing is
+    downloaded). ``names``: patient ID → pseudonym, applied to every figure first. ``progress``
+    hears of each picture before it is drawn. Refuses plainly where no Chromium is installed."""
+    import asyncio
+
+    import kaleido
 
     if names:
         figures = {stem: pseudonymised_figure(figure, names) for stem, figure in figures.items()}
@@ -124,50 +214,62 @@ def export_images(figures: dict[str, Any], folder: Path, formats: tuple[str, ...
     # Written into a scratch folder beside the target, then renamed: no half-written picture is left
     # when Chromium fails midway.
     scratch = Path(tempfile.mkdtemp(dir=folder, prefix=".export-"))
+    jobs = [(stem, figure, fmt) for fmt in formats for stem, figure in figures.items()]
+
+    async def draw_all() -> None:
+        async with kaleido.Kaleido(n=1) as browser:
+            for i, (stem, figure, fmt) in enumerate(jobs, start=1):
+                if progress:
+                    progress(i - 1, len(jobs), f"{figure_name(stem)} as {fmt.upper()}: {i} of {len(jobs)}")
+                errors = await browser.write_fig(
+                    figure.to_dict(), path=scratch / f"{stem}.{fmt}",
+                    opts={"format": fmt, "width": FIGURE_WIDTH, "height": FIGURE_HEIGHT, "scale": 2 if fmt == "png" else 1})
+                if errors:
+                    raise errors[0]
+
     written = []
     try:
-        for fmt in formats:
-            paths = [scratch / f"{stem}.{fmt}" for stem in figures]
-            try:
-                pio.write_images(list(figures.values()), paths, format=fmt, width=FIGURE_WIDTH, height=FIGURE_HEIGHT,
-                                 scale=2 if fmt == "png" else 1)
-            except Exception as exc:  # kaleido raises its own types when no browser can be started
-                raise CrcInputError(
-                    f"PNG and SVG need Chromium on this machine ({type(exc).__name__}: "
-                    f"{(str(exc).splitlines() or [''])[0][:160]}). Install Chromium (e.g. `apt-get install chromium`), "
-                    "or save each chart with its camera button."
-                ) from exc
-            for path in paths:
-                os.replace(path, folder / path.name)
-                written.append(folder / path.name)
+        try:
+            asyncio.run(draw_all())
+        except CrcInputError:
+            raise
+        except Exception as exc:  # kaleido raises its own types when no browser can be started
+            raise CrcInputError(
+                f"PNG and SVG need Chromium on this machine ({type(exc).__name__}: "
+                f"{(str(exc).splitlines() or [''])[0][:160]}). Install Chromium (e.g. `apt-get install chromium`), "
+                "or save each chart with its camera button."
+            ) from exc
+        for stem, _, fmt in jobs:
+            os.replace(scratch / f"{stem}.{fmt}", folder / f"{stem}.{fmt}")
+            written.append(folder / f"{stem}.{fmt}")
+        if progress:
+            progress(len(jobs), len(jobs), f"{len(jobs)} pictures written")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return written
 
 
-def run_figures(workspace: Workspace, run_id: str, *, result=None, gradcam: bool = True) -> dict[str, Any]:
-    """Every figure of a run by file stem: ROC, violin, decision and calibration curves; the
-    Grad-CAM panels of its most confident right and wrong calls (where maps were computed, and
-    unless ``gradcam`` is False: the report draws them as pictures of its own); and a combined
-    model's nomogram."""
+#: Figure names in words, by file stem (before any ``-cohort`` suffix).
+FIGURE_NAMES = {"roc": "ROC", "violin": "Predicted probability by true class", "decision_curve": "Decision curve",
+                "clinical_impact": "Clinical impact", "calibration": "Calibration", "nomogram": "Nomogram of the combined model",
+                "gradcam": "Grad-CAM"}
+
+
+def figure_name(stem: str) -> str:
+    kind, _, cohort = stem.partition("-")
+    name = FIGURE_NAMES.get(kind, kind)
+    return f"{name}, {cohort.replace('-', ': ', 1) if cohort.startswith('external') else cohort} cohort" if cohort else name
+
+
+def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = None) -> dict[str, Any]:
+    """Every figure of a run's evaluation by file stem, as the page draws them: ROC and violin, each
+    cohort's decision curve, clinical impact and calibration; a combined model's nomogram; and the
+    Grad-CAM panels of the most confident right and wrong calls where maps were computed."""
     from crc_core import figures
     from crc_core import model_evaluation as me
-    from crc_core.runs import RunStore
 
     workspace = Workspace.of(workspace)
-    store = RunStore(workspace)
-    result = result or me.evaluate_run(store, run_id)
-    out = dict(me.evaluation_figures(result))
-    maps, cohort, cases = _cached_cam(workspace, result) if gradcam else (None, None, None)
-    if maps is not None:
-        panels = [panel for kind in ("right", "wrong") for panel in _cam_panels(workspace, result, maps, cohort, cases[kind], kind)]
-        if panels:
-            explained = maps.explained
-            random_note = ", random initialisation" if not result.run.pretrained else ""
-            method = cam.METHOD_NAMES.get(maps.meta["method"], maps.meta["method"])
-            out["gradcam"] = figures.cam_overlays([(caption, grey, m, roi) for caption, grey, m, roi, _ in panels],
-                                                  f"{result.label}: {method} of the {explained} class, "
-                                                  f"{cohort} cohort{random_note}")
+    out = dict(me.evaluation_figures(result, config.shown_cohorts if config else None))
     if result.run.mode == "combined":
         from crc_core.combined_model import nomogram_figure, stored_combined
 
@@ -176,16 +278,29 @@ def run_figures(workspace: Workspace, run_id: str, *, result=None, gradcam: bool
                                               tuple(result.run.config.get("variables", ())))
         except CrcInputError:
             pass
+    maps, cohort, cases = _cached_cam(workspace, result)
+    if maps is not None:
+        panels = [panel for kind in ("right", "wrong") for panel in _cam_panels(workspace, result, maps, cohort, cases[kind], kind)]
+        if panels:
+            out["gradcam"] = figures.cam_overlays([(caption, grey, m, roi) for caption, grey, m, roi, _ in panels],
+                                                  _cam_title(result, maps, cohort))
     return out
+
+
+def _cam_title(result, maps, cohort: str) -> str:
+    from crc_core.run_views import cohort_name
+
+    random_note = ", random initialisation" if result.run.random_init else ""
+    method = cam.METHOD_NAMES.get(maps.meta["method"], maps.meta["method"])
+    return f"{result.label}: {method} of the {maps.explained} class, {cohort_name(cohort)} cohort{random_note}"
 
 
 def _cached_cam(workspace: Workspace, result):
     """The first cohort of a run with cached maps (validation first), with its confident cases."""
-
     cohorts = ["validation", *[c for c in result.metrics if c != "validation"]]
     for cohort, method in ((c, m) for c in cohorts for m in cam.METHODS):
         try:
-            maps = cam.read_cohort_maps(cam.cam_cache_path(workspace, result.run.run_id, cohort, method))
+            maps = cam.cached_maps(workspace, result.run, cohort, method)
         except CrcInputError:
             continue
         if maps is not None:
@@ -197,19 +312,19 @@ def _cached_cam(workspace: Workspace, result):
 
 def _cam_panels(workspace: Workspace, result, maps, cohort: str, patients: list[str], kind: str):
     """(caption, grey crop, map, ROI, patient) for each patient that still has a crop."""
-    predictions = result.predictions[result.predictions["cohort"] == cohort].set_index("patient_id")
+    predictions = result.predictions[result.predictions["cohort"] == cohort].drop_duplicates("patient_id").set_index("patient_id")
     panels = []
     for patient, (grey, cam_map, roi) in cam.overlay_images(workspace, result.run, maps, patients).items():
         truth = cam.CLASS_NAMES.get(predictions.loc[patient, "y_true"], "?")
-        caption = f"{patient}: true {truth}, p = {predictions.loc[patient, 'prob']:.2f} ({kind})"
+        caption = f"{patient}: true {truth}, p = {predictions.loc[patient, 'prob']:.2f}<br>confident {kind} call"
         panels.append((caption, grey, cam_map, roi, patient))
     return panels
 
 
-def images_zip(figures: dict[str, Any], *, names: dict[str, str] | None = None) -> bytes:
+def images_zip(figures: dict[str, Any], *, names: dict[str, str] | None = None, progress=None) -> bytes:
     """Every figure as PNG and SVG in one zip, for a download (``names`` as in :func:`export_images`)."""
     with tempfile.TemporaryDirectory() as scratch:
-        paths = export_images(figures, Path(scratch), names=names)
+        paths = export_images(figures, Path(scratch), names=names, progress=progress)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in paths:
@@ -230,14 +345,6 @@ def _figure(figure) -> str:
     return figure.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
 
 
-def _png_data_url(rgb: np.ndarray) -> str:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
 def _section(title: str, content: str, anchor: str) -> str:
     return f"<section id='{anchor}'><h2>{html.escape(title)}</h2>{content}</section>"
 
@@ -248,15 +355,11 @@ h1{font-size:1.8rem} h2{border-bottom:2px solid #ddd;padding-bottom:.3rem;margin
 nav a{margin-right:1rem} table.data{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 table.data th,table.data td{padding:.25rem .6rem;border-bottom:1px solid #e5e5e5;text-align:left}
 .caption{color:#555;font-size:.9rem} .warning{background:#fff4d6;padding:.6rem 1rem;border-left:4px solid #e6a700}
-.cams{display:flex;flex-wrap:wrap;gap:1rem} .cams figure{margin:0;width:220px;font-size:.8rem}
-.cams img{width:220px;image-rendering:pixelated} .colourbar{display:flex;align-items:center;gap:.5rem;font-size:.8rem}
-.colourbar span.bar{display:inline-block;width:220px;height:12px}
-pre{background:#f6f6f6;padding:1rem;overflow:auto;font-size:.8rem}
+pre{background:#f6f6f6;padding:1rem;overflow:auto;font-size:.8rem} dl.methods dt{font-weight:600;margin-top:.4rem}
 """
-#: The map's colours, dark (no evidence) to red (strongest evidence for the class explained).
-CAM_STOPS = np.array([[48, 18, 59], [40, 120, 240], [30, 220, 180], [200, 230, 60], [250, 120, 20], [122, 4, 3]], float)
-SECTIONS = (("cohort", "Cohort"), ("table1", "Table 1"), ("labels", "Labels"), ("models", "Models"), ("table2", "Table 2"),
-            ("figures", "Figures"), ("gradcam", "Grad-CAM"), ("configuration", "Run configuration"), ("software", "Software"))
+SECTIONS = (("cohort", "Cohort"), ("table1", "Table 1"), ("labels", "Labels"), ("methods", "Methods"), ("models", "Models"),
+            ("table2", "Table 2"), ("figures", "Figures"), ("gradcam", "Grad-CAM"), ("configuration", "Run configuration"),
+            ("software", "Software"))
 
 
 @dataclass
@@ -265,7 +368,12 @@ class _ReportContext:
     run: Any
     result: Any
     names: dict[str, str]
-    pseudonymise: bool
+    config: ReportConfig
+    figures: dict[str, Any]
+
+    @property
+    def pseudonymise(self) -> bool:
+        return self.config.pseudonymise
 
     def text(self, value: str) -> str:
         """HTML of tables and text with patient IDs pseudonymised when asked."""
@@ -273,7 +381,7 @@ class _ReportContext:
 
     @property
     def random_init(self) -> bool:
-        return not self.run.pretrained and self.run.mode != "radiomics"
+        return self.run.random_init
 
 
 def _cohort_section(ctx: _ReportContext) -> str:
@@ -315,79 +423,108 @@ def _labels_section(ctx: _ReportContext) -> str:
     return ctx.text(_table(prevalence, "Patients with each label high, by cohort."))
 
 
-def _models_section(ctx: _ReportContext, store) -> str:
-    from crc_core.training import runs_overview
+def methods_text(run, config: ReportConfig) -> list[tuple[str, str]]:
+    """The run's methods as (topic, sentence) pairs, each setting named by its source: the paper's,
+    or ours and why."""
+    from crc_core.finetune import FinetuneConfig
+    from crc_core.run_views import EVALUATION_NAMES, MODE_NAMES, model_name
 
-    models = runs_overview(store)
-    models = models[models["target"] == ctx.run.target].drop(columns=["run_id"])
-    return ctx.text(_table(models, f"Every run of {ctx.run.target.upper()} in this workspace."))
+    evaluation = {"holdout": "the saved training/validation split (the paper's design)",
+                  "kfold": f"{run.config.get('n_folds', 5)}-fold cross-validation (ours: the paper used one split)",
+                  "repeated": f"{run.config.get('n_repeats', 20)} repeated random splits (ours: the paper used one split)"}
+    items = [("Model", f"{model_name(run)}, {MODE_NAMES[run.mode]}"
+              + (", started from random initialisation (no ImageNet weights on the machine; the paper started from "
+                 "ImageNet)" if run.random_init else ", from ImageNet weights (the paper's)" if run.has_network else "")),
+             ("Evaluation", evaluation.get(run.evaluation, EVALUATION_NAMES.get(run.evaluation, run.evaluation)))]
+    if run.mode == "features":
+        items.append(("Classifier", "frozen backbone features of each crop, standardised, with an L2-penalised logistic "
+                                    "regression whose penalty is chosen by 5-fold cross-validation on the training patients "
+                                    "(ours: the fast mode; the paper fine-tuned)"))
+    elif run.mode == "radiomics":
+        items.append(("Classifier", "PyRadiomics features of reader 1's ROI with the same penalised logistic regression "
+                                    "(ours: a handcrafted comparator the paper did not report)"))
+    elif run.mode == "finetune":
+        sources = run.info.get("setting_sources") or FinetuneConfig.from_dict(run.config.get("finetune", {})).sources()
+        items += [(f"Fine-tuning: {name.replace('_', ' ')}", text) for name, text in sources.items()]
+    elif run.mode == "combined":
+        items.append(("Combined model", "a logistic regression of the label on the DL score and "
+                      f"{', '.join(run.config.get('variables', ())) or 'no clinical variable'}, fitted on the training cohort "
+                      "(the paper's multivariate logistic regression); " + (run.message or "")))
+    items += [("Labels", "TSR > 50%, TIL grade 2-3, Immune Score > 2 from CD3/CD8 at core and margin, TIME 2-3 (the paper's "
+                         "cut-offs); marker cut-offs are medians of each training part's patients (ours: the paper does not "
+                         "state them)"),
+              ("Threshold", "Youden's optimum on the training cohort, applied unchanged to the others (ours: a fixed rule, as "
+                            "a deployed model would use)" if config.threshold_rule == "training" else
+                            "each cohort's own Youden optimum (the paper's Table 2; optimistic)"),
+              ("AUC 95% CI", "DeLong (pROC::ci.auc, as the paper's R)" if config.ci_method == "delong" else
+                             "2000 stratified bootstrap resamples, percentile interval (pROC::ci.auc)")]
+    return items
+
+
+def _methods_section(ctx: _ReportContext) -> str:
+    rows = "".join(f"<dt>{html.escape(topic)}</dt><dd>{html.escape(text)}</dd>" for topic, text in methods_text(ctx.run, ctx.config))
+    return ctx.text(f"<dl class='methods'>{rows}</dl>")
+
+
+def _models_section(ctx: _ReportContext, store) -> str:
+    from crc_core.run_views import runs_overview
+
+    models = runs_overview(store, status="done", target=ctx.run.target)
+    return ctx.text(_table(models, f"Every finished run of {ctx.run.target.upper()} in this workspace."))
 
 
 def _table_two_section(ctx: _ReportContext) -> str:
     rule = ("Youden's optimum on the training cohort, applied unchanged to the others." if ctx.result.threshold_rule == "training"
             else "each cohort's own optimum (optimistic).")
+    method = "DeLong" if ctx.result.ci_method == "delong" else "stratified bootstrap (2000)"
     notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in ctx.result.notes)
-    return ctx.text(_table(ctx.result.table2().round(3), "Threshold: " + rule) + notes)
+    from crc_core import model_evaluation as me
+    from crc_core.run_views import cohort_name
+
+    table = me.table2_for_people(ctx.result)
+    if ctx.config.cohorts:
+        shown = [cohort_name(c) for c in ctx.config.cohorts]
+        table = table[[any(str(c).startswith(k) for k in shown) for c in table["Cohort"]]]
+    return ctx.text(_table(table, f"Threshold: {rule} AUC 95% CI: {method}.") + notes)
 
 
 def _figures_section(ctx: _ReportContext) -> str:
-    titles = {"roc": "ROC", "violin": "Predicted probability by true class", "decision_curve": "Decision curve",
-              "calibration": "Calibration", "nomogram": "Nomogram of the combined model"}
-    figures = run_figures(ctx.workspace, ctx.run.run_id, result=ctx.result, gradcam=False)
-    if ctx.pseudonymise:
-        figures = {stem: pseudonymised_figure(figure, ctx.names) for stem, figure in figures.items()}
-    parts = [f"<h3>{titles.get(stem, stem)}</h3>{_figure(figure)}" for stem, figure in figures.items()]
+    parts = [f"<h3>{html.escape(figure_name(stem))}</h3>{_figure(figure)}" for stem, figure in ctx.figures.items()
+             if stem != "gradcam"]
     if ctx.run.mode == "combined" and "odds_ratios" in ctx.run.info:
         odds = odds_ratio_table(pd.DataFrame(ctx.run.info["odds_ratios"]))
         parts.insert(0, _table(odds, "Combined model: odds ratios with Wald 95% CIs, fitted on the training cohort."))
     return "".join(parts)
 
 
-def _cam_picture(grey: np.ndarray, cam: np.ndarray, roi: np.ndarray) -> np.ndarray:
-    """A crop with its map blended in and the ROI outlined in white."""
-    from crc_core.imaging import outline
-
-    position = np.clip(cam, 0, 1) * (len(CAM_STOPS) - 1)
-    low = np.floor(position).astype(int).clip(0, len(CAM_STOPS) - 2)
-    fraction = (position - low)[..., None]
-    colour = CAM_STOPS[low] * (1 - fraction) + CAM_STOPS[low + 1] * fraction
-    base = np.repeat((np.clip(grey, 0, 1) * 255)[..., None], 3, axis=-1)
-    blended = (0.55 * base + 0.45 * colour).clip(0, 255).astype(np.uint8)
-    blended[outline(roi)] = (255, 255, 255)
-    return blended
-
-
 def _cam_section(ctx: _ReportContext) -> str:
     """The most confident right and wrong calls of the first cohort with cached maps (validation
-    first), with the trust checks' summary."""
-    maps, cohort, cases = _cached_cam(ctx.workspace, ctx.result)
-    if maps is None:
+    first), drawn as on the page, with the trust checks' summary."""
+    from crc_core.run_views import cohort_name
+
+    maps, cohort, _ = _cached_cam(ctx.workspace, ctx.result)
+    if maps is None or "gradcam" not in ctx.figures:
         return "<p>No Grad-CAM maps were computed for this run yet (Evaluate → Grad-CAM).</p>"
-    pictures = []
-    for kind in ("right", "wrong"):
-        for caption, grey, cam_map, roi, patient in _cam_panels(ctx.workspace, ctx.result, maps, cohort, cases[kind], kind):
-            name = html.escape(ctx.names[patient])
-            caption = html.escape(pseudonymised_text(caption, ctx.names) if ctx.pseudonymise else caption)
-            pictures.append(f"<figure><img src='{_png_data_url(_cam_picture(grey, cam_map, roi))}' alt='Grad-CAM of {name}'>"
-                            f"<figcaption>{caption}: confident {kind} call{'; random init' if ctx.random_init else ''}"
-                            "</figcaption></figure>")
-    explained = maps.explained
-    colours = ",".join(f"rgb({r:.0f},{g:.0f},{b:.0f})" for r, g, b in CAM_STOPS)
     method = cam.METHOD_NAMES.get(maps.meta["method"], maps.meta["method"])
-    return (f"<p class='caption'>{html.escape(method)} of the <b>{explained}</b> class, {html.escape(cohort)} "
+    cascade = "".join(f"; with {html.escape(step['randomised'])} randomised, {step['median_rho']:.2f}"
+                      for step in maps.meta.get("cascade", [])[1:])
+    randomised = maps.meta.get("randomised", "the learned top")
+    return (f"<p class='caption'>{html.escape(method)} of the <b>{maps.explained}</b> class, {html.escape(cohort_name(cohort))} "
             f"cohort, layer {html.escape(maps.meta['layer'])}; ROI outlined in white. Median share of the map inside the ROI "
-            f"{np.nanmedian(maps.roi_share):.2f} (the ROI covers {np.median(maps.roi_area):.2f} of the crop); median rank "
-            f"correlation with the same network re-initialised {np.nanmedian(maps.sanity):.2f} (near 1: the map does not "
+            f"{cam.median(maps.roi_share):.2f} (the ROI covers {np.median(maps.roi_area):.2f} of the crop). Randomisation "
+            f"check (Adebayo et al. 2018): median rank correlation with the maps of the same network with "
+            f"{html.escape(randomised)} drawn at random {cam.median(maps.sanity):.2f}{cascade} (near 1: the map does not "
             f"depend on what the model learned).</p>"
-            + ("<p class='warning'>Random initialisation: these maps show an untrained backbone.</p>" if ctx.random_init else "")
-            + f"<div class='colourbar'>0<span class='bar' style='background:linear-gradient(to right,{colours})'></span>1"
-            f" (evidence for the {explained} class)</div><div class='cams'>{''.join(pictures)}</div>")
+            + ("<p class='warning'>Random initialisation: the backbone under these maps was never trained on images.</p>"
+               if ctx.random_init else "")
+            + _figure(ctx.figures["gradcam"]))
 
 
 def _configuration_section(ctx: _ReportContext) -> str:
     configuration = {"run": ctx.run.run_id, "created": dt.datetime.fromtimestamp(ctx.run.created_at).isoformat(timespec="seconds"),
-                     "target": ctx.run.target, "backbone": ctx.run.backbone, "mode": ctx.run.mode,
-                     "config": without_paths(ctx.run.config), "info": without_paths(ctx.run.info)}
+                     "target": ctx.run.target, "backbone": ctx.run.backbone, "mode": str(ctx.run.mode),
+                     "config": without_paths(ctx.run.config), "info": without_paths(ctx.run.info),
+                     "report": {k: v for k, v in ctx.config.to_dict().items() if k != "out"}}
     return ctx.text(f"<pre>{html.escape(json.dumps(configuration, indent=2, default=str))}</pre>")
 
 
@@ -396,37 +533,46 @@ def _software_section(ctx: _ReportContext) -> str:
 
 
 def patient_names(workspace: Workspace, result, pseudonymise: bool) -> dict[str, str]:
-    """Patient ID → the name shown: the ID itself, or its pseudonym (numbered in the cohort's order,
-    so a patient has the same pseudonym in a run's report and in its figures)."""
+    """Patient ID → the name shown: the ID itself, or its pseudonym (drawn for the run from the
+    workspace's key, so a patient has the same pseudonym in a run's report and in its figures)."""
     from crc_core.cohort import load_workspace_cohort
 
     ids = list(dict.fromkeys([*load_workspace_cohort(workspace)["patient_id"].astype(str),
                               *result.predictions["patient_id"].astype(str)]))
-    return pseudonyms(ids) if pseudonymise else {p: p for p in ids}
+    if not pseudonymise:
+        return {p: p for p in ids}
+    return pseudonyms(ids, pseudonym_seed(workspace, result.run.run_id))
 
 
-def build_report(workspace: Workspace, run_id: str, *, pseudonymise: bool = False,
-                 progress: Callable[[int, int], None] | None = None) -> str:
-    """The self-contained HTML report of ``run_id`` (see the module docstring)."""
+def build_report(workspace: Workspace, config: "ReportConfig | str", *, pseudonymise: bool | None = None,
+                 progress: Callable[..., None] | None = None) -> str:
+    """The self-contained HTML report (see the module docstring) of ``config`` (a
+    :class:`ReportConfig`, or a run id with the defaults)."""
     from plotly.offline import get_plotlyjs
 
-    from crc_core import model_evaluation as me
     from crc_core.runs import RunStore
 
     workspace = Workspace.of(workspace)
+    config = _as_config(config, pseudonymise=pseudonymise)
     store = RunStore(workspace)
-    run = store.run(run_id)
-    result = me.evaluate_run(store, run_id)
-    names = patient_names(workspace, result, pseudonymise)
-    ctx = _ReportContext(workspace, run, result, names, pseudonymise)
+    run = store.run(config.run_id)
+    if progress:
+        progress(0, len(SECTIONS), "evaluating the run")
+    result = config.evaluate(workspace)
+    names = patient_names(workspace, result, config.pseudonymise)
+    figures = run_figures(workspace, result, config)
+    if config.pseudonymise:
+        figures = {stem: pseudonymised_figure(figure, names) for stem, figure in figures.items()}
+    ctx = _ReportContext(workspace, run, result, names, config, figures)
     builders = {"cohort": _cohort_section, "table1": _table_one_section, "labels": _labels_section,
-                "models": lambda c: _models_section(c, store), "table2": _table_two_section, "figures": _figures_section,
-                "gradcam": _cam_section, "configuration": _configuration_section, "software": _software_section}
+                "methods": _methods_section, "models": lambda c: _models_section(c, store), "table2": _table_two_section,
+                "figures": _figures_section, "gradcam": _cam_section, "configuration": _configuration_section,
+                "software": _software_section}
     sections = []
     for i, (anchor, title) in enumerate(SECTIONS, start=1):
-        sections.append(_section(title, builders[anchor](ctx), anchor))
         if progress:
-            progress(i, len(SECTIONS))
+            progress(i - 1, len(SECTIONS), f"{title}: section {i} of {len(SECTIONS)}")
+        sections.append(_section(title, builders[anchor](ctx), anchor))
     title = f"CRC-TIME report: {run.target.upper()}, {result.label}"
     contents = "".join(f"<a href='#{anchor}'>{html.escape(name)}</a>" for anchor, name in SECTIONS)
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -438,21 +584,58 @@ def build_report(workspace: Workspace, run_id: str, *, pseudonymise: bool = Fals
             f"CRC-TIME; everything below is in this one file.</p><nav>{contents}</nav>{''.join(sections)}</body></html>")
 
 
-def write_report(workspace: Workspace, run_id: str, out: Path, *, pseudonymise: bool = False, progress=None) -> Path:
-    return atomic_write_text(Path(out), build_report(workspace, run_id, pseudonymise=pseudonymise, progress=progress))
+def write_report(workspace: Workspace, config: "ReportConfig | str", out: Path | None = None, *,
+                 pseudonymise: bool | None = None, progress=None) -> Path:
+    """Build the report and write it to ``out`` (default: the config's), checked first."""
+    config = _as_config(config, pseudonymise=pseudonymise, out=str(out) if out else None)
+    target = check_output_file(Path(config.out), suffixes=(".html", ".htm"))
+    return atomic_write_text(target, build_report(workspace, config, progress=progress))
 
 
-def write_figures(workspace: Workspace, run_id: str, out: Path, *, pseudonymise: bool = False) -> list[Path]:
-    """Every figure of a run (:func:`run_figures`) as PNG and SVG: into a zip where ``out`` ends in
-    .zip, else into that folder."""
-    from crc_core import model_evaluation as me
-    from crc_core.runs import RunStore
-
+def write_figures(workspace: Workspace, config: "ReportConfig | str", out: Path | None = None, *,
+                  pseudonymise: bool | None = None, progress=None) -> list[Path]:
+    """Every figure of a run (:func:`run_figures`) as PNG and SVG: into a zip where the output ends
+    in .zip, else into that folder. The destination is checked before anything is drawn."""
     workspace = Workspace.of(workspace)
-    result = me.evaluate_run(RunStore(workspace), run_id)
-    figures = run_figures(workspace, run_id, result=result)
-    names = patient_names(workspace, result, True) if pseudonymise else None
-    out = Path(out)
+    config = _as_config(config, pseudonymise=pseudonymise, out=str(out) if out else None)
+    out = Path(config.out)
     if out.suffix.lower() == ".zip":
-        return [atomic_write_bytes(out, images_zip(figures, names=names))]
-    return export_images(figures, out, names=names)
+        check_output_file(out, suffixes=(".zip",))
+    else:
+        check_output_folder(out)
+    if progress:
+        progress(0, 1, "evaluating the run")
+    result = config.evaluate(workspace)
+    figures = run_figures(workspace, result, config)
+    names = patient_names(workspace, result, True) if config.pseudonymise else None
+    if out.suffix.lower() == ".zip":
+        return [atomic_write_bytes(out, images_zip(figures, names=names, progress=progress))]
+    return export_images(figures, out, names=names, progress=progress)
+
+
+def check_output_file(path: Path, *, suffixes: tuple[str, ...]) -> Path:
+    """A file to write: refused, in one line, when it is a folder, has another suffix, or its
+    folder cannot be made or written."""
+    path = Path(path)
+    if not str(path).strip() or path.name in ("", ".", ".."):
+        raise CrcInputError("Name the file to write (--out FILE).")
+    if path.is_dir():
+        raise CrcInputError(f"{path} is a folder; name a file inside it, e.g. {path / ('report' + suffixes[0])}.")
+    if path.suffix.lower() not in suffixes:
+        raise CrcInputError(f"{path} should end in {' or '.join(suffixes)}.")
+    check_output_folder(path.parent)
+    return path
+
+
+def check_output_folder(folder: Path) -> Path:
+    """A folder to write into: made if missing; refused, in one line, when it is a file or cannot
+    be written."""
+    from crc_core.workspace import ensure_writable_dir
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise CrcInputError(f"{folder} is a file, not a folder; choose a folder to write into.")
+    try:
+        return ensure_writable_dir(folder)
+    except OSError as exc:
+        raise CrcInputError(f"{folder} cannot be written ({exc.strerror or exc}); choose another folder.") from exc

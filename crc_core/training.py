@@ -1,24 +1,26 @@
-"""Training runs: one target × one backbone × one mode, or a queued grid of them, each cell its own
-run in the run store (:mod:`crc_core.runs`).
+"""Training runs: one target × one backbone × one mode, or a grid of them, each cell its own run in
+the run store (:mod:`crc_core.runs`). Reads top to bottom like torchvision's reference ``train.py``:
+the config, :func:`train_run` (one run: checks, partitions, the mode's trainer, the outcome),
+:func:`train_grid`, then the modes and the pieces they share.
 
 Modes: ``features`` (the frozen backbone's pooled features, cached, then a penalised logistic
-regression — seconds on a laptop), ``finetune`` (the paper's protocol, :mod:`crc_core.finetune`)
-and ``radiomics`` (PyRadiomics features of the ROI with the same regression: the handcrafted
-comparator). Evaluation: the saved training/validation split (``holdout``, as the paper), the
-folds of a k-fold split (``kfold``), or repeated seeded random splits (``repeated``) — the paper's
-own stated limitation was one split. Partitions are fixed and written to the run folder before any
-model sees a patient; nothing searches seeds for the best-looking split.
+regression — seconds on a laptop), ``finetune`` (:mod:`crc_core.finetune`) and ``radiomics``
+(PyRadiomics features of the ROI with the same regression: the handcrafted comparator).
+Evaluation: the saved training/validation split (``holdout``, as the paper), the folds of a k-fold
+split (``kfold``), or repeated seeded random splits (``repeated``) — the paper's own stated
+limitation was one split. Partitions are fixed and written to the run folder before any model sees
+a patient; nothing searches seeds for the best-looking split. Whatever a label learns from data
+(the Immune Score's marker medians) is learned again inside each partition's training part.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import subprocess
-import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -26,17 +28,19 @@ import pandas as pd
 import crc_core
 from crc_core.backbones import BACKBONES, backbone
 from crc_core.configs import JsonConfig
-from crc_core.datasets import TARGETS, LabelledCrops, check_classes, labelled_crops
+from crc_core.datasets import TARGETS, LabelledCrops, check_classes, labelled_crops, target_column
 from crc_core.errors import CrcInputError
-from crc_core.runs import RunStore
+from crc_core.finetune import FinetuneConfig, TrainingFailed, world
+from crc_core.jobs import HEARTBEAT, JobStopped
+from crc_core.runs import NO_FOLD, OUT_OF_FOLD, RunFolder, RunMode, RunStore, resume_hint
 from crc_core.splits import EXTERNAL, TRAIN, VALIDATION
 from crc_core.workspace import Workspace, atomic_write_text
 
-MODES = ("features", "finetune", "radiomics")
+MODES = tuple(str(m) for m in RunMode if m.trained)
 EVALUATIONS = ("holdout", "kfold", "repeated")
-SELECTIONS = ("validation_loss", "inner_split")
-SCHEDULES = ("cosine", "step", "constant")
-Progress = Callable[[int, int], None]
+#: ``progress(done, total, message)``: how far the run is, in words a user reads.
+Progress = Callable[..., None]
+Say = Callable[[str], None]
 
 #: Said on the page and in every fine-tuned run: the paper's model selection looks at the validation cohort.
 SELECTION_NOTE = (
@@ -44,12 +48,16 @@ SELECTION_NOTE = (
     "validation cohort take part in selecting the model, so its AUC is optimistic. An inner split of "
     "the training cohort keeps the validation cohort untouched."
 )
+#: Flat fine-tuning keys of configs written before the fine-tune settings were nested (version 1).
+_FLAT_FINETUNE_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "augment", "class_weights",
+                       "selection", "inner_fraction", "early_stopping")
 
 
 @dataclass(frozen=True)
 class TrainConfig(JsonConfig):
-    """A training request: every target × backbone is its own run. Defaults are the paper's
-    protocol; ``mode`` defaults to the fast frozen-feature mode, which a laptop CPU runs in seconds."""
+    """A training request: every target × backbone is its own run. ``mode`` defaults to the fast
+    frozen-feature mode, which a laptop CPU runs in seconds; ``finetune`` holds the fine-tuning
+    protocol (:class:`crc_core.finetune.FinetuneConfig`) and is None in the other modes."""
 
     targets: tuple[str, ...] = ("tsr",)
     backbones: tuple[str, ...] = ("densenet121",)
@@ -64,22 +72,10 @@ class TrainConfig(JsonConfig):
     require_pretrained: bool = False
     crop_key: str | None = None
     allow_missing_crops: bool = False
-    # fine-tuning (the paper's protocol)
-    epochs: int = 100
-    batch_size: int = 32
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"
-    augment: bool = True
-    class_weights: bool = True
-    selection: str = "validation_loss"
-    inner_fraction: float = 0.2
-    early_stopping: int = 0
     device: str = "auto"
     precision: str = "auto"
-    # radiomics
     radiomics_label: int | None = None
+    finetune: FinetuneConfig | None = None
 
     def __post_init__(self) -> None:
         targets = (self.targets,) if isinstance(self.targets, str) else tuple(self.targets)
@@ -89,7 +85,7 @@ class TrainConfig(JsonConfig):
         object.__setattr__(self, "targets", tuple(dict.fromkeys(targets)))
         if self.mode not in MODES:
             raise CrcInputError(f"The mode must be one of {', '.join(MODES)}; got {self.mode!r}.")
-        if self.mode == "radiomics":
+        if self.mode == RunMode.RADIOMICS:
             names = ("radiomics",)
         else:
             if not names:
@@ -104,20 +100,37 @@ class TrainConfig(JsonConfig):
             raise CrcInputError(f"Repeated splits take 2-200 repeats; got {self.n_repeats!r}.")
         if not 0.3 <= float(self.repeat_train_fraction) <= 0.9:
             raise CrcInputError(f"The training share of repeated splits must be 0.3-0.9; got {self.repeat_train_fraction!r}.")
-        if not 1 <= int(self.epochs) <= 1000:
-            raise CrcInputError(f"Epochs must be 1-1000; got {self.epochs!r}.")
-        if not 2 <= int(self.batch_size) <= 1024:
-            raise CrcInputError(f"The batch size must be 2-1024; got {self.batch_size!r}.")
-        if not 0 < float(self.lr) <= 1:
-            raise CrcInputError(f"The learning rate must be above 0 and at most 1; got {self.lr!r}.")
-        if self.schedule not in SCHEDULES:
-            raise CrcInputError(f"The schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}.")
-        if self.selection not in SELECTIONS:
-            raise CrcInputError(f"Model selection must be one of {', '.join(SELECTIONS)}; got {self.selection!r}.")
-        if not 0.1 <= float(self.inner_fraction) <= 0.5:
-            raise CrcInputError(f"The inner selection share must be 0.1-0.5; got {self.inner_fraction!r}.")
-        if int(self.seed) < 0 or int(self.early_stopping) < 0:
-            raise CrcInputError("The seed and the early-stopping patience must be 0 or more.")
+        if int(self.seed) < 0:
+            raise CrcInputError("The seed must be 0 or more.")
+        finetune = self.finetune
+        if isinstance(finetune, Mapping):
+            finetune = FinetuneConfig.from_dict(finetune)
+        # The fine-tuning protocol belongs to fine-tuning: a features run's config shows none of it.
+        if self.mode == RunMode.FINETUNE:
+            finetune = finetune or FinetuneConfig()
+        else:
+            finetune = None
+        object.__setattr__(self, "finetune", finetune)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], *, source: str | None = None) -> "TrainConfig":
+        """Also reads the flat fine-tuning keys of runs stored before they were nested, and of the
+        command line's flags (``--epochs`` ...)."""
+        if isinstance(values, Mapping):
+            values = dict(values)
+            flat = {k: values.pop(k) for k in _FLAT_FINETUNE_KEYS if k in values}
+            if flat:
+                nested = dict(values.get("finetune") or {})
+                values["finetune"] = {**nested, **flat}
+        return super().from_dict(values, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = super().to_dict()
+        if self.finetune is None:
+            values.pop("finetune")
+        else:
+            values["finetune"] = self.finetune.to_dict()
+        return values
 
     def cells(self) -> list["TrainConfig"]:
         """The grid, one config per target × backbone, in the order they run."""
@@ -131,27 +144,160 @@ class TrainConfig(JsonConfig):
     def backbone(self) -> str:
         return self.backbones[0]
 
+    def describe(self) -> str:
+        """``TSR × DenseNet-121 (features)`` for progress and messages."""
+        name = BACKBONES[self.backbone].title if self.backbone in BACKBONES else "PyRadiomics"
+        return f"{self.target.upper()} × {name} ({self.mode})"
+
 
 # ---------------------------------------------------------------------------------------------
-# Partitions: fixed before training
+# One run
+
+
+def train_run(workspace: Workspace, config: TrainConfig | None, *, store: RunStore | None = None,
+              progress: Progress | None = None, say: Say | None = None, group_id: str | None = None,
+              job_id: str | None = None, resume: str | None = None, restart: bool = False) -> str:
+    """Train one cell (``config`` of one target and backbone) as one run and return its id.
+
+    Everything a user can fix is checked before the run is written: no labels, no crops, one class,
+    an unknown crop set, a weights file that is not one — so a refusal leaves no failed run behind.
+    ``resume``: go on with a stopped or interrupted run from its last checkpoints (``restart``:
+    start its unfinished folds again from epoch 0). Under ``torchrun`` every process trains, rank
+    0 alone writes."""
+    workspace = Workspace.of(workspace)
+    store = store or RunStore(workspace)
+    rank, size = world()
+    if size > 1 and rank != 0:
+        return _follow_rank_zero(workspace, store)
+    if resume:
+        run = store.run(resume)
+        if run.done:
+            raise CrcInputError(f"Run {resume} has finished already; there is nothing to resume.")
+        if run.status == "running":
+            raise CrcInputError(f"Run {resume} is still running (on {run.host or 'another machine'}); stop it first.")
+        if not run.mode.trained:
+            raise CrcInputError(f"Run {resume} is a {run.mode} model: it is fitted, not trained, and has nothing to resume.")
+        config, run_id = TrainConfig.from_dict(run.config, source=f"run {resume}"), resume
+    else:
+        if config is None or len(config.cells()) != 1:
+            raise ValueError("train_run trains one target × backbone; use train_grid for several")
+        run_id = None
+    if size > 1 and config.mode != RunMode.FINETUNE:
+        raise CrcInputError("torchrun spreads fine-tuning over processes; run the features and radiomics modes without it.")
+    data = labelled_crops(workspace, config.target, crop_key=config.crop_key, allow_missing_crops=config.allow_missing_crops)
+    parts = partitions(workspace, data, config)
+    _check_weights(config)
+    if run_id is None:
+        run_id = store.create_run(target=config.target, backbone=config.backbone, mode=config.mode, config=config.to_dict(),
+                                  info={"code_version": code_version()}, group_id=group_id, job_id=job_id)
+    else:
+        _check_resumable(store, store.run(run_id), parts, restart)
+        store.claim(run_id)
+        store.update(run_id, job_id=job_id)
+    if size > 1:
+        _share_run_id(run_id)
+        store.update(run_id, info={"world_size": size})
+    ctx = RunContext(workspace, store, run_id, config, len(parts), progress, say)
+    try:
+        with HEARTBEAT.beating(lambda: store.heartbeat(run_id)):
+            if not ctx.folder.partitions.exists():
+                _record_partitions(ctx.folder, data, parts, config)
+            store.update(run_id, info={**data.provenance(), "counts": {s: data.counts(data.where(s)) for s in (TRAIN, VALIDATION)},
+                                       "n_patients": len(data), "n_partitions": len(parts), "warnings": data.warnings,
+                                       "label_cutoffs": {str(p.fold): p.cutoffs for p in parts if p.cutoffs}})
+            MODE_RUNNERS[config.mode](ctx, data, parts)
+    except (JobStopped, KeyboardInterrupt):
+        store.finish(run_id, "stopped", f"stopped by the user; {resume_hint(run_id)}")
+        raise
+    except CrcInputError as exc:
+        store.finish(run_id, "failed", str(exc))
+        raise
+    except BaseException as exc:
+        store.finish(run_id, "failed", f"unexpected error: {exc!r}")
+        raise
+    store.finish(run_id, "done", " ".join(dict.fromkeys(ctx.notes + data.warnings)))
+    ctx.tell(f"{config.describe()}: done", done=True)
+    return run_id
+
+
+def train_grid(workspace: Workspace, config: TrainConfig, *, progress: Progress | None = None, say: Say | None = None,
+               job_id: str | None = None) -> list[str]:
+    """Every target × backbone of ``config``, one after the other, each its own run."""
+    import uuid
+
+    store = RunStore(workspace)
+    cells = config.cells()
+    group = uuid.uuid4().hex[:8] if len(cells) > 1 else None
+    ids = []
+    for i, cell in enumerate(cells):
+        def cell_progress(done: int, total: int, message: str = "", i: int = i) -> None:
+            if progress:
+                where = f" ({i + 1} of {len(cells)})" if len(cells) > 1 else ""
+                progress(i * 1000 + int(1000 * done / max(total, 1)), len(cells) * 1000, f"{cell.describe()}{where}: {message}")
+
+        ids.append(train_run(workspace, cell, store=store, progress=cell_progress, say=say, group_id=group, job_id=job_id))
+    return ids
+
+
+def _check_weights(config: TrainConfig) -> None:
+    """A weights file named by the user is read and matched to the backbone before anything runs."""
+    if config.mode == RunMode.RADIOMICS or config.weights in ("imagenet", "random"):
+        return
+    from crc_core.backbones import check_weights_file
+
+    check_weights_file(config.weights, config.backbone)
+
+
+def _check_resumable(store: RunStore, run, parts: list["Partition"], restart: bool) -> None:
+    """A fine-tune goes on from each unfinished fold's ``last.pt``. A fold that trained epochs but
+    lost its checkpoint, or whose checkpoint is damaged, is said by name, and starts again from
+    epoch 0 only when asked (``restart``), its earlier epochs forgotten."""
+    folder = run.folder(store.workspace)
+    if run.mode != RunMode.FINETUNE:
+        return
+    from crc_core.finetune import read_checkpoint
+
+    epochs = store.metrics([run.run_id], "epoch")
+    for part in parts:
+        if folder.done_marker(part.fold).exists():
+            continue
+        last = folder.last_checkpoint(part.fold)
+        trained = epochs[epochs["fold"] == (NO_FOLD if part.fold is None else part.fold)]["epoch"]
+        if restart:
+            last.unlink(missing_ok=True)
+            folder.best_checkpoint(part.fold).unlink(missing_ok=True)
+            store.clear_metrics_after(run.run_id, -1, fold=part.fold)
+            continue
+        where = "" if part.fold is None else f" of fold {part.fold}"
+        if not last.exists() and len(trained):
+            raise CrcInputError(
+                f"The checkpoint {last.name}{where} of run {run.run_id} is gone, so its {int(trained.max()) + 1} epoch(s) cannot "
+                f"be gone on from. Start it again from epoch 0 (the Train page's \"Start again\", or `crc-time train --resume "
+                f"{run.run_id} --restart`); its earlier epochs are then forgotten."
+            )
+        if last.exists():
+            read_checkpoint(last)
+
+
+# ---------------------------------------------------------------------------------------------
+# Partitions: fixed before training, each with its own labels
 
 
 @dataclass(frozen=True)
 class Partition:
-    """One model to train: its training patients and the cohorts it predicts (cohort → mask)."""
+    """One model to train: its training patients, the cohorts it predicts (cohort → mask), and
+    the labels of every patient under the cut-offs learned from its training patients."""
 
     fold: int | None
     train: np.ndarray
     predict: dict[str, np.ndarray]
-    select: np.ndarray | None = None  # fine-tuning's selection patients (None: the validation cohort)
-
-    @property
-    def tag(self) -> str:
-        return "" if self.fold is None else f"-{self.fold}"
+    y: np.ndarray
+    cutoffs: dict[str, Any] = field(default_factory=dict)
 
 
-def partitions(data: LabelledCrops, config: TrainConfig) -> list[Partition]:
-    """The partitions of ``config.evaluation``; external patients are only ever predicted."""
+def partitions(workspace: Workspace, data: LabelledCrops, config: TrainConfig) -> list[Partition]:
+    """The partitions of ``config.evaluation``, each with its labels; external patients are only
+    ever predicted. Refuses a partition whose training or held-out patients hold one class."""
     internal = data.split != EXTERNAL
     external = {"external": data.split == EXTERNAL} if (data.split == EXTERNAL).any() else {}
     if config.evaluation == "holdout":
@@ -159,9 +305,8 @@ def partitions(data: LabelledCrops, config: TrainConfig) -> list[Partition]:
         if not validation.any():
             raise CrcInputError("The split has no validation patients; make a 7:3 split on the Cohort page, or "
                                 "choose cross-validation or repeated splits.")
-        check_classes(data, validation, "the validation cohort")
-        return [Partition(None, data.where(TRAIN), {"train": data.where(TRAIN), "validation": validation, **external})]
-    if config.evaluation == "kfold":
+        shapes = [(None, data.where(TRAIN), {"train": data.where(TRAIN), "validation": validation, **external})]
+    elif config.evaluation == "kfold":
         fold = data.fold.copy()
         if (fold[internal] < 0).any():
             from sklearn.model_selection import StratifiedKFold
@@ -171,35 +316,311 @@ def partitions(data: LabelledCrops, config: TrainConfig) -> list[Partition]:
             splitter = StratifiedKFold(n_splits=config.n_folds, shuffle=True, random_state=config.seed)
             for k, (_, held) in enumerate(splitter.split(positions, data.y[positions])):
                 fold[positions[held]] = k
-        return [Partition(int(k), internal & (fold != k), {"cv": internal & (fold == k)})
-                for k in sorted(set(fold[internal].tolist()))]
-    from sklearn.model_selection import train_test_split
+        shapes = [(int(k), internal & (fold != k), {"cv": internal & (fold == k)}) for k in sorted(set(fold[internal].tolist()))]
+    else:
+        from sklearn.model_selection import train_test_split
 
-    positions = np.flatnonzero(internal)
-    out = []
-    for r in range(config.n_repeats):
-        chosen, _ = train_test_split(positions, train_size=config.repeat_train_fraction, stratify=data.y[positions],
-                                     random_state=config.seed + r)
-        train = np.zeros(len(data), dtype=bool)
-        train[chosen] = True
-        out.append(Partition(r, train, {"repeat": internal & ~train}))
-    return out
+        positions = np.flatnonzero(internal)
+        shapes = []
+        for r in range(config.n_repeats):
+            chosen, _ = train_test_split(positions, train_size=config.repeat_train_fraction, stratify=data.y[positions],
+                                         random_state=config.seed + r)
+            train = np.zeros(len(data), dtype=bool)
+            train[chosen] = True
+            shapes.append((r, train, {"repeat": internal & ~train}))
+    parts = []
+    for fold, train, predict in shapes:
+        y, cutoffs = _labels_of_part(workspace, data, train)
+        part = Partition(fold, train, predict, y, cutoffs)
+        name = "the training cohort" if fold is None else f"the training patients of fold {fold}"
+        check_classes(data, train, name, y=y)
+        if fold is None:
+            check_classes(data, predict["validation"], "the validation cohort", y=y)
+        parts.append(part)
+    return parts
 
 
-def _record_partitions(folder: Path, data: LabelledCrops, parts: list[Partition], config: TrainConfig) -> None:
+def _labels_of_part(workspace: Workspace, data: LabelledCrops, train: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """The target's labels with every data-driven cut-off learned from ``train`` alone (the IS
+    marker medians, which the Immune Score and TIME labels depend on); the saved labels where the
+    target's rule learns nothing from data."""
+    from crc_core.labels import labels_for_training_part
+
+    rebuilt = labels_for_training_part(workspace, [data.patient_ids[i] for i in np.flatnonzero(train)])
+    if rebuilt is None or data.target not in ("is", "time"):
+        return data.y, {}
+    column = target_column(data.target)
+    values = rebuilt.labels.set_index("patient_id")[column].reindex(data.patient_ids)
+    if values.isna().any():
+        missing = [p for p, v in zip(data.patient_ids, values) if pd.isna(v)]
+        raise CrcInputError(f"The {column} label of {', '.join(missing[:5])} cannot be rebuilt from the pathology table; "
+                            "build the labels again on the Labels page.")
+    return values.astype(int).to_numpy(), {m: c["value"] for m, c in rebuilt.cutoffs.items()}
+
+
+def _record_partitions(folder: RunFolder, data: LabelledCrops, parts: list[Partition], config: TrainConfig) -> None:
+    ids = np.asarray(data.patient_ids)
     document = {
         "evaluation": config.evaluation, "seed": config.seed,
         "partitions": [
-            {"fold": p.fold, "train": [data.patient_ids[i] for i in np.flatnonzero(p.train)],
-             **{cohort: [data.patient_ids[i] for i in np.flatnonzero(mask)] for cohort, mask in p.predict.items()}}
+            {"fold": p.fold, "train": ids[p.train].tolist(),
+             **{cohort: ids[mask].tolist() for cohort, mask in p.predict.items()},
+             "labels": dict(zip(ids.tolist(), p.y.astype(int).tolist())), "cutoffs": p.cutoffs}
             for p in parts
         ],
     }
-    atomic_write_text(folder / "partitions.json", json.dumps(document))
+    atomic_write_text(folder.partitions, json.dumps(document))
 
 
 # ---------------------------------------------------------------------------------------------
-# Provenance
+# What a running run shares with its modes
+
+
+@dataclass
+class RunContext:
+    workspace: Workspace
+    store: RunStore
+    run_id: str
+    config: TrainConfig
+    n_parts: int
+    progress: Progress | None = None
+    say: Say | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.workspace.runs_dir / self.run_id)
+
+    def sink(self, fold: int | None) -> Callable[[list], None]:
+        """Where one fold's metric rows go."""
+        return lambda rows: self.store.add_metrics(self.run_id, rows, fold=fold)
+
+    def tell(self, message: str, done: int | bool = 0, total: int = 1, *, line: bool = False) -> None:
+        """Progress for the page (``done`` of ``total``, in words) and, with ``line``, a line for
+        a terminal or the job's log."""
+        if self.progress:
+            self.progress(int(total if done is True else done), total, message)
+        if line and self.say:
+            self.say(message)
+
+    def note_weights(self, weights) -> None:
+        """Record where the network's weights came from, as soon as that is known, so the page
+        says "random initialisation" when the run starts rather than when it ends."""
+        self.store.update(self.run_id, info={"weights": weights.to_dict()})
+        if not weights.pretrained:
+            note = f"Random initialisation: {weights.note}."
+            if note not in self.notes:
+                self.notes.append(note)
+                self.tell(note, line=True)
+
+    def part_name(self, part: Partition) -> str:
+        return "" if part.fold is None else f"{'fold' if self.config.evaluation == 'kfold' else 'repeat'} {part.fold + 1} of {self.n_parts}"
+
+
+def _store_predictions(ctx: RunContext, data: LabelledCrops, part: Partition, probs: dict[str, np.ndarray]) -> None:
+    for cohort, values in probs.items():
+        if not np.isfinite(values).all():
+            raise TrainingFailed(f"The model gives no probability (NaN) for {int((~np.isfinite(values)).sum())} patient(s) "
+                                 f"of the {cohort} cohort: training diverged. Lower the learning rate or check the crops.")
+    ids = np.asarray(data.patient_ids)
+    for cohort, values in probs.items():
+        mask = part.predict.get(cohort, part.train)
+        table = pd.DataFrame({"patient_id": ids[mask], "y_true": part.y[mask], "prob": values})
+        ctx.store.set_predictions(ctx.run_id, cohort, table, fold=part.fold)
+
+
+# ---------------------------------------------------------------------------------------------
+# The modes
+
+
+def _fast_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition], features: np.ndarray) -> None:
+    from crc_core.linear_models import cross_fitted_predictions, fit_penalised_logistic
+
+    for i, part in enumerate(parts):
+        where = ctx.part_name(part)
+        ctx.tell(f"fitting {ctx.config.target.upper()}" + (f", {where}" if where else ""), i, len(parts))
+        model = fit_penalised_logistic(features[part.train], part.y[part.train], seed=ctx.config.seed)
+        model.save(ctx.folder.linear_model(part.fold))
+        probs = {cohort: model.predict(features[mask]) for cohort, mask in part.predict.items()}
+        if part.fold is None:
+            probs[OUT_OF_FOLD] = cross_fitted_predictions(features[part.train], part.y[part.train], model.c, seed=ctx.config.seed)
+        _store_predictions(ctx, data, part, probs)
+        # The fast mode's training curve: cross-validated log-loss along the penalty path.
+        ctx.sink(part.fold)([("model", 0, 0, "penalty_C", model.c)]
+                            + [("penalty", i_c, 0, "cv_log_loss", loss) for i_c, loss in enumerate(model.cv_log_loss)])
+    ctx.tell(f"fitted {ctx.config.target.upper()}", len(parts), len(parts))
+
+
+def _features_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition]) -> None:
+    from crc_core.features import cached_deep_features
+
+    config = ctx.config
+    plan = _plan(config)
+    ctx.store.update(ctx.run_id, info={"device": plan.to_dict()})
+
+    def crops_done(done: int, total: int, message: str = "") -> None:
+        ctx.tell(f"features: {done} of {total} crops", done, total)
+
+    ctx.tell(f"features of {len(data)} crops", 0, len(data))
+    features, weights, cached = cached_deep_features(
+        ctx.workspace, config.backbone, data.crops.key, data.patient_ids, data.images, plan, weights=config.weights,
+        download=config.download_weights, require_pretrained=config.require_pretrained, seed=config.seed,
+        progress=crops_done, on_weights=ctx.note_weights,
+    )
+    ctx.store.update(ctx.run_id, info={"features_cached": cached, "feature_dim": int(features.shape[1])})
+    _fast_mode(ctx, data, parts, features)
+
+
+def _radiomics_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition]) -> None:
+    from crc_core.features import radiomics_table
+
+    def done(done: int, total: int, message: str = "") -> None:
+        ctx.tell(f"PyRadiomics features: {done} of {total} patients", done, total)
+
+    table, cached = radiomics_table(ctx.workspace, data.patient_ids, label=ctx.config.radiomics_label, progress=done)
+    ctx.store.update(ctx.run_id, info={"features_cached": cached, "feature_dim": int(table.shape[1]),
+                                       "weights": {"pretrained": False, "source": "handcrafted", "path": "", "note": ""}})
+    _fast_mode(ctx, data, parts, table.to_numpy(dtype=float))
+
+
+def _finetune_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition]) -> None:
+    import torch
+
+    from crc_core.backbones import classifier
+    from crc_core.finetune import batches_per_epoch, evaluate, fit, read_checkpoint
+
+    config, tune = ctx.config, ctx.config.finetune
+    plan = _plan(config, data)
+    rank = world()[0]
+    ctx.store.update(ctx.run_id, info={"device": plan.to_dict(), "setting_sources": tune.sources(), "selection_note":
+                                       SELECTION_NOTE if tune.selection == "validation_loss" else "inner split of the training cohort"})
+    images = data.images()
+    done_before = sum(ctx.folder.done_marker(p.fold).exists() for p in parts)
+    for i, part in enumerate(parts):
+        if ctx.folder.done_marker(part.fold).exists():
+            continue  # a resumed run keeps what finished
+        torch.manual_seed(config.seed)
+        model, weights = classifier(config.backbone, weights=config.weights, download=config.download_weights,
+                                    require_pretrained=config.require_pretrained)
+        if rank == 0:
+            ctx.note_weights(weights)
+        select_mask = _selection(data, part, tune, config.seed)
+        train_mask = part.train & ~select_mask
+        last = ctx.folder.last_checkpoint(part.fold)
+        state = read_checkpoint(last, plan.device) if last.exists() else None
+        if state is not None and rank == 0:
+            # The interrupted epoch's rows go; the epoch is done again.
+            ctx.store.clear_metrics_after(ctx.run_id, int(state["epoch"]), fold=part.fold)
+        batches = batches_per_epoch(int(train_mask.sum()), tune.batch_size)
+        where = ctx.part_name(part)
+        prefix = f"{where} · " if where else ""
+        clock = _Clock(tune.epochs * batches * (len(parts) - done_before) , time.monotonic())
+        offset = (i - done_before) * tune.epochs * batches
+
+        def on_batch(b, prefix=prefix, offset=offset, clock=clock, batches=batches) -> None:
+            finished = offset + b.epoch * batches + b.batch
+            ctx.tell(f"{prefix}epoch {b.epoch + 1} of {tune.epochs} · batch {b.batch} of {b.batches} · "
+                     f"{b.images_per_s:.1f} images/s · ETA {clock.eta(finished)}", finished, clock.total)
+
+        def on_epoch(numbers: dict, prefix=prefix, offset=offset, clock=clock, batches=batches) -> None:
+            finished = offset + (int(numbers["epoch"]) + 1) * batches
+            ctx.tell(f"{prefix}epoch {int(numbers['epoch']) + 1}/{tune.epochs} · train loss {numbers['train_loss']:.4f} · "
+                     f"selection loss {numbers['val_loss']:.4f} · selection AUC {numbers['val_auc']:.3f} · "
+                     f"{numbers['images_per_s']:.1f} images/s · ETA {clock.eta(finished)}", finished, clock.total, line=True)
+
+        result = fit(model, (images[train_mask], part.y[train_mask]), (images[select_mask], part.y[select_mask]), tune, plan,
+                     ctx.folder.best_checkpoint(part.fold), ctx.folder.last_checkpoint(part.fold), seed=config.seed,
+                     sink=ctx.sink(part.fold), resume=state, on_batch=on_batch if rank == 0 else None,
+                     on_epoch=on_epoch if rank == 0 else None, checkpoint_config=config.to_dict())
+        if rank != 0:
+            continue
+        loss_fn = torch.nn.CrossEntropyLoss()
+        probs = {cohort: evaluate(model, images[mask], part.y[mask], loss_fn, plan)[1] for cohort, mask in part.predict.items()}
+        _store_predictions(ctx, data, part, probs)
+        ctx.store.update(ctx.run_id, info={f"best_epoch{'' if part.fold is None else '-' + str(part.fold)}": result.best_epoch,
+                                           f"stopped_early{'' if part.fold is None else '-' + str(part.fold)}": result.stopped_early})
+        atomic_write_text(ctx.folder.done_marker(part.fold), str(result.best_epoch))
+
+
+@dataclass
+class _Clock:
+    """ETA from the batches done so far in this process (the first batches give the first one)."""
+
+    total: int
+    started: float
+
+    def eta(self, finished: int) -> str:
+        elapsed = time.monotonic() - self.started
+        if finished <= 0 or elapsed <= 0:
+            return "—"
+        seconds = elapsed / finished * max(self.total - finished, 0)
+        return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 86400:.1f} days"
+
+
+def _selection(data: LabelledCrops, part: Partition, tune: FinetuneConfig, seed: int) -> np.ndarray:
+    """The patients fine-tuning selects its epoch on: the validation cohort (the paper), or a seeded
+    stratified inner share of the training patients (then the validation cohort stays unseen)."""
+    if tune.selection == "validation_loss" and "validation" in part.predict:
+        return part.predict["validation"].copy()
+    from sklearn.model_selection import train_test_split
+
+    positions = np.flatnonzero(part.train)
+    _, chosen = train_test_split(positions, test_size=tune.inner_fraction, stratify=part.y[positions], random_state=seed)
+    mask = np.zeros(len(data), dtype=bool)
+    mask[chosen] = True
+    return mask
+
+
+MODE_RUNNERS = {RunMode.FEATURES: _features_mode, RunMode.FINETUNE: _finetune_mode, RunMode.RADIOMICS: _radiomics_mode}
+
+
+def _plan(config: TrainConfig, data: LabelledCrops | None = None):
+    from crc_core.devices import plan_device
+
+    probe = None
+    if data is not None and config.mode == RunMode.FINETUNE:
+        from crc_core.finetune import precision_probe
+
+        probe = precision_probe(config.backbone, data.images()[:8], data.y[:8])
+    return plan_device(config.device, config.precision, probe=probe,
+                       probe_key=f"{config.backbone} {config.mode} {data.images().shape[-1] if data is not None else ''}")
+
+
+# ---------------------------------------------------------------------------------------------
+# torchrun: set up once, here
+
+
+def _share_run_id(run_id: str | None) -> str:
+    """Join the process group (NCCL on GPUs, gloo on CPUs) and hand rank 0's run id to every process."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    shared = [run_id]
+    dist.broadcast_object_list(shared, src=0)
+    return shared[0]
+
+
+class _QuietStore:
+    """What processes other than rank 0 of a torchrun job write to: nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
+def _follow_rank_zero(workspace: Workspace, store: RunStore) -> str:
+    """A process other than rank 0: train the run rank 0 created, writing nothing."""
+    run_id = _share_run_id(None)
+    run = store.run(run_id)
+    config = TrainConfig.from_dict(run.config)
+    data = labelled_crops(workspace, config.target, crop_key=config.crop_key, allow_missing_crops=config.allow_missing_crops)
+    _finetune_mode(RunContext(workspace, _QuietStore(), run_id, config, 0), data, partitions(workspace, data, config))
+    return run_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Provenance and readiness
 
 
 def code_version() -> str:
@@ -213,303 +634,6 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", ""
     return crc_core.__version__ + (f"+{commit}" if commit else "") + ("+changes" if dirty else "")
-
-
-class _Heartbeat:
-    """Beats for a run every few seconds while a long computation gives no progress."""
-
-    def __init__(self, store: RunStore, run_id: str, every_s: float = 5.0):
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(store, run_id, every_s), daemon=True)
-
-    def _beat(self, store: RunStore, run_id: str, every_s: float) -> None:
-        while not self._stop.wait(every_s):
-            try:
-                store.heartbeat(run_id)
-            except CrcInputError:
-                return
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-
-
-# ---------------------------------------------------------------------------------------------
-# Running
-
-
-@dataclass
-class RunContext:
-    workspace: Workspace
-    store: RunStore
-    run_id: str
-    config: TrainConfig
-    progress: Progress | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def folder(self) -> Path:
-        return self.workspace.runs_dir / self.run_id
-
-    def sink(self, rows) -> None:
-        rows = list(rows)
-        self.store.add_metrics(self.run_id, rows)
-        epochs = [epoch for scope, _, epoch, name, _ in rows if scope == "epoch" and name.startswith("val_loss")]
-        if epochs and self.progress and self.config.mode == "finetune":
-            self.progress(epochs[-1] + 1, self.config.epochs)
-
-
-def _store_predictions(ctx: RunContext, data: LabelledCrops, part: Partition, probs: dict[str, np.ndarray]) -> None:
-    for cohort, values in probs.items():
-        if not np.isfinite(values).all():
-            from crc_core.finetune import TrainingFailed
-
-            raise TrainingFailed(f"The model gives no probability (NaN) for {int((~np.isfinite(values)).sum())} patient(s) "
-                                 f"of the {cohort} cohort: training diverged. Lower the learning rate or check the crops.")
-    for cohort, mask in part.predict.items():
-        table = pd.DataFrame({"patient_id": np.asarray(data.patient_ids)[mask], "y_true": data.y[mask], "prob": probs[cohort]})
-        ctx.store.set_predictions(ctx.run_id, cohort, table, fold=part.fold)
-        finite = np.isfinite(table["prob"]).all()
-        if finite and table["y_true"].nunique() == 2:
-            from sklearn.metrics import roc_auc_score
-
-            value = float(roc_auc_score(table["y_true"], table["prob"]))
-            ctx.sink([("fold", part.fold if part.fold is not None else -1, 0, f"auc:{cohort}", value)])
-
-
-def _fast_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition], features: np.ndarray) -> None:
-    from crc_core.linear_models import fit_penalised_logistic
-
-    for i, part in enumerate(parts):
-        model = fit_penalised_logistic(features[part.train], data.y[part.train], seed=ctx.config.seed)
-        model.save(ctx.folder / f"model{part.tag}.json")
-        _store_predictions(ctx, data, part, {cohort: model.predict(features[mask]) for cohort, mask in part.predict.items()})
-        fold = part.fold if part.fold is not None else -1
-        # The fast mode's training curve: cross-validated log-loss along the penalty path.
-        ctx.sink([("fold", fold, 0, "penalty_C", model.c)]
-                 + [("penalty", i, fold, "cv_log_loss", loss) for i, loss in enumerate(model.cv_log_loss)])
-        if ctx.progress:
-            ctx.progress(i + 1, len(parts))
-
-
-def _plan(config: TrainConfig, data: LabelledCrops | None = None):
-    from crc_core.devices import plan_device
-
-    probe = None
-    if data is not None and config.mode == "finetune":
-        probe = _precision_probe(config, data)
-    return plan_device(config.device, config.precision, probe=probe,
-                       probe_key=f"{config.backbone} {config.mode} {data.images().shape[-1] if data is not None else ''}")
-
-
-def _precision_probe(config: TrainConfig, data: LabelledCrops):
-    from crc_core.finetune import precision_probe
-
-    return precision_probe(config.backbone, data.images()[:8], data.y[:8])
-
-
-def _features_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition]) -> None:
-    from crc_core.features import cached_deep_features
-
-    config = ctx.config
-    plan = _plan(config)
-    ctx.store.update(ctx.run_id, info={"device": plan.to_dict()})
-    features, weights, cached = cached_deep_features(
-        ctx.workspace, config.backbone, data.crops.key, data.patient_ids, data.images, plan, weights=config.weights,
-        download=config.download_weights, require_pretrained=config.require_pretrained, seed=config.seed,
-        progress=ctx.progress,
-    )
-    ctx.store.update(ctx.run_id, info={"weights": weights.to_dict(), "features_cached": cached,
-                                       "feature_dim": int(features.shape[1])})
-    if not weights.pretrained:
-        ctx.notes.append(f"Random initialisation: {weights.note}.")
-    _fast_mode(ctx, data, parts, features)
-
-
-def _radiomics_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition]) -> None:
-    from crc_core.features import radiomics_table
-
-    table, cached = radiomics_table(ctx.workspace, data.patient_ids, label=ctx.config.radiomics_label,
-                                    progress=ctx.progress)
-    ctx.store.update(ctx.run_id, info={"features_cached": cached, "feature_dim": int(table.shape[1]),
-                                       "weights": {"pretrained": False, "source": "handcrafted", "path": "", "note": ""}})
-    _fast_mode(ctx, data, parts, table.to_numpy(dtype=float))
-
-
-def _finetune_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition]) -> None:
-    from crc_core.backbones import classifier
-    from crc_core.finetune import FinetuneSettings, evaluate, fit, world
-
-    config = ctx.config
-    plan = _plan(config, data)
-    ctx.store.update(ctx.run_id, info={"device": plan.to_dict(), "selection_note": SELECTION_NOTE
-                                       if config.selection == "validation_loss" else "inner split of the training cohort"})
-    settings = FinetuneSettings(config.epochs, config.batch_size, config.lr, config.momentum, config.weight_decay,
-                                config.schedule, config.augment, config.class_weights, config.early_stopping, config.seed)
-    images = data.images()
-    for part in parts:
-        done = ctx.folder / f"done{part.tag}"
-        if done.exists():
-            continue  # a resumed run keeps what finished
-        import torch
-
-        torch.manual_seed(config.seed)
-        model, weights = classifier(config.backbone, weights=config.weights, download=config.download_weights,
-                                    require_pretrained=config.require_pretrained)
-        ctx.store.update(ctx.run_id, info={"weights": weights.to_dict()})
-        if not weights.pretrained and not ctx.notes:
-            ctx.notes.append(f"Random initialisation: {weights.note}.")
-        select_mask = part.select if part.select is not None else _selection(data, part, config)
-        train_mask = part.train & ~select_mask
-        result = fit(model, (images[train_mask], data.y[train_mask]), (images[select_mask], data.y[select_mask]), settings,
-                     plan, ctx.folder, sink=ctx.sink, tag=part.tag, config=config.to_dict())
-        loss_fn = torch.nn.CrossEntropyLoss()
-        probs = {cohort: evaluate(model, images[mask], data.y[mask], loss_fn, plan)[1] for cohort, mask in part.predict.items()}
-        _store_predictions(ctx, data, part, probs)
-        ctx.store.update(ctx.run_id, info={f"best_epoch{part.tag}": result.best_epoch, f"stopped_early{part.tag}": result.stopped_early})
-        if world()[0] == 0:
-            atomic_write_text(done, str(result.best_epoch))
-
-
-def _selection(data: LabelledCrops, part: Partition, config: TrainConfig) -> np.ndarray:
-    """The patients fine-tuning selects its epoch on: the validation cohort (the paper), or a seeded
-    stratified inner share of the training patients (then the validation cohort stays unseen)."""
-    if config.selection == "validation_loss" and "validation" in part.predict:
-        return part.predict["validation"].copy()
-    from sklearn.model_selection import train_test_split
-
-    positions = np.flatnonzero(part.train)
-    _, chosen = train_test_split(positions, test_size=config.inner_fraction, stratify=data.y[positions],
-                                 random_state=config.seed)
-    mask = np.zeros(len(data), dtype=bool)
-    mask[chosen] = True
-    return mask
-
-
-MODE_RUNNERS = {"features": _features_mode, "finetune": _finetune_mode, "radiomics": _radiomics_mode}
-
-
-class _QuietStore:
-    """What processes other than rank 0 of a torchrun job write to: nothing."""
-
-    def __getattr__(self, name: str):
-        return lambda *args, **kwargs: None
-
-
-def _distributed_run_id(run_id: str | None) -> str:
-    """Under torchrun, rank 0's run id, handed to every process."""
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    shared = [run_id]
-    dist.broadcast_object_list(shared, src=0)
-    return shared[0]
-
-
-def train_run(workspace: Workspace, config: TrainConfig | None, *, store: RunStore | None = None,
-              progress: Progress | None = None, group_id: str | None = None, job_id: str | None = None,
-              resume: str | None = None) -> str:
-    """Train one cell (``config`` of one target and backbone) as one run and return its id. The run
-    is created first, so a refusal (no labels, one class, ...) is recorded on it too. Under
-    ``torchrun`` every process trains, rank 0 alone writes."""
-    from crc_core.finetune import world
-    from crc_core.jobs import JobStopped
-
-    workspace = Workspace.of(workspace)
-    store = store or RunStore(workspace)
-    rank, size = world()
-    if size > 1:
-        if config is not None and config.mode != "finetune":
-            raise CrcInputError("torchrun spreads fine-tuning over processes; run the features and radiomics modes without it.")
-        if rank != 0:
-            run_id = _distributed_run_id(None)
-            config = TrainConfig.from_dict(store.run(run_id).config)
-            ctx = RunContext(workspace, _QuietStore(), run_id, config)
-            data = labelled_crops(workspace, config.target, crop_key=config.crop_key,
-                                  allow_missing_crops=config.allow_missing_crops)
-            _finetune_mode(ctx, data, partitions(data, config))
-            return run_id
-    if resume:
-        run = store.run(resume)
-        if run.status == "done":
-            raise CrcInputError(f"Run {resume} has finished already; there is nothing to resume.")
-        config, run_id = TrainConfig.from_dict(run.config), resume
-        store.claim(run_id)
-    else:
-        if len(config.cells()) != 1:
-            raise ValueError("train_run trains one target × backbone; use train_grid for several")
-        run_id = store.create_run(target=config.target, backbone=config.backbone, mode=config.mode, config=config.to_dict(),
-                                  info={"code_version": code_version()}, group_id=group_id, job_id=job_id)
-    if size > 1:
-        _distributed_run_id(run_id)
-        store.update(run_id, info={"world_size": size})
-    ctx = RunContext(workspace, store, run_id, config, progress)
-    try:
-        with _Heartbeat(store, run_id):
-            data = labelled_crops(workspace, config.target, crop_key=config.crop_key,
-                                  allow_missing_crops=config.allow_missing_crops)
-            parts = partitions(data, config)
-            if not (ctx.folder / "partitions.json").exists():
-                _record_partitions(ctx.folder, data, parts, config)
-            store.update(run_id, info={**data.provenance(), "counts": {s: data.counts(data.where(s)) for s in (TRAIN, VALIDATION)},
-                                       "n_patients": len(data), "warnings": data.warnings})
-            MODE_RUNNERS[config.mode](ctx, data, parts)
-    except (JobStopped, KeyboardInterrupt):
-        store.finish(run_id, "stopped", f"stopped by the user; `crc-time train --resume {run_id}` goes on")
-        raise
-    except CrcInputError as exc:
-        store.finish(run_id, "failed", str(exc))
-        raise
-    except BaseException as exc:
-        store.finish(run_id, "failed", f"unexpected error: {exc!r}")
-        raise
-    store.finish(run_id, "done", " ".join(ctx.notes + data.warnings))
-    return run_id
-
-
-def train_grid(workspace: Workspace, config: TrainConfig, *, progress: Progress | None = None,
-               job_id: str | None = None) -> list[str]:
-    """Every target × backbone of ``config``, one after the other, each its own run."""
-    import uuid
-
-    store = RunStore(workspace)
-    cells = config.cells()
-    group = uuid.uuid4().hex[:8] if len(cells) > 1 else None
-    ids = []
-    for i, cell in enumerate(cells):
-        def cell_progress(done: int, total: int, i: int = i) -> None:
-            if progress:
-                progress(i * 1000 + int(1000 * done / max(total, 1)), len(cells) * 1000)
-
-        ids.append(train_run(workspace, cell, store=store, progress=cell_progress, group_id=group, job_id=job_id))
-    return ids
-
-
-def _summaries(metrics: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
-    """run id → cohort → {auc, sd, n} from fold-scope AUC metrics."""
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    aucs = metrics[metrics["name"].str.startswith("auc:")]
-    for (run_id, name), rows in aucs.groupby(["run_id", "name"], sort=False):
-        values = rows["value"].dropna().to_numpy()
-        out.setdefault(run_id, {})[name.split(":", 1)[1]] = {
-            "auc": float(values.mean()) if len(values) else math.nan,
-            "sd": float(values.std(ddof=1)) if len(values) > 1 else math.nan, "n": int(len(values)),
-        }
-    return out
-
-
-def summary(store: RunStore, run_id: str) -> dict[str, Any]:
-    """AUCs of a finished run: per cohort for a holdout run, mean ± SD over folds or repeats."""
-    return _summaries(store.metrics([run_id], "fold")).get(run_id, {})
-
-
-# ---------------------------------------------------------------------------------------------
-# For the page and the CLI
 
 
 def readiness(workspace: Workspace) -> list[str]:
@@ -537,43 +661,4 @@ def readiness(workspace: Workspace) -> list[str]:
     return missing
 
 
-def live_status(store: RunStore, run_id: str) -> dict[str, Any]:
-    """Where a running (or finished) run is: epoch, ETA, images/s, device, precision, weights."""
-    run = store.run(run_id)
-    epochs = store.metrics([run_id], "epoch")
-    seconds = epochs.loc[epochs["name"] == "seconds", "value"]
-    speed = epochs.loc[epochs["name"] == "images_per_s", "value"]
-    done = int(epochs["epoch"].max()) + 1 if len(epochs) else 0
-    total = int(run.config.get("epochs", 0)) if run.mode == "finetune" else 0
-    device = run.info.get("device", {})
-    return {
-        "run": run, "epoch": done, "epochs": total,
-        "eta_s": float(seconds.mean()) * (total - done) if total and len(seconds) else None,
-        "images_per_s": float(speed.iloc[-1]) if len(speed) else None,
-        "device": f"{device.get('device', '?')} {device.get('precision', '')}".strip(),
-        "weights": run.info.get("weights", {}),
-    }
-
-
-def runs_overview(store: RunStore) -> pd.DataFrame:
-    """One row per run with its AUCs: per cohort for holdout, mean ± SD over folds otherwise."""
-    runs = store.runs()
-    summaries = _summaries(store.metrics([r.run_id for r in runs], "fold"))  # one query for all runs
-    rows = []
-    for run in runs:
-        row = {"run_id": run.run_id, "target": run.target, "backbone": run.backbone, "mode": run.mode,
-               "evaluation": run.config.get("evaluation", "holdout"), "status": run.status,
-               "weights": "ImageNet" if run.pretrained else ("handcrafted" if run.mode == "radiomics" else "random init")}
-        for cohort, value in summaries.get(run.run_id, {}).items():
-            text = f"{value['auc']:.3f}" + (f" ± {value['sd']:.3f} (n = {value['n']})" if value["n"] > 1 else "")
-            row[f"AUC {cohort}"] = text
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def fold_aucs(store: RunStore, run_ids: list[str]) -> pd.DataFrame:
-    """AUC of every fold or repeat of the runs: ``run_id``, ``cohort``, ``fold``, ``auc``."""
-    metrics = store.metrics(run_ids, "fold")
-    aucs = metrics[metrics["name"].str.startswith("auc:")].copy()
-    aucs["cohort"] = aucs["name"].str.split(":").str[1]
-    return aucs.rename(columns={"step": "fold", "value": "auc"})[["run_id", "cohort", "fold", "auc"]]
+__all__ = ["TrainConfig", "FinetuneConfig", "train_run", "train_grid", "partitions", "MODES", "EVALUATIONS"]

@@ -61,11 +61,29 @@ def _crop_status(workspace: Workspace) -> StepStatus:
     return StepStatus("CT & ROI", True, detail)
 
 
+def _run_status(workspace: Workspace) -> tuple[StepStatus, StepStatus]:
+    """Train counts finished runs only (a run still training is not a result yet); a store that
+    cannot be read is said, not counted."""
+    from crc_core.runs import RunStore
+
+    try:
+        runs = RunStore(workspace).runs()
+    except CrcInputError as exc:
+        return StepStatus("Train", False, str(exc)), StepStatus("Evaluate", False, "needs a readable run store")
+    done = [r for r in runs if r.done]
+    running = sum(r.status == "running" for r in runs)
+    detail = f"{len(done)} finished run(s)" if done else "no finished runs yet"
+    if running:
+        detail += f"; {running} training now"
+    return (StepStatus("Train", bool(done), detail),
+            StepStatus("Evaluate", bool(done), "reads the finished runs' predictions" if done else "needs a finished run"))
+
+
 def workflow_status(workspace: Workspace) -> list[StepStatus]:
     """One row per workflow room, in order, saying what the workspace already holds."""
     workspace = Workspace.of(workspace)
     tables = [p.name for p in (workspace.clinical_csv, workspace.pathology_csv) if p.exists()]
-    runs = sorted(workspace.runs_dir.glob("*/")) if workspace.runs_dir.exists() else []
+    train, evaluate = _run_status(workspace)
     return [
         StepStatus("Cohort", len(tables) == 2, ", ".join(tables) or f"no tables in {workspace.root}"),
         StepStatus(
@@ -74,6 +92,6 @@ def workflow_status(workspace: Workspace) -> list[StepStatus]:
             "labels.csv saved" if workspace.labels_csv.exists() else "labels not built yet",
         ),
         _crop_status(workspace),
-        StepStatus("Train", bool(runs), f"{len(runs)} run(s)" if runs else "no runs yet"),
-        StepStatus("Evaluate", bool(runs), "reads the runs' predictions" if runs else "needs a run"),
+        train,
+        evaluate,
     ]

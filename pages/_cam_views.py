@@ -45,7 +45,7 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
     if running:
         return
     try:
-        maps = cam.read_cohort_maps(cam.cam_cache_path(workspace, run.run_id, cohort, method))
+        maps = cam.cached_maps(workspace, run, cohort, method)
     except CrcInputError as exc:
         st.error(str(exc))
         maps = None
@@ -53,16 +53,20 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
         st.info(f"No maps yet for this run's {cohort} cohort: they are computed once, in the background, and kept.")
         _compute(workspace, run, cohort, method, again=False)
         return
-    random_note = "" if run.pretrained else " · random initialisation"
+    random_note = " · random initialisation" if run.random_init else ""
     columns = st.columns(3)
-    columns[0].metric("Map inside the ROI (median)", f"{np.nanmedian(maps.roi_share):.2f}",
+    columns[0].metric("Map inside the ROI (median)", f"{cam.median(maps.roi_share):.2f}",
                       help=f"An evenly spread map would put {np.median(maps.roi_area):.2f} there (the ROI's area share).")
-    columns[1].metric("Randomisation check ρ (median)", f"{np.nanmedian(maps.sanity):.2f}",
-                      help="Rank correlation of each map with the same network re-initialised. Near 1: the map does "
-                           "not depend on what the model learned (Adebayo et al. 2018).")
+    columns[1].metric("Randomisation check ρ (median)", f"{cam.median(maps.sanity):.2f}",
+                      help=f"Rank correlation of each map with the map of the same network with "
+                           f"{maps.meta.get('randomised', 'its learned top')} drawn at random. Near 1: the map does not "
+                           "depend on what the model learned (Adebayo et al. 2018).")
     columns[2].metric("Class explained", maps.explained)
     st.caption(f"Layer {maps.meta['layer']}" + (f" — {maps.meta['note']}" if maps.meta.get("note") else "")
                + (f". No crop for: {', '.join(maps.meta['missing'])}." if maps.meta.get("missing") else "."))
+    if maps.meta.get("cascade"):
+        st.caption("Cascading randomisation from the top (median ρ with the trained network's maps): "
+                   + "; ".join(f"{step['randomised']}: {step['median_rho']:.2f}" for step in maps.meta["cascade"]))
     predictions = store.predictions(run.run_id, cohort).set_index("patient_id")
     threshold = result.metrics.get(cohort, {}).get("threshold", 0.5)
     cases = cam.confident_cases(predictions.reset_index(), maps, threshold=threshold)
@@ -77,22 +81,22 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
         f"{p} · true {cam.CLASS_NAMES.get(predictions.loc[p, 'y_true'], '?')}"
         f" · p(high) {predictions.loc[p, 'prob']:.2f}"))
     panels = [_panel(workspace, run, maps, patient, f"{me.model_label(run)}")]
-    shares = [{"model": me.model_label(run), "run_id": run.run_id, "ROI share (median)": np.nanmedian(maps.roi_share),
-               "randomisation ρ (median)": np.nanmedian(maps.sanity)}]
+    shares = [{"model": me.model_label(run), "run_id": run.run_id, "ROI share (median)": cam.median(maps.roi_share),
+               "randomisation ρ (median)": cam.median(maps.sanity)}]
     for other in finished:
         if len(panels) >= 6:  # Figure 5's width; before any other run's maps are read
             break
         if other.run_id == run.run_id or other.target != run.target or cam.why_not_explainable(other):
             continue
         try:
-            other_maps = cam.read_cohort_maps(cam.cam_cache_path(workspace, other.run_id, cohort, method))
+            other_maps = cam.cached_maps(workspace, other, cohort, method)
         except CrcInputError:
             continue
         if other_maps is not None and patient in other_maps.patient_ids:
             panels.append(_panel(workspace, other, other_maps, patient, me.model_label(other)))
             shares.append({"model": me.model_label(other), "run_id": other.run_id,
-                           "ROI share (median)": np.nanmedian(other_maps.roi_share),
-                           "randomisation ρ (median)": np.nanmedian(other_maps.sanity)})
+                           "ROI share (median)": cam.median(other_maps.roi_share),
+                           "randomisation ρ (median)": cam.median(other_maps.sanity)})
     title = f"{patient}: {cam.METHOD_NAMES[method]} of the {maps.explained} class{random_note}"
     st.plotly_chart(figures.cam_overlays(panels, title), config=figures.EXPORT_CONFIG, key="cam_overlay")
     st.dataframe(pd.DataFrame(shares).round(3), hide_index=True)

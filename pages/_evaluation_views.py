@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from crc_core import evaluation as ev
 from crc_core import figures
 from crc_core import model_evaluation as me
 from crc_core.errors import CrcInputError
@@ -17,30 +16,42 @@ def _chart(figure, key: str) -> None:
     st.plotly_chart(figure, config=figures.EXPORT_CONFIG, key=key)
 
 
+def cohorts_choice(result: me.RunEvaluation) -> list[str]:
+    """The cohorts the ROC, violin, figures export and report show (every evaluated one by default)."""
+    from crc_core.run_views import cohort_name
+
+    cohorts = list(result.metrics)
+    if len(cohorts) < 2:
+        return cohorts
+    return st.multiselect("Cohorts shown", cohorts, default=cohorts, format_func=cohort_name, key="evaluate_cohorts",
+                          help="In the ROC and violin tabs, and in the figures and report exported below.") or cohorts
+
+
 def _cohort_choice(result: me.RunEvaluation, key: str) -> str | None:
+    from crc_core.run_views import cohort_name
+
     cohorts = list(result.metrics)
     if not cohorts:
         st.info("No cohort of this run can be evaluated (see the notes above).")
         return None
     default = "validation" if "validation" in cohorts else cohorts[-1]
-    return st.radio("Cohort", cohorts, index=cohorts.index(default), horizontal=True, key=key)
+    return st.radio("Cohort", cohorts, index=cohorts.index(default), horizontal=True, key=key, format_func=cohort_name)
 
 
-def roc(result: me.RunEvaluation) -> None:
-    curves = []
-    for cohort, m in result.metrics.items():
-        rows = me.labelled(result.predictions, cohort)
-        curves.append((cohort, ev.roc_curve(rows["y_true"].astype(int), rows["prob"]), (m["auc"], m["auc_low"], m["auc_high"])))
-    if curves:
-        _chart(figures.roc_curves(curves, f"{result.run.target.upper()}: {result.label}"), "roc")
+def roc(result: me.RunEvaluation, cohorts: list[str]) -> None:
+    if result.metrics:
+        _chart(me.roc_figure(result, cohorts), "roc")
     if len(result.fold_aucs):
+        from crc_core.run_views import cohort_name
+
         spread = result.fold_aucs.groupby("cohort")["auc"].agg(["mean", "std", "count"])
         for cohort, row in spread.iterrows():
-            st.caption(f"{cohort}: AUC {row['mean']:.3f} ± {row['std']:.3f} over {int(row['count'])} folds/repeats (mean ± SD).")
+            st.caption(f"{cohort_name(cohort)}: AUC {row['mean']:.3f} ± {row['std']:.3f} over {int(row['count'])} "
+                       "folds/repeats (mean ± SD).")
 
 
 def table_two(result: me.RunEvaluation) -> None:
-    st.dataframe(result.table2().round(3), hide_index=True)
+    st.dataframe(me.table2_for_people(result), hide_index=True)
     st.caption("95% CI of the AUC: " + ("DeLong (pROC::ci.auc)." if result.ci_method == "delong"
                                         else "2000 stratified bootstrap resamples, percentile interval (pROC::ci.auc).")
                + " Every proportion's Wilson 95% CI is in the downloads. Threshold: "
@@ -51,11 +62,9 @@ def table_two(result: me.RunEvaluation) -> None:
     right.download_button("Table 2 (Excel)", me.table2_xlsx([result]), f"{result.run.run_id}-table2.xlsx")
 
 
-def violin(result: me.RunEvaluation) -> None:
-    rows = result.predictions[result.predictions["cohort"].isin(list(result.metrics))]
-    p_values = {c: me.mann_whitney_by_class(me.labelled(rows, c)) for c in result.metrics}
-    _chart(figures.violin(rows[rows["y_true"].notna()], p_values,
-                          f"{result.run.target.upper()}: predicted probability by true class"), "violin")
+def violin(result: me.RunEvaluation, cohorts: list[str]) -> None:
+    if result.metrics:
+        _chart(me.violin_figure(result, cohorts), "violin")
 
 
 def decision(result: me.RunEvaluation) -> None:
@@ -64,22 +73,17 @@ def decision(result: me.RunEvaluation) -> None:
         return
     low, high = st.slider("Threshold range", 0.01, 0.99, (0.01, 0.99), 0.01)
     band = st.checkbox("Bootstrap band (200 resamples)")
-    rows = me.labelled(result.predictions, cohort)
     thresholds = np.round(np.arange(low, high + 1e-9, 0.01), 2)
-    curve = ev.decision_curve(rows["y_true"].astype(int), rows["prob"], thresholds)
-    bands = {result.label: ev.decision_curve_band(rows["y_true"].astype(int), rows["prob"], thresholds)} if band else None
-    _chart(figures.decision_curves({result.label: curve}, f"Decision curve, {cohort} cohort", bands), "dca")
-    _chart(figures.clinical_impact(curve, f"Clinical impact, {cohort} cohort"), "impact")
+    _chart(me.decision_figure(result, cohort, thresholds, band), "dca")
+    _chart(me.impact_figure(result, cohort, thresholds), "impact")
 
 
 def calibration(result: me.RunEvaluation) -> None:
     cohort = _cohort_choice(result, "calibration_cohort")
     if cohort is None:
         return
-    rows = me.labelled(result.predictions, cohort)
-    bins, smooth = ev.calibration_curve(rows["y_true"].astype(int), rows["prob"])
     stats = result.calibration[cohort]
-    _chart(figures.calibration_plot(bins, smooth, rows["prob"].to_numpy(), stats, f"Calibration, {cohort} cohort"), "calibration")
+    _chart(me.calibration_figure(result, cohort), "calibration")
     st.caption(f"Intercept and slope of the logistic recalibration on logit(p) (rms::val.prob): {stats['intercept']:.3f}, "
                f"{stats['slope']:.3f}; Hosmer-Lemeshow χ² {stats['hl_chi2']:.2f} (df {stats['hl_df']}), {p_words(stats['hl_p'])}; "
                f"Spiegelhalter z {stats['spiegelhalter_z']:.2f}, {p_words(stats['spiegelhalter_p'])}.")
@@ -122,7 +126,8 @@ def compare(store: RunStore, result: me.RunEvaluation, finished: list[RunRecord]
 
 
 def combined(workspace, result: me.RunEvaluation) -> None:
-    from crc_core.combined_model import CombinedConfig, fit_combined, nomogram_figure, odds_ratio_table, stored_combined
+    from crc_core.combined_model import (CombinedConfig, fit_combined, nomogram_figure, odds_ratio_table, reference_choices,
+                                         stored_combined)
 
     if result.run.mode == "combined":
         variables = tuple(result.run.config.get("variables", ()))
@@ -141,15 +146,24 @@ def combined(workspace, result: me.RunEvaluation) -> None:
                "stored as a run of its own, so its ROC, decision and calibration curves sit beside the DL model's.")
     columns = [c for c in workspace.read_clinical().columns if c not in ("patient_id", "split", "fold")]
     chosen = st.multiselect("Clinical variables", columns, key="combined_variables")
+    references = {}
+    choices = reference_choices(workspace, tuple(chosen))
+    for column, (name, levels) in zip(st.columns(max(len(choices), 1)), choices.items()):
+        references[name] = column.selectbox(f"{name}: odds ratios relative to", [level for level, _ in levels],
+                                            key=f"combined_reference_{name}",
+                                            format_func=lambda level, n=dict(levels): f"{level} ({n[level]} training patients)",
+                                            help="The largest level by default: a small reference level makes every odds "
+                                                 "ratio of the variable unstable.")
     if not st.button("Fit the combined model", key="fit_combined"):
         return
     try:
-        fitted = fit_combined(workspace, CombinedConfig(run_id=result.run.run_id, variables=tuple(chosen)))
+        fitted = fit_combined(workspace, CombinedConfig(run_id=result.run.run_id, variables=tuple(chosen),
+                                                        reference_levels=references))
     except CrcInputError as exc:
         st.error(str(exc))
         return
     for note in fitted.notes:
-        st.caption(note)
+        (st.warning if note.startswith("Warning") else st.caption)(note)
     st.dataframe(odds_ratio_table(fitted.odds_ratios), hide_index=True)
     _chart(nomogram_figure(fitted, result.run.target, tuple(chosen)), "nomogram")
     st.success(f"Stored as run {fitted.run_id}: choose it above to see its ROC, Table 2, decision and calibration curves, "

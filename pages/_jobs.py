@@ -39,16 +39,30 @@ def show_job(workspace: Workspace, step: str, what: str) -> tuple[JobStatus | No
     return job, False
 
 
+#: What Stop does, per step: where the worker stops and what is kept.
+STOP_HELP = {
+    "train": "The run stops after the batch at hand; Resume goes on from its last finished epoch.",
+    "cam": "The maps stop after the batch of patients at hand; nothing half-done is kept.",
+    "report": "The report stops after the section at hand; nothing half-written is kept.",
+    "figures": "The export stops after the picture at hand; nothing half-written is kept.",
+}
+
+
 @st.fragment(run_every=1.0)
 def follow_job(root: str, job_id: str, what: str) -> None:
-    """A progress bar with a Stop button that follows a worker and reruns the page when it ends."""
+    """A progress bar with a Stop button that follows a worker and reruns the page when it ends;
+    the worker's own words (what it is doing now) on the bar."""
     workspace = Workspace(Path(root))
     status = read_job(workspace, job_id)
     if status is None or status.finished:
         st.rerun(scope="app")
     left, right = st.columns([5, 1])
-    text = f"{what}: {status.done}/{status.total}" if status.total else f"{what}: starting"
+    if status.message:
+        text = f"{what}: {status.message}"
+    else:
+        text = f"{what}: {status.done}/{status.total}" if status.total else f"{what}: starting"
     left.progress(status.fraction, text=text)
-    if right.button("Stop", key=f"stop_{job_id}", help="The worker finishes the patient at hand and stops."):
+    if right.button("Stop", key=f"stop_{job_id}",
+                    help=STOP_HELP.get(status.step, "The worker finishes the patient at hand and stops.")):
         request_stop(workspace, job_id)
         st.toast("Stopping…")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from crc_core.report import FIGURE_HEIGHT, FIGURE_WIDTH
+from crc_core.report import FIGURE_HEIGHT, FIGURE_WIDTH, ReportConfig
 from crc_core.runs import RunRecord
 from crc_core.workspace import Workspace
 from pages import _jobs
@@ -28,14 +28,25 @@ def _offer(path: Path, label: str, mime: str, key: str) -> None:
                        mime=mime, key=key)
 
 
-def draw(workspace: Workspace, run: RunRecord) -> None:
+def _config(result, cohorts: list[str], pseudonymise: bool, out: Path) -> ReportConfig:
+    """What the page shows now — its run, threshold rule, CI method and cohorts — for the worker."""
+    every = list(result.metrics)
+    return ReportConfig(run_id=result.run.run_id, threshold_rule=result.threshold_rule, ci_method=result.ci_method,
+                        cohorts=tuple(c for c in cohorts if c in every) if set(cohorts) != set(every) else (),
+                        pseudonymise=pseudonymise, out=str(out))
+
+
+def draw(workspace: Workspace, result, cohorts: list[str]) -> None:
+    run: RunRecord = result.run
     st.caption("The report holds the cohort, Table 1, the labels, every model of this target, Table 2, the ROC, violin, "
-               "decision and calibration figures, Grad-CAM panels (compute them first in the Grad-CAM tab), the run's "
-               "configuration and the software versions — in one HTML file that opens offline, without a network. "
-               "No path of this machine appears in it.")
-    pseudonymise = st.checkbox("Replace patient IDs by pseudonyms (Patient 001, 002, …)", value=True, key="report_pseudonymise",
-                               help="In the report and in the figures; the same patient gets the same pseudonym in both.")
-    flag = ("--pseudonymise",) if pseudonymise else ()
+               "decision and calibration figures, Grad-CAM panels (compute them first in the Grad-CAM tab), the methods "
+               "with whose each setting is, the run's configuration and the software versions — in one HTML file that opens "
+               "offline, without a network. No path of this machine appears in it. Both use the threshold, CI method and "
+               "cohorts chosen above.")
+    pseudonymise = st.checkbox("Replace patient IDs by pseudonyms (Patient 017, …, in a random order)", value=True,
+                               key="report_pseudonymise",
+                               help="In the report and in the figures; the same patient gets the same pseudonym in both. "
+                                    "The key that would undo them stays in this workspace.")
     report = _output(workspace, run, "report", pseudonymise)
     images = _output(workspace, run, "figures", pseudonymise)
     left, right = st.columns(2)
@@ -44,14 +55,14 @@ def draw(workspace: Workspace, run: RunRecord) -> None:
         if not running:
             if st.button("Build the report" if not report.exists() else "Build the report again", key="build_report",
                          type="primary"):
-                _jobs.start_step(workspace, "report", args=("--run", run.run_id, "--out", str(report), *flag))
+                _jobs.start_step(workspace, "report", _config(result, cohorts, pseudonymise, report))
             _offer(report, "Download the report", "text/html", "download_report")
     with right:
         _, running = _jobs.show_job(workspace, "figures", "Figures")
         if not running:
             if st.button("Export every figure as PNG and SVG" if not images.exists() else "Export the figures again",
                          key="build_figures"):
-                _jobs.start_step(workspace, "figures", args=("--run", run.run_id, "--out", str(images), *flag))
+                _jobs.start_step(workspace, "figures", _config(result, cohorts, pseudonymise, images))
             _offer(images, "Download the figures (zip)", "application/zip", "download_figures")
         st.caption(f"Publication size: {FIGURE_WIDTH} × {FIGURE_HEIGHT} px; PNG at twice that resolution. Rendered by this "
                    "machine's Chromium.")

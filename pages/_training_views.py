@@ -1,60 +1,113 @@
-"""The Train page's views of the run store: the run being trained, live, and the runs so far."""
+"""The Train page's views of the run store: the run being trained, live, and the runs so far, with
+Resume for a run that was stopped or interrupted."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
-from crc_core import figures, training
-from crc_core.runs import RunStore
+from crc_core import figures, run_views
+from crc_core.errors import CrcInputError
+from crc_core.runs import RunMode, RunStore
 from crc_core.workspace import Workspace
+from pages import _jobs
+
+LIVE_KEY = "live_metrics"
+
+
+def _new_metrics(store: RunStore, run_id: str) -> pd.DataFrame:
+    """The run's metrics, reading only the rows written since the last look (a poll every 2 s
+    must not read a long run's every step again); a row written again (a resumed epoch) replaces
+    the old one."""
+    cache = st.session_state.setdefault(LIVE_KEY, {})
+    known, since = cache.get(run_id, (None, None))
+    fresh = store.metrics([run_id], since=since)
+    if known is not None and len(fresh):
+        fresh = pd.concat([known, fresh]).drop_duplicates(["fold", "scope", "epoch", "step", "name"], keep="last")
+    elif known is not None:
+        fresh = known
+    if len(fresh):
+        cache[run_id] = (fresh, float(fresh["at"].max()))
+    return fresh
 
 
 @st.fragment(run_every=2.0)
-def live(root: str, job_id: str) -> None:
-    """The job's current run: epoch, ETA, speed, device, weights, and its curves, every 2 s."""
+def live(root: str) -> None:
+    """The run being trained: epoch of all its folds' epochs, ETA, speed, device, weights, its
+    curves, and the runs table as each run starts and ends, every 2 s."""
     store = RunStore(Workspace(Path(root)))
-    current = [r for r in store.runs() if r.job_id == job_id and r.status == "running"]
-    if not current:
+    try:
+        current = store.runs(status="running")
+    except CrcInputError as exc:
+        st.error(str(exc))
         return
-    status = training.live_status(store, current[0].run_id)
-    run = status["run"]
-    st.markdown(f"**Now training: {run.target.upper()} × {run.backbone} ({run.mode})** · run `{run.run_id}`")
-    columns = st.columns(4)
-    columns[0].metric("Epoch", f"{status['epoch']}/{status['epochs']}" if status["epochs"] else run.mode)
-    columns[1].metric("ETA", time.strftime("%H:%M:%S", time.gmtime(status["eta_s"])) if status["eta_s"] else "—")
-    columns[2].metric("Images/s", f"{status['images_per_s']:.1f}" if status["images_per_s"] else "—")
-    columns[3].metric("Device", status["device"] or "choosing…")
-    if status["weights"] and not status["weights"].get("pretrained", True):
-        st.warning("Random initialisation: no ImageNet weights were found for this backbone.")
-    metrics = store.metrics([run.run_id])
-    if len(metrics):
-        random = "" if run.pretrained or run.mode == "radiomics" else " (random initialisation)"
-        st.plotly_chart(figures.training_curves(metrics, f"{run.target.upper()} × {run.backbone}{random}"),
-                        config=figures.EXPORT_CONFIG, key=f"live_{run.run_id}")
+    if current:
+        status = run_views.live_status(store, current[0].run_id)
+        run = status.run
+        st.markdown(f"**Now training: {run.target.upper()} × {run_views.model_name(run)} "
+                    f"({run_views.MODE_NAMES[run.mode]})** · run `{run.run_id}`")
+        columns = st.columns(4)
+        columns[0].metric("Epoch (all folds)" if int(run.info.get("n_partitions", 1)) > 1 else "Epoch", status.epoch_text)
+        columns[1].metric("Time left", status.eta_text)
+        columns[2].metric("Images/s", f"{status.images_per_s:.1f}" if status.images_per_s else "—")
+        columns[3].metric("Device", status.device or "choosing…")
+        if run.random_init:
+            st.warning("Random initialisation: this backbone starts without ImageNet weights "
+                       f"({status.weights.get('note') or 'none found'}); its results are not the paper's models.")
+        metrics = _new_metrics(store, run.run_id)
+        if run.mode is RunMode.FINETUNE and len(metrics):
+            st.plotly_chart(figures.training_curves(metrics, f"{run.target.upper()} × {run_views.model_name(run)}"
+                                                    + (" (random initialisation)" if run.random_init else "")),
+                            config=figures.EXPORT_CONFIG, key=f"live_{run.run_id}")
+    runs_table(store)
 
 
-def runs(workspace: Workspace) -> None:
-    """Every run with its AUCs, and chosen runs compared: normalised loss curves, AUC per fold."""
-    store = RunStore(workspace)
-    overview = training.runs_overview(store)
+def runs_table(store: RunStore) -> pd.DataFrame:
+    overview = run_views.runs_overview(store)
     st.subheader("Runs")
     if overview.empty:
         st.info("No runs yet: choose targets and backbones above and start training.")
-        return
-    if (overview["weights"] == "random init").any():
+        return overview
+    if (overview["Weights"] == "random init").any():
         st.caption("“random init”: trained without ImageNet weights; its results are not the paper's models.")
     st.dataframe(overview, hide_index=True)
-    labels = {r: f"{t.upper()} × {b} ({m}{', random init' if w == 'random init' else ''})"
-              for r, t, b, m, w in overview[["run_id", "target", "backbone", "mode", "weights"]].itertuples(index=False)}
-    chosen = st.multiselect("Compare runs", list(overview["run_id"]), default=list(overview["run_id"][:4]),
-                            format_func=lambda r: f"{labels[r]} · {r}")
+    return overview
+
+
+def resume(workspace: Workspace) -> None:
+    """A stopped or interrupted run offers Resume (and, where its checkpoint is lost, a fresh start)."""
+    store = RunStore(workspace)
+    stopped = [r for r in store.runs() if r.status in ("stopped", "interrupted") and r.mode.trained]
+    if not stopped:
+        return
+    run = stopped[0]
+    left, middle, right = st.columns([4, 1, 1], vertical_alignment="center")
+    left.info(f"Run {run.run_id} ({run.target.upper()} × {run_views.model_name(run)}) is {run.status}: {run.message}")
+    if middle.button("Resume", key=f"resume_{run.run_id}", type="primary",
+                     help="Goes on from the last finished epoch of each unfinished fold."):
+        _jobs.start_step(workspace, "train", args=("--resume", run.run_id))
+    if right.button("Start again", key=f"restart_{run.run_id}",
+                    help="Trains the unfinished folds again from epoch 0, forgetting their epochs."):
+        _jobs.start_step(workspace, "train", args=("--resume", run.run_id, "--restart"))
+
+
+def compare(workspace: Workspace) -> None:
+    """Chosen runs compared: normalised loss curves (or the penalty path of the fast modes) and
+    the AUC of every fold or repeat."""
+    store = RunStore(workspace)
+    finished = store.runs(status="done")
+    if not finished:
+        return
+    labels = {r.run_id: f"{r.target.upper()} × {run_views.model_name(r)} ({run_views.MODE_NAMES[r.mode]}"
+                        f"{', random init' if r.random_init else ''})" for r in finished}
+    chosen = st.multiselect("Compare runs", list(labels), default=list(labels)[:4], format_func=lambda r: f"{labels[r]} · {r[-4:]}")
     if not chosen:
         return
+    short = {r: f"{labels[r]} · {r[-4:]}" for r in chosen}
     steps = store.metrics(chosen, "step")
-    curves = {labels[r]: rows for r, rows in steps[steps["name"] == "train_loss"].groupby("run_id", sort=False)}
+    curves = {short[r]: rows for r, rows in steps[steps["name"] == "train_loss"].groupby("run_id", sort=False)}
     left, right = st.columns(2)
     if curves:
         left.plotly_chart(figures.normalised_losses(curves), config=figures.EXPORT_CONFIG, key="compare_losses")
@@ -62,10 +115,10 @@ def runs(workspace: Workspace) -> None:
         from crc_core.linear_models import C_GRID
 
         path = store.metrics(chosen, "penalty")
-        penalty = {labels[r]: rows for r, rows in path.groupby("run_id", sort=False)}
+        penalty = {short[r]: rows for r, rows in path.groupby("run_id", sort=False)}
         if penalty:
             left.plotly_chart(figures.penalty_curves(penalty, C_GRID), config=figures.EXPORT_CONFIG, key="compare_penalty")
-    aucs = training.fold_aucs(store, chosen)
-    held_out = aucs[aucs["cohort"].isin(["validation", "cv", "repeat"])]
+    aucs = run_views.fold_aucs(store, chosen)
+    held_out = aucs[aucs["cohort"].isin(run_views.HELD_OUT)]
     if len(held_out):
-        right.plotly_chart(figures.auc_by_fold(held_out, labels), config=figures.EXPORT_CONFIG, key="compare_aucs")
+        right.plotly_chart(figures.auc_by_fold(held_out, short), config=figures.EXPORT_CONFIG, key="compare_aucs")

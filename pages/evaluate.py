@@ -20,7 +20,11 @@ st.caption("ROC curves with DeLong 95% CIs (pROC), the paper's Table 2 with Wils
 
 workspace = _ui.require_workspace()
 store = RunStore(workspace)
-finished = [r for r in store.runs() if r.status == "done"]
+try:
+    finished = store.runs(status="done")
+except CrcInputError as exc:
+    st.error(str(exc))
+    st.stop()
 if not finished:
     st.info("No finished runs yet: train a model on the Train page (or copy a run store from a GPU server into runs/).")
     st.stop()
@@ -34,9 +38,9 @@ labels = {r.run_id: f"{r.target.upper()} · {me.model_label(r)} · {r.config.get
 left, middle, right = st.columns([3, 2, 2])
 run_id = left.selectbox("Run", ids, key="evaluate_run", format_func=labels.get)
 st.query_params["run"] = run_id  # a reload or a link opens the same run
-rule = middle.radio("Threshold", me.THRESHOLD_RULES, horizontal=True, format_func={
+rule = middle.radio("Threshold", me.THRESHOLD_RULES, horizontal=True, key="evaluate_rule", format_func={
     "training": "Youden on training, applied to all", "per_cohort": "each cohort's own (optimistic, as the paper)"}.get)
-ci_method = right.radio("AUC 95% CI", ["delong", "bootstrap"], horizontal=True,
+ci_method = right.radio("AUC 95% CI", ["delong", "bootstrap"], horizontal=True, key="evaluate_ci",
                         format_func={"delong": "DeLong", "bootstrap": "bootstrap (2000, stratified)"}.get)
 
 
@@ -52,19 +56,20 @@ try:
 except CrcInputError as exc:
     _ui.show_input_error(exc)
     st.stop()
-if not result.run.pretrained and result.run.mode != "radiomics":
+if result.run.random_init:
     st.warning("This run started from random initialisation (no ImageNet weights): it is not the paper's model.")
 for note in result.notes:
     st.info(note)
+cohorts_shown = views.cohorts_choice(result)
 
 tabs = st.tabs(["ROC", "Table 2", "Violin", "Decision curve", "Calibration", "Compare runs", "Grad-CAM", "Combined model",
                 "Report & exports"])
 with tabs[0]:
-    views.roc(result)
+    views.roc(result, cohorts_shown)
 with tabs[1]:
     views.table_two(result)
 with tabs[2]:
-    views.violin(result)
+    views.violin(result, cohorts_shown)
 with tabs[3]:
     views.decision(result)
 with tabs[4]:
@@ -76,4 +81,4 @@ with tabs[6]:
 with tabs[7]:
     views.combined(workspace, result)
 with tabs[8]:
-    _report_views.draw(workspace, result.run)
+    _report_views.draw(workspace, result, cohorts_shown)

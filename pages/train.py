@@ -6,6 +6,8 @@ from crc_core import training
 from crc_core.backbones import BACKBONES, weights_on_disk
 from crc_core.datasets import TARGETS
 from crc_core.errors import CrcInputError
+from crc_core.finetune import SCHEDULES, SELECTIONS, FinetuneConfig, source_of
+from crc_core.runs import RunStore
 from pages import _jobs, _training_views, _ui
 
 st.title("Train")
@@ -21,7 +23,13 @@ for problem in missing:
 found = [spec.title for name, spec in BACKBONES.items() if weights_on_disk(name)]
 st.caption(("ImageNet weights on this machine for: " + ", ".join(found) + ". ") if found else
            "No ImageNet weights on this machine (see models/README.md): the backbones start from random "
-           "initialisation, and every result says so. ")
+           "initialisation, and every result says so.")
+
+
+def sourced(label: str, setting: str) -> str:
+    """A fine-tuning setting's label with whose default it is."""
+    return f"{label} — {source_of(setting)}"
+
 
 with st.form("train"):
     left, middle, right = st.columns(3)
@@ -39,30 +47,43 @@ with st.form("train"):
     n_folds = middle.selectbox("Folds (when the split has none)", [5, 10])
     n_repeats = middle.number_input("Repeats", 2, 200, 20)
     seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
-    weights = right.radio("Start from", ["imagenet", "random"],
-                          format_func={"imagenet": "ImageNet weights", "random": "random initialisation"}.get)
+    # Without weights on the machine, ImageNet would silently mean random: the default says so.
+    weights = right.radio("Start from", ["imagenet", "random"], index=0 if found else 1,
+                          format_func={"imagenet": "ImageNet weights (the paper)", "random": "random initialisation"}.get,
+                          help=None if found else "No ImageNet weights were found on this machine, so random initialisation "
+                                                  "is what any run would start from; copy the weights into models/ to start "
+                                                  "from ImageNet.")
     require = left.checkbox("Refuse random initialisation", help="Stop instead of training without ImageNet weights.")
     allow_missing = middle.checkbox("Train without labelled patients that have no crop")
-    with st.expander("Fine-tuning: the paper's protocol (100 epochs, batch 32, SGD lr 0.01, momentum 0.9)"):
+    with st.expander("Fine-tuning (only in the fine-tune mode): the paper's 100 epochs, batch 32 and learning rate "
+                     "0.01; the rest ours, each marked"):
         a, b, c, d = st.columns(4)
-        epochs = a.number_input("Epochs", 1, 1000, 100)
-        batch_size = b.number_input("Batch", 2, 1024, 32)
-        lr = c.number_input("Learning rate", 0.00001, 1.0, 0.01, format="%.5f")
-        schedule = d.selectbox("Schedule", training.SCHEDULES)
-        selection = st.radio("Keep the epoch with the lowest loss on", training.SELECTIONS, format_func={
-            "validation_loss": "the validation cohort (the paper)", "inner_split": "an inner split of the training cohort"}.get)
+        defaults = FinetuneConfig()
+        epochs = a.number_input(sourced("Epochs", "epochs"), 1, 1000, defaults.epochs)
+        batch_size = b.number_input(sourced("Batch", "batch_size"), 2, 1024, defaults.batch_size)
+        lr = c.number_input(sourced("Learning rate", "lr"), 0.00001, 1.0, defaults.lr, format="%.5f")
+        schedule = d.selectbox("Schedule — ours", SCHEDULES, help=source_of("schedule"))
+        momentum = a.number_input("SGD momentum — ours", 0.0, 0.99, defaults.momentum, help=source_of("momentum"))
+        weight_decay = b.number_input("Weight decay — ours", 0.0, 0.1, defaults.weight_decay, format="%.5f",
+                                      help=source_of("weight_decay"))
+        augment = c.checkbox("Augmentation — ours", defaults.augment, help=source_of("augment"))
+        class_weighted = d.checkbox("Class weights — ours", defaults.class_weights, help=source_of("class_weights"))
+        selection = st.radio("Keep the epoch with the lowest loss (the paper) on", SELECTIONS, format_func={
+            "validation_loss": "the validation cohort (as the paper)", "inner_split": "an inner split of the training cohort"}.get)
         st.caption(training.SELECTION_NOTE)
-        early = a.number_input("Early stopping after (epochs; 0 = off)", 0, 1000, 0)
+        early = a.number_input("Early stopping after (epochs; 0 = off) — ours", 0, 1000, 0, help=source_of("early_stopping"))
         device = b.selectbox("Device", ["auto", "cpu", "cuda", "mps"])
         precision = c.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"], help="auto: measured on CPUs")
     submitted = st.form_submit_button("Start training", type="primary", disabled=bool(missing))
 if submitted:
     try:
+        finetune = FinetuneConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), momentum=float(momentum),
+                                  weight_decay=float(weight_decay), schedule=schedule, augment=augment,
+                                  class_weights=class_weighted, selection=selection, early_stopping=int(early))
         config = training.TrainConfig(
             targets=tuple(targets), backbones=tuple(backbones) or ("densenet121",), mode=mode, evaluation=evaluation,
             n_folds=n_folds, n_repeats=int(n_repeats), seed=int(seed), weights=weights, require_pretrained=require,
-            allow_missing_crops=allow_missing, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
-            schedule=schedule, selection=selection, early_stopping=int(early), device=device, precision=precision)
+            allow_missing_crops=allow_missing, device=device, precision=precision, finetune=finetune)
     except CrcInputError as exc:
         _ui.show_input_error(exc)
     else:
@@ -70,5 +91,12 @@ if submitted:
 
 job, running = _jobs.show_job(workspace, "train", "Training")
 if running:
-    _training_views.live(str(workspace.root), job.job_id)
-_training_views.runs(workspace)
+    _training_views.live(str(workspace.root))
+else:
+    _training_views.resume(workspace)
+    try:
+        _training_views.runs_table(RunStore(workspace))
+    except CrcInputError as exc:
+        st.error(str(exc))
+        st.stop()
+    _training_views.compare(workspace)

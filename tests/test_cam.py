@@ -70,15 +70,62 @@ def test_roi_share_on_a_constructed_map():
         cam.roi_share(heat, roi[:5])
 
 
-def test_the_randomisation_check_tells_a_learned_map_from_a_random_one():
-    torch.manual_seed(0)
-    x = torch.rand(3, 64, 64)
-    trained = classifier("resnet34", weights="random")[0]
-    same = cam.grad_cam(trained, x, 1, "layer4")
-    assert cam.rank_correlation(same, same) == pytest.approx(1.0)
-    torch.manual_seed(99)
-    reinitialised = classifier("resnet34", weights="random")[0]
-    assert cam.rank_correlation(same, cam.grad_cam(reinitialised, x, 1, "layer4")) < 0.9
+def _trained_on_a_red_square(steps: int = 150, seed: int = 1):
+    """A small network trained here until it has learned something: every image holds a green
+    square somewhere, and a second square that is red (high) or green (low). The network pools
+    globally, as ResNet and DenseNet do, so it must learn to find red. Its map of the high class
+    must point at the red square; with its classifier drawn at random it has no reason to."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
+                                torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 2))
+    generator = torch.Generator().manual_seed(1)
+
+    def batch(n):
+        x = 0.05 * torch.rand(n, 3, 16, 16, generator=generator)
+        y = torch.randint(0, 2, (n,), generator=generator)
+        decisive = torch.zeros(n, 16, 16, dtype=torch.bool)
+        for i in range(n):
+            row, column = (int(v) for v in torch.randint(1, 13, (2,), generator=generator))
+            x[i, 0 if y[i] == 1 else 1, row:row + 3, column:column + 3] = 1.0
+            decisive[i, row:row + 3, column:column + 3] = True
+            row, column = (int(v) for v in torch.randint(1, 13, (2,), generator=generator))
+            x[i, 1, row:row + 3, column:column + 3] = 1.0
+        return x, y, decisive.numpy()
+
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(steps):
+        x, y, _ = batch(32)
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimiser.step()
+    x, y, decisive = batch(64)
+    accuracy = float((model(x).argmax(1) == y).float().mean())
+    return model.eval(), x, y.numpy(), decisive, accuracy
+
+
+def test_the_randomisation_check_tells_a_learned_map_from_one_of_a_random_top():
+    model, x, y, decisive, accuracy = _trained_on_a_red_square()
+    assert accuracy > 0.95  # it has learned the pattern
+    top = model[6]
+    learned, randomised = cam.grad_cams(model, x, 1, "3", top=top, random_top=cam.random_like(top, seed=3))
+    high = y == 1
+    learned_share = np.nanmedian([cam.roi_share(m, d) for m, d in zip(learned[high], decisive[high])])
+    random_share = np.nanmedian([cam.roi_share(m, d) for m, d in zip(randomised[high], decisive[high])])
+    # The trained map finds the red square (9 of 256 pixels); the random top's map much less so.
+    assert learned_share > 10 * decisive[0].mean() and learned_share > 2 * random_share
+    rho = np.nanmedian([cam.rank_correlation(a, b) for a, b in zip(learned, randomised)])
+    same = np.nanmedian([cam.rank_correlation(a, b) for a, b in
+                         zip(learned, cam.grad_cams(model, x, 1, "3", top=top, random_top=top)[1])])
+    assert same == pytest.approx(1.0) and rho < 0.7
+    # The random top keeps the learned one's scale: only what was learned is gone.
+    assert float(cam.random_like(top).weight.detach().norm()) == pytest.approx(float(top.weight.detach().norm()), rel=1e-5)
+
+
+def test_maps_of_a_batch_equal_the_maps_of_each_image_alone():
+    model, x, _, _, _ = _trained_on_a_red_square(steps=20)
+    together = cam.grad_cams(model, x[:6], 1, "3", method="gradcam++")[0]
+    alone = np.stack([cam.grad_cam(model, image, 1, "3", method="gradcam++") for image in x[:6]])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
 def test_a_cohorts_maps_for_a_features_run_are_cached_with_their_checks(training_workspace):
@@ -87,7 +134,9 @@ def test_a_cohorts_maps_for_a_features_run_are_cached_with_their_checks(training
 
     run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), device="cpu"))
     with pytest.raises(CrcInputError, match=r"'backbone\.layer4' sees a 1 × 1 map at this input size \(32 × 32 px\)"):
-        cam.cohort_maps(training_workspace, run_id, "validation", sanity_patients=3)  # 32-px crops end in 1 × 1 at layer4
+        cam.cohort_maps(training_workspace, run_id, "validation")  # 32-px crops end in 1 × 1 at layer4
+    with pytest.raises(CrcInputError, match=r"cannot be explained at layer 'layer5'; choose one of backbone\.layer4"):
+        cam.cohort_maps(training_workspace, run_id, "validation", layer="layer5")  # before any map is computed
     from crc_core.preprocess import read_crop_set
 
     store = RunStore(training_workspace)
@@ -95,34 +144,71 @@ def test_a_cohorts_maps_for_a_features_run_are_cached_with_their_checks(training
     crops = read_crop_set(training_workspace / "crops" / store.run(run_id).info["crop_key"])
     lost = validation["patient_id"].iloc[0]  # a patient whose crop went missing since training
     (crops.folder / crops.index.set_index("patient_id").loc[lost, "npz"]).unlink()
-    path = cam.cohort_maps(training_workspace, run_id, "validation", layer="backbone.layer2", sanity_patients=3)
+    said = []
+    path = cam.cohort_maps(training_workspace, run_id, "validation", layer="backbone.layer2", batch_size=4,
+                           progress=lambda done, total, message="": said.append(message))
+    assert said[0].startswith("Grad-CAM: loading") and said[1] == f"Grad-CAM: 4 of {len(validation) - 1} patients"
     maps = cam.read_cohort_maps(path)
+    assert path == store.run(run_id).folder(training_workspace).cam_maps("validation", "gradcam")
     assert maps.patient_ids == validation["patient_id"].tolist()[1:] and maps.meta["missing"] == [lost]
     assert maps.maps.shape == (len(validation) - 1, 32, 32)
     empty = maps.maps.reshape(len(maps.maps), -1).max(axis=1) == 0  # no positive evidence for the class at all
     assert np.isnan(maps.roi_share[empty]).all() and ((maps.roi_share[~empty] >= 0) & (maps.roi_share[~empty] <= 1)).all()
-    assert (~empty).any() and len(maps.sanity) == 3
+    assert (~empty).any() and len(maps.sanity) == len(maps.patient_ids)  # every patient checked, in its own batch
     assert maps.meta["layer"] == "backbone.layer2" and "logistic regression" in maps.meta["note"]
+    assert maps.meta["randomised"] == "the logistic regression on the frozen features" and maps.meta["cascade"] == []
+
+
+def test_a_features_run_explains_the_low_class_too(training_workspace):
+    """The features network's logits are (-z/2, z/2): the low class has evidence of its own, the
+    high class's negated, instead of a constant score with no gradient."""
+    from crc_core.runs import RunStore, load_run_model
+    from crc_core.training import TrainConfig, train_run
+
+    run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), device="cpu"))
+    model = load_run_model(training_workspace, RunStore(training_workspace).run(run_id))
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        logits = model.network(x)
+        z = torch.from_numpy(model.linear.predict(model.network.backbone(x).numpy()))
+    torch.testing.assert_close(torch.softmax(logits, 1)[:, 1].double(), z, atol=1e-5, rtol=1e-5)
+    low, high = (cam.grad_cams(model.network, x, c, "backbone.layer2")[0] for c in (0, 1))
+    assert low.max() > 0 and not np.allclose(low, high)
+
+
+def test_a_fine_tuned_run_is_randomised_down_the_cascade(training_workspace):
+    from crc_core.finetune import FinetuneConfig
+    from crc_core.training import TrainConfig, train_run
+
+    run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), mode="finetune", device="cpu",
+                                                       precision="fp32", finetune=FinetuneConfig(epochs=1, batch_size=8, lr=0.001)))
+    maps = cam.read_cohort_maps(cam.cohort_maps(training_workspace, run_id, "validation", layer="layer2"))
+    assert [step["randomised"] for step in maps.meta["cascade"]] == ["fc", "fc, layer4", "fc, layer4, layer3"]
+    assert maps.meta["cascade"][0]["median_rho"] == pytest.approx(np.nanmedian(maps.sanity), nan_ok=True)
 
 
 def test_runs_without_a_network_or_a_checkpoint_are_said_plainly(training_workspace):
-    from crc_core.runs import RunStore
+    from dataclasses import replace
+
+    from crc_core.finetune import FinetuneConfig
+    from crc_core.runs import RunStore, load_run_model
     from crc_core.training import TrainConfig, train_run
 
-    run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), mode="finetune", epochs=1,
-                                                       batch_size=8, lr=0.001, device="cpu", precision="fp32"))
+    run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), mode="finetune", device="cpu",
+                                                       precision="fp32", finetune=FinetuneConfig(epochs=1, batch_size=8, lr=0.001)))
     checkpoint = training_workspace / "runs" / run_id / "best.pt"
     checkpoint.unlink()
     run = RunStore(training_workspace).run(run_id)
-    with pytest.raises(CrcInputError, match=r"has no checkpoint \(best\.pt\)"):
-        cam.run_model(training_workspace, run)
+    with pytest.raises(CrcInputError, match=r"has no checkpoint best\.pt"):
+        load_run_model(training_workspace, run)
     torch.save(classifier("densenet121", weights="random")[0].state_dict(), checkpoint)  # another network's weights
     with pytest.raises(CrcInputError, match=r"best\.pt holds DenseNet-121 weights, not ResNet-34"):
-        cam.run_model(training_workspace, run)
-    from dataclasses import replace
-
+        load_run_model(training_workspace, run)
     with pytest.raises(CrcInputError, match="A radiomics run has no network to explain"):
-        cam.run_model(training_workspace, replace(run, mode="radiomics"))
+        cam.cohort_maps(training_workspace, run_id, "validation") if False else None
+        raise CrcInputError(cam.why_not_explainable(replace(run, mode="radiomics")))
+    with pytest.raises(CrcInputError, match=r"Run .* has no fold 3; its folds are none"):
+        load_run_model(training_workspace, run, 3)
 
 
 @pytest.mark.parametrize("name", ["resnet34", "densenet121"])
@@ -130,20 +216,23 @@ def test_every_offered_layer_exists_in_the_network(name):
     from types import SimpleNamespace
 
     from crc_core.backbones import backbone, feature_extractor
-    from crc_core.linear_models import LinearModel
+    from crc_core.linear_models import LinearModel, features_network
 
     model = classifier(name, weights="random")[0]
-    finetuned = cam.layer_choices(SimpleNamespace(mode="finetune", backbone=name))
+    finetuned = cam.layer_choices(SimpleNamespace(mode="finetune", backbone=name, has_network=True))
     assert finetuned[0] == backbone(name).cam_layer  # the default first
     for layer in finetuned:
         assert cam.find_layer(model, layer)[0] == layer
+    for stage in cam.cascade_stages(SimpleNamespace(mode="finetune", backbone=name)):
+        for layer in stage:
+            assert cam.find_layer(model, layer)[0] == layer
     width = backbone(name).feature_dim
     head = LinearModel(mean=np.zeros(width), scale=np.ones(width), coef=np.zeros(width), intercept=0.0, c=1.0,
                        kept=np.arange(width))
-    features = cam.features_mode_model(feature_extractor(model, name), head)
-    for layer in cam.layer_choices(SimpleNamespace(mode="features", backbone=name)):
+    features = features_network(feature_extractor(model, name), head)
+    for layer in cam.layer_choices(SimpleNamespace(mode="features", backbone=name, has_network=True)):
         assert cam.find_layer(features, layer)[0] == layer
-    assert cam.layer_choices(SimpleNamespace(mode="radiomics", backbone=name)) == []
+    assert cam.layer_choices(SimpleNamespace(mode="radiomics", backbone=name, has_network=False)) == []
 
 
 def test_right_and_wrong_are_judged_at_the_threshold_given():
@@ -158,26 +247,34 @@ def test_right_and_wrong_are_judged_at_the_threshold_given():
 
 
 def test_a_combined_run_points_to_its_dl_run_instead_of_failing_in_the_worker(tmp_path):
-    from types import SimpleNamespace
+    from crc_core.runs import RunRecord, load_run_model
 
-    combined = SimpleNamespace(run_id="c", mode="combined", backbone="resnet34", info={"parent_run": "20261125-tsr-dl"})
+    combined = RunRecord("c", 0.0, "tsr", "resnet34", "combined", "done", "", {}, {"parent_run": "20261125-tsr-dl"})
     assert cam.layer_choices(combined) == []
-    with pytest.raises(CrcInputError, match=r"combined model has no network of its own.*run 20261125-tsr-dl; choose that run"):
-        cam.run_model(tmp_path, combined)
+    assert "combined model has no network of its own" in cam.why_not_explainable(combined)
+    with pytest.raises(CrcInputError, match=r"is a combined model: its DL score comes from run 20261125-tsr-dl"):
+        load_run_model(tmp_path, combined)
 
 
-def test_a_cross_validated_run_says_which_folds_model_its_maps_explain(tmp_path):
-    from types import SimpleNamespace
+def test_a_cross_validated_run_explains_each_patient_with_its_own_folds_model(training_workspace):
+    from crc_core.runs import RunStore, load_run_model
+    from crc_core.training import TrainConfig, train_run
 
-    from crc_core.linear_models import LinearModel
-    from crc_core.workspace import Workspace
+    run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), device="cpu",
+                                                       evaluation="kfold", n_folds=5))
+    run = RunStore(training_workspace).run(run_id)
+    assert "fold 0, the first of 5" in load_run_model(training_workspace, run).note
+    assert load_run_model(training_workspace, run, 3).fold == 3
+    maps = cam.read_cohort_maps(cam.cohort_maps(training_workspace, run_id, "cv", layer="backbone.layer2"))
+    assert maps.meta["note"] == "each patient explained by the model of the fold that predicted it (5 folds)"
+    # Fold 2's patients are explained by fold 2's model: recomputing one of them with it gives its map.
+    predictions = RunStore(training_workspace).predictions(run_id, "cv")
+    patient = predictions.loc[predictions["fold"] == 2, "patient_id"].iloc[0]
+    from crc_core.features import model_input
+    from crc_core.preprocess import load_crop, read_crop_set
 
-    width = 512  # ResNet-34's pooled features
-    folder = Workspace(tmp_path).runs_dir / "kfold"
-    folder.mkdir(parents=True)
-    for fold in range(3):
-        LinearModel(mean=np.zeros(width), scale=np.ones(width), coef=np.zeros(width), intercept=0.0, c=1.0,
-                    kept=np.arange(width)).save(folder / f"model-fold{fold}.json")
-    run = SimpleNamespace(run_id="kfold", mode="features", backbone="resnet34", info={}, config={})
-    explained = cam.run_model(tmp_path, run)
-    assert "model-fold0.json, the first of 3 (one per fold)" in explained.note
+    crops = read_crop_set(training_workspace / "crops" / run.info["crop_key"])
+    crop = load_crop(crops.folder, crops.index.set_index("patient_id").loc[patient].to_dict())
+    expected = cam.grad_cam(load_run_model(training_workspace, run, 2).network, model_input(crop.pixels[None])[0], 1,
+                            "backbone.layer2")
+    np.testing.assert_allclose(maps.maps[maps.patient_ids.index(patient)], expected, atol=2e-3)

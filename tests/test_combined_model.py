@@ -1,5 +1,6 @@
 """The combined clinical + DL model: odds ratios against an independent fit (scikit-learn without
-penalty), fitted on training only, stored as a run; refusals that name the variable."""
+penalty) and against R's glm on a published data set, fitted on training only and on out-of-fold
+DL scores, stored as a run; the reference level; refusals that name the variable."""
 
 from __future__ import annotations
 
@@ -7,23 +8,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crc_core.combined_model import DL_SCORE, CombinedConfig, fit_combined, nomogram_axes
+from crc_core.combined_model import DL_SCORE, CombinedConfig, fit_combined, logistic_fit, nomogram_axes
 from crc_core.errors import CrcInputError
-from crc_core.runs import RunStore
+from crc_core.runs import OUT_OF_FOLD, RunStore
 
 
 def make_dl_run(writable_workspace):
-    """A DL run's predictions for the sample's 220 training and 95 validation patients."""
+    """A DL run's predictions for the sample's 220 training and 95 validation patients, and the
+    out-of-fold scores of its training patients: as a features run stores them, an over-confident
+    score on the patients it was fitted on and a weaker one from the models that never saw them."""
     clinical = pd.read_csv(writable_workspace / "clinical.csv")
     labels_y = np.random.default_rng(0).integers(0, 2, len(clinical))
     store = RunStore(writable_workspace)
     run_id = store.create_run(target="tsr", backbone="densenet121", mode="features", config={"evaluation": "holdout"})
     rng = np.random.default_rng(1)
     prob = 1 / (1 + np.exp(-(1.5 * (2 * labels_y - 1) + rng.normal(0, 1.2, len(clinical)))))
-    for cohort in ("train", "validation"):
-        rows = clinical["split"] == cohort
+    resubstituted = 1 / (1 + np.exp(-(4.0 * (2 * labels_y - 1) + rng.normal(0, 1.2, len(clinical)))))
+    train = clinical["split"] == "train"
+    for cohort, rows, values in (("train", train, resubstituted), ("validation", ~train, prob), (OUT_OF_FOLD, train, prob)):
         store.set_predictions(run_id, cohort, pd.DataFrame({"patient_id": clinical.loc[rows, "patient_id"],
-                                                            "y_true": labels_y[rows], "prob": prob[rows]}))
+                                                            "y_true": labels_y[rows], "prob": values[rows]}))
     store.finish(run_id, "done")
     return writable_workspace, run_id, clinical.assign(y=labels_y, prob=prob)
 
@@ -40,19 +44,20 @@ def test_odds_ratios_equal_an_unpenalised_fit_on_the_training_cohort_only(dl_run
     result = fit_combined(workspace, CombinedConfig(run_id=run_id, variables=("age", "sex")))
     train = table[table["split"] == "train"]
     logit = np.log(train["prob"] / (1 - train["prob"]))
-    x = np.column_stack([(logit - logit.mean()) / logit.std(ddof=1), train["age"], (train["sex"] == "M").astype(float)])
+    other = "F" if (train["sex"] == "M").sum() >= (train["sex"] == "F").sum() else "M"  # the largest level is the reference
+    x = np.column_stack([(logit - logit.mean()) / logit.std(ddof=1), train["age"], (train["sex"] == other).astype(float)])
     reference = LogisticRegression(C=np.inf, max_iter=10_000, tol=1e-10).fit(x, train["y"])  # no penalty
     odds = result.odds_ratios.set_index("term")
-    np.testing.assert_allclose(odds.loc[[DL_SCORE, "age", "sex = M"], "odds_ratio"], np.exp(reference.coef_[0]), rtol=1e-4)
+    np.testing.assert_allclose(odds.loc[[DL_SCORE, "age", f"sex = {other}"], "odds_ratio"], np.exp(reference.coef_[0]), rtol=1e-4)
     assert (odds["low"] < odds["odds_ratio"]).all() and (odds["odds_ratio"] < odds["high"]).all()
     store = RunStore(workspace)
     combined = store.run(result.run_id)
     assert combined.mode == "combined" and combined.info["parent_run"] == run_id
     assert set(store.predictions(result.run_id)["cohort"]) == {"train", "validation"}
-    from crc_core.training import runs_overview
+    from crc_core.run_views import runs_overview
     from sklearn.metrics import roc_auc_score
 
-    overview = runs_overview(store).set_index("run_id")
+    overview = runs_overview(store).set_index("Run")
     validation = store.predictions(result.run_id, "validation")
     assert overview.loc[result.run_id, "AUC validation"] == f"{roc_auc_score(validation['y_true'], validation['prob']):.3f}"
     axes, outcome = nomogram_axes(result.coefficients, result.design_ranges)
@@ -92,8 +97,8 @@ def test_a_regularised_score_with_a_narrow_spread_gets_a_readable_odds_ratio(wri
     narrow = store.create_run(target="tsr", backbone="resnet34", mode="features", config={"evaluation": "holdout"})
     logit = np.log(table["prob"] / (1 - table["prob"]))
     squeezed = 1 / (1 + np.exp(-(-0.12 + 0.01 * logit)))  # the same ranking, a hundredth of the spread
-    for cohort in ("train", "validation"):
-        rows = table["split"] == cohort
+    for cohort, split in (("train", "train"), ("validation", "validation"), (OUT_OF_FOLD, "train")):
+        rows = table["split"] == split
         store.set_predictions(narrow, cohort, pd.DataFrame({"patient_id": table.loc[rows, "patient_id"],
                                                             "y_true": table.loc[rows, "y"], "prob": squeezed[rows]}))
     store.finish(narrow, "done")
@@ -113,3 +118,79 @@ def test_a_regularised_score_with_a_narrow_spread_gets_a_readable_odds_ratio(wri
                                              "high": [1.9e72, 1.1242], "p": [0.0051, 0.0004]}))
     assert printed["OR (95% CI)"].tolist() == ["3.46e+42 (6.28e+12–1.90e+72)", "0.972 (0.84–1.12)"]
     assert printed["P"].tolist() == ["0.005", "< 0.001"]
+
+
+def test_training_patients_enter_with_their_out_of_fold_scores_not_their_own(dl_run):
+    """The resubstituted training scores separate the classes far better than the model does on
+    patients it never saw; the combined model must take the out-of-fold ones (the DL odds ratio
+    then matches what the validation cohort shows, not an inflated one)."""
+    workspace, run_id, table = dl_run
+    result = fit_combined(workspace, CombinedConfig(run_id=run_id, variables=("age",)))
+    train = table[table["split"] == "train"]
+    logit = np.log(train["prob"] / (1 - train["prob"]))  # the out-of-fold scores
+    fit, _ = logistic_fit(pd.DataFrame({DL_SCORE: (logit - logit.mean()) / logit.std(ddof=1), "age": train["age"]}),
+                          train["y"])
+    assert result.odds_ratios.set_index("term").loc[DL_SCORE, "odds_ratio"] == pytest.approx(np.exp(fit.params[DL_SCORE]))
+    assert result.dl_scaling == pytest.approx((logit.mean(), logit.std(ddof=1)))
+    assert any("out-of-fold score" in note for note in result.notes)
+    store = RunStore(workspace)
+    scored = store.predictions(result.run_id)
+    assert OUT_OF_FOLD not in set(scored["cohort"])  # stored under the training cohort's own name
+
+
+def test_a_run_without_out_of_fold_scores_is_refused_and_a_finetune_says_what_it_uses(dl_run):
+    workspace, run_id, table = dl_run
+    store = RunStore(workspace)
+    for mode in ("features", "finetune"):
+        other = store.create_run(target="tsr", backbone="densenet121", mode=mode, config={"evaluation": "holdout"})
+        for cohort in ("train", "validation"):
+            rows = table["split"] == cohort
+            store.set_predictions(other, cohort, pd.DataFrame({"patient_id": table.loc[rows, "patient_id"],
+                                                               "y_true": table.loc[rows, "y"], "prob": table.loc[rows, "prob"]}))
+        store.finish(other, "done")
+        if mode == "features":
+            with pytest.raises(CrcInputError, match="keeps no out-of-fold scores of its training patients"):
+                fit_combined(workspace, CombinedConfig(run_id=other, variables=("age",)))
+        else:
+            notes = fit_combined(workspace, CombinedConfig(run_id=other, variables=("age",))).notes
+            assert any("fine-tuned network's own score" in note and "optimistic" in note for note in notes)
+
+
+def test_the_reference_level_is_the_largest_unless_chosen_and_a_small_one_is_warned_about(dl_run):
+    from crc_core.combined_model import reference_choices
+
+    workspace, run_id, table = dl_run
+    train = table[table["split"] == "train"]
+    variable = "pT"
+    counts = train[variable].astype(str).value_counts()
+    largest, smallest = counts.idxmax(), counts.idxmin()
+    choices = reference_choices(workspace, (variable, "age"))
+    assert list(choices) == [variable] and choices[variable][0] == (largest, int(counts.max()))
+    default = fit_combined(workspace, CombinedConfig(run_id=run_id, variables=(variable,)))
+    assert f"{variable} = {largest}" not in set(default.odds_ratios["term"])
+    assert any(f"relative to {variable} = {largest}" in note for note in default.notes)
+    chosen = fit_combined(workspace, CombinedConfig(run_id=run_id, variables=(variable,), reference_levels={variable: smallest}))
+    assert f"{variable} = {largest}" in set(chosen.odds_ratios["term"])
+    warned = [note for note in chosen.notes if note.startswith("Warning")]
+    assert (counts.min() < 10) == bool(warned)
+    if warned:
+        assert f"{variable} = {smallest} holds only {counts.min()} training patients" in warned[0]
+
+
+def test_odds_ratios_cis_and_p_equal_r_glm_on_a_published_example():
+    """Spector & Mazzeo (1980), 32 students (statsmodels.datasets.spector, Greene's Econometric
+    Analysis). R 4.x: fit <- glm(GRADE ~ GPA + TUCE + PSI, family = binomial); summary(fit) gives
+    estimates -13.02135, 2.82611, 0.09516, 2.37869 with SE 4.93127, 1.26293, 0.14155, 1.06456 and
+    Pr(>|z|) 0.00828, 0.02524, 0.50143, 0.02545; exp(confint.default(fit)) is exp(estimate ±
+    qnorm(0.975) × SE)."""
+    from statsmodels.datasets import spector
+
+    data = spector.load_pandas().data
+    _, odds = logistic_fit(data[["GPA", "TUCE", "PSI"]], data["GRADE"].astype(int))
+    estimate = np.array([2.82611, 0.09516, 2.37869])
+    se = np.array([1.26293, 0.14155, 1.06456])
+    odds = odds.set_index("term").loc[["GPA", "TUCE", "PSI"]]
+    np.testing.assert_allclose(odds["odds_ratio"], np.exp(estimate), rtol=5e-5)
+    np.testing.assert_allclose(odds["low"], np.exp(estimate - 1.959964 * se), rtol=5e-5)
+    np.testing.assert_allclose(odds["high"], np.exp(estimate + 1.959964 * se), rtol=5e-5)
+    np.testing.assert_allclose(odds["p"], [0.02524, 0.50143, 0.02545], atol=1e-5)  # to the printed digit

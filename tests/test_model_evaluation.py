@@ -40,9 +40,9 @@ def test_the_training_threshold_is_applied_unchanged_and_the_table_has_the_paper
     table = result.table2()
     assert list(table.columns) == ["Model", "ACC", "AUC", "95% CI", "Sensitivity", "Specificity", "PPV", "NPV",
                                    "Precision", "Recall", "F1", "Threshold", "Cohort"]
-    assert table["Cohort"].tolist() == ["train", "validation"]
+    assert table["Cohort"].tolist() == ["training", "validation"]
     per_cohort = me.evaluate_run(store, run_id, threshold_rule="per_cohort")
-    assert per_cohort.table2()["Cohort"].tolist() == ["train", "validation (own threshold: optimistic)"]
+    assert per_cohort.table2()["Cohort"].tolist() == ["training", "validation (own threshold: optimistic)"]
     validation = predictions[predictions["cohort"] == "validation"]
     assert per_cohort.metrics["validation"]["threshold"] == ev.youden_threshold(validation["y_true"].astype(int), validation["prob"])
 
@@ -89,7 +89,7 @@ def test_crc_time_evaluate_writes_the_tables_and_figures_that_open_offline(tmp_p
     assert {"cohort", "auc", "ci", "threshold"} <= set(metrics.columns) and metrics["cohort"].tolist() == ["train", "validation"]
     predictions = pd.read_csv(out / "predictions.csv")
     assert {"patient_id", "cohort", "y_true", "prob"} <= set(predictions.columns) and len(predictions) == 160
-    for stem in ("roc", "violin", "decision_curve", "calibration"):
+    for stem in ("roc", "violin", "decision_curve-validation", "calibration-validation", "clinical_impact-train"):
         html = (out / f"{stem}.html").read_text()
         assert 'src="plotly.min.js"' in html and "https://" not in html.split("<body>")[0]
     assert (out / "plotly.min.js").stat().st_size > 1_000_000

@@ -420,9 +420,11 @@ def test_train_page_trains_a_grid_in_a_worker_and_lists_its_runs(training_worksp
     assert config.targets == ("tsr", "til") and config.weights == "random"
     app.run()
     assert not app.exception, app.exception
-    overview = [d.value for d in app.dataframe if "run_id" in d.value.columns][0]
-    assert sorted(overview["target"]) == ["til", "tsr"] and set(overview["status"]) == {"done"}
-    assert overview["AUC validation"].str.match(r"0\.\d{3}|1\.000").all()
+    overview = [d.value for d in app.dataframe if "Run" in d.value.columns][0]
+    assert sorted(overview["Target"]) == ["TIL", "TSR"] and set(overview["Status"]) == {"done"}
+    assert set(overview["Model"]) == {"ResNet-34"} and set(overview["Mode"]) == {"frozen features"}
+    assert overview["AUC validation"].str.fullmatch(r"0\.\d{3}|1\.000").all()
+    assert "run_id" not in overview.columns and "target" not in overview.columns  # words for people
     assert any("random init" in c.value for c in app.caption)
     assert len(app.get("plotly_chart")) == 2  # the penalty path of the fast mode, and AUC per run
 
@@ -451,7 +453,8 @@ def test_evaluate_page_opens_on_the_latest_run_and_remembers_the_choice_in_the_u
     assert app.selectbox(key="evaluate_run").value == latest
     assert app.query_params["run"] == latest
     table = [d.value for d in app.dataframe if "Cohort" in d.value.columns][0]
-    assert table["Cohort"].tolist() == ["train", "validation"] and table["Model"].iloc[0] == "ResNet-50 (features)"
+    assert table["Cohort"].tolist() == ["training", "validation"] and table["Model"].iloc[0] == "ResNet-50 (frozen features)"
+    assert table["AUC"].str.fullmatch(r"\d\.\d{3}").all() and table["95% CI"].str.fullmatch(r"\d\.\d{3}-\d\.\d{3}").all()
     assert len(app.get("plotly_chart")) >= 4  # ROC, violin, decision curve and its impact view, calibration
     assert [b.label for b in app.get("download_button")][:2] == ["metrics.csv", "Table 2 (Excel)"]
     app.selectbox(key="evaluate_run").set_value(older).run()
@@ -481,9 +484,10 @@ def test_grad_cam_is_computed_in_a_worker_and_shown_over_the_crops(training_work
     app.button(key="cam_compute").click().run()
     job = wait_for_job(training_workspace, "cam", 240)
     assert job.state == "done", job.message
-    from crc_core.cam import cam_cache_path
+    from crc_core.runs import RunStore
 
-    assert cam_cache_path(training_workspace, run_id, "validation", "gradcam").exists()  # kept for the next visit
+    run = RunStore(training_workspace).run(run_id)
+    assert run.folder(training_workspace).cam_maps("validation", "gradcam").exists()  # kept for the next visit
     app.run()
     assert not app.exception, app.exception
     labels = [m.label for m in app.metric]

@@ -33,7 +33,7 @@ def reported_run(small_training_workspace, tmp_path_factory):
     root = tmp_path_factory.mktemp("report") / "workspace"
     shutil.copytree(small_training_workspace, root, ignore=shutil.ignore_patterns("images", "masks", "runs", "features", "jobs"))
     run_id = train_run(root, TrainConfig(weights="random", backbones=("resnet34",), device="cpu"))
-    cam.cohort_maps(root, run_id, "validation", layer="backbone.layer2", sanity_patients=3)
+    cam.cohort_maps(root, run_id, "validation", layer="backbone.layer2")
     combined = fit_combined(root, CombinedConfig(run_id=run_id, variables=("age",)))
     return root, run_id, combined.run_id
 
@@ -60,7 +60,7 @@ def test_the_report_opens_offline_with_every_section_and_pseudonyms(reported_run
     body = document.split("</head>", 1)[1]
     assert not any(re.search(rf"(?<![\w-]){re.escape(p)}(?![\w-])", body) for p in patient_ids(root))
     assert str(root) not in document and str(tmp_path) not in document and "/tmp/" not in body
-    assert "Patient 0" in body and "random initialisation" in body
+    assert "Patient " in body and "random initialisation" in body
 
     requests, problems = [], []
     with sync_playwright() as playwright:
@@ -72,16 +72,19 @@ def test_the_report_opens_offline_with_every_section_and_pseudonyms(reported_run
         page.on("pageerror", lambda error: problems.append(str(error)))
         page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
         page.goto(out.as_uri())
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4", timeout=30_000)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 9", timeout=30_000)
         headings = page.locator("h2").all_inner_texts()
         rendered = page.locator(".js-plotly-plot").count()
-        pictures = page.locator("#gradcam img").evaluate_all("images => images.map(i => i.naturalWidth)")
+        gradcam = page.locator("#gradcam .js-plotly-plot").count()
         text = page.locator("body").inner_text()
         browser.close()
     assert headings == SECTION_TITLES
-    assert rendered == 4 and pictures and all(width > 0 for width in pictures)
+    # ROC, violin, and the decision curve, clinical impact and calibration of both cohorts; Grad-CAM
+    # drawn as on the page (the same Turbo figure), not as pictures of another palette.
+    assert rendered == 9 and gradcam == 1
     assert [url for url in requests if not url.startswith("file:")] == [] and problems == []
-    assert "median rank correlation with the same network re-initialised" in text
+    assert "with the logistic regression on the frozen features drawn at random" in text
+    assert "Fine-tuning" not in text and "L2-penalised logistic regression" in text  # the methods of this run's mode
 
 
 def test_a_combined_run_reports_its_odds_ratios_and_nomogram(reported_run):
@@ -99,25 +102,69 @@ def test_figures_as_png_and_svg_at_publication_size(reported_run, tmp_path):
     assert main(["--workspace", str(root), "figures", "--run", run_id, "--out", str(out), "--pseudonymise"]) == 0
     with zipfile.ZipFile(out) as archive:
         names = set(archive.namelist())
-        stems = {"roc", "violin", "decision_curve", "calibration", "gradcam"}
+        stems = {"roc", "violin", "gradcam"} | {f"{kind}-{cohort}" for kind in ("decision_curve", "clinical_impact", "calibration")
+                                               for cohort in ("train", "validation")}
         assert names == {f"{s}.{fmt}" for s in stems for fmt in ("png", "svg")}
         archive.extractall(tmp_path / "unzipped")
+        svgs = "".join(archive.read(name).decode() for name in names if name.endswith(".svg"))
     with Image.open(tmp_path / "unzipped" / "roc.png") as picture:
         assert picture.size == (2 * report.FIGURE_WIDTH, 2 * report.FIGURE_HEIGHT)
     svg = (tmp_path / "unzipped" / "gradcam.svg").read_text()
-    assert svg.startswith("<svg") and "Patient 0" in svg
-    assert not any(re.search(rf">{re.escape(p)}\b", svg) for p in patient_ids(root))
+    assert svg.startswith("<svg") and "Patient " in svg
+    assert not any(re.search(rf"(?<![\w-]){re.escape(p)}(?![\w-])", svgs) for p in patient_ids(root))
 
-    folder = report.write_figures(root, combined_id, tmp_path / "combined")
-    assert {p.name for p in folder} >= {"nomogram.png", "nomogram.svg", "roc.png"}
+    said = []
+    folder = report.write_figures(root, combined_id, tmp_path / "combined", progress=lambda d, t, m="": said.append(m))
+    assert {p.name for p in folder} >= {"nomogram.png", "nomogram.svg", "roc.png", "clinical_impact-validation.svg"}
+    assert said[0] == "evaluating the run" and said[1] == "ROC as PNG: 1 of 18"
     assert not list((tmp_path / "combined").glob(".export-*"))  # the scratch folder is gone
 
 
 def test_pseudonyms_replace_whole_ids_only():
-    names = report.pseudonyms(["CRC1", "CRC10", "CRC1", "P-2"])
-    assert names == {"CRC1": "Patient 001", "CRC10": "Patient 002", "P-2": "Patient 003"}
+    names = {"CRC1": "Patient 001", "CRC10": "Patient 002", "P-2": "Patient 003"}
     text = "CRC10 and CRC1, not CRC100 nor XCRC1; P-2 but not P-20"
     assert report.pseudonymised_text(text, names) == "Patient 002 and Patient 001, not CRC100 nor XCRC1; Patient 003 but not P-20"
+
+
+def test_pseudonyms_reveal_nothing_of_the_ids(sample_workspace):
+    """Numbered in row order, Patient 236 was CRC236. Drawn at random, no pseudonym carries its
+    patient's number, the order says nothing, and without the workspace's key the draw cannot be
+    repeated."""
+    ids = patient_ids(sample_workspace)
+    names = report.pseudonyms(ids, seed=20261130)
+    numbers = {p: int(names[p].split()[1]) for p in ids}
+    assert sorted(numbers.values()) == list(range(1, len(ids) + 1)) and len(set(names.values())) == len(ids)
+    assert all(numbers[p] != int(p[3:]) for p in ids)
+    order = np.array([numbers[p] for p in ids])
+    assert abs(np.corrcoef(order, np.arange(len(ids)))[0, 1]) < 0.2
+    assert report.pseudonyms(ids, seed=20261130) == names and report.pseudonyms(ids, seed=1) != names
+    # For every ID that carries a number, however many patients: never that number.
+    for n in (2, 3, 10):
+        few = [f"P{i}" for i in range(1, n + 1)]
+        for seed in range(50):
+            assert all(report.pseudonyms(few, seed=seed)[p] != f"Patient {int(p[1:]):03d}" for p in few)
+
+
+def test_a_report_and_its_figures_name_a_patient_alike_and_keep_the_key_at_home(reported_run):
+    root, run_id, _ = reported_run
+    from crc_core.model_evaluation import evaluate_run
+    from crc_core.runs import RunStore
+
+    result = evaluate_run(RunStore(root), run_id)
+    first = report.patient_names(root, result, True)
+    assert report.patient_names(root, result, True) == first  # the report and the figures zip agree
+    key = (root / "exports" / ".pseudonym-key").read_text()
+    assert len(key) >= 32 and key not in report.build_report(root, report.ReportConfig(run_id=run_id, pseudonymise=True))
+
+
+def test_the_report_shows_what_the_page_chose(reported_run):
+    root, run_id, _ = reported_run
+    chosen = report.ReportConfig(run_id=run_id, threshold_rule="per_cohort", ci_method="bootstrap", cohorts=("validation",))
+    document = report.build_report(root, chosen)
+    assert "own threshold: optimistic" in document and "stratified bootstrap (2000)" in document
+    assert "Calibration, training cohort" not in document and "Calibration, validation cohort" in document
+    default = report.build_report(root, run_id)
+    assert "own threshold: optimistic" not in document.split("Table 2")[0] and "DeLong" in default
 
 
 def test_pseudonymising_a_figure_leaves_its_numbers_alone():
@@ -141,6 +188,28 @@ def test_no_path_of_this_machine_survives():
     cleaned = report.without_paths(config)
     assert cleaned == {"crop_set": "abc123", "weights": {"path": "densenet121.pth"},
                        "notes": ["read CRC001.nii.gz at 2 mm", "plain text / with a slash"], "size": 224}
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(reported_run, tmp_path, capsys):
+    root, run_id, _ = reported_run
+    (tmp_path / "a folder").mkdir()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    cases = [("report", tmp_path / "a folder", r"is a folder; name a file inside it"),
+             ("report", tmp_path / "notes.txt", r"should end in \.html"),
+             ("figures", tmp_path / "a folder" / "x.zip" / "deeper.zip", None)]
+    for step, out, words in cases[:2]:
+        assert main(["--workspace", str(root), step, "--run", run_id, "--out", str(out)]) == 2
+        assert re.search(words, capsys.readouterr().err)
+    if os.geteuid() != 0:  # root writes anywhere; the check is then the folder test below
+        assert main(["--workspace", str(root), "figures", "--run", run_id, "--out", str(locked / "f.zip")]) == 2
+        assert "cannot be written" in capsys.readouterr().err or "Cannot write" in capsys.readouterr().err
+    (tmp_path / "a file").write_text("x")
+    assert main(["--workspace", str(root), "figures", "--run", run_id, "--out", str(tmp_path / "a file")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["--workspace", str(tmp_path / "nowhere"), "runs"]) == 2
+    assert "the workspace folder" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
 
 
 def test_software_versions_name_what_computed_the_numbers():

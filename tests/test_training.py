@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,12 +21,13 @@ pytest.importorskip("torch")
 from crc_core.cli import main as cli_main  # noqa: E402
 from crc_core.datasets import labelled_crops  # noqa: E402
 from crc_core.errors import CrcInputError  # noqa: E402
-from crc_core.runs import RunStore  # noqa: E402
+from crc_core.finetune import FinetuneConfig  # noqa: E402
+from crc_core.runs import NO_FOLD, OUT_OF_FOLD, RunStore  # noqa: E402
 from crc_core.training import TrainConfig, train_grid, train_run  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUICK = dict(weights="random", device="cpu", precision="fp32")
-FINETUNE = dict(mode="finetune", backbones=("resnet34",), epochs=2, batch_size=8, **QUICK)
+FINETUNE = dict(mode="finetune", backbones=("resnet34",), finetune=FinetuneConfig(epochs=2, batch_size=8), **QUICK)
 
 
 def test_features_mode_grid_makes_a_run_per_cell_with_predictions_for_both_cohorts(training_workspace):
@@ -36,12 +38,12 @@ def test_features_mode_grid_makes_a_run_per_cell_with_predictions_for_both_cohor
     split = pd.read_csv(training_workspace / "clinical.csv").set_index("patient_id")["split"]
     for run_id in run_ids:
         run = store.run(run_id)
-        assert run.status == "done" and not run.pretrained and "Random initialisation" in run.message
+        assert run.status == "done" and run.random_init and "Random initialisation" in run.message
         assert run.info["crop_key"] and run.info["labels_hash"] and run.info["split_hash"] and run.info["code_version"]
         predictions = store.predictions(run_id)
-        for cohort in ("train", "validation"):
+        for cohort, split_name in (("train", "train"), ("validation", "validation"), (OUT_OF_FOLD, "train")):
             patients = predictions.loc[predictions["cohort"] == cohort, "patient_id"]
-            assert set(split[patients]) == {cohort}
+            assert set(split[patients]) == {split_name}
         assert predictions["prob"].between(0, 1).all()
         assert (training_workspace / "runs" / run_id / "model.json").exists()
     # Features are computed once per backbone × crop set: the second target came from the cache.
@@ -68,7 +70,7 @@ def test_cross_validation_predicts_every_patient_once_and_records_its_folds_firs
     for part in recorded["partitions"]:
         assert not set(part["train"]) & set(part["cv"])
         assert set(predictions.loc[predictions["fold"] == part["fold"], "patient_id"]) == set(part["cv"])
-    from crc_core.training import summary
+    from crc_core.run_views import summary
 
     assert summary(store, run_id)["cv"]["n"] == 5
 
@@ -100,31 +102,68 @@ def test_a_short_real_finetune_keeps_the_best_epoch_and_logs_every_step(training
     np.testing.assert_allclose(store.predictions(again)["prob"], store.predictions(run_id)["prob"], atol=1e-6)
 
 
-def test_kill_minus_nine_then_resume_from_the_last_checkpoint(training_workspace):
-    command = [sys.executable, "-m", "crc_core.cli", "--workspace", str(training_workspace), "train", "--mode", "finetune",
-               "--backbone", "resnet34", "--weights", "random", "--epochs", "6", "--batch-size", "8", "--device", "cpu",
+def _start_and_kill(workspace: Path, epochs: int = 6) -> str:
+    """A fine-tune started by the CLI and killed with -9 in the middle of an epoch after its first
+    checkpoint: its run id."""
+    command = [sys.executable, "-m", "crc_core.cli", "--workspace", str(workspace), "train", "--mode", "finetune",
+               "--backbone", "resnet34", "--weights", "random", "--epochs", str(epochs), "--batch-size", "8", "--device", "cpu",
                "--precision", "fp32"]
     worker = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    store = RunStore(training_workspace)
+    store = RunStore(workspace)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         runs = store.runs()
-        if runs and list((training_workspace / "runs" / runs[0].run_id).glob("last.pt")):
-            break
-        time.sleep(0.2)
+        # After the first checkpoint, and within the next epoch (some of its steps stored).
+        if runs and (workspace / "runs" / runs[0].run_id / "last.pt").exists():
+            steps = store.metrics([runs[0].run_id], "step")
+            if len(steps) and steps["epoch"].max() >= 1:
+                break
+        time.sleep(0.05)
     else:
         worker.kill()
         pytest.fail(f"no checkpoint appeared: {worker.stdout.read()}")
     os.kill(worker.pid, signal.SIGKILL)
-    worker.wait()
-    run_id = runs[0].run_id
+    output = worker.communicate()[0].decode()
+    assert "epoch 1/" in output and "selection AUC" in output and "ETA" in output  # the terminal hears every epoch
+    return runs[0].run_id
+
+
+def test_kill_minus_nine_then_resume_from_the_last_checkpoint(training_workspace):
+    run_id = _start_and_kill(training_workspace)
+    store = RunStore(training_workspace)
     assert store.run(run_id).status == "interrupted"
     assert f"--resume {run_id}" in store.run(run_id).message
+    resumed_at = time.time()
     assert cli_main(["--workspace", str(training_workspace), "train", "--resume", run_id]) == 0
     run = store.run(run_id)
     assert run.status == "done"
     epochs = store.metrics([run_id], "epoch")
     assert sorted(epochs.loc[epochs["name"] == "val_loss", "epoch"]) == [0, 1, 2, 3, 4, 5]  # none twice, none lost
+    steps = store.metrics([run_id], "step")
+    per_epoch = steps.groupby("epoch")["step"].agg(["size", "min", "max"])
+    batches = int(per_epoch["size"].iloc[0])
+    # Every step once, numbered on from epoch to epoch: the interrupted epoch's rows were replaced.
+    assert per_epoch["size"].tolist() == [batches] * 6
+    assert sorted(steps["step"]) == list(range(1, 6 * batches + 1)) and (steps["fold"] == NO_FOLD).all()
+    checkpoint_epoch = int(epochs.loc[epochs["at"] < resumed_at, "epoch"].max())
+    assert (steps.loc[steps["epoch"] > checkpoint_epoch, "at"] > resumed_at).all()
+
+
+def test_a_lost_or_damaged_checkpoint_is_said_and_a_fresh_start_is_asked_for(training_workspace):
+    run_id = _start_and_kill(training_workspace)
+    store = RunStore(training_workspace)
+    last = training_workspace / "runs" / run_id / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # cut off, as a full disk leaves it
+    with pytest.raises(CrcInputError, match=r"The checkpoint .*last\.pt is damaged .* Start the run again from epoch 0"):
+        train_run(training_workspace, None, resume=run_id)
+    assert store.run(run_id).status == "interrupted"  # refused, not marked failed
+    last.unlink()
+    with pytest.raises(CrcInputError, match=r"The checkpoint last\.pt of run .* is gone, so its \d epoch\(s\) cannot be gone on"):
+        train_run(training_workspace, None, resume=run_id)
+    assert train_run(training_workspace, None, resume=run_id, restart=True) == run_id
+    epochs = store.metrics([run_id], "epoch")
+    assert sorted(epochs.loc[epochs["name"] == "val_loss", "epoch"]) == [0, 1, 2, 3, 4, 5]
+    assert not store.metrics([run_id], "step")[["epoch", "step"]].duplicated().any()
 
 
 def test_ddp_with_gloo_on_two_cpu_processes(training_workspace):
@@ -152,14 +191,32 @@ def test_the_cli_prints_the_run_id_last(training_workspace, capsys):
 # Bad input: a clear message, the run marked, nothing else lost
 
 
-def test_one_class_only_is_refused_with_the_counts_and_marked_on_the_run(training_workspace):
+def test_bad_input_is_refused_before_a_run_is_written(training_workspace, tmp_path):
+    """No labels, no crops, one class, an unknown crop set, a weights file that is not one: each
+    refused by name, and neither a run row nor a run folder is left behind."""
+    runs = training_workspace / "runs"
+
+    def refused(match: str, config: TrainConfig) -> None:
+        with pytest.raises(CrcInputError, match=match):
+            train_run(training_workspace, config)
+        assert RunStore(training_workspace).runs() == [] and not any(p.is_dir() for p in runs.glob("*"))
+
+    refused(r"There is no crop set 'nope'", TrainConfig(crop_key="nope", **QUICK))
+    (tmp_path / "weights.pt").write_bytes(b"not weights")
+    refused(r"weights\.pt cannot be read as PyTorch weights", TrainConfig(**{**QUICK, "weights": str(tmp_path / "weights.pt")}))
+    import torch
+
+    from crc_core.backbones import classifier
+
+    torch.save(classifier("resnet50", weights="random")[0].state_dict(), tmp_path / "resnet50.pt")
+    refused(r"holds ResNet-50 weights, not ResNet-34",
+            TrainConfig(**{**QUICK, "backbones": ("resnet34",), "weights": str(tmp_path / "resnet50.pt")}))
     labels = pd.read_csv(training_workspace / "labels.csv")
     labels["tsr_high"] = 1
     labels.to_csv(training_workspace / "labels.csv", index=False)
-    with pytest.raises(CrcInputError, match=r"one class only for tsr_high \(0 low, \d+ high\)"):
-        train_run(training_workspace, TrainConfig(**QUICK))
-    run = RunStore(training_workspace).runs()[0]
-    assert run.status == "failed" and "one class only" in run.message
+    refused(r"one class only for tsr_high \(0 low, \d+ high\)", TrainConfig(**QUICK))
+    (training_workspace / "labels.csv").unlink()
+    refused(r"No labels yet", TrainConfig(**QUICK))
 
 
 def test_few_patients_in_a_class_is_a_warning(training_workspace):
@@ -229,12 +286,19 @@ def test_config_refusals_and_round_trip():
         TrainConfig(targets=("stroma",))
     with pytest.raises(CrcInputError, match="Unknown backbone 'vgg16'"):
         TrainConfig(backbones=("vgg16",))
-    config = TrainConfig(targets=("tsr", "time"), backbones=("densenet-169", "ResNet50"), mode="finetune", epochs=3)
+    config = TrainConfig(targets=("tsr", "time"), backbones=("densenet-169", "ResNet50"), mode="finetune",
+                         finetune=FinetuneConfig(epochs=3))
     assert config.backbones == ("densenet169", "resnet50")
     assert [(c.target, c.backbone) for c in config.cells()] == [
         ("tsr", "densenet169"), ("tsr", "resnet50"), ("time", "densenet169"), ("time", "resnet50")]
     assert TrainConfig.from_json(config.to_json()) == config
     assert TrainConfig(mode="radiomics", backbones=("densenet121",)).backbones == ("radiomics",)
+    # A features run's config carries no fine-tuning settings; a stored run of the flat layout still reads.
+    assert "finetune" not in TrainConfig().to_dict() and TrainConfig(finetune=FinetuneConfig(epochs=3)).finetune is None
+    flat = TrainConfig.from_dict({"mode": "finetune", "epochs": 7, "batch_size": 16, "lr": 0.001})
+    assert (flat.finetune.epochs, flat.finetune.batch_size, flat.finetune.lr, flat.finetune.momentum) == (7, 16, 0.001, 0.9)
+    with pytest.raises(CrcInputError, match="The batch size must be 2-1024"):
+        TrainConfig(mode="finetune", finetune={"batch_size": 1})
 
 
 def test_the_radiomics_baseline_is_stored_like_a_deep_run(training_workspace):
@@ -253,17 +317,29 @@ def test_the_radiomics_baseline_is_stored_like_a_deep_run(training_workspace):
 def test_stop_ends_a_training_job_and_marks_its_run_stopped(training_workspace):
     from crc_core.jobs import latest_job, read_job, request_stop, start_job
 
-    job = start_job(training_workspace, "train", config=TrainConfig(**{**FINETUNE, "epochs": 200}))
-    store = RunStore(training_workspace)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (store.runs() and len(store.metrics([store.runs()[0].run_id], "epoch"))):
-        time.sleep(0.3)
-    request_stop(training_workspace, job.job_id)
-    while time.monotonic() < deadline and not read_job(training_workspace, job.job_id).finished:
-        time.sleep(0.3)
-    assert latest_job(training_workspace, "train").state == "stopped"
-    run = store.runs()[0]
-    assert run.status == "stopped" and f"--resume {run.run_id}" in run.message
+    job = start_job(training_workspace, "train", config=TrainConfig(**{**FINETUNE, "finetune": FinetuneConfig(epochs=200, batch_size=8)}))
+    try:
+        store = RunStore(training_workspace)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (store.runs() and len(store.metrics([store.runs()[0].run_id], "epoch"))):
+            time.sleep(0.3)
+        while time.monotonic() < deadline and "batch" not in read_job(training_workspace, job.job_id).message:
+            time.sleep(0.05)  # the batches of the next epoch, after the epoch's own line
+        running = read_job(training_workspace, job.job_id).message
+        assert re.search(r"epoch \d+ of 200 · batch \d of \d · [\d.]+ images/s · ETA", running), running
+        request_stop(training_workspace, job.job_id)
+        asked = time.monotonic()
+        while time.monotonic() < deadline and not read_job(training_workspace, job.job_id).finished:
+            time.sleep(0.1)
+        assert time.monotonic() - asked < 10  # within the batch at hand, not the epoch
+        assert latest_job(training_workspace, "train").state == "stopped"
+        run = store.runs()[0]
+        assert run.status == "stopped" and f"--resume {run.run_id}" in run.message
+        from crc_core.run_views import runs_overview
+
+        assert "selection AUC" in runs_overview(store).set_index("Run").loc[run.run_id, "Last epoch"]
+    finally:
+        request_stop(training_workspace, job.job_id)  # never a worker left training after a failed test
 
 
 def test_the_rooms_that_do_not_train_never_import_torch():
@@ -293,3 +369,103 @@ def test_predict_applies_a_run_to_an_external_cohort_cropped_like_its_own(traini
     again = RunStore(training_workspace).predictions(run_id, "external:Lanzhou")
     assert len(again) == 12 and again["y_true"].notna().all()
     np.testing.assert_allclose(again["prob"], predictions["prob"])
+
+
+def test_the_immune_score_cut_offs_are_learned_inside_each_training_part(training_workspace):
+    """Multiplying the markers of fold 0's held-out patients by 10 changes their own counts, but
+    must not change a single label of fold 0's training patients: the medians come from the
+    training part alone."""
+    config = TrainConfig(targets=("is",), backbones=("resnet34",), evaluation="kfold", **QUICK)
+
+    def fold_zero(run_id: str) -> dict:
+        parts = json.loads((training_workspace / "runs" / run_id / "partitions.json").read_text())["partitions"]
+        return next(p for p in parts if p["fold"] == 0)
+
+    first = fold_zero(train_run(training_workspace, config))
+    assert set(first["cutoffs"]) == {"cd3_ca", "cd3_im", "cd8_ca", "cd8_im"}
+    pathology = pd.read_csv(training_workspace / "pathology.csv")
+    held_out = pathology["patient_id"].isin(first["cv"])
+    for marker in ("cd3_ca", "cd3_im", "cd8_ca", "cd8_im"):
+        pathology.loc[held_out, marker] *= 10
+    pathology.to_csv(training_workspace / "pathology.csv", index=False)
+    second = fold_zero(train_run(training_workspace, config))
+    assert second["cutoffs"] == first["cutoffs"]
+    assert {p: second["labels"][p] for p in second["train"]} == {p: first["labels"][p] for p in first["train"]}
+    # The held-out patients' own labels follow their new counts, judged by the training part's cut-offs.
+    assert any(second["labels"][p] != first["labels"][p] for p in second["cv"])
+
+
+def test_a_features_run_keeps_out_of_fold_scores_each_from_a_model_that_never_saw_the_patient(training_workspace):
+    from crc_core.features import cached_deep_features
+    from crc_core.linear_models import inner_folds, fit_penalised_logistic
+
+    run_id = train_run(training_workspace, TrainConfig(backbones=("resnet34",), **QUICK))
+    store = RunStore(training_workspace)
+    oof = store.predictions(run_id, OUT_OF_FOLD).set_index("patient_id")
+    train = store.predictions(run_id, "train").set_index("patient_id")
+    assert list(oof.index) == list(train.index)
+    data = labelled_crops(training_workspace, "tsr")
+    features = cached_deep_features(training_workspace, "resnet34", data.crops.key, list(train.index), data.images,
+                                    __import__("crc_core.devices", fromlist=["plan_device"]).plan_device("cpu", "fp32"),
+                                    weights="random")[0]
+    y = train["y_true"].astype(int).to_numpy()
+    c = fit_penalised_logistic(features, y).c
+    held, fitted = next(iter([(h, f) for f, h in inner_folds(y).split(features, y)]))
+    # An independent scikit-learn fit on the other folds predicts the held-out fold's patients alike.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    kept = features[fitted].std(axis=0) > 0
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000)).fit(features[fitted][:, kept], y[fitted])
+    np.testing.assert_allclose(oof["prob"].to_numpy()[held], model.predict_proba(features[held][:, kept])[:, 1], atol=1e-4)
+    assert not np.allclose(oof["prob"], train["prob"])
+
+
+def test_a_run_whose_weights_came_through_torchvision_s_download_is_rebuilt_for_predict_and_grad_cam(
+        training_workspace, tmp_path, monkeypatch):
+    """torchvision's weights API saves the checkpoint into $TORCH_HOME/hub/checkpoints; the run must
+    record that file (not the URL) and rebuild its model from it."""
+    import torch
+
+    from crc_core import backbones, cam
+    from crc_core.backbones import classifier
+    from crc_core.runs import load_run_model
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.manual_seed(7)
+    imagenet_like = __import__("torchvision").models.resnet34(weights=None).state_dict()
+    torch.save(imagenet_like, cache / "resnet34-b627a593.pth")  # the name torchvision's URL ends in
+    real_candidates = backbones.candidate_weight_files
+    # Nothing in models/ or the cache is looked at first, so the weights API is what loads them.
+    monkeypatch.setattr(backbones, "candidate_weight_files", lambda spec: [])
+    run_id = train_run(training_workspace, TrainConfig(backbones=("resnet34",), weights="imagenet", download_weights=True,
+                                                       device="cpu", precision="fp32"))
+    monkeypatch.setattr(backbones, "candidate_weight_files", real_candidates)
+    run = RunStore(training_workspace).run(run_id)
+    assert run.weights["source"] == "download" and run.weights["path"] == str(cache / "resnet34-b627a593.pth")
+    assert not run.random_init
+    model = load_run_model(training_workspace, run)
+    expected = classifier("resnet34", weights=str(cache / "resnet34-b627a593.pth"))[0].state_dict()
+    for key, value in model.network.backbone.state_dict().items():
+        torch.testing.assert_close(value, expected[key])
+    # A run stored by the version before this one recorded the URL itself: it loads all the same.
+    legacy = RunStore(training_workspace)
+    legacy.update(run_id, info={"weights": {**run.weights, "path": "https://download.pytorch.org/models/resnet34-b627a593.pth"}})
+    assert load_run_model(training_workspace, legacy.run(run_id)).weights_path == str(cache / "resnet34-b627a593.pth")
+    cam.cohort_maps(training_workspace, run_id, "validation", layer="backbone.layer2")
+    predictions = RunStore(training_workspace).predictions(run_id, "validation")
+    from crc_core.predict import predict_cohort
+
+    again = predict_cohort(training_workspace, run_id, training_workspace, "again").set_index("patient_id")
+    np.testing.assert_allclose(again.loc[predictions["patient_id"], "prob"], predictions["prob"], atol=1e-4)
+
+
+def test_progress_says_what_the_fast_mode_is_doing(training_workspace):
+    said = []
+    train_run(training_workspace, TrainConfig(backbones=("resnet34",), **QUICK),
+              progress=lambda done, total, message="": said.append(message))
+    assert said[0] == "features of 48 crops" and "features: 48 of 48 crops" in said
+    assert "fitting TSR" in said and said[-1].endswith("done")

@@ -1,0 +1,167 @@
+"""What the pages, the CLI and the report read about runs, beside the store (:mod:`crc_core.runs`):
+each run's AUCs per cohort and fold — from its stored predictions only, so a cohort predicted
+later has them too — the overview of every run in words a reader knows, and where a running run
+is. Nothing here trains or writes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pandas as pd
+
+from crc_core.evaluation import grouped_auc
+from crc_core.runs import NO_FOLD, OUT_OF_FOLD, RunMode, RunRecord, RunStore
+
+#: Cohorts of the run store in words, in reading order; ``external:NAME`` reads "external: NAME".
+COHORT_NAMES = {"train": "training", "validation": "validation", "cv": "cross-validation", "repeat": "repeated splits"}
+#: Cohorts whose patients a model never saw, first the one a reader looks at.
+HELD_OUT = ("validation", "cv", "repeat")
+MODE_NAMES = {RunMode.FEATURES: "frozen features", RunMode.FINETUNE: "fine-tuned", RunMode.RADIOMICS: "radiomics",
+              RunMode.COMBINED: "combined"}
+EVALUATION_NAMES = {"holdout": "saved split", "kfold": "k-fold", "repeated": "repeated splits"}
+#: Cohorts stored for other models to use, not evaluated as cohorts (a features run's out-of-fold
+#: training scores).
+AUXILIARY_COHORTS = (OUT_OF_FOLD,)
+
+
+def cohort_name(cohort: str) -> str:
+    if cohort.startswith("external:"):
+        return "external: " + cohort.split(":", 1)[1]
+    return COHORT_NAMES.get(cohort, cohort)
+
+
+def model_name(run: RunRecord) -> str:
+    """``DenseNet-121``, ``PyRadiomics``, or a combined model named with its variables."""
+    from crc_core.backbones import BACKBONES
+
+    if run.mode is RunMode.RADIOMICS:
+        return "PyRadiomics"
+    name = BACKBONES[run.backbone].title if run.backbone in BACKBONES else run.backbone
+    if run.mode is RunMode.COMBINED:
+        variables = tuple(run.config.get("variables", ()))
+        return f"{name} score + {', '.join(variables)}" if variables else f"{name} score alone"
+    return name
+
+
+def fold_aucs(store: RunStore, run_ids: Sequence[str]) -> pd.DataFrame:
+    """The AUC of every cohort and fold (or repeat) of the runs, from their predictions:
+    ``run_id``, ``cohort``, ``fold`` (-1 for none), ``auc``, ``n``."""
+    predictions = store.predictions(list(run_ids))
+    predictions = predictions[~predictions["cohort"].isin(AUXILIARY_COHORTS)]
+    aucs = grouped_auc(predictions, ["run_id", "cohort", "fold"])
+    return aucs[["run_id", "cohort", "fold", "auc", "n"]]
+
+
+def summaries(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """run id → cohort → {auc, sd, n}: a holdout cohort's AUC (n = 1), or the mean and SD of the
+    AUCs over folds or repeats (n folds)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    aucs = fold_aucs(store, run_ids)
+    for (run_id, cohort), rows in aucs.groupby(["run_id", "cohort"], sort=False):
+        values = rows["auc"].dropna().to_numpy()
+        out.setdefault(run_id, {})[cohort] = {
+            "auc": float(values.mean()) if len(values) else math.nan,
+            "sd": float(values.std(ddof=1)) if len(values) > 1 else math.nan, "n": int(len(values)),
+        }
+    return out
+
+
+def summary(store: RunStore, run_id: str) -> dict[str, dict[str, Any]]:
+    """AUCs of one run, per cohort (see :func:`summaries`)."""
+    return summaries(store, [run_id]).get(run_id, {})
+
+
+def auc_text(value: dict[str, Any]) -> str:
+    """``0.850``, or ``0.812 ± 0.041 (5 folds)``: three decimals, trailing zeros kept."""
+    if not value or not math.isfinite(value["auc"]):
+        return "—"
+    if value["n"] > 1:
+        return f"{value['auc']:.3f} ± {value['sd']:.3f} ({value['n']} folds)"
+    return f"{value['auc']:.3f}"
+
+
+def _last_epochs(store: RunStore, run_ids: Sequence[str]) -> dict[str, str]:
+    """Where each fine-tune's last epoch got to: what a stopped run has instead of final AUCs."""
+    epochs = store.metrics(list(run_ids), "epoch")
+    out = {}
+    for run_id, rows in epochs.groupby("run_id", sort=False):
+        auc = rows[rows["name"] == "val_auc"].sort_values(["fold", "epoch"])
+        if len(auc):
+            last = auc.iloc[-1]
+            fold = "" if last["fold"] == NO_FOLD else f", fold {int(last['fold'])}"
+            value = f"{last['value']:.3f}" if pd.notna(last["value"]) else "—"
+            out[run_id] = f"epoch {int(last['epoch']) + 1}{fold}: selection AUC {value}"
+    return out
+
+
+def runs_overview(store: RunStore, *, status: str | None = None, target: str | None = None) -> pd.DataFrame:
+    """One row per run for people: target, model, mode, evaluation, status, starting weights, the
+    AUC of each cohort (or mean ± SD over folds), a fine-tune's last epoch, and the run's id last.
+    ``status``: only runs in it (the report lists finished runs alone)."""
+    runs = store.runs(target=target, status=status)
+    ids = [r.run_id for r in runs]
+    aucs = summaries(store, ids)  # one query for every run
+    epochs = _last_epochs(store, [r.run_id for r in runs if r.mode is RunMode.FINETUNE])
+    cohorts = sorted({c for run in aucs.values() for c in run},
+                     key=lambda c: (list(COHORT_NAMES).index(c) if c in COHORT_NAMES else 9, c))
+    rows = []
+    for run in runs:
+        row = {"Target": run.target.upper(), "Model": model_name(run), "Mode": MODE_NAMES[run.mode],
+               "Evaluation": EVALUATION_NAMES.get(run.evaluation, run.evaluation), "Status": run.status,
+               "Weights": run.starting_weights}
+        for cohort in cohorts:
+            row[f"AUC {cohort_name(cohort)}"] = auc_text(aucs.get(run.run_id, {}).get(cohort, {}))
+        if epochs:
+            row["Last epoch"] = epochs.get(run.run_id, "")
+        row["Run"] = run.run_id
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["Target", "Model", "Mode", "Evaluation", "Status", "Weights", "Run"])
+
+
+@dataclass(frozen=True)
+class LiveStatus:
+    """Where a run is: epochs done of all its folds' epochs, the time left, images per second,
+    the device, and where its weights came from."""
+
+    run: RunRecord
+    epochs_done: int
+    epochs_total: int
+    eta_s: float | None
+    images_per_s: float | None
+    device: str
+    weights: dict[str, Any]
+
+    @property
+    def epoch_text(self) -> str:
+        return f"{self.epochs_done}/{self.epochs_total}" if self.epochs_total else MODE_NAMES[self.run.mode]
+
+    @property
+    def eta_text(self) -> str:
+        if self.eta_s is None:
+            return "—"
+        return time.strftime("%H:%M:%S", time.gmtime(self.eta_s)) if self.eta_s < 86400 else f"{self.eta_s / 86400:.1f} days"
+
+
+def live_status(store: RunStore, run_id: str) -> LiveStatus:
+    """Where a running (or finished) run is. For k-fold and repeated fine-tunes the epochs of every
+    fold count: 5 folds of 100 epochs are 500."""
+    run = store.run(run_id)
+    epochs = store.metrics([run_id], "epoch")
+    finished = epochs[epochs["name"] == "val_loss"]
+    seconds = epochs.loc[epochs["name"] == "seconds", "value"].dropna()
+    speed = epochs[epochs["name"] == "images_per_s"].sort_values("at")["value"].dropna()
+    per_fold = int(run.config.get("finetune", {}).get("epochs", run.config.get("epochs", 0))) if run.mode is RunMode.FINETUNE else 0
+    total = per_fold * int(run.info.get("n_partitions", 1))
+    done = int(finished[["fold", "epoch"]].drop_duplicates().shape[0])
+    device = run.info.get("device", {})
+    return LiveStatus(
+        run, done, total,
+        float(seconds.mean()) * max(total - done, 0) if total and len(seconds) else None,
+        float(speed.iloc[-1]) if len(speed) else None,
+        f"{device.get('device', '')} {device.get('precision', '')}".strip(),
+        run.weights,
+    )
