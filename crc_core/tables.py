@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from crc_core.errors import CrcInputError
+from crc_core.variables import read_numeric_columns
 
 
 #: Largest table accepted, in bytes: Streamlit's ``server.maxUploadSize`` (200, in MiB), which
@@ -460,27 +461,14 @@ def patient_ids(
     return ids
 
 
-def as_numbers(values: pd.Series) -> pd.Series:
-    return pd.to_numeric(values, errors="coerce")
-
-
-def numbers_where_numeric(table: pd.DataFrame, skip: Sequence[str] = (PATIENT_ID,)) -> pd.DataFrame:
-    """Columns whose every filled cell is a number become numbers; the others stay text."""
-    typed = table.copy()
-    for column in typed.columns:
-        if column in skip:
-            continue
-        filled = typed[column].notna()
-        numbers = as_numbers(typed[column])
-        if filled.any() and numbers.notna().sum() == filled.sum():
-            typed[column] = numbers
-    return typed
-
-
 def read_id_table(path: Path, *, what: str | None = None) -> pd.DataFrame:
-    """A table file with a ``patient_id`` column, IDs checked, numbers typed: how every workspace
-    table (clinical, pathology, labels) is read, whatever its encoding or delimiter."""
+    """A table file with a ``patient_id`` column, IDs checked, numbers typed by the rule of
+    :func:`crc_core.variables.read_numeric_columns` (missing-value codes read as missing, a word in a
+    column of numbers refused by row): how every workspace table (clinical, pathology, labels) is
+    read, whatever its encoding or delimiter, and as an upload is at import."""
     read = read_table(path)
+    shown = what or str(path)
     table = read.table
-    table[PATIENT_ID] = patient_ids(table, what=what or str(path), row_numbers=read.row_numbers)
-    return numbers_where_numeric(table).reset_index(drop=True)
+    table[PATIENT_ID] = patient_ids(table, what=shown, row_numbers=read.row_numbers)
+    typed, _ = read_numeric_columns(table, shown=shown, rows=read.row_numbers, skip=(PATIENT_ID,))
+    return typed.reset_index(drop=True)

@@ -123,10 +123,12 @@ def test_xlsx_unknown_sheet_names_the_sheets(tmp_path):
 
 
 def test_blank_rows_are_dropped_but_keep_spreadsheet_row_numbers(tmp_path):
-    path = write(tmp_path / "gaps.csv", b"patient_id,age\nP1,56\n,\nP2,abc\nP3,60\nP4,70\nP5,80\n")
+    # Ten more ages after P2's word, so that age is a column of numbers by the type rule.
+    rest = "".join(f"P{i},{57 + i}\n" for i in range(3, 13)).encode()
+    path = write(tmp_path / "gaps.csv", b"patient_id,age\nP1,56\n,\nP2,abc\n" + rest)
     read = read_table(path)
-    assert read.table["patient_id"].tolist() == ["P1", "P2", "P3", "P4", "P5"]
-    assert read.row_numbers == (2, 4, 5, 6, 7)
+    assert read.table["patient_id"].tolist()[:4] == ["P1", "P2", "P3", "P4"]
+    assert read.row_numbers[:4] == (2, 4, 5, 6)
     # P2 sits on spreadsheet row 4 (header row 1, P1 row 2, empty row 3).
     with pytest.raises(CrcInputError, match=r"text in a numeric column — row 4, column 'age': 'abc'"):
         validate_table(read)
