@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -424,6 +425,20 @@ def id_text(value: Any) -> str:
     return text[:-2] if re.fullmatch(r"\d+\.0", text) else text
 
 
+def _path_like(patient: str) -> str | None:
+    """Why an ID could be taken for a path, or None. IDs name files on some paths (crops, maps,
+    exports), so none may hold a separator of any system, be ``..`` or hidden (a leading dot), or
+    hold a control character (NUL ends a C path; newline and tab break the CSVs that list it)."""
+    for separator in ("/", "\\"):
+        if separator in patient:
+            return f"contains {separator!r}"
+    if patient.startswith("."):
+        return "starts with a dot"
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in patient):
+        return "contains a control character"
+    return None
+
+
 def patient_ids(
     table: pd.DataFrame,
     *,
@@ -432,7 +447,8 @@ def patient_ids(
     row_numbers: Sequence[int] | None = None,
 ) -> pd.Series:
     """The table's patient IDs as text (see :func:`id_text`), checked: the column exists, no ID is
-    empty and none repeats. ``what`` names the table in messages ("clinical.csv", "The split
+    empty, none could be taken for a path (``/``, ``\\``, a leading dot as in ``..``, a control
+    character) and none repeats. ``what`` names the table in messages ("clinical.csv", "The split
     table"), which name the spreadsheet rows of every offending ID."""
     rows = spreadsheet_rows(table, row_numbers)
     if id_column not in table.columns:
@@ -446,6 +462,14 @@ def patient_ids(
         raise CrcInputError(
             f"{what}: the patient ID (column {id_column!r}) is empty in row(s) {listing(empty, 10)}. "
             "Fill in the ID or delete the row."
+        )
+    path_like = [(rows[i], patient, why) for i, patient in enumerate(ids) if (why := _path_like(patient))]
+    if path_like:
+        parts = [f"row {row} ({patient!r}) {why}" for row, patient, why in path_like]
+        more = f", and {len(parts) - 10} more" if len(parts) > 10 else ""
+        raise CrcInputError(
+            f"{what}: the patient ID in {', in '.join(parts[:10])}{more}; an ID names a patient, never a file or "
+            "folder. Use letters, digits, spaces, '-', '_' or '.' (not first) for it, the same in every table."
         )
     repeated = ids[ids.duplicated(keep=False)]
     if not repeated.empty:

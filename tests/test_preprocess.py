@@ -177,6 +177,55 @@ def test_cli_preprocess_prints_a_summary(cohort, capsys):
 
 
 # ---------------------------------------------------------------------------------------------
+# A patient ID is never a path
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file and folder under ``root`` (files with their bytes)."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else b"<dir>") for p in sorted(root.rglob("*"))}
+
+
+def deep_cohort(small_cohort: Path, tmp_path: Path) -> Path:
+    """The small cohort four folders below ``tmp_path``, so that four '..' from its crop folder
+    still land inside ``tmp_path``, where the test can see them."""
+    root = tmp_path / "a" / "b" / "workspace"
+    shutil.copytree(small_cohort, root)
+    return root
+
+
+@pytest.mark.parametrize("bad", ["../../../../outside/x", "{tmp}/outside/x"])
+def test_a_manifest_with_a_path_for_an_id_is_refused_and_nothing_is_written_anywhere(small_cohort, tmp_path, bad):
+    root = deep_cohort(small_cohort, tmp_path)
+    bad = bad.format(tmp=tmp_path)  # an absolute path, inside what the test can watch
+    manifest = pd.read_csv(root / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest.loc[3, "patient_id"] = bad
+    manifest.to_csv(root / "manifest.csv", index=False)
+    before = tree(tmp_path)
+    with pytest.raises(CrcInputError, match=r"manifest\.csv: the patient ID in row 5 .* contains '/'.*never a file or folder"):
+        preprocess.preprocess_cohort(root, imaging.PreprocessConfig(size=16), workers=1)
+    assert tree(tmp_path) == before
+
+
+def test_crop_files_are_named_safely_even_for_an_id_that_reached_the_worker(small_cohort, tmp_path):
+    root = deep_cohort(small_cohort, tmp_path)
+    record = preprocess.read_manifest(Workspace(root)).iloc[0]
+    config = imaging.PreprocessConfig(size=16)
+    folder = preprocess.crops_folder(Workspace(root), config)
+    folder.mkdir(parents=True)
+    before = tree(tmp_path)
+    for bad in ("../../../../outside/x", f"{tmp_path}/outside/y", "sub/dir/z", ".."):
+        row = preprocess._run_case(preprocess._Task(bad, record["image"], record["mask"], str(folder), config, "s"))
+        assert row["status"] == "ok" and row["patient_id"] == bad
+        assert Path(row["png"]).name == row["png"] and Path(row["npz"]).name == row["npz"]
+        assert "outside" not in row["png"] + row["npz"] and not row["png"].startswith(".")
+        assert preprocess.load_crop(folder, row) is not None
+    after = tree(tmp_path)
+    new = sorted(set(after) - set(before))
+    assert len(new) == 8 and all(Path(tmp_path / name).parent == folder for name in new), new
+    assert {name: after[name] for name in before} == before
+
+
+# ---------------------------------------------------------------------------------------------
 # Zips and folders
 
 
