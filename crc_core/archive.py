@@ -1,9 +1,12 @@
 """Imaging brought in as a zip or a folder: safe extraction, and a manifest from the file names.
 
 A zip is checked whole before anything is written: a member with an absolute path or ``..``
-refuses the archive, and so does content that would exceed :data:`MAX_EXTRACTED_BYTES` (by the
-sizes the zip declares, and again while writing, since a declared size can lie). Files that are
-not images are skipped and listed. Extraction goes to a scratch folder that is renamed into place.
+refuses the archive, and so does a ``manifest.csv`` inside it that names a file outside the zip (or
+not in it) or an ID that is a path, and content that would exceed :data:`MAX_EXTRACTED_BYTES` (by
+the sizes the zip declares, and again while writing, since a declared size can lie). Files that are
+not images are skipped and listed. Extraction goes to a scratch folder that is renamed into place,
+and is removed again when the cases in it cannot be listed. A folder on this machine is the user's
+own choice: its manifest may name files anywhere.
 
 Folder conventions recognised by :func:`discover_cases` (masks: names holding ``mask``, ``seg``,
 ``roi`` or ``label``; a second reader's: also ``r2``, ``reader2`` or ``rater2``):
@@ -15,6 +18,7 @@ Folder conventions recognised by :func:`discover_cases` (masks: names holding ``
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -27,12 +31,16 @@ import pandas as pd
 
 from crc_core.errors import CrcInputError
 from crc_core.imaging import VOLUME_SUFFIXES
+from crc_core.tables import patient_ids, read_table
 from crc_core.workspace import Workspace, atomic_write_csv, ensure_writable_dir
 
 MAX_EXTRACTED_MB = 4096
 MAX_EXTRACTED_BYTES = MAX_EXTRACTED_MB * 1024 * 1024
 MASK_WORDS = ("mask", "seg", "roi", "label")
 READER2_WORDS = ("r2", "reader2", "rater2", "reader_2")
+MANIFEST_NAME = "manifest.csv"
+#: The manifest's columns that name files, relative to the manifest's folder.
+PATH_COLUMNS = ("image", "mask", "mask_r2")
 _CHUNK = 1 << 20
 
 
@@ -57,10 +65,66 @@ def _unsafe(name: str) -> bool:
     return path.is_absolute() or ".." in path.parts or bool(re.match(r"^[A-Za-z]:", name))
 
 
-def extract_zip(source: str | Path | BinaryIO, destination: Path, *, max_bytes: int = MAX_EXTRACTED_BYTES) -> Extracted:
-    """Extract the images of a zip into ``destination`` (which must not exist yet)."""
+def _member_path(name: str) -> str:
+    return name.replace("\\", "/")
+
+
+def _inside_zip(manifest_folder: PurePosixPath, value: str) -> str | None:
+    """Where a manifest's path points inside the zip (a member name), or None when it leaves it:
+    an absolute path, a drive letter, or more ``..`` than there are folders above the manifest."""
+    text = _member_path(value)
+    if text.startswith("/") or re.match(r"^[A-Za-z]:", text):
+        return None
+    parts: list[str] = []
+    for part in (manifest_folder / text).parts:
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/".join(parts)
+
+
+def _check_zip_manifests(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], shown: str) -> None:
+    """Refuse a zip whose ``manifest.csv`` names a file outside the zip or not in it, or an ID that
+    is a path, naming the manifest's row, column and value: a zip is unpacked into the workspace,
+    and what it lists must come with it (the user's choice of files elsewhere is a folder import)."""
+    names = [_member_path(m.filename) for m in members]
+    for member in members:
+        inner = PurePosixPath(_member_path(member.filename))
+        if inner.name.lower() != MANIFEST_NAME:
+            continue
+        where = f"{shown}: {member.filename}"
+        read = read_table(archive.read(member), name=where)
+        table = read.table
+        patient_ids(table, what=where, row_numbers=read.row_numbers)
+        problems = []
+        for position, row_number in enumerate(read.row_numbers):
+            for column in (c for c in PATH_COLUMNS if c in table.columns):
+                value = table[column].iloc[position]
+                if not isinstance(value, str) or not value.strip():
+                    continue
+                target = _inside_zip(inner.parent, value.strip())
+                if target is None:
+                    problems.append(f"row {row_number}, column {column!r}: {value!r} points outside the zip")
+                elif not any(n == target or n.startswith(target + "/") for n in names):
+                    problems.append(f"row {row_number}, column {column!r}: {value!r} is not in the zip")
+        if problems:
+            more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+            raise CrcInputError(
+                f"{where}: {'; '.join(problems[:5])}{more}. A manifest inside a zip may only name files inside "
+                "the zip, by paths relative to the manifest (such as P001/ct.nii.gz); nothing was extracted. "
+                "Put the files in the zip, or import the folder that holds them instead."
+            )
+
+
+def extract_zip(source: str | Path | BinaryIO, destination: Path, *, max_bytes: int = MAX_EXTRACTED_BYTES,
+                name: str | None = None) -> Extracted:
+    """Extract the images of a zip into ``destination`` (which must not exist yet); ``name`` is the
+    zip's name in messages (default: the upload's or the path's)."""
     destination = Path(destination)
-    shown = getattr(source, "name", None) or str(source)
+    shown = name or getattr(source, "name", None) or (str(source) if isinstance(source, (str, Path)) else "the zip")
     if destination.exists():
         raise CrcInputError(f"{destination} exists already; choose a new folder for the extracted images.")
     try:
@@ -77,6 +141,7 @@ def extract_zip(source: str | Path | BinaryIO, destination: Path, *, max_bytes: 
             )
         wanted = [m for m in members if _is_image_member(m.filename)]
         skipped = [m.filename for m in members if not _is_image_member(m.filename)]
+        _check_zip_manifests(archive, wanted, shown)
         declared = sum(m.file_size for m in wanted)
         if declared > max_bytes:
             raise CrcInputError(
@@ -145,16 +210,20 @@ def _is_dicom_folder(folder: Path) -> bool:
 
 def discover_cases(folder: Path) -> pd.DataFrame:
     """A manifest (patient_id, image, mask, mask_r2; paths relative to ``folder``) from the folder's
-    layout; a ``manifest.csv`` inside wins. Patients without an image or a mask are refused by
-    name."""
+    layout; a ``manifest.csv`` inside wins, read by the one table reader with its IDs checked, and
+    a file it names outside ``folder`` is given by its absolute path. Patients without an image or
+    a mask are refused by name."""
     folder = Path(folder)
-    given = list(folder.rglob("manifest.csv"))
+    given = sorted(folder.rglob(MANIFEST_NAME))
     if given:
-        manifest = pd.read_csv(given[0], dtype=str, keep_default_na=False)
-        base = given[0].parent
-        for column in ("image", "mask", "mask_r2"):
+        read = read_table(given[0])
+        manifest = read.table
+        manifest["patient_id"] = patient_ids(manifest, what=str(given[0]), row_numbers=read.row_numbers)
+        manifest = manifest.astype(object).fillna("")
+        inside, base = folder.resolve(), given[0].resolve().parent
+        for column in PATH_COLUMNS:
             if column in manifest.columns:
-                manifest[column] = [str((base / v).relative_to(folder)) if v else "" for v in manifest[column]]
+                manifest[column] = [_located(inside, base, v) if v else "" for v in manifest[column]]
         return manifest
     # A zipped folder arrives wrapped in its own name: look inside the single wrapping folder.
     base = folder
@@ -205,6 +274,16 @@ def discover_cases(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _located(folder: Path, base: Path, value: str) -> str:
+    """A manifest's path (relative to ``base``, or absolute) relative to ``folder`` when it lies
+    inside, else absolute."""
+    target = Path(os.path.normpath(base / Path(value).expanduser()))
+    try:
+        return str(target.relative_to(folder))
+    except ValueError:
+        return str(target)
+
+
 def write_manifest(workspace_root: Path, images_folder: Path) -> pd.DataFrame:
     """Discover the cases in ``images_folder`` and write the workspace's manifest.csv (atomic).
     Paths are relative for a folder inside the workspace and absolute for one elsewhere."""
@@ -245,16 +324,26 @@ def import_imaging(workspace, *, zip_file: BinaryIO | None = None, zip_name: str
     if (zip_file is None) == (folder is None or not str(folder).strip()):
         raise CrcInputError("Give either a zip of volumes and masks or a folder on this machine, not both or neither.")
     skipped: list[str] = []
-    if zip_file is not None:
-        name = Path(zip_name or "imaging.zip").stem
-        target = workspace.imaging_dir / name
-        if target.exists():
-            target = workspace.imaging_dir / f"{name}-{len(list(workspace.imaging_dir.iterdir()))}"
-        extracted = extract_zip(zip_file, target)
-        source, skipped = extracted.folder, extracted.skipped
-    else:
+    if zip_file is None:
         source = Path(str(folder).strip()).expanduser()
         if not source.is_dir():
             raise CrcInputError(f"{source} is not a folder on this machine. Type the full path of the folder.")
-    manifest = write_manifest(workspace.root, source)
-    return ImagingImport(manifest, source, skipped)
+        return ImagingImport(write_manifest(workspace.root, source), source, skipped)
+    # The upload's name becomes a folder name: only its letters, digits, '-' and '_'.
+    name = re.sub(r"[^\w\-]+", "_", Path(zip_name or "imaging.zip").stem).strip("_") or "imaging"
+    target = workspace.imaging_dir / name
+    if target.exists():
+        target = workspace.imaging_dir / f"{name}-{len(list(workspace.imaging_dir.iterdir()))}"
+    made_imaging_dir = not workspace.imaging_dir.exists()
+    extracted = None
+    try:
+        extracted = extract_zip(zip_file, target, name=zip_name)
+        manifest = write_manifest(workspace.root, extracted.folder)
+    except BaseException:
+        # A refused import leaves the workspace as it was: no unpacked cases nobody can use.
+        if extracted is not None:
+            shutil.rmtree(extracted.folder, ignore_errors=True)
+        if made_imaging_dir and workspace.imaging_dir.is_dir() and not any(workspace.imaging_dir.iterdir()):
+            workspace.imaging_dir.rmdir()
+        raise
+    return ImagingImport(manifest, extracted.folder, extracted.skipped)

@@ -8,11 +8,9 @@ bringing tables into a workspace is :mod:`crc_core.cohort_import`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 
 from crc_core.configs import JsonConfig
@@ -28,8 +26,8 @@ from crc_core.splits import (
     read_split,
     save_split,
 )
-from crc_core.tables import PATIENT_ID, TableRead, as_numbers, listing, patient_ids, spreadsheet_rows
-from crc_core.variables import CATEGORICAL, ORDINAL, check_variable_types, name_key
+from crc_core.tables import PATIENT_ID, TableRead, listing, patient_ids, spreadsheet_rows
+from crc_core.variables import check_variable_types, name_key, read_numeric_columns
 from crc_core.workspace import Workspace, atomic_write_text
 
 #: Column names recognised as the patient ID, compared by :func:`~crc_core.variables.name_key`.
@@ -39,10 +37,6 @@ ID_COLUMN_NAMES = (
     "patientid", "patient", "id", "pid", "subjectid", "caseid", "mrn", "studyid",
     "住院号", "病历号", "病案号", "患者编号", "患者id", "编号", "id号",
 )
-
-#: Fraction of a column's filled cells that must read as numbers for the column to be numeric;
-#: the others are then typing mistakes the user should fix, not categories.
-NUMERIC_COLUMN_FRACTION = 0.8
 
 
 @dataclass(frozen=True)
@@ -123,51 +117,31 @@ def detect_group_column(table: pd.DataFrame, exclude: tuple[str | None, ...] = (
 # Checking a table
 
 
-def _check_numeric_cells(
-    table: pd.DataFrame, shown: str, rows: list[int], skip: set[str], declared: Mapping[str, str]
-) -> None:
-    problems: list[str] = []
-    for column in table.columns:
-        if column in skip or declared.get(column) in (CATEGORICAL, ORDINAL):
-            continue
-        values = table[column]
-        filled = values.notna()
-        if not filled.any():
-            continue
-        bad = filled & as_numbers(values).isna()
-        share_numeric = 1 - bad.sum() / filled.sum()
-        numeric_column = declared.get(column) == "continuous" or (
-            filled.sum() - bad.sum() >= 2 and share_numeric >= NUMERIC_COLUMN_FRACTION
-        )
-        if not numeric_column or not bad.any():
-            continue
-        for position in np.flatnonzero(bad.to_numpy())[:5]:
-            value = values.iloc[position]
-            hint = " (use a point as the decimal mark)" if re.fullmatch(r"-?\d+,\d+", str(value)) else ""
-            problems.append(f"row {rows[position]}, column {column!r}: {value!r}{hint}")
-        if bad.sum() > 5:
-            problems.append(f"and {bad.sum() - 5} more in column {column!r}")
-    if problems:
-        raise CrcInputError(
-            f"{shown}: text in a numeric column — {'; '.join(problems)}. "
-            "Correct these cells to numbers, or leave them empty if the value is missing."
-        )
+@dataclass(frozen=True)
+class CheckedTable:
+    """A table checked by :func:`check_table`, with what the user should be told about its reading
+    (how many missing-value codes were read as missing in which column)."""
+
+    table: pd.DataFrame
+    missing_notes: tuple[str, ...] = ()
 
 
-def validate_table(
+def check_table(
     source: TableRead | pd.DataFrame,
     mapping: ColumnMapping | None = None,
     *,
     name: str | None = None,
-) -> pd.DataFrame:
+) -> CheckedTable:
     """Check a read table and return it with the ID column renamed ``patient_id`` and put first,
     and a pathology table's mapped columns renamed to the fields the labels use.
 
-    Refuses, naming rows as a spreadsheet shows them: no ID column (listing the columns), empty
-    IDs, duplicate IDs, and text in a numeric column. IDs become text (see
-    :func:`crc_core.tables.id_text`). Columns whose every cell is a number are converted to
-    numbers; the group column stays as text, and a column declared categorical/ordinal may hold
-    words.
+    Refuses, naming rows as a spreadsheet shows them: no ID column (listing the columns), empty,
+    duplicate or path-like IDs, and a word in a column of numbers (by the rule of
+    :func:`crc_core.variables.read_numeric_columns`, or any word in a column declared continuous).
+    IDs become text (see :func:`crc_core.tables.id_text`). Columns of numbers are converted to
+    numbers, their missing-value codes (n.d., NA, - ...) read as missing and counted in
+    ``missing_notes``; the group column stays as text, and so do a few codes with a word among
+    them (pT 1-4 and "is") unless the column is declared continuous.
     """
     mapping = mapping or ColumnMapping()
     if isinstance(source, TableRead):
@@ -201,20 +175,23 @@ def validate_table(
     table[id_column] = patient_ids(table, what=shown, id_column=id_column, row_numbers=rows)
 
     skip = {id_column} | ({mapping.group_column} if mapping.group_column else set())
-    _check_numeric_cells(table, shown, rows, skip, mapping.type_overrides)
-    # A column whose every cell is a number becomes numbers, whatever its declared type (codes 0/1
-    # stay codes); a declared categorical column only keeps the odd word ("is" in pT) as text.
-    for column in table.columns:
-        if column in skip:
-            continue
-        numbers = as_numbers(table[column])
-        if table[column].notna().any() and numbers.notna().sum() == table[column].notna().sum():
-            table[column] = numbers
+    table, notes = read_numeric_columns(table, shown=shown, rows=rows, skip=skip, declared=mapping.type_overrides)
 
     if mapping.pathology_columns:
         table = renamed_to_fields(table, mapping.pathology_map)
     table = table.rename(columns={id_column: PATIENT_ID})
-    return table[[PATIENT_ID, *[c for c in table.columns if c != PATIENT_ID]]].reset_index(drop=True)
+    table = table[[PATIENT_ID, *[c for c in table.columns if c != PATIENT_ID]]].reset_index(drop=True)
+    return CheckedTable(table, tuple(notes))
+
+
+def validate_table(
+    source: TableRead | pd.DataFrame,
+    mapping: ColumnMapping | None = None,
+    *,
+    name: str | None = None,
+) -> pd.DataFrame:
+    """The table of :func:`check_table`, without its notes."""
+    return check_table(source, mapping, name=name).table
 
 
 # ---------------------------------------------------------------------------------------------

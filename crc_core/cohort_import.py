@@ -10,6 +10,7 @@ taken for the new one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import replace as replace_result
 from pathlib import Path
 from typing import Mapping
 
@@ -18,10 +19,10 @@ import pandas as pd
 from crc_core.cohort import (
     ColumnMapping,
     JoinResult,
+    check_table,
     detect_id_column,
     join_tables,
     save_column_mapping,
-    validate_table,
 )
 from crc_core.errors import CrcInputError
 from crc_core.pathology import describe_fields, detect_pathology_columns, missing_pathology_fields
@@ -48,12 +49,14 @@ class WorkspaceOccupied(CrcInputError):
 
 @dataclass(frozen=True)
 class PreparedTable:
-    """One uploaded table, mapped and checked: ready to import."""
+    """One uploaded table, mapped and checked: ready to import. ``notes`` say how the file was read
+    (encoding, delimiter); ``missing_notes`` how many missing-value codes were read as missing."""
 
     role: str
     table: pd.DataFrame
     mapping: ColumnMapping
     notes: tuple[str, ...] = ()
+    missing_notes: tuple[str, ...] = ()
 
 
 def prepare_table(
@@ -79,7 +82,8 @@ def prepare_table(
         id_column=id_column, group_column=group_column, variable_types=types,
         pathology_columns=columns if role == "pathology" else {},
     )
-    table = validate_table(read, mapping)
+    checked = check_table(read, mapping)
+    table = checked.table
     if role == "pathology":
         missing = missing_pathology_fields(table.columns)
         if missing:
@@ -92,7 +96,7 @@ def prepare_table(
         field_of = {column: field for field, column in mapping.pathology_map.items()}
         types = {field_of.get(column, column): kind for column, kind in types.items()}
         mapping = ColumnMapping(id_column=id_column, variable_types=types, pathology_columns=mapping.pathology_map)
-    return PreparedTable(role, table, mapping, tuple(read.notes))
+    return PreparedTable(role, table, mapping, tuple(read.notes), checked.missing_notes)
 
 
 def combined_mapping(clinical: PreparedTable, pathology: PreparedTable | None = None) -> ColumnMapping:
@@ -192,8 +196,10 @@ def import_cohort_tables(
 
 
 def import_prepared(root: Path | str, clinical: PreparedTable, pathology: PreparedTable, *, replace: bool = False) -> ImportResult:
-    """Import two prepared uploads (see :func:`prepare_table`)."""
-    return import_cohort_tables(root, clinical.table, pathology.table, combined_mapping(clinical, pathology), replace=replace)
+    """Import two prepared uploads (see :func:`prepare_table`); the notes say, besides the
+    import's own, how many missing-value codes each table had."""
+    result = import_cohort_tables(root, clinical.table, pathology.table, combined_mapping(clinical, pathology), replace=replace)
+    return replace_result(result, notes=(*clinical.missing_notes, *pathology.missing_notes, *result.notes))
 
 
 def import_sample_tables(root: Path | str, *, replace: bool = False) -> ImportResult:

@@ -35,9 +35,10 @@ VOLUME_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".mha", ".mhd", ".dc
 ZSCORE_RANGE = 3.0  # z-scores are shown and fed as [-3, 3] SD mapped to [0, 1]
 #: One orientation for every volume: DICOM's patient axes.
 ORIENTATION = "LPS"
-#: Raised whenever the code that turns a volume into pixels changes, so that crops cached by
-#: older code are never served as if they were new ones.
-PREPROCESS_VERSION = 2
+#: Raised whenever the code that turns a volume into pixels, or names the files it writes, changes,
+#: so that crops cached by older code are never served as if they were new ones (3: crop files are
+#: named by a hash of the patient ID, no longer by the ID itself).
+PREPROCESS_VERSION = 3
 
 
 class GeometryError(CrcInputError):

@@ -2,9 +2,10 @@
 
 Crops go to ``<workspace>/crops/<key>/`` where ``key`` is a hash of what decides the pixels
 (:meth:`~crc_core.imaging.PreprocessConfig.pixel_parameters`, the preprocessing code's version
-included): ``<patient>.png`` (as the paper), ``<patient>.npz`` (the float input, the ROI, the slice
-index), ``index.csv`` (one row per patient: status, slice, box, the source files' size and time
-stamps) and ``params.json``. A re-run with the same parameters reuses every crop whose source files
+included): per patient a PNG (as the paper) and an ``.npz`` (the float input, the ROI, the slice
+index), named by a hash of the patient ID (:func:`crop_file_stem`), ``index.csv`` (one row per
+patient: the ID, status, slice, box, the two file names, the source files' size and time stamps)
+and ``params.json``. A re-run with the same parameters reuses every crop whose source files
 are unchanged. ``crops/latest.json`` names the crop set the later steps (Train) use; a run in which
 no patient could be cropped leaves it on the last good set. A failing patient gets a row with its
 message; the others go on.
@@ -43,6 +44,22 @@ def config_key(config: imaging.PreprocessConfig) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
+def crop_file_stem(patient_id: str) -> str:
+    """The name of a patient's crop files: a hash of the ID, never the ID's text, so that no ID
+    (``../../x``, ``/x``, ``a/b``) can name a file outside the crop folder, whatever reached the
+    worker. ``index.csv`` keeps the ID beside the names."""
+    return "crop-" + hashlib.sha256(patient_id.encode("utf-8")).hexdigest()[:16]
+
+
+def crop_file(folder: Path, name: object) -> Path | None:
+    """A crop file named in ``index.csv``, or None when the name is not a plain file name in the
+    crop folder (an edited or damaged index must not make a reader open a file elsewhere)."""
+    text = str(name or "")
+    if not text or text != Path(text).name or text.startswith(".") or "\\" in text:
+        return None
+    return Path(folder) / text
+
+
 def crops_folder(workspace: Workspace, config: imaging.PreprocessConfig) -> Path:
     return Workspace.of(workspace).crops_dir / config_key(config)
 
@@ -68,13 +85,14 @@ def read_manifest(workspace: Workspace) -> pd.DataFrame:
             f"{path} is missing: no CT volumes are listed for this workspace. Bring in a zip or a folder of "
             f"volumes and masks on the CT & ROI page (or, for the sample, `crc-time --workspace {workspace.root} sample`)."
         )
-    manifest = read_table(path).table
+    read = read_table(path)
+    manifest = read.table
     absent = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
     if absent:
         raise CrcInputError(
             f"{path} lacks the column(s) {', '.join(absent)}; it needs patient_id, image, mask and optionally mask_r2."
         )
-    manifest["patient_id"] = patient_ids(manifest, what=str(path))
+    manifest["patient_id"] = patient_ids(manifest, what=str(path), row_numbers=read.row_numbers)
     manifest = manifest.astype(object).fillna("")
     for column in ("image", "mask", "mask_r2"):
         if column in manifest.columns:
@@ -142,7 +160,8 @@ def _run_case(task: _Task) -> dict:
         message = f"{type(exc).__name__}: {exc}"
         return {**row, "status": "failed", "message": message, "reason": failure_reason(message, task.patient_id, files)}
     folder = Path(task.folder)
-    png, npz = f"{task.patient_id}.png", f"{task.patient_id}.npz"
+    stem = crop_file_stem(task.patient_id)
+    png, npz = f"{stem}.png", f"{stem}.npz"
     atomic_write_bytes(folder / png, _png_bytes(crop.to_png_array()))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, pixels=crop.pixels, roi=crop.roi, slice_index=crop.slice_index, box=np.asarray(crop.box))
@@ -225,7 +244,8 @@ def _cached_rows(folder: Path) -> dict[str, dict]:
         return {}  # a damaged index only costs the cache
     rows = {}
     for row in table.to_dict("records"):
-        if row["status"] == "ok" and (folder / str(row["npz"])).exists() and (folder / str(row["png"])).exists():
+        files = [crop_file(folder, row["npz"]), crop_file(folder, row["png"])]
+        if row["status"] == "ok" and all(f is not None and f.exists() for f in files):
             rows[row["patient_id"]] = row
     return rows
 
@@ -339,8 +359,8 @@ def latest_crops(workspace: Workspace) -> CropSet | None:
 
 
 def load_crop(folder: Path, row: dict) -> imaging.CaseCrop | None:
-    path = Path(folder) / str(row.get("npz", ""))
-    if row.get("status") != "ok" or not path.is_file():
+    path = crop_file(folder, row.get("npz"))
+    if row.get("status") != "ok" or path is None or not path.is_file():
         return None
     with np.load(path) as data:
         box = tuple(int(v) for v in data["box"])

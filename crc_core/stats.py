@@ -23,9 +23,11 @@ with the arguments named below):
   and the paper's pT row) with an "interpret with care" note; Fisher's exact test (two-sided, R
   ``fisher.test``) for a 2×2 table with an expected count below 5.
 * P values as the paper prints them (0.166, < 0.001) or as SPSS does (.166, .000).
-* Missing values are left out per variable and counted; standardised mean differences (SMD) use
-  the pooled SD of the two groups (continuous), and for categorical variables the multinomial
-  form of Yang & Dalton (2012), as R ``tableone``.
+* Missing values are left out per variable and counted; missing-value codes in a column of numbers
+  (n.d., NA, - ...: :data:`crc_core.variables.MISSING_CODES`) are missing values too, counted and
+  named in a footnote, and any other word in it is refused by value. Standardised mean differences
+  (SMD) use the pooled SD of the two groups (continuous), and for categorical variables the
+  multinomial form of Yang & Dalton (2012), as R ``tableone``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from scipy import special, stats
 from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
 from crc_core.splits import SPLIT_ALIASES, SPLIT_VALUES
-from crc_core.variables import CONTINUOUS, detect_variable_type
+from crc_core.variables import CONTINUOUS, detect_variable_type, read_numbers
 
 CATEGORICAL = "categorical"
 
@@ -525,11 +527,12 @@ def table_one(
     absent = [v for v in variables if v not in df.columns]
     if absent:
         raise CrcInputError(f"Not in the table: {', '.join(absent)}.")
-    in_group = [df[df[group] == g] for g in order]
+    in_group = [(df[group] == g).to_numpy() for g in order]
     # Split names speak for themselves; a label's 0/1 needs its name ("tsr_high = 1").
     named = [str(g) if isinstance(g, str) else f"{group} = {g}" for g in order]
-    labels = [f"{name} (n = {len(part)})" for name, part in zip(named, in_group)]
+    labels = [f"{name} (n = {int(part.sum())})" for name, part in zip(named, in_group)]
     rows: list[_Row] = []
+    coded_missing: dict[str, dict] = {}
     for name in variables:
         if name == group:
             continue
@@ -538,15 +541,23 @@ def table_one(
             else CONTINUOUS if name in continuous_set
             else detect_kind(df[name])
         )
-        columns = [part[name] for part in in_group]
+        column = df[name]
+        reading = read_numbers(column)
+        if reading.coded_missing.any() and (kind == CONTINUOUS or reading.numeric):
+            # "n.d." in a lab column is a missing value, as the import reads it; said in a footnote.
+            codes = column[reading.coded_missing.to_numpy()].astype(str).str.strip()
+            coded_missing[name] = {"count": len(codes), "codes": list(dict.fromkeys(codes))}
+            column = column.mask(reading.coded_missing)
+        columns = [column[part] for part in in_group]
         missing = int(sum(c.isna().sum() for c in columns))
         if kind == CONTINUOUS:
             numeric = [pd.to_numeric(c, errors="coerce") for c in columns]
-            bad = [int(n.isna().sum() - c.isna().sum()) for n, c in zip(numeric, columns)]
-            if any(bad):
+            words = [v for n, c in zip(numeric, columns) for v in c[n.isna() & c.notna()]]
+            if words:
+                shown = ", ".join(map(repr, list(dict.fromkeys(words))[:5]))
                 raise CrcInputError(
-                    f"Column {name!r} holds text where numbers are expected ({sum(bad)} values); "
-                    "mark it categorical or correct the table."
+                    f"Column {name!r} holds text where numbers are expected: {shown} ({len(words)} "
+                    f"value{'s' if len(words) != 1 else ''}); correct the table, or mark it categorical."
                 )
             values = [n.dropna().to_numpy(dtype=float) for n in numeric]
             rows.append(_continuous_row(name, values[0], values[1], [str(g) for g in order], missing, options))
@@ -572,6 +583,7 @@ def table_one(
         table["smd"] = [r.smd for r in rows]
     table.attrs["groups"] = [str(g) for g in order]
     table.attrs["group_column"] = group
+    table.attrs["missing_codes"] = coded_missing
     # Plain values only: attrs travel with the frame into Arrow (st.dataframe) and pickles.
     table.attrs["options"] = options.to_dict()
     return table
@@ -613,10 +625,17 @@ def journal_view(table: pd.DataFrame, decimals: int = 3) -> pd.DataFrame:
 
 
 def used_footnotes(table: pd.DataFrame) -> list[str]:
-    """The footnotes of the marks that occur in ``table``, in mark order, then the sparse-table
-    note naming each χ² with expected counts below 5."""
+    """The footnotes of the marks that occur in ``table``, in mark order, then how many
+    missing-value codes each variable had, then the sparse-table note naming each χ² with expected
+    counts below 5."""
     marks = sorted({m for m in table["mark"] if m})
     notes = [f"{m} {FOOTNOTES[m]}" for m in marks]
+    for name, coded in table.attrs.get("missing_codes", {}).items():
+        count = coded["count"]
+        notes.append(
+            f"{name}: {count} cell{'s' if count != 1 else ''} with a missing-value code "
+            f"({', '.join(map(repr, coded['codes']))}) counted as missing."
+        )
     if "sparse_cells" in table.columns:
         sparse = table[table["sparse_cells"].fillna(0) > 0]
         if len(sparse):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from crc_core.errors import CrcInputError
+from crc_core.variables import read_numeric_columns
 
 
 #: Largest table accepted, in bytes: Streamlit's ``server.maxUploadSize`` (200, in MiB), which
@@ -423,6 +425,20 @@ def id_text(value: Any) -> str:
     return text[:-2] if re.fullmatch(r"\d+\.0", text) else text
 
 
+def _path_like(patient: str) -> str | None:
+    """Why an ID could be taken for a path, or None. IDs name files on some paths (crops, maps,
+    exports), so none may hold a separator of any system, be ``..`` or hidden (a leading dot), or
+    hold a control character (NUL ends a C path; newline and tab break the CSVs that list it)."""
+    for separator in ("/", "\\"):
+        if separator in patient:
+            return f"contains {separator!r}"
+    if patient.startswith("."):
+        return "starts with a dot"
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in patient):
+        return "contains a control character"
+    return None
+
+
 def patient_ids(
     table: pd.DataFrame,
     *,
@@ -431,7 +447,8 @@ def patient_ids(
     row_numbers: Sequence[int] | None = None,
 ) -> pd.Series:
     """The table's patient IDs as text (see :func:`id_text`), checked: the column exists, no ID is
-    empty and none repeats. ``what`` names the table in messages ("clinical.csv", "The split
+    empty, none could be taken for a path (``/``, ``\\``, a leading dot as in ``..``, a control
+    character) and none repeats. ``what`` names the table in messages ("clinical.csv", "The split
     table"), which name the spreadsheet rows of every offending ID."""
     rows = spreadsheet_rows(table, row_numbers)
     if id_column not in table.columns:
@@ -445,6 +462,14 @@ def patient_ids(
         raise CrcInputError(
             f"{what}: the patient ID (column {id_column!r}) is empty in row(s) {listing(empty, 10)}. "
             "Fill in the ID or delete the row."
+        )
+    path_like = [(rows[i], patient, why) for i, patient in enumerate(ids) if (why := _path_like(patient))]
+    if path_like:
+        parts = [f"row {row} ({patient!r}) {why}" for row, patient, why in path_like]
+        more = f", and {len(parts) - 10} more" if len(parts) > 10 else ""
+        raise CrcInputError(
+            f"{what}: the patient ID in {', in '.join(parts[:10])}{more}; an ID names a patient, never a file or "
+            "folder. Use letters, digits, spaces, '-', '_' or '.' (not first) for it, the same in every table."
         )
     repeated = ids[ids.duplicated(keep=False)]
     if not repeated.empty:
@@ -460,27 +485,14 @@ def patient_ids(
     return ids
 
 
-def as_numbers(values: pd.Series) -> pd.Series:
-    return pd.to_numeric(values, errors="coerce")
-
-
-def numbers_where_numeric(table: pd.DataFrame, skip: Sequence[str] = (PATIENT_ID,)) -> pd.DataFrame:
-    """Columns whose every filled cell is a number become numbers; the others stay text."""
-    typed = table.copy()
-    for column in typed.columns:
-        if column in skip:
-            continue
-        filled = typed[column].notna()
-        numbers = as_numbers(typed[column])
-        if filled.any() and numbers.notna().sum() == filled.sum():
-            typed[column] = numbers
-    return typed
-
-
 def read_id_table(path: Path, *, what: str | None = None) -> pd.DataFrame:
-    """A table file with a ``patient_id`` column, IDs checked, numbers typed: how every workspace
-    table (clinical, pathology, labels) is read, whatever its encoding or delimiter."""
+    """A table file with a ``patient_id`` column, IDs checked, numbers typed by the rule of
+    :func:`crc_core.variables.read_numeric_columns` (missing-value codes read as missing, a word in a
+    column of numbers refused by row): how every workspace table (clinical, pathology, labels) is
+    read, whatever its encoding or delimiter, and as an upload is at import."""
     read = read_table(path)
+    shown = what or str(path)
     table = read.table
-    table[PATIENT_ID] = patient_ids(table, what=what or str(path), row_numbers=read.row_numbers)
-    return numbers_where_numeric(table).reset_index(drop=True)
+    table[PATIENT_ID] = patient_ids(table, what=shown, row_numbers=read.row_numbers)
+    typed, _ = read_numeric_columns(table, shown=shown, rows=read.row_numbers, skip=(PATIENT_ID,))
+    return typed.reset_index(drop=True)

@@ -73,8 +73,11 @@ def _upload(role: str) -> PreparedTable | None:
                 },
                 hide_index=True, key=f"types_{role}",
             )
-        return prepare_table(read, role, id_column=id_column, group_column=group_column,
-                             variable_types=dict(zip(edited["column"], edited["type"])), pathology_columns=fields)
+        prepared = prepare_table(read, role, id_column=id_column, group_column=group_column,
+                                 variable_types=dict(zip(edited["column"], edited["type"])), pathology_columns=fields)
+        for note in prepared.missing_notes:
+            st.caption(note)
+        return prepared
     except CrcInputError as exc:
         _ui.show_input_error(exc)
         return None

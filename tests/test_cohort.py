@@ -11,6 +11,7 @@ import pytest
 
 from crc_core.cohort import (
     ColumnMapping,
+    check_table,
     detect_group_column,
     detect_id_column,
     join_tables,
@@ -66,18 +67,24 @@ def test_text_in_numeric_column_names_row_column_value(tmp_path):
         validate_table(read_table(path))
 
 
-def test_declared_continuous_column_refuses_any_text():
+def test_declared_continuous_column_refuses_any_word_but_reads_missing_codes_as_missing():
     table = pd.DataFrame({"patient_id": ["a", "b", "c"], "CEA": ["1.2", "high", "n.d."]})
-    with pytest.raises(CrcInputError, match=r"row 3, column 'CEA': 'high'; row 4, column 'CEA': 'n.d.'"):
+    with pytest.raises(CrcInputError, match=r"row 3, column 'CEA': 'high'\. Correct these cells") as refused:
         validate_table(table, ColumnMapping(variable_types={"CEA": "continuous"}))
+    assert "'n.d.'" not in str(refused.value)  # a missing-value code, not a mistake
+    table.loc[1, "CEA"] = "3.4"
+    checked = check_table(table, ColumnMapping(variable_types={"CEA": "continuous"}), name="labs.csv")
+    assert checked.table["CEA"].tolist()[:2] == [1.2, 3.4] and pd.isna(checked.table["CEA"].iloc[2])
+    assert checked.missing_notes == ("labs.csv: 1 cell read as missing in numeric columns: CEA 1 ('n.d.').",)
 
 
-def test_declared_categorical_codes_are_left_as_text():
+def test_a_few_codes_with_a_word_are_left_as_text_unless_declared_continuous():
     table = pd.DataFrame({"patient_id": ["a", "b", "c", "d", "e"], "pT": ["1", "2", "3", "4", "is"]})
-    with pytest.raises(CrcInputError, match="column 'pT': 'is'"):
-        validate_table(table)
+    assert validate_table(table)["pT"].tolist() == ["1", "2", "3", "4", "is"]
     kept = validate_table(table, ColumnMapping(variable_types={"pT": "ordinal"}))
     assert kept["pT"].tolist() == ["1", "2", "3", "4", "is"]
+    with pytest.raises(CrcInputError, match="column 'pT': 'is'"):
+        validate_table(table, ColumnMapping(variable_types={"pT": "continuous"}))
 
 
 def test_numeric_columns_become_numbers_and_ids_stay_strings(tmp_path):

@@ -98,3 +98,57 @@ def test_import_refuses_a_mapping_of_absent_columns_and_writes_nothing(tmp_path)
         import_cohort_tables(tmp_path / "ws", clinical, pathology, ColumnMapping(group_column="ghost"))
     assert not (tmp_path / "ws").exists()
     assert not Workspace(tmp_path / "ws").holds_cohort()
+
+
+# --- a numeric column with a stray word or a missing-value code ---------------------------------
+
+
+def tree(root) -> dict[str, bytes]:
+    """Every file under ``root`` with its bytes: what 'left unchanged' is checked against."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def sample_clinical_with(workspace, tmp_path, alb_cells: dict[int, str]):
+    """The sample's clinical table with some ALB cells (0-based data rows) replaced by text."""
+    table = pd.read_csv(workspace / "clinical.csv", dtype=str, keep_default_na=False)
+    for position, text in alb_cells.items():
+        table.loc[position, "ALB"] = text
+    path = tmp_path / "my-clinical.csv"
+    table.to_csv(path, index=False)
+    return read_table(path)
+
+
+def test_one_word_in_a_lab_column_is_refused_at_import_by_row_and_the_workspace_is_unchanged(
+    writable_workspace, tmp_path
+):
+    # Found in use: "n.d.x" in one ALB cell of the sample made ALB a 278-level categorical, and
+    # Table 1 ran a χ² with df = 277.
+    before = tree(writable_workspace)
+    read = sample_clinical_with(writable_workspace, tmp_path, {5: "n.d.x"})
+    with pytest.raises(
+        CrcInputError, match=r"my-clinical\.csv: text in a numeric column — row 7, column 'ALB': 'n\.d\.x'"
+    ):
+        prepared_clinical = prepare_table(read, "clinical", group_column="split")
+        pathology = prepare_table(read_table(writable_workspace / "pathology.csv"), "pathology")
+        import_prepared(writable_workspace, prepared_clinical, pathology, replace=True)
+    assert tree(writable_workspace) == before
+
+
+def test_missing_value_codes_in_a_lab_column_are_missing_in_table_one_and_said_at_import(
+    writable_workspace, tmp_path
+):
+    from crc_core.cohort import load_workspace_cohort
+    from crc_core.stats import table_one
+
+    codes = {5: "n.d.", 6: "N.D.", 7: "—", 8: "-", 9: "missing", 10: "."}
+    read = sample_clinical_with(writable_workspace, tmp_path, codes)
+    clinical = prepare_table(read, "clinical", group_column="split")
+    pathology = prepare_table(read_table(writable_workspace / "pathology.csv"), "pathology")
+    result = import_prepared(tmp_path / "ws", clinical, pathology)
+    assert read_column_mapping(result.workspace).type_overrides["ALB"] == "continuous"
+    assert any("6 cells read as missing" in note and "ALB" in note for note in result.notes), result.notes
+
+    cohort = load_workspace_cohort(result.workspace)
+    table = table_one(cohort, "split", ["ALB"])
+    assert len(table) == 1 and table["test"].iloc[0] != "Pearson χ²"  # one row: a measurement
+    assert table["missing"].iloc[0] == len(codes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -177,6 +178,55 @@ def test_cli_preprocess_prints_a_summary(cohort, capsys):
 
 
 # ---------------------------------------------------------------------------------------------
+# A patient ID is never a path
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file and folder under ``root`` (files with their bytes)."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else b"<dir>") for p in sorted(root.rglob("*"))}
+
+
+def deep_cohort(small_cohort: Path, tmp_path: Path) -> Path:
+    """The small cohort four folders below ``tmp_path``, so that four '..' from its crop folder
+    still land inside ``tmp_path``, where the test can see them."""
+    root = tmp_path / "a" / "b" / "workspace"
+    shutil.copytree(small_cohort, root)
+    return root
+
+
+@pytest.mark.parametrize("bad", ["../../../../outside/x", "{tmp}/outside/x"])
+def test_a_manifest_with_a_path_for_an_id_is_refused_and_nothing_is_written_anywhere(small_cohort, tmp_path, bad):
+    root = deep_cohort(small_cohort, tmp_path)
+    bad = bad.format(tmp=tmp_path)  # an absolute path, inside what the test can watch
+    manifest = pd.read_csv(root / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest.loc[3, "patient_id"] = bad
+    manifest.to_csv(root / "manifest.csv", index=False)
+    before = tree(tmp_path)
+    with pytest.raises(CrcInputError, match=r"manifest\.csv: the patient ID in row 5 .* contains '/'.*never a file or folder"):
+        preprocess.preprocess_cohort(root, imaging.PreprocessConfig(size=16), workers=1)
+    assert tree(tmp_path) == before
+
+
+def test_crop_files_are_named_safely_even_for_an_id_that_reached_the_worker(small_cohort, tmp_path):
+    root = deep_cohort(small_cohort, tmp_path)
+    record = preprocess.read_manifest(Workspace(root)).iloc[0]
+    config = imaging.PreprocessConfig(size=16)
+    folder = preprocess.crops_folder(Workspace(root), config)
+    folder.mkdir(parents=True)
+    before = tree(tmp_path)
+    for bad in ("../../../../outside/x", f"{tmp_path}/outside/y", "sub/dir/z", ".."):
+        row = preprocess._run_case(preprocess._Task(bad, record["image"], record["mask"], str(folder), config, "s"))
+        assert row["status"] == "ok" and row["patient_id"] == bad
+        assert Path(row["png"]).name == row["png"] and Path(row["npz"]).name == row["npz"]
+        assert "outside" not in row["png"] + row["npz"] and not row["png"].startswith(".")
+        assert preprocess.load_crop(folder, row) is not None
+    after = tree(tmp_path)
+    new = sorted(set(after) - set(before))
+    assert len(new) == 8 and all(Path(tmp_path / name).parent == folder for name in new), new
+    assert {name: after[name] for name in before} == before
+
+
+# ---------------------------------------------------------------------------------------------
 # Zips and folders
 
 
@@ -263,4 +313,58 @@ def test_write_manifest_then_preprocess(tmp_path):
     manifest = archive.write_manifest(workspace, workspace / "imaging")
     assert manifest["image"][0] == "imaging/A1/ct.nii.gz"
     result = preprocess.preprocess_cohort(workspace, imaging.PreprocessConfig(size=16), workers=1)
+    assert (result.index["status"] == "ok").all()
+
+
+@pytest.mark.parametrize("outside", ["../../../../etc/passwd", "/etc/passwd"])
+def test_a_manifest_in_a_zip_may_only_name_files_in_the_zip_and_nothing_is_extracted(tmp_path, outside):
+    # Found in review: the first was imported and read, the second escaped as a ValueError and left
+    # the extracted files behind.
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "clinical.csv").write_text("patient_id\nP1\n")
+    listing = f"patient_id,image,mask\nP1,P1_ct.nii.gz,P1_mask.nii.gz\nP2,{outside},P2_mask.nii.gz\n"
+    source = zip_bytes({"cohort/manifest.csv": listing.encode(), "cohort/P1_ct.nii.gz": b"x",
+                        "cohort/P1_mask.nii.gz": b"x", "cohort/P2_mask.nii.gz": b"x"})
+    before = tree(tmp_path)
+    with pytest.raises(CrcInputError, match=rf"cohort\.zip: cohort/manifest\.csv: row 3, column 'image': "
+                                            rf"{re.escape(repr(outside))} points outside the zip.*nothing was extracted"):
+        archive.import_imaging(workspace, zip_file=source, zip_name="cohort.zip")
+    assert tree(tmp_path) == before
+
+
+def test_a_manifest_in_a_zip_naming_an_absent_file_or_a_path_for_an_id_is_refused_before_extracting(tmp_path):
+    absent = zip_bytes({"manifest.csv": b"patient_id,image,mask\nP1,P1_ct.nii.gz,P1_mask.nii.gz\n",
+                        "P1_ct.nii.gz": b"x"})
+    with pytest.raises(CrcInputError, match=r"manifest\.csv: row 2, column 'mask': 'P1_mask\.nii\.gz' is not in the zip"):
+        archive.import_imaging(tmp_path / "ws", zip_file=absent, zip_name="cohort.zip")
+    path_id = zip_bytes({"manifest.csv": b"patient_id,image,mask\n../x,P1_ct.nii.gz,P1_ct.nii.gz\n", "P1_ct.nii.gz": b"x"})
+    with pytest.raises(CrcInputError, match=r"manifest\.csv: the patient ID in row 2 \('\.\./x'\) contains '/'"):
+        archive.import_imaging(tmp_path / "ws", zip_file=path_id, zip_name="cohort.zip")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_zip_whose_cases_are_incomplete_leaves_nothing_extracted(tmp_path):
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    source = zip_bytes({"P1_ct.nii.gz": b"x", "P2_ct.nii.gz": b"x", "P2_mask.nii.gz": b"x"})
+    with pytest.raises(CrcInputError, match="No image or no mask found for: P1"):
+        archive.import_imaging(workspace, zip_file=source, zip_name="cohort.zip")
+    assert list(workspace.iterdir()) == []
+
+
+def test_a_folder_manifest_may_name_files_anywhere_on_this_machine(tmp_path):
+    elsewhere = tmp_path / "scans"
+    write_case(elsewhere / "P1_ct.nii.gz", value=300)
+    write_case(elsewhere / "P1_mask.nii.gz")
+    folder = tmp_path / "listing"
+    folder.mkdir()
+    (folder / "manifest.csv").write_text(
+        f"patient_id,image,mask\nP1,{elsewhere / 'P1_ct.nii.gz'},../scans/P1_mask.nii.gz\n"
+    )
+    archive.import_imaging(tmp_path / "ws", folder=folder)
+    manifest = preprocess.read_manifest(Workspace(tmp_path / "ws"))
+    assert manifest["image"][0] == str(elsewhere / "P1_ct.nii.gz")
+    assert manifest["mask"][0] == str(elsewhere / "P1_mask.nii.gz")
+    result = preprocess.preprocess_cohort(tmp_path / "ws", imaging.PreprocessConfig(size=16), workers=1)
     assert (result.index["status"] == "ok").all()

@@ -445,3 +445,23 @@ def test_p_in_words_never_prints_zero_or_an_exponent():
 
     assert [p_words(p) for p in (0.0434, 1.2e-5, 0.0, float("nan"), 1.0)] == [
         "p 0.043", "p < 0.001", "p < 0.001", "p —", "p 1.000"]
+
+
+def test_missing_value_codes_in_a_measurement_are_counted_missing_with_a_note():
+    # Found in use: one "n.d." among 278 albumin values made the column a 278-level categorical.
+    df = two_groups()
+    df["crp"] = df["crp"].astype(str).astype(object)
+    df.loc[[3, 50, 80], "crp"] = ["n.d.", "NA", "—"]
+    table = stats.table_one(df, "split", ["crp"])
+    assert len(table) == 1 and table["test"].iloc[0] in (stats.T_STUDENT, stats.MANN_WHITNEY)
+    assert table["missing"].iloc[0] == 3
+    assert "crp: 3 cells with a missing-value code ('n.d.', 'NA', '—') counted as missing." in stats.used_footnotes(table)
+    assert stats.journal_view(table)["Missing, n"].tolist() == ["3"]
+
+
+def test_a_word_in_a_measurement_is_refused_naming_it():
+    df = two_groups()
+    df["crp"] = df["crp"].astype(str).astype(object)
+    df.loc[3, "crp"] = "n.d.x"
+    with pytest.raises(CrcInputError, match=r"Column 'crp' holds text where numbers are expected: 'n\.d\.x'"):
+        stats.table_one(df, "split", ["crp"])

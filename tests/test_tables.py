@@ -4,6 +4,7 @@ a path or an upload, refusing what is not a table with a message a user can act 
 from __future__ import annotations
 
 import io
+import re
 
 import pandas as pd
 import pytest
@@ -123,10 +124,12 @@ def test_xlsx_unknown_sheet_names_the_sheets(tmp_path):
 
 
 def test_blank_rows_are_dropped_but_keep_spreadsheet_row_numbers(tmp_path):
-    path = write(tmp_path / "gaps.csv", b"patient_id,age\nP1,56\n,\nP2,abc\nP3,60\nP4,70\nP5,80\n")
+    # Ten more ages after P2's word, so that age is a column of numbers by the type rule.
+    rest = "".join(f"P{i},{57 + i}\n" for i in range(3, 13)).encode()
+    path = write(tmp_path / "gaps.csv", b"patient_id,age\nP1,56\n,\nP2,abc\n" + rest)
     read = read_table(path)
-    assert read.table["patient_id"].tolist() == ["P1", "P2", "P3", "P4", "P5"]
-    assert read.row_numbers == (2, 4, 5, 6, 7)
+    assert read.table["patient_id"].tolist()[:4] == ["P1", "P2", "P3", "P4"]
+    assert read.row_numbers[:4] == (2, 4, 5, 6)
     # P2 sits on spreadsheet row 4 (header row 1, P1 row 2, empty row 3).
     with pytest.raises(CrcInputError, match=r"text in a numeric column — row 4, column 'age': 'abc'"):
         validate_table(read)
@@ -217,3 +220,33 @@ def test_read_id_table_types_numbers_and_keeps_ids_as_text(tmp_path):
     assert table["patient_id"].tolist() == ["007", "12"]
     assert table["age"].tolist() == [56, 61.5]
     assert table["mixed"].tolist() == ["1", "a"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        ("../../../../outside/x", "'/'"),
+        ("/outside/x", "'/'"),
+        ("CRC\\001", "'\\\\\\\\'"),
+        ("..", "a dot"),
+        (".hidden", "a dot"),
+        ("CRC\x00001", "a control character"),
+        ("CRC\n001", "a control character"),
+        ("CRC\t001", "a control character"),
+    ],
+)
+def test_a_patient_id_is_never_a_path_and_is_refused_by_file_and_row(bad, why):
+    # Found in review: the crop files were named by the ID, so "../../../../outside/x" in
+    # manifest.csv wrote x.png outside the workspace.
+    table = pd.DataFrame({"patient_id": ["CRC000", bad, "CRC002"]})
+    with pytest.raises(
+        CrcInputError,
+        match=rf"manifest\.csv: the patient ID in row 7 \({re.escape(repr(bad))}\) .*{why}.* an ID names a patient, "
+        r"never a file or folder\. Use letters, digits",
+    ):
+        patient_ids(table, what="manifest.csv", row_numbers=[2, 7, 8])
+
+
+def test_ids_with_dots_and_spaces_inside_are_kept():
+    table = pd.DataFrame({"patient_id": ["CRC.001", "St Mary 12", "a..b", "病例1"]})
+    assert patient_ids(table, what="t").tolist() == ["CRC.001", "St Mary 12", "a..b", "病例1"]
