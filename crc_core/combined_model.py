@@ -65,6 +65,7 @@ class CombinedResult:
     design_ranges: dict[str, tuple[float, float]]
     notes: list[str] = field(default_factory=list)
     dl_scaling: tuple[float, float] = (0.0, 1.0)  # training mean and SD of the DL score's logit
+    references: dict[str, str] = field(default_factory=dict)  # each categorical variable's reference level
 
 
 def reference_level(values: pd.Series, chosen: str | None = None) -> str:
@@ -96,10 +97,11 @@ def reference_choices(workspace: Workspace, variables: tuple[str, ...]) -> dict[
 
 
 def _design(cohort: pd.DataFrame, variables: tuple[str, ...], training: pd.Series,
-            references: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+            references: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
     from crc_core.variables import CONTINUOUS, detect_variable_type
 
     references = references or {}
+    used: dict[str, str] = {}
     notes: list[str] = []
     columns = {DL_SCORE: cohort[DL_SCORE]}
     for name in variables:
@@ -116,6 +118,7 @@ def _design(cohort: pd.DataFrame, variables: tuple[str, ...], training: pd.Serie
             columns[name] = pd.to_numeric(values, errors="coerce")
         else:
             reference = reference_level(known, references.get(name))
+            used[name] = reference
             size = int((known.astype(str) == reference).sum())
             for level in sorted(known.astype(str).unique()):
                 if level != reference:  # indicators against the reference level
@@ -124,7 +127,7 @@ def _design(cohort: pd.DataFrame, variables: tuple[str, ...], training: pd.Serie
             if size < SMALL_REFERENCE:
                 notes.append(f"Warning: the reference level {name} = {reference} holds only {size} training patients, so every "
                              f"{name} odds ratio is relative to those {size} and unstable (wide CIs). Choose a larger reference level.")
-    return pd.DataFrame(columns), notes
+    return pd.DataFrame(columns), notes, used
 
 
 def _separating_term(design: pd.DataFrame, y: pd.Series) -> str | None:
@@ -208,7 +211,7 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
         raise CrcInputError(f"Run {config.run_id} gives every training patient the same score: it cannot enter the "
                             "combined model.")
     table[DL_SCORE] = (logit - scaling[0]) / scaling[1]
-    design, notes = _design(table, config.variables, training, config.reference_levels)
+    design, notes, references = _design(table, config.variables, training, config.reference_levels)
     notes = source_notes + notes
     train_rows = training & design.notna().all(axis=1) & table["y_true"].notna()
     dropped = int(training.sum() - train_rows.sum())
@@ -228,6 +231,7 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
                                    info={"weights": run.info.get("weights", {}), "parent_run": run.run_id,
                                          "crop_key": run.info.get("crop_key"), "coefficients": fit.params.to_dict(),
                                          "odds_ratios": odds.to_dict("records"), "design_ranges": ranges,
+                                         "references": references,
                                          "dl_scaling": list(scaling)})
     complete = design.notna().all(axis=1)
     probability = fit.predict(sm.add_constant(design[complete], has_constant="add"))
@@ -236,7 +240,7 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
     for name, rows in table[~complete].groupby("cohort"):
         notes.append(f"{len(rows)} patient(s) of the {name} cohort have a missing value and get no combined prediction.")
     store.finish(combined_id, "done", " ".join(notes))
-    return CombinedResult(combined_id, odds, fit.params, ranges, notes, scaling)
+    return CombinedResult(combined_id, odds, fit.params, ranges, notes, scaling, references)
 
 
 def stored_combined(run) -> CombinedResult:
@@ -245,7 +249,8 @@ def stored_combined(run) -> CombinedResult:
         raise CrcInputError(f"Run {run.run_id} is not a combined model fitted by this version; fit it again.")
     return CombinedResult(run.run_id, pd.DataFrame(run.info["odds_ratios"]), pd.Series(run.info["coefficients"]),
                           {term: tuple(bounds) for term, bounds in run.info["design_ranges"].items()},
-                          [run.message] if run.message else [], tuple(run.info.get("dl_scaling", (0.0, 1.0))))
+                          [run.message] if run.message else [], tuple(run.info.get("dl_scaling", (0.0, 1.0))),
+                          dict(run.info.get("references", {})))
 
 
 def odds_ratio_table(odds: pd.DataFrame) -> pd.DataFrame:
@@ -266,35 +271,66 @@ def nomogram_figure(result: CombinedResult, target: str, variables: tuple[str, .
     """The nomogram of a fitted combined model."""
     from crc_core import figures
 
-    axes, outcome = nomogram_axes(result.coefficients, result.design_ranges, result.dl_scaling)
+    axes, outcome = nomogram_axes(result.coefficients, result.design_ranges, result.dl_scaling, result.references)
     return figures.nomogram(axes, outcome, f"Nomogram: {target.upper()}, DL score + {', '.join(variables) or 'nothing else'}")
 
 
+def _nice_ticks(low: float, high: float, count: int = 6) -> np.ndarray:
+    """Round numbers from ``low`` to ``high``, about ``count`` of them."""
+    span = max(high - low, 1e-12)
+    raw = span / max(count - 1, 1)
+    magnitude = 10 ** np.floor(np.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    return np.arange(np.ceil(low / step) * step, high + step * 1e-9, step)
+
+
 def nomogram_axes(coefficients: pd.Series, ranges: dict[str, tuple[float, float]],
-                  dl_scaling: tuple[float, float] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A nomogram's scales: each term's contribution over its training range in points (the widest
-    range = 100 points), and how total points map to the probability of the high class. With
+                  dl_scaling: tuple[float, float] | None = None,
+                  references: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A nomogram's scales (as R ``rms::nomogram`` draws them): each variable's contribution over
+    its training range in points, the widest 100 points; a categorical variable on one axis with a
+    tick per level (its reference level at its own place); and how total points read as the
+    probability of the high class, at round probabilities (0.1 … 0.9 where reachable). With
     ``dl_scaling`` (the training mean and SD of the DL logit) the DL score's ticks read as the DL
-    model's probability, which is what a reader knows."""
-    effects = {t: abs(coefficients[t]) * (ranges[t][1] - ranges[t][0]) for t in ranges}
-    widest = max(effects.values()) or 1.0
-    scale = 100.0 / widest
+    model's probability, which is what a reader knows. ``references``: each categorical variable's
+    reference level, for its tick's label."""
+    references = references or {}
+    variables: dict[str, list[tuple[str, float, str | None]]] = {}
+    for term in ranges:
+        name, _, level = term.partition(" = ")
+        variables.setdefault(name, []).append((term, float(coefficients[term]), level or None))
+    contributions: dict[str, list[tuple[float, str, float]]] = {}  # variable → (log-odds, label, value)
+    for name, terms in variables.items():
+        if terms[0][2] is None:  # continuous (or the DL score): its training range
+            term, beta, _ = terms[0]
+            low, high = ranges[term]
+            span = abs(beta) * (high - low)
+            widest_first = 5 if span else 2
+            values = np.linspace(low, high, widest_first)
+            marks = []
+            for value in values:
+                label = f"{value:.3g}"
+                if term == DL_SCORE and dl_scaling is not None:
+                    label = f"{1 / (1 + np.exp(-(dl_scaling[0] + dl_scaling[1] * value))):.3f}"
+                marks.append((beta * value, label, float(value)))
+            contributions[name] = marks
+        else:  # categorical: the reference level at 0, each other level at its coefficient
+            marks = [(0.0, references.get(name, "reference"), 0.0)]
+            marks += [(beta, level, 1.0) for _, beta, level in terms]
+            contributions[name] = marks
+    effects = {name: max(m[0] for m in marks) - min(m[0] for m in marks) for name, marks in contributions.items()}
+    scale = 100.0 / (max(effects.values()) or 1.0)
     rows = []
-    for term, (low, high) in ranges.items():
-        beta = float(coefficients[term])
-        # Fewer ticks on a short scale, so their labels do not overlap.
-        span = effects[term] * scale
-        ticks = 2 if high <= low + 1 or span < 25 else 3 if span < 50 else 5
-        for value in np.linspace(low, high, ticks):
-            points = (beta * (value - (low if beta >= 0 else high))) * scale
-            label, axis_name = f"{value:.3g}", term
-            if term == DL_SCORE and dl_scaling is not None:
-                label = f"{1 / (1 + np.exp(-(dl_scaling[0] + dl_scaling[1] * value))):.3f}"
-                axis_name = "DL model's probability"
-            rows.append({"term": term, "value": float(value), "points": float(points), "label": label, "scale": axis_name})
+    for name, marks in contributions.items():
+        lowest = min(m[0] for m in marks)
+        axis = "DL model's probability" if name == DL_SCORE and dl_scaling is not None else name
+        for log_odds, label, value in marks:
+            rows.append({"term": name, "value": value, "points": (log_odds - lowest) * scale, "label": label, "scale": axis})
     axes = pd.DataFrame(rows)
-    base = float(coefficients.get("const", 0.0)) + sum(
-        float(coefficients[t]) * (ranges[t][0] if coefficients[t] >= 0 else ranges[t][1]) for t in ranges)
-    total = np.linspace(0, axes.groupby("term")["points"].max().sum(), 6)
-    probability = 1 / (1 + np.exp(-(base + total / scale)))
-    return axes, {"total_points": total.tolist(), "probability": probability.tolist()}
+    base = float(coefficients.get("const", 0.0)) + sum(min(m[0] for m in marks) for marks in contributions.values())
+    most = float(axes.groupby("term")["points"].max().sum())
+    total = _nice_ticks(0.0, most)
+    lowest_p, highest_p = (1 / (1 + np.exp(-(base + t / scale))) for t in (0.0, most))
+    wanted = [p for p in (0.01, 0.05, *np.round(np.arange(0.1, 0.95, 0.1), 1), 0.95, 0.99) if lowest_p <= p <= highest_p]
+    at = [(np.log(p / (1 - p)) - base) * scale for p in wanted]
+    return axes, {"total_points": total.tolist(), "most_points": most, "probability": list(wanted), "probability_at": at}

@@ -40,6 +40,19 @@ AXIS_TITLES = {
 }
 
 
+def wrapped(text: str, width: int = 24) -> str:
+    """``text`` broken into lines of about ``width`` characters at spaces (``<br>`` for plotly), so
+    a category label never runs into its neighbour nor needs rotating."""
+    lines, line = [], ""
+    for word in str(text).split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join([*lines, line])
+
+
 def axis_title(column: str) -> str:
     return AXIS_TITLES.get(column, column.replace("_", " "))
 
@@ -52,7 +65,8 @@ def styled(figure: go.Figure, title: str, *, height: int = 480) -> go.Figure:
         font={"size": FONT_SIZE},
         height=height,
         margin={"l": 80, "r": 30, "t": 80, "b": 70},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1.0},
+        # Beside the plot, never over its title, a subplot's title or a curve.
+        legend={"orientation": "v", "yanchor": "top", "y": 1.0, "xanchor": "left", "x": 1.02},
     )
     return figure
 
@@ -222,28 +236,38 @@ def normalised_losses(curves: dict[str, pd.DataFrame]) -> go.Figure:
 
 
 def auc_by_fold(aucs: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
-    """Every fold's or repeat's AUC per run, with its mean ± SD: the spread one split hides."""
+    """Every fold's or repeat's AUC per run, with its mean ± SD: the spread one split hides. Runs
+    are named on the axis in two short lines, never rotated; the mean ± SD stands above each."""
     figure = go.Figure()
     for run_id, rows in aucs.groupby("run_id", sort=False):
         values = rows["auc"].dropna()
-        name = f"{labels.get(run_id, run_id)}: {values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 \
-            else f"{labels.get(run_id, run_id)}: {values.mean():.3f}"
-        figure.add_box(y=values, name=name, boxpoints="all", jitter=0.4, pointpos=0, boxmean="sd")
+        name = wrapped(labels.get(run_id, run_id), 22)
+        summary = f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values.mean():.3f}"
+        figure.add_box(x=[name] * len(values), y=values, name=name, boxpoints="all", jitter=0.4, pointpos=0, boxmean="sd",
+                       hovertemplate="AUC %{y:.3f}<extra></extra>")
+        figure.add_annotation(x=name, y=1.0, text=summary, showarrow=False, yanchor="bottom", font={"size": 14})
     figure.add_hline(y=0.5, line_dash="dot", line_color="#777777", annotation_text="chance (0.5)",
-                     annotation_position="bottom left")
-    figure.update_yaxes(title="AUC of each fold or repeat", range=[0, 1.02])
+                     annotation_position="bottom right")
+    figure.update_yaxes(title="AUC of each fold or repeat", range=[0, 1.08])
+    figure.update_xaxes(tickangle=0)
     figure.update_layout(showlegend=False)
     return styled(figure, "AUC across folds and repeated splits")
 
 
 def penalty_curves(curves: dict[str, pd.DataFrame], c_grid: np.ndarray) -> go.Figure:
     """The fast modes' training curve: cross-validated log-loss of the logistic regression along
-    the penalty path (training patients only), the chosen C at each curve's minimum."""
+    the penalty path (training patients only; a run of several folds, their mean), the chosen C
+    marked at each curve's minimum."""
     figure = go.Figure()
-    for label, rows in curves.items():
+    for i, (label, rows) in enumerate(curves.items()):
         mean = rows.groupby("step")["value"].mean()
-        figure.add_scatter(x=c_grid[mean.index.to_numpy()], y=mean.to_numpy(), mode="lines+markers", name=label)
-    figure.update_xaxes(title="Inverse penalty C (larger = weaker L2 penalty)", type="log")
+        x, colour = c_grid[mean.index.to_numpy()], EXTRA_COLOURS[i % len(EXTRA_COLOURS)]
+        figure.add_scatter(x=x, y=mean.to_numpy(), mode="lines+markers", name=label, line={"color": colour})
+        best = int(np.argmin(mean.to_numpy()))
+        figure.add_scatter(x=[x[best]], y=[mean.iloc[best]], mode="markers", marker={"symbol": "star", "size": 16, "color": colour},
+                           name=f"chosen C = {x[best]:g}", showlegend=False, hovertemplate="chosen C = %{x:g}<extra></extra>")
+    figure.update_xaxes(title="Inverse penalty C (larger = weaker L2 penalty; ★ the chosen one)", type="log",
+                        exponentformat="none", dtick=1)
     figure.update_yaxes(title="Cross-validated log-loss (training cohort)")
     return styled(figure, "Fast mode: choosing the penalty")
 
@@ -254,7 +278,8 @@ def penalty_curves(curves: dict[str, pd.DataFrame], c_grid: np.ndarray) -> go.Fi
 
 COHORT_COLOURS = {"train": SPLIT_COLOURS["train"], "training": SPLIT_COLOURS["train"], "validation": SPLIT_COLOURS["validation"],
                   "cv": "#CC79A7", "cross-validation": "#CC79A7"}
-EXTRA_COLOURS = ("#009E73", "#D55E00", "#56B4E9", "#F0E442", "#000000")
+#: Okabe-Ito, without the yellow (unreadable on white) and the black of "treat none".
+EXTRA_COLOURS = ("#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#0072B2", "#E69F00", "#7F7F7F")
 
 
 def _colour(name: str, i: int) -> str:
@@ -265,18 +290,14 @@ def roc_curves(curves: list[tuple[str, pd.DataFrame, tuple[float, float, float]]
     """ROC curves (label, the curve's ``sensitivity``/``specificity``, (AUC, low, high)) on one
     chart with the chance line; each legend entry carries its AUC and 95% CI."""
     figure = go.Figure()
-    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999999"}, name="chance",
-                       showlegend=False)
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999999"}, name="chance (AUC 0.5)")
     for i, (label, curve, (auc, low, high)) in enumerate(curves):
         ordered = curve.sort_values(["specificity", "sensitivity"], ascending=[False, True])
         figure.add_scatter(x=1 - ordered["specificity"], y=ordered["sensitivity"], mode="lines",
                            name=f"{label}: AUC {auc:.3f} ({low:.3f}-{high:.3f})", line={"color": _colour(label.split(" ")[0], i)})
     figure.update_xaxes(title="1 − specificity (false positive rate)", range=[-0.01, 1.01], constrain="domain")
     figure.update_yaxes(title="Sensitivity (true positive rate)", range=[-0.01, 1.01], scaleanchor="x", scaleratio=1)
-    figure = styled(figure, title, height=600)
-    figure.update_layout(legend={"orientation": "v", "x": 0.98, "xanchor": "right", "y": 0.02, "yanchor": "bottom",
-                                 "bgcolor": "rgba(255,255,255,0.8)"})
-    return figure
+    return styled(figure, title, height=600)
 
 
 def violin(predictions: pd.DataFrame, p_values: dict[str, float], title: str) -> go.Figure:
@@ -387,8 +408,11 @@ def cam_overlays(panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], t
         for trace in _cam_traces(grey, cam, roi, show_scale=i == 0):
             figure.add_trace(trace, row=row + 1, col=col + 1)
         axis = "" if i == 0 else str(i + 1)
-        figure.update_xaxes(visible=False, row=row + 1, col=col + 1, constrain="domain")
-        figure.update_yaxes(visible=False, row=row + 1, col=col + 1, scaleanchor=f"x{axis}", scaleratio=1, constrain="domain")
+        height, width = np.asarray(grey).shape
+        # Fixed ranges: every panel shows its whole crop at the same size, whatever the outline spans.
+        figure.update_xaxes(visible=False, row=row + 1, col=col + 1, constrain="domain", range=[-0.5, width - 0.5])
+        figure.update_yaxes(visible=False, row=row + 1, col=col + 1, scaleanchor=f"x{axis}", scaleratio=1, constrain="domain",
+                            range=[-0.5, height - 0.5])
     figure = styled(figure, title, height=140 + 340 * rows)
     figure.update_layout(margin={"l": 20, "r": 90, "t": 110, "b": 20})
     figure.update_annotations(font_size=13)
@@ -396,32 +420,40 @@ def cam_overlays(panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], t
 
 
 def nomogram(axes: pd.DataFrame, outcome: dict, title: str) -> go.Figure:
-    """A nomogram: a points scale (0-100), one scale per term with its values at their points,
-    and total points read off as the probability of the high class."""
+    """A nomogram: a points scale (0-100), one scale per variable with its values (a categorical
+    variable's levels) at their points, total points, and the probability of the high class at
+    round probabilities read off the total."""
     terms = list(dict.fromkeys(axes["term"]))
-    figure = go.Figure()
-    names = dict(zip(axes["term"], axes["scale"])) if "scale" in axes else {term: term for term in terms}
-    rows = ["Points", *names.values(), "Total points", "Probability"]
+    names = dict(zip(axes["term"], axes["scale"]))
+    rows = ["Points", *[names[t] for t in terms], "Total points", "Probability of high"]
     y = {name: len(rows) - i for i, name in enumerate(rows)}
+    figure = go.Figure()
+
+    def scale_line(x, row, labels, colour):
+        # Labels that would touch alternate above and below the line.
+        x = np.asarray(x, dtype=float)
+        order = np.argsort(x)
+        position = np.array(["top center"] * len(x), dtype=object)
+        crowded = np.r_[False, np.diff(x[order]) < 6]
+        flip = False
+        for i, index in enumerate(order):
+            flip = (not flip) if crowded[i] else False
+            position[index] = "bottom center" if flip else "top center"
+        figure.add_scatter(x=x, y=[y[row]] * len(x), mode="lines+markers+text", text=list(labels), textposition=list(position),
+                           marker={"symbol": "line-ns-open", "size": 12, "color": colour}, line={"color": colour},
+                           showlegend=False, hoverinfo="skip", textfont={"size": 15})
+
     ticks = np.linspace(0, 100, 11)
-    figure.add_scatter(x=ticks, y=[y["Points"]] * len(ticks), mode="lines+markers+text", text=[f"{t:.0f}" for t in ticks],
-                       textposition="top center", marker={"symbol": "line-ns-open", "size": 10}, line={"color": "#333333"},
-                       showlegend=False, hoverinfo="skip")
+    scale_line(ticks, "Points", [f"{t:.0f}" for t in ticks], "#333333")
     for term in terms:
         rows_t = axes[axes["term"] == term].sort_values("points")
-        figure.add_scatter(x=rows_t["points"], y=[y[names[term]]] * len(rows_t), mode="lines+markers+text",
-                           text=rows_t["label"] if "label" in rows_t else [f"{v:.3g}" for v in rows_t["value"]],
-                           textposition="top center",
-                           marker={"symbol": "line-ns-open", "size": 10}, line={"color": "#0072B2"}, showlegend=False,
-                           hoverinfo="skip")
-    total = np.asarray(outcome["total_points"])
-    span = total.max() or 1.0
-    figure.add_scatter(x=total / span * 100, y=[y["Total points"]] * len(total), mode="lines+markers+text",
-                       text=[f"{t:.0f}" for t in total], textposition="top center",
-                       marker={"symbol": "line-ns-open", "size": 10}, line={"color": "#333333"}, showlegend=False, hoverinfo="skip")
-    figure.add_scatter(x=total / span * 100, y=[y["Probability"]] * len(total), mode="lines+markers+text",
-                       text=[f"{p:.2f}" for p in outcome["probability"]], textposition="top center",
-                       marker={"symbol": "line-ns-open", "size": 10}, line={"color": "#D55E00"}, showlegend=False, hoverinfo="skip")
+        scale_line(rows_t["points"], names[term], rows_t["label"], "#0072B2")
+    most = float(outcome.get("most_points") or max(outcome["total_points"]) or 1.0)
+    total = np.asarray(outcome["total_points"], dtype=float)
+    # The scale runs to the most points a patient can have, beyond its last round tick.
+    scale_line(np.r_[total, most] / most * 100, "Total points", [f"{t:.0f}" for t in total] + [""], "#333333")
+    at = np.asarray(outcome.get("probability_at", total), dtype=float)
+    scale_line(at / most * 100, "Probability of high", [f"{p:g}" for p in outcome["probability"]], "#D55E00")
     figure.update_yaxes(tickvals=list(y.values()), ticktext=list(y.keys()), range=[0.4, len(rows) + 0.8], showgrid=False)
     figure.update_xaxes(visible=False, range=[-8, 112])
-    return styled(figure, title, height=120 + 70 * len(rows))
+    return styled(figure, title, height=120 + 75 * len(rows))

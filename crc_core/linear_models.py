@@ -2,7 +2,8 @@
 
 Standardised features, L2 penalty, the penalty chosen by stratified cross-validation on the
 training patients only (log-loss, as R ``glmnet::cv.glmnet(alpha = 0, type.measure = "deviance")``
-does for ridge) — the validation cohort never takes part in choosing it. The fitted model is saved
+does for ridge), with the standardisation learned inside each fold — the validation cohort never
+takes part in choosing it, nor a held-out fold in scaling its own features. The fitted model is saved
 as plain JSON numbers (no pickle), so a run copied between machines loads without running code.
 """
 
@@ -74,27 +75,43 @@ def _usable_columns(x: np.ndarray) -> np.ndarray:
     return np.flatnonzero(finite & (spread > 0))
 
 
+def _standardised_fit(x: np.ndarray, y: np.ndarray, c: float):
+    """Columns kept, their mean and SD, and an L2 logistic regression at ``c`` on the standardised
+    columns — everything learned from ``x`` alone."""
+    from sklearn.linear_model import LogisticRegression
+
+    kept = _usable_columns(x)
+    part = x[:, kept]
+    mean, scale = part.mean(axis=0), part.std(axis=0)
+    # l1_ratio=0 is the pure L2 (ridge) penalty, spelled as scikit-learn 1.10 wants it. Each C is
+    # fitted from scratch: warm starts along the path stopped short of the optimum at weak penalties.
+    model = LogisticRegression(C=c, l1_ratio=0.0, max_iter=5000, solver="lbfgs").fit((part - mean) / scale, y)
+    return kept, mean, scale, model
+
+
 def fit_penalised_logistic(features: np.ndarray, y: np.ndarray, seed: int = 0) -> LinearModel:
     """Fit on the training patients: drop constant or non-finite columns, standardise, choose C by
-    stratified k-fold (:func:`inner_folds`) on log-loss, refit on all of them."""
-    from sklearn.linear_model import LogisticRegressionCV
+    stratified k-fold (:func:`inner_folds`) on the mean held-out log-loss — the columns kept and
+    the standardisation learned inside each fold's training part, as scikit-learn's
+    ``GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression()), scoring="neg_log_loss")``
+    (a test holds them equal) — then refit on all of them."""
+    from sklearn.metrics import log_loss
 
     x = np.asarray(features, dtype=float)
     y = np.asarray(y, dtype=int)
-    folds = inner_folds(y, seed)
-    kept = _usable_columns(x)
-    if kept.size == 0:
+    folds = list(inner_folds(y, seed).split(x, y))
+    if _usable_columns(x).size == 0:
         raise CrcInputError("Every feature is constant or missing on the training patients; there is nothing to learn from.")
-    x = x[:, kept]
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    # l1_ratios=(0,) is the pure L2 (ridge) penalty, spelled as scikit-learn 1.10 wants it.
-    model = LogisticRegressionCV(Cs=C_GRID, l1_ratios=(0.0,), cv=folds, scoring="neg_log_loss", max_iter=5000,
-                                 solver="lbfgs", use_legacy_attributes=False)
-    model.fit((x - mean) / scale, y)
-    # scores_: folds × l1 ratios × Cs of negative log-loss.
-    cv_log_loss = -np.asarray(model.scores_, dtype=float).reshape(-1, len(C_GRID)).mean(axis=0)
-    return LinearModel(mean, scale, model.coef_[0].copy(), float(model.intercept_[0]), float(np.ravel(model.C_)[0]), kept,
-                       cv_log_loss)
+    losses = np.zeros((len(folds), len(C_GRID)))
+    for k, (fitted, held) in enumerate(folds):
+        for i, c in enumerate(C_GRID):
+            kept, mean, scale, model = _standardised_fit(x[fitted], y[fitted], c)
+            prob = model.predict_proba((x[held][:, kept] - mean) / scale)[:, 1]
+            losses[k, i] = log_loss(y[held], prob, labels=[0, 1])
+    cv_log_loss = losses.mean(axis=0)
+    best = float(C_GRID[int(np.argmin(cv_log_loss))])  # the first (strongest penalty) of equal losses
+    kept, mean, scale, model = _standardised_fit(x, y, best)
+    return LinearModel(mean, scale, model.coef_[0].copy(), float(model.intercept_[0]), best, kept, cv_log_loss)
 
 
 def cross_fitted_predictions(features: np.ndarray, y: np.ndarray, c: float, seed: int = 0) -> np.ndarray:
@@ -103,17 +120,11 @@ def cross_fitted_predictions(features: np.ndarray, y: np.ndarray, c: float, seed
     learned inside each fold's training part. What a model stacked on this one (the combined
     clinical + DL model) must take as a training patient's score: a patient's score from a model
     fitted on that patient is optimistic."""
-    from sklearn.linear_model import LogisticRegression
-
     x = np.asarray(features, dtype=float)
     y = np.asarray(y, dtype=int)
     out = np.full(len(y), np.nan)
     for fitted, held in inner_folds(y, seed).split(x, y):
-        kept = _usable_columns(x[fitted])
-        part = x[fitted][:, kept]
-        mean, scale = part.mean(axis=0), part.std(axis=0)
-        model = LogisticRegression(C=c, l1_ratio=0.0, max_iter=5000, solver="lbfgs")
-        model.fit((part - mean) / scale, y[fitted])
+        kept, mean, scale, model = _standardised_fit(x[fitted], y[fitted], c)
         out[held] = model.predict_proba((x[held][:, kept] - mean) / scale)[:, 1]
     return out
 

@@ -290,9 +290,8 @@ def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = No
 def _cam_title(result, maps, cohort: str) -> str:
     from crc_core.run_views import cohort_name
 
-    random_note = ", random initialisation" if result.run.random_init else ""
     method = cam.METHOD_NAMES.get(maps.meta["method"], maps.meta["method"])
-    return f"{result.label}: {method} of the {maps.explained} class, {cohort_name(cohort)} cohort{random_note}"
+    return f"{result.label}: {method} of the {maps.explained} class, {cohort_name(cohort)} cohort"
 
 
 def _cached_cam(workspace: Workspace, result):

@@ -157,11 +157,16 @@ def live_status(store: RunStore, run_id: str) -> LiveStatus:
     per_fold = int(run.config.get("finetune", {}).get("epochs", run.config.get("epochs", 0))) if run.mode is RunMode.FINETUNE else 0
     total = per_fold * int(run.info.get("n_partitions", 1))
     done = int(finished[["fold", "epoch"]].drop_duplicates().shape[0])
+    eta = float(seconds.mean()) * max(total - done, 0) if total and len(seconds) else None
+    images_per_s = float(speed.iloc[-1]) if len(speed) else None
+    if not len(seconds) and total:
+        # Before the first epoch ends: from its batches so far (their write times).
+        steps = store.metrics([run_id], "step").sort_values("at")
+        batches, batch_size = int(run.info.get("batches_per_epoch", 0)), int(run.info.get("batch_size", 0))
+        if len(steps) >= 2 and batches:
+            per_batch = (steps["at"].iloc[-1] - steps["at"].iloc[0]) / (len(steps) - 1)
+            eta = per_batch * max(total * batches - len(steps), 0)
+            images_per_s = batch_size / per_batch if per_batch > 0 and batch_size else None
     device = run.info.get("device", {})
-    return LiveStatus(
-        run, done, total,
-        float(seconds.mean()) * max(total - done, 0) if total and len(seconds) else None,
-        float(speed.iloc[-1]) if len(speed) else None,
-        f"{device.get('device', '')} {device.get('precision', '')}".strip(),
-        run.weights,
-    )
+    return LiveStatus(run, done, total, eta, images_per_s,
+                      f"{device.get('device', '')} {device.get('precision', '')}".strip(), run.weights)

@@ -145,9 +145,11 @@ class TrainConfig(JsonConfig):
         return self.backbones[0]
 
     def describe(self) -> str:
-        """``TSR × DenseNet-121 (features)`` for progress and messages."""
+        """``TSR × DenseNet-121 (frozen features)`` for progress and messages."""
+        from crc_core.run_views import MODE_NAMES
+
         name = BACKBONES[self.backbone].title if self.backbone in BACKBONES else "PyRadiomics"
-        return f"{self.target.upper()} × {name} ({self.mode})"
+        return f"{self.target.upper()} × {name} ({MODE_NAMES[RunMode(self.mode)]})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,7 +413,8 @@ class RunContext:
             note = f"Random initialisation: {weights.note}."
             if note not in self.notes:
                 self.notes.append(note)
-                self.tell(note, line=True)
+                if self.say:
+                    self.say(note)
 
     def part_name(self, part: Partition) -> str:
         return "" if part.fold is None else f"{'fold' if self.config.evaluation == 'kfold' else 'repeat'} {part.fold + 1} of {self.n_parts}"
@@ -512,6 +515,8 @@ def _finetune_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition])
             # The interrupted epoch's rows go; the epoch is done again.
             ctx.store.clear_metrics_after(ctx.run_id, int(state["epoch"]), fold=part.fold)
         batches = batches_per_epoch(int(train_mask.sum()), tune.batch_size)
+        if rank == 0:
+            ctx.store.update(ctx.run_id, info={"batches_per_epoch": batches, "batch_size": tune.batch_size})
         where = ctx.part_name(part)
         prefix = f"{where} · " if where else ""
         clock = _Clock(tune.epochs * batches * (len(parts) - done_before) , time.monotonic())

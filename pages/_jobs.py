@@ -25,13 +25,16 @@ def start_step(workspace: Workspace, step: str, config=None, args: tuple[str, ..
     st.rerun()
 
 
-def show_job(workspace: Workspace, step: str, what: str) -> tuple[JobStatus | None, bool]:
-    """Follow the step's running worker, or say how the last one ended if it did not finish well.
+def show_job(workspace: Workspace, step: str, what: str, *, settled=None) -> tuple[JobStatus | None, bool]:
+    """Follow the step's running worker, or say how the last one ended if it did not finish well —
+    unless ``settled(job)`` says its outcome has been overtaken since (a run resumed elsewhere).
     Returns the last job (or None) and whether it is still running."""
     job = latest_job(workspace, step)
     if job is not None and not job.finished:
         follow_job(str(workspace.root), job.job_id, what)
         return job, True
+    if job is not None and settled is not None and settled(job):
+        return job, False
     if job is not None and job.state == "stopped":
         st.info(f"{what} was stopped: {job.message}")
     elif job is not None and job.state != "done":

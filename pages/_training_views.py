@@ -72,7 +72,9 @@ def runs_table(store: RunStore) -> pd.DataFrame:
         return overview
     if (overview["Weights"] == "random init").any():
         st.caption("“random init”: trained without ImageNet weights; its results are not the paper's models.")
-    st.dataframe(overview, hide_index=True)
+    st.dataframe(overview, hide_index=True, column_config={
+        "Run": st.column_config.TextColumn(width="large", help="The run's id, as `crc-time` commands take it"),
+        "Last epoch": st.column_config.TextColumn(width="medium")})
     return overview
 
 
@@ -105,7 +107,8 @@ def compare(workspace: Workspace) -> None:
     chosen = st.multiselect("Compare runs", list(labels), default=list(labels)[:4], format_func=lambda r: f"{labels[r]} · {r[-4:]}")
     if not chosen:
         return
-    short = {r: f"{labels[r]} · {r[-4:]}" for r in chosen}
+    short = {r: f"{r_.target.upper()} × {run_views.model_name(r_)} · {run_views.MODE_NAMES[r_.mode]}"
+                f"{', random init' if r_.random_init else ''} · {r[-4:]}" for r in chosen for r_ in [store.run(r)]}
     steps = store.metrics(chosen, "step")
     curves = {short[r]: rows for r, rows in steps[steps["name"] == "train_loss"].groupby("run_id", sort=False)}
     left, right = st.columns(2)

@@ -10,7 +10,7 @@ from crc_core import model_evaluation as me
 from crc_core.errors import CrcInputError
 from crc_core.runs import RunStore
 from crc_core.workspace import Workspace
-from pages import _cam_views, _report_views, _ui
+from pages import _cam_views, _combined_views, _report_views, _ui
 from pages import _evaluation_views as views
 
 st.title("Evaluate")
@@ -79,6 +79,6 @@ with tabs[5]:
 with tabs[6]:
     _cam_views.draw(workspace, store, result, finished)
 with tabs[7]:
-    views.combined(workspace, result)
+    _combined_views.draw(workspace, result)
 with tabs[8]:
     _report_views.draw(workspace, result, cohorts_shown)

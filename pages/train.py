@@ -89,14 +89,25 @@ if submitted:
     else:
         _jobs.start_step(workspace, "train", config)
 
-job, running = _jobs.show_job(workspace, "train", "Training")
-if running:
+try:
+    runs = RunStore(workspace).runs()
+except CrcInputError as exc:
+    st.error(str(exc))
+    st.stop()
+
+
+def overtaken(job) -> bool:
+    """A stopped or failed job whose runs went on since (resumed from here or from a terminal), or
+    whose stopped run the Resume line below says all about."""
+    mine = [r for r in runs if r.job_id == job.job_id]
+    return all(r.status == "done" for r in mine) or (job.state == "stopped" and any(r.status == "stopped" for r in mine))
+
+
+job, running = _jobs.show_job(workspace, "train", "Training", settled=overtaken)
+if running or any(r.status == "running" for r in runs):
+    # A run resumed from a terminal is followed here too: the store, not the job, says it runs.
     _training_views.live(str(workspace.root))
 else:
     _training_views.resume(workspace)
-    try:
-        _training_views.runs_table(RunStore(workspace))
-    except CrcInputError as exc:
-        st.error(str(exc))
-        st.stop()
+    _training_views.runs_table(RunStore(workspace))
     _training_views.compare(workspace)

@@ -16,7 +16,7 @@ from crc_core.errors import CrcInputError  # noqa: E402
 @pytest.mark.parametrize(("name", "layer"), [("densenet121", "features.norm5"), ("resnet50", "layer4")])
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
 def test_equal_to_pytorch_grad_cam(name, layer, method):
-    reference = pytest.importorskip("pytorch_grad_cam")
+    import pytorch_grad_cam as reference  # a test dependency (requirements-dev.txt): never skipped
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     torch.manual_seed(0)

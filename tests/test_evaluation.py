@@ -135,8 +135,49 @@ def test_decision_curve_by_hand():
     # 4 patients, pt = 0.25: called {0.3, 0.6, 0.9}: TP 2, FP 1 -> 2/4 - 1/4 * (0.25/0.75) = 0.41667
     curve = ev.decision_curve([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9], [0.25])
     assert curve["net_benefit"].iloc[0] == pytest.approx(0.5 - 0.25 / 3)
-    band = ev.decision_curve_band(Y, A, [0.2, 0.5], n_boot=50)
-    assert (band["low"] <= curve["net_benefit"].iloc[0] + 1).all() and (band["low"] <= band["high"]).all()
+
+
+@pytest.mark.parametrize("name", ["a", "b"])
+def test_decision_curve_equals_dcurves(name):
+    """The dcurves package itself (Python port of R dcurves::dca): net benefit of the model and of
+    treating all, and the clinical-impact counts, at every threshold 0.01-0.99."""
+    import dcurves
+
+    thresholds = np.round(np.arange(0.01, 1.0, 0.01), 2)
+    probability = DATA[name].to_numpy()
+    ours = ev.decision_curve(Y, probability, thresholds)
+    theirs = dcurves.dca(data=pd.DataFrame({"y": Y, "p": probability}), outcome="y", modelnames=["p"], thresholds=thresholds)
+    model = theirs[theirs["model"] == "p"].set_index("threshold").loc[thresholds]
+    treat_all = theirs[theirs["model"] == "all"].set_index("threshold").loc[thresholds]
+    np.testing.assert_allclose(ours["net_benefit"], model["net_benefit"], atol=1e-12)
+    np.testing.assert_allclose(ours["treat_all"], treat_all["net_benefit"], atol=1e-12)
+    np.testing.assert_allclose(ours["high_risk_per_1000"], 1000 * model["test_pos_rate"], atol=1e-9)
+    np.testing.assert_allclose(ours["true_positive_per_1000"], 1000 * model["tp_rate"], atol=1e-9)
+
+
+def test_the_decision_curve_band_is_the_bootstrap_s_percentiles_and_narrows_with_more_patients():
+    thresholds = [0.2, 0.4, 0.6]
+    band = ev.decision_curve_band(Y, A, thresholds, n_boot=300, seed=4)
+    point = ev.decision_curve(Y, A, thresholds)["net_benefit"].to_numpy()
+    assert (band["low"].to_numpy() < point).all() and (point < band["high"].to_numpy()).all()
+    # By hand, with the same resamples: the 2.5th and 97.5th percentiles of the resampled net benefits.
+    rng = np.random.default_rng(4)
+    draws = []
+    for _ in range(300):
+        pick = rng.integers(0, len(Y), len(Y))
+        if len(set(Y[pick])) < 2:
+            continue
+        called = A[pick][:, None] >= np.asarray(thresholds)[None]
+        tp = (called & (Y[pick][:, None] == 1)).sum(axis=0) / len(Y)
+        fp = (called & (Y[pick][:, None] == 0)).sum(axis=0) / len(Y)
+        draws.append(tp - fp * np.asarray(thresholds) / (1 - np.asarray(thresholds)))
+    np.testing.assert_allclose(band["low"], np.percentile(draws, 2.5, axis=0), atol=1e-12)
+    np.testing.assert_allclose(band["high"], np.percentile(draws, 97.5, axis=0), atol=1e-12)
+    # Four times the patients (the same ones, four times), about half the width: a band of the data's own spread.
+    wide = (band["high"] - band["low"]).to_numpy()
+    narrow = ev.decision_curve_band(np.tile(Y, 4), np.tile(A, 4), thresholds, n_boot=300, seed=4)
+    ratio = (narrow["high"] - narrow["low"]).to_numpy() / wide
+    assert ((0.35 < ratio) & (ratio < 0.7)).all(), ratio
 
 
 @pytest.mark.parametrize("name", ["a", "b"])

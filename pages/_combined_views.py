@@ -1,0 +1,60 @@
+"""The Evaluate page's "Combined model" tab: a logistic regression of the label on a run's DL score
+and chosen clinical variables (reference levels chosen here), fitted on the training cohort and
+stored as a run of its own."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from crc_core import figures
+from crc_core import model_evaluation as me
+from crc_core.errors import CrcInputError
+
+
+def _chart(figure, key: str) -> None:
+    st.plotly_chart(figure, config=figures.EXPORT_CONFIG, key=key)
+
+
+def draw(workspace, result: me.RunEvaluation) -> None:
+    from crc_core.combined_model import (CombinedConfig, fit_combined, nomogram_figure, odds_ratio_table, reference_choices,
+                                         stored_combined)
+
+    if result.run.mode == "combined":
+        variables = tuple(result.run.config.get("variables", ()))
+        try:
+            fitted = stored_combined(result.run)
+        except CrcInputError as exc:
+            st.error(str(exc))
+            return
+        st.caption(f"This run is the combined model of run {result.run.info.get('parent_run')}'s DL score and "
+                   f"{', '.join(variables) or 'no clinical variable'}; choose its DL run to fit another.")
+        st.dataframe(odds_ratio_table(fitted.odds_ratios), hide_index=True)
+        _chart(nomogram_figure(fitted, result.run.target, variables), "nomogram")
+        return
+    st.caption("A multivariable logistic regression of the label on this run's DL score (its logit, per SD on the training cohort) and the clinical "
+               "variables you choose, fitted on the training cohort only (statsmodels Logit, as R glm(binomial)); it is "
+               "stored as a run of its own, so its ROC, decision and calibration curves sit beside the DL model's.")
+    columns = [c for c in workspace.read_clinical().columns if c not in ("patient_id", "split", "fold")]
+    chosen = st.multiselect("Clinical variables", columns, key="combined_variables")
+    references = {}
+    choices = reference_choices(workspace, tuple(chosen))
+    for column, (name, levels) in zip(st.columns(max(len(choices), 1)), choices.items()):
+        references[name] = column.selectbox(f"{name}: odds ratios relative to", [level for level, _ in levels],
+                                            key=f"combined_reference_{name}",
+                                            format_func=lambda level, n=dict(levels): f"{level} ({n[level]} training patients)",
+                                            help="The largest level by default: a small reference level makes every odds "
+                                                 "ratio of the variable unstable.")
+    if not st.button("Fit the combined model", key="fit_combined"):
+        return
+    try:
+        fitted = fit_combined(workspace, CombinedConfig(run_id=result.run.run_id, variables=tuple(chosen),
+                                                        reference_levels=references))
+    except CrcInputError as exc:
+        st.error(str(exc))
+        return
+    for note in fitted.notes:
+        (st.warning if note.startswith("Warning") else st.caption)(note)
+    st.dataframe(odds_ratio_table(fitted.odds_ratios), hide_index=True)
+    _chart(nomogram_figure(fitted, result.run.target, tuple(chosen)), "nomogram")
+    st.success(f"Stored as run {fitted.run_id}: choose it above to see its ROC, Table 2, decision and calibration curves, "
+               "or compare it with the DL model under “Compare runs”.")
