@@ -34,6 +34,8 @@ METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}  # as figures 
 CLASS_NAMES = {0: "low", 1: "high"}
 #: Patients per forward pass: large enough to keep the cores busy, small enough for a laptop's memory.
 CAM_BATCH = 16
+#: The first batch is small, so the page shows progress within seconds of the start.
+FIRST_BATCH = 4
 #: Patients whose maps the cascade (deeper randomisation of a fine-tuned network) compares.
 CASCADE_PATIENTS = 8
 Progress = Callable[..., None]
@@ -284,6 +286,12 @@ def _randomised(network, modules: tuple[str, ...], seed: int):
 # A cohort's maps, cached
 
 
+def _batches(items: list, size: int, *, first: int) -> list[list]:
+    """``items`` in batches of ``size``, the first of ``first``."""
+    first = max(1, min(first, size))
+    return [items[:first]] + [items[i:i + size] for i in range(first, len(items), size)] if items else []
+
+
 def cohort_maps(workspace: Workspace, run_id: str, cohort: str = "validation", *, method: str = "gradcam",
                 target_class: int = 1, layer: str | None = None, batch_size: int = CAM_BATCH,
                 progress: Progress | None = None) -> Path:
@@ -331,8 +339,7 @@ def cohort_maps(workspace: Workspace, run_id: str, cohort: str = "validation", *
         if fold == NO_FOLD and model.note:
             notes.append(model.note)
         chosen = [p for p in group.index if p not in missing]
-        for start in range(0, len(chosen), batch_size):
-            batch = chosen[start:start + batch_size]
+        for batch in _batches(chosen, batch_size, first=FIRST_BATCH if not ids else batch_size):
             loaded = [load_crop(crops.folder, rows.loc[p].to_dict()) for p in batch]
             kept = [(p, c) for p, c in zip(batch, loaded) if c is not None]
             missing += [p for p, c in zip(batch, loaded) if c is None]

@@ -296,7 +296,9 @@ def roc_curves(curves: list[tuple[str, pd.DataFrame, tuple[float, float, float]]
         figure.add_scatter(x=1 - ordered["specificity"], y=ordered["sensitivity"], mode="lines",
                            name=f"{label}: AUC {auc:.3f} ({low:.3f}-{high:.3f})", line={"color": _colour(label.split(" ")[0], i)})
     figure.update_xaxes(title="1 − specificity (false positive rate)", range=[-0.01, 1.01], constrain="domain")
-    figure.update_yaxes(title="Sensitivity (true positive rate)", range=[-0.01, 1.01], scaleanchor="x", scaleratio=1)
+    # Square, the whole unit range shown: the domain shrinks to keep the aspect, never the range.
+    figure.update_yaxes(title="Sensitivity (true positive rate)", range=[-0.01, 1.01], scaleanchor="x", scaleratio=1,
+                        constrain="domain")
     return styled(figure, title, height=600)
 
 

@@ -506,9 +506,14 @@ def labels_for_training_part(workspace: Workspace, train_ids: Sequence[str]) -> 
     return build_labels(read.table, split, part_config, row_numbers=read.row_numbers)
 
 
-def describe_labels(result: LabelResult) -> str:
-    """One line for the CLI, e.g. ``315 patients: tsr_high 140/315, til_high ...``."""
+def describe_labels(result: LabelResult, *, words: bool = False) -> str:
+    """One line, e.g. ``315 patients: tsr_high 140/315, til_high ...`` (the CLI, which names the
+    columns); with ``words``, ``315 patients: TSR high 140 of 315, ...`` for the page."""
     labels = result.labels
+    if words:
+        parts = [f"{LABEL_NAMES[name]} {int(labels[name].fillna(0).sum())} of {int(labels[name].notna().sum())}"
+                 for name in BINARY_LABELS]
+        return f"{len(labels)} patients: " + ", ".join(parts)
     parts = [f"{name} {int(labels[name].fillna(0).sum())}/{int(labels[name].notna().sum())}" for name in BINARY_LABELS]
     return f"{len(labels)} patients: " + ", ".join(parts) + " high"
 
@@ -544,6 +549,33 @@ def label_prevalence(labels: pd.DataFrame, split: pd.DataFrame | None = None) ->
                 "n_missing": int(values.isna().sum()),
             })
     return pd.DataFrame(records)
+
+
+#: The binary labels in words, for tables and captions.
+LABEL_NAMES: dict[str, str] = {"tsr_high": "TSR high", "til_high": "TIL high", "is_high": "Immune Score high",
+                               "time_high": "TIME high"}
+SPLIT_NAMES: dict[str, str] = {"train": "training", "validation": "validation", "external": "external", "all": "all"}
+
+
+def prevalence_for_people(prevalence: pd.DataFrame) -> pd.DataFrame:
+    """:func:`label_prevalence` with its columns and values in words: Label, Cohort, Patients,
+    High, % high (one decimal), Missing."""
+    return pd.DataFrame({
+        "Label": prevalence["label"].map(LABEL_NAMES), "Cohort": prevalence["split"].map(lambda s: SPLIT_NAMES.get(s, s)),
+        "Patients": prevalence["n"], "High": prevalence["n_high"],
+        "% high": [f"{v:.1f}" if pd.notna(v) else "—" for v in prevalence["percent_high"]],
+        "Missing": prevalence["n_missing"]})
+
+
+def crosstab_for_people(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`label_crosstab` with its rows and columns named: "TSR high: no" / "yes", "total"."""
+    def named(index: pd.Index) -> list[str]:
+        name = LABEL_NAMES.get(str(index.name), str(index.name))
+        return [value if value == "total" else f"{name}: {'yes' if float(value) == 1 else 'no'}" for value in index]
+
+    out = table.copy()
+    out.index, out.columns = named(table.index), named(table.columns)
+    return out
 
 
 def label_crosstab(labels: pd.DataFrame, a: str, b: str) -> pd.DataFrame:

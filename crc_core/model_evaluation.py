@@ -320,6 +320,37 @@ def export_evaluation(result: RunEvaluation, folder) -> list:
     return written
 
 
+def comparison_for_people(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`compare_runs`' table in words: model, evaluation, seed, AUC (95% CI) to three
+    decimals, patients, the mean ± SD over folds or repeats, and the run's id last."""
+    from crc_core.run_views import EVALUATION_NAMES
+
+    def auc(row) -> str:
+        return f"{row['auc']:.3f} ({row['auc_low']:.3f}-{row['auc_high']:.3f})" if pd.notna(row.get("auc")) else "—"
+
+    def spread(row) -> str:
+        if pd.isna(row.get("fold_auc_mean", float("nan"))):
+            return "—"
+        return f"{row['fold_auc_mean']:.3f} ± {row['fold_auc_sd']:.3f} ({int(row['n_folds'])})"
+
+    return pd.DataFrame({
+        "Model": table["model"], "Evaluation": table["evaluation"].map(lambda e: EVALUATION_NAMES.get(e, e)),
+        "Seed": table["seed"], "AUC (95% CI)": [auc(r) for _, r in table.iterrows()],
+        "Patients": [int(n) if pd.notna(n) else "—" for n in table.get("n", pd.Series([None] * len(table)))],
+        "Folds: mean ± SD (n)": [spread(r) for _, r in table.iterrows()], "Run": table["run_id"]})
+
+
+def delong_pairs_for_people(pairs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """DeLong's tests as one row per pair of models (never a matrix wider than the page): first
+    model, second model, patients, the AUC difference with its 95% CI, and p in words."""
+    return pd.DataFrame({
+        "First model": [labels.get(a, a) for a in pairs["run_a"]], "Second model": [labels.get(b, b) for b in pairs["run_b"]],
+        "Patients": pairs["n"].astype(int),
+        "AUC difference (95% CI)": [f"{d:+.3f} ({lo:+.3f} to {hi:+.3f})"
+                                    for d, lo, hi in zip(pairs["difference"], pairs["low"], pairs["high"])],
+        "p": [p_words(p) for p in pairs["p"]]})
+
+
 def delong_matrix(pairs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
     """The pairwise DeLong tests as a square table between models: each cell the AUC difference
     (row − column) with its 95% CI and p."""

@@ -22,6 +22,11 @@ TIL_COLUMN = "til_grade"
 IS_COLUMN = "is_score"
 #: CD3+ and CD8+ cell densities (cells/mm²) at the tumour centre (CA) and invasive margin (IM).
 MARKERS: tuple[str, ...] = ("cd3_ca", "cd3_im", "cd8_ca", "cd8_im")
+#: The markers in words: CD3+ or CD8+ T-cell density in the tumour's central area (CA) or at its
+#: invasive margin (IM), counted in cells per mm².
+MARKER_NAMES: dict[str, str] = {"cd3_ca": "CD3+ centre", "cd3_im": "CD3+ margin", "cd8_ca": "CD8+ centre",
+                                "cd8_im": "CD8+ margin"}
+MARKER_UNIT = "cells/mm²"
 SECOND_READER_SUFFIX = "_r2"
 
 #: Every column the labels can use: canonical name → (what it holds, names users give it,

@@ -412,14 +412,14 @@ def _table_one_section(ctx: _ReportContext) -> str:
 
 
 def _labels_section(ctx: _ReportContext) -> str:
-    from crc_core.labels import label_prevalence
+    from crc_core.labels import label_prevalence, prevalence_for_people
     from crc_core.splits import read_split
 
     if not ctx.workspace.labels_csv.exists():
         return "<p>No labels yet (Labels page).</p>"
     split = read_split(ctx.workspace)
     prevalence = label_prevalence(ctx.workspace.read_table(ctx.workspace.labels_csv), split.table if split else None)
-    return ctx.text(_table(prevalence, "Patients with each label high, by cohort."))
+    return ctx.text(_table(prevalence_for_people(prevalence), "Patients with each label high, by cohort."))
 
 
 def methods_text(run, config: ReportConfig) -> list[tuple[str, str]]:

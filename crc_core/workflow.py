@@ -45,6 +45,7 @@ class StepStatus:
     step: str
     done: bool
     detail: str
+    problem: str = ""  # a file that cannot be read, in words to show as an error
 
 
 def _crop_status(workspace: Workspace) -> StepStatus:
@@ -52,7 +53,7 @@ def _crop_status(workspace: Workspace) -> StepStatus:
     try:
         crops = latest_crops(workspace)
     except CrcInputError as exc:
-        return StepStatus("CT & ROI", False, f"the crop set in use is damaged: {exc}")
+        return StepStatus("CT & ROI", False, "the crop set in use is damaged", str(exc))
     if crops is None or crops.ok.empty:
         detail = "images listed in manifest.csv, not cropped yet" if images else "no images"
         return StepStatus("CT & ROI", False, detail)
@@ -69,7 +70,8 @@ def _run_status(workspace: Workspace) -> tuple[StepStatus, StepStatus]:
     try:
         runs = RunStore(workspace).runs()
     except CrcInputError as exc:
-        return StepStatus("Train", False, str(exc)), StepStatus("Evaluate", False, "needs a readable run store")
+        return (StepStatus("Train", False, "the run store cannot be read", str(exc)),
+                StepStatus("Evaluate", False, "needs a readable run store"))
     done = [r for r in runs if r.done]
     running = sum(r.status == "running" for r in runs)
     detail = f"{len(done)} finished run(s)" if done else "no finished runs yet"

@@ -37,8 +37,10 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
         return
     cohorts = list(result.metrics) or me.cohorts_of(result.predictions)
     left, right = st.columns(2)
+    from crc_core.run_views import cohort_name
+
     cohort = left.radio("Cohort", cohorts, index=cohorts.index("validation") if "validation" in cohorts else 0,
-                        horizontal=True, key="cam_cohort")
+                        horizontal=True, key="cam_cohort", format_func=cohort_name)
     method = right.radio("Method", cam.METHODS, horizontal=True, key="cam_method",
                          format_func=cam.METHOD_NAMES.get)
     _, running = _jobs.show_job(workspace, "cam", "Grad-CAM")
@@ -81,8 +83,8 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
         f"{p} · true {cam.CLASS_NAMES.get(predictions.loc[p, 'y_true'], '?')}"
         f" · p(high) {predictions.loc[p, 'prob']:.2f}"))
     panels = [_panel(workspace, run, maps, patient, f"{me.model_label(run)}")]
-    shares = [{"model": me.model_label(run), "run_id": run.run_id, "ROI share (median)": cam.median(maps.roi_share),
-               "randomisation ρ (median)": cam.median(maps.sanity)}]
+    shares = [{"Model": me.model_label(run), "ROI share (median)": f"{cam.median(maps.roi_share):.3f}",
+               "Randomisation ρ (median)": f"{cam.median(maps.sanity):.3f}", "Run": run.run_id}]
     for other in finished:
         if len(panels) >= 6:  # Figure 5's width; before any other run's maps are read
             break
@@ -94,11 +96,10 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
             continue
         if other_maps is not None and patient in other_maps.patient_ids:
             panels.append(_panel(workspace, other, other_maps, patient, me.model_label(other)))
-            shares.append({"model": me.model_label(other), "run_id": other.run_id,
-                           "ROI share (median)": cam.median(other_maps.roi_share),
-                           "randomisation ρ (median)": cam.median(other_maps.sanity)})
+            shares.append({"Model": me.model_label(other), "ROI share (median)": f"{cam.median(other_maps.roi_share):.3f}",
+                           "Randomisation ρ (median)": f"{cam.median(other_maps.sanity):.3f}", "Run": other.run_id})
     title = f"{patient}: {cam.METHOD_NAMES[method]} of the {maps.explained} class{random_note}"
     st.plotly_chart(figures.cam_overlays(panels, title), config=figures.EXPORT_CONFIG, key="cam_overlay")
-    st.dataframe(pd.DataFrame(shares).round(3), hide_index=True)
+    st.dataframe(pd.DataFrame(shares), hide_index=True)
     with st.expander("Compute the maps again at another layer"):
         _compute(workspace, run, cohort, method, again=True)

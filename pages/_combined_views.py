@@ -31,9 +31,11 @@ def draw(workspace, result: me.RunEvaluation) -> None:
         st.dataframe(odds_ratio_table(fitted.odds_ratios), hide_index=True)
         _chart(nomogram_figure(fitted, result.run.target, variables), "nomogram")
         return
-    st.caption("A multivariable logistic regression of the label on this run's DL score (its logit, per SD on the training cohort) and the clinical "
-               "variables you choose, fitted on the training cohort only (statsmodels Logit, as R glm(binomial)); it is "
-               "stored as a run of its own, so its ROC, decision and calibration curves sit beside the DL model's.")
+    st.caption("A multivariable logistic regression of the label on this run's DL score (its logit, per SD on the training "
+               "cohort) and the clinical variables you choose, fitted on the training cohort only (statsmodels Logit, as R "
+               "glm(binomial)). A training patient's DL score is the one from the run's inner cross-validation model that "
+               "never saw that patient (a fine-tuned run has none, and says so). It is stored as a run of its own, so its "
+               "ROC, decision and calibration curves sit beside the DL model's.")
     columns = [c for c in workspace.read_clinical().columns if c not in ("patient_id", "split", "fold")]
     chosen = st.multiselect("Clinical variables", columns, key="combined_variables")
     references = {}

@@ -101,8 +101,11 @@ def _comparison(root: str, stamp: tuple, run_ids: tuple[str, ...]):
 
 
 def compare(store: RunStore, result: me.RunEvaluation, finished: list[RunRecord], stamp: tuple) -> None:
+    from crc_core.run_views import EVALUATION_NAMES
+
     same_target = [r for r in finished if r.target == result.run.target]
-    labels = {r.run_id: f"{me.model_label(r)} · {r.config.get('evaluation', 'holdout')} · {r.run_id}" for r in same_target}
+    labels = {r.run_id: f"{me.model_label(r)} · {EVALUATION_NAMES.get(r.evaluation, r.evaluation)} · {r.run_id[-4:]}"
+              for r in same_target}
     chosen = st.multiselect(f"Runs of {result.run.target.upper()} to compare", list(labels), default=list(labels)[:5],
                             format_func=labels.get)
     if not chosen:
@@ -112,14 +115,12 @@ def compare(store: RunStore, result: me.RunEvaluation, finished: list[RunRecord]
     except CrcInputError as exc:
         st.error(str(exc))
         return
-    st.dataframe(table.round(3), hide_index=True)
-    if curves:
-        left, right = st.columns(2)
-        left.plotly_chart(figures.roc_curves([(label, roc, auc) for label, roc, _, auc in curves], "Validation cohort: ROC"),
-                          config=figures.EXPORT_CONFIG, key="compare_roc")
-        right.plotly_chart(figures.decision_curves({label: dca for label, _, dca, _ in curves}, "Validation cohort: decision curves"),
-                           config=figures.EXPORT_CONFIG, key="compare_dca")
+    st.dataframe(me.comparison_for_people(table), hide_index=True)
+    if curves:  # full width, one under the other: a legend of several models needs the room
+        _chart(figures.roc_curves([(label, roc, auc) for label, roc, _, auc in curves], "Validation cohort: ROC"), "compare_roc")
+        _chart(figures.decision_curves({label: dca for label, _, dca, _ in curves}, "Validation cohort: decision curves"),
+               "compare_dca")
     if len(pairs):
-        st.markdown("**DeLong's test between models on the same validation patients** (pROC::roc.test): "
-                    "AUC difference (row − column) with its 95% CI, and p")
-        st.dataframe(me.delong_matrix(pairs, {r: labels[r].split(" · ")[0] + " · " + r[-4:] for r in chosen}))
+        st.markdown("**DeLong's test between models on the same validation patients** (pROC::roc.test): the AUC "
+                    "difference (first − second) with its 95% CI, and p")
+        st.dataframe(me.delong_pairs_for_people(pairs, labels), hide_index=True)

@@ -28,12 +28,13 @@ else:
     st.caption(f"No split yet: make one on the Cohort page. Workspace: `{workspace.root.resolve()}`")
 
 st.subheader("Workflow")
+statuses = workflow_status(workspace)
+for status in statuses:
+    if status.problem:
+        st.error(status.problem)
 st.table(
     pd.DataFrame(
-        [
-            {"room": s.step, "status": "done" if s.done else "to do", "in the workspace": s.detail}
-            for s in workflow_status(workspace)
-        ]
+        [{"room": s.step, "status": "done" if s.done else "to do", "in the workspace": s.detail} for s in statuses]
     ).set_index("room")
 )
 st.markdown(

@@ -10,7 +10,7 @@ from crc_core import labels as core
 from crc_core.errors import CrcInputError
 from crc_core.kappa import KAPPA_CI_METHOD, pathologist_agreement
 from crc_core.labels import LabelConfig
-from crc_core.pathology import MARKERS
+from crc_core.pathology import MARKER_NAMES, MARKER_UNIT, MARKERS
 from crc_core.splits import read_split
 from pages import _ui
 
@@ -60,6 +60,11 @@ tsr_col, til_col, is_col = st.columns(3)
 tsr_col.number_input("TSR high: stroma above (%)", step=10.0, key=key("tsr_cutoff_percent"), help=paper.TSR_RULE)
 til_col.selectbox("TIL high: grade from", [1, 2, 3], key=key("til_high_min_grade"), help=paper.TIL_RULE)
 is_col.selectbox("Immune Score high: above", [0, 1, 2, 3], key=key("is_high_above"), help=paper.IS_RULE)
+try:  # a cut-off the rules refuse is said here, beside its box, not below the page
+    replace(LabelConfig(), **{name: st.session_state[key(name)] for name in FIELDS[:3]})
+except CrcInputError as exc:
+    _ui.show_input_error(exc)
+    st.stop()
 source = st.radio("Marker cut-offs for the Immune Score", core.IS_CUTOFF_SOURCES, horizontal=True,
                   key=key("is_cutoff_source"), help="The training median never looks at the validation cohort.",
                   format_func={"train_median": "median of the training cohort", "given": "values I give",
@@ -67,9 +72,10 @@ source = st.radio("Marker cut-offs for the Immune Score", core.IS_CUTOFF_SOURCES
 marker_columns = st.columns(len(MARKERS))
 for marker, column in zip(MARKERS, marker_columns):
     if source == "given":
-        column.number_input(f"{marker} above (cells/mm²)", key=key(marker))
+        column.number_input(f"{MARKER_NAMES[marker]} above ({MARKER_UNIT})", key=key(marker))
     elif source == "train_median" and marker in medians:
-        column.metric(f"{marker} above", f"{medians[marker]:g}", help="Median of the training cohort, applied as is.")
+        column.metric(f"{MARKER_NAMES[marker]} above", f"{medians[marker]:g} {MARKER_UNIT}",
+                      help=f"{marker}: the median of the training cohort, applied as is.")
 st.markdown("**TIME score**: one point per component at the level chosen below.")
 st.caption(f"The paper: “{paper.TIME_RULE}” Our default reading: {core.TIME_READING}")
 point_columns = st.columns(4)
@@ -91,7 +97,7 @@ except CrcInputError as exc:
 
 for warning in result.warnings:
     st.warning(warning)
-st.info(core.describe_labels(result) + (" · these rules are saved" if config == saved else " · not saved yet"))
+st.info(core.describe_labels(result, words=True) + (" · these rules are saved" if config == saved else " · not saved yet"))
 if st.button("Save labels.csv to the workspace", key="save_labels", type="primary"):
     try:
         paths = core.save_labels(workspace, result, config)
@@ -103,10 +109,10 @@ if st.button("Save labels.csv to the workspace", key="save_labels", type="primar
 
 labels = result.labels
 st.subheader("Prevalence by split")
-st.dataframe(core.label_prevalence(labels, split), hide_index=True)
+st.dataframe(core.prevalence_for_people(core.label_prevalence(labels, split)), hide_index=True)
 if result.cutoffs:
     st.caption("Immune Score marker cut-offs applied: "
-               + "; ".join(f"{m} > {c['value']:g} ({c['source']})" for m, c in result.cutoffs.items()))
+               + "; ".join(f"{MARKER_NAMES[m]} > {c['value']:g} {MARKER_UNIT} ({c['source']})" for m, c in result.cutoffs.items()))
 
 st.subheader("Distributions")
 plot_frame = labels.merge(split, on="patient_id", how="left") if split is not None else labels.assign(split="all")
@@ -117,10 +123,10 @@ for column, name in ((left, "tsr_percent"), (right, "til_grade"), (left, "is_sco
 
 st.subheader("Cross-tabulation")
 first, second = st.columns(2)
-a = first.selectbox("Rows", core.BINARY_LABELS, index=0)
-b = second.selectbox("Columns", core.BINARY_LABELS, index=1)
+a = first.selectbox("Rows", core.BINARY_LABELS, index=0, format_func=core.LABEL_NAMES.get)
+b = second.selectbox("Columns", core.BINARY_LABELS, index=1, format_func=core.LABEL_NAMES.get)
 try:
-    st.dataframe(core.label_crosstab(labels, a, b).rename(columns=str, index=str))
+    st.dataframe(core.crosstab_for_people(core.label_crosstab(labels, a, b)))
 except CrcInputError as exc:
     _ui.show_input_error(exc)
 

@@ -113,3 +113,17 @@ def test_the_delong_matrix_reads_both_ways(tmp_path):
     assert matrix.loc["A", "B"].startswith(f"{d:+.3f}") and matrix.loc["B", "A"].startswith(f"{-d:+.3f}")
     assert matrix.loc["A", "A"] == "—"
     assert len(me.cohort_curves(store, [a, b])) == 2
+
+
+def test_comparisons_read_in_words_with_three_decimals(tmp_path):
+    store = RunStore(tmp_path)
+    a, b = stored_run(store, seed=1, signal=2.0), stored_run(store, seed=2, signal=0.3)
+    table, pairs = me.compare_runs(store, [a, b])
+    people = me.comparison_for_people(table)
+    assert list(people.columns) == ["Model", "Evaluation", "Seed", "AUC (95% CI)", "Patients", "Folds: mean ± SD (n)", "Run"]
+    assert people["AUC (95% CI)"].str.fullmatch(r"\d\.\d{3} \(\d\.\d{3}-\d\.\d{3}\)").all()
+    rows = me.delong_pairs_for_people(pairs, {a: "A", b: "B"})
+    assert rows[["First model", "Second model"]].values.tolist() == [["A", "B"]]
+    d, low, high = pairs.iloc[0][["difference", "low", "high"]]
+    assert rows["AUC difference (95% CI)"].iloc[0] == f"{d:+.3f} ({low:+.3f} to {high:+.3f})"
+    assert rows["p"].iloc[0].startswith("p ")

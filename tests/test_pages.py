@@ -126,7 +126,7 @@ def test_labels_page_applies_a_cutoff_and_saves(writable_workspace, use_workspac
     use_workspace(writable_workspace)
     app = run_page("labels")
     default_summary = app.info[0].value
-    assert "tsr_high" in default_summary and "not saved yet" in default_summary
+    assert "TSR high" in default_summary and "tsr_high" not in default_summary and "not saved yet" in default_summary
     [n for n in app.number_input if n.label.startswith("TSR high")][0].set_value(30.0).run()
     assert not app.exception, app.exception
     assert app.info[0].value != default_summary  # a lower cut-off makes more patients TSR-high
@@ -143,16 +143,20 @@ def test_labels_page_shows_and_applies_the_same_marker_cutoffs(sample_workspace,
     # (452/671/...) were applied.
     use_workspace(sample_workspace)
     app = run_page("labels")
-    shown = {m.label.split()[0]: float(m.value) for m in app.metric}
+    names = {"cd3_ca": "CD3+ centre", "cd3_im": "CD3+ margin", "cd8_ca": "CD8+ centre", "cd8_im": "CD8+ margin"}
+    shown = {m.label.removesuffix(" above"): m.value for m in app.metric}
     pathology = pd.read_csv(sample_workspace / "pathology.csv").merge(pd.read_csv(sample_workspace / "clinical.csv")[["patient_id", "split"]])
     train = pathology[pathology["split"] == "train"]
-    for marker in ("cd3_ca", "cd3_im", "cd8_ca", "cd8_im"):
-        assert shown[marker] == pytest.approx(train[marker].median())
-        assert f"{marker} > {train[marker].median():g} (median of the 220 training patients" in \
+    for marker, name in names.items():
+        assert shown[name] == f"{train[marker].median():g} cells/mm²"  # with its unit
+        assert f"{name} > {train[marker].median():g} cells/mm² (median of the 220 training patients" in \
             [c.value for c in app.caption if "cut-offs applied" in c.value][0]
     app.radio(key=[r.key for r in app.radio if r.label.startswith("Marker cut-offs")][0]).set_value("given").run()
-    boxes = {n.label.split()[0]: n.value for n in app.number_input if n.label.startswith("cd")}
-    assert boxes["cd3_ca"] == pytest.approx(train["cd3_ca"].median())
+    boxes = {n.label: n.value for n in app.number_input if "cells/mm²" in n.label}
+    assert boxes["CD3+ centre above (cells/mm²)"] == pytest.approx(train["cd3_ca"].median())
+    prevalence = [d.value for d in app.dataframe if "% high" in d.value.columns][0]
+    assert list(prevalence.columns) == ["Label", "Cohort", "Patients", "High", "% high", "Missing"]
+    assert prevalence["Label"].iloc[0] == "TSR high" and prevalence["Cohort"].iloc[0] == "training"
 
 
 def test_labels_page_refuses_an_impossible_cutoff_and_resets_to_the_papers_rules(writable_workspace, use_workspace):
@@ -162,6 +166,8 @@ def test_labels_page_refuses_an_impossible_cutoff_and_resets_to_the_papers_rules
     tsr.set_value(150.0).run()
     assert not app.exception
     assert "The TSR cut-off must be a percentage from 0 to 99" in app.error[0].value and "got 150" in app.error[0].value
+    # Said right under the box, where the user is looking: nothing of the page below it is drawn.
+    assert not [r for r in app.radio if r.label.startswith("Marker cut-offs")] and not app.info
     app.button(key="reset_rules").click().run()
     assert not app.error
     assert [n for n in app.number_input if n.label.startswith("TSR high")][0].value == 50.0
@@ -542,3 +548,16 @@ def test_the_report_is_built_in_a_worker_and_offered_for_download(writable_works
     body = report.read_text(encoding="utf-8").split("</head>", 1)[1]
     assert "patient IDs replaced by pseudonyms" in body and "CRC001" not in body
     assert [b.label for b in app.button if b.key == "build_report"] == ["Build the report again"]
+
+
+@pytest.mark.parametrize("page", ["home", "train", "evaluate"])
+def test_a_damaged_run_store_is_said_on_every_page_that_reads_it(page, writable_workspace, use_workspace):
+    # Found in use: Train and Evaluate showed Streamlit's redacted "This app has encountered an
+    # error", and Home counted the runs of a store it could not read.
+    (writable_workspace / "runs").mkdir(exist_ok=True)
+    (writable_workspace / "runs" / "runs.sqlite").write_bytes(b"not a database at all " * 200)
+    use_workspace(writable_workspace)
+    app = run_page(page)
+    assert not app.exception, app.exception
+    said = [e.value for e in app.error] + [str(t.value) for t in app.table]
+    assert any("runs.sqlite is damaged" in text and "Move it aside" in text for text in said), said

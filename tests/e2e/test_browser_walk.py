@@ -324,6 +324,49 @@ def test_training_a_fast_model_in_the_browser_shows_its_curve_and_auc(app_url, b
     browser_page.screenshot(path=str(SCREENSHOTS / "train_after_fast_mode.png"), full_page=True)
 
 
+def test_a_fine_tune_is_stopped_and_resumed_in_the_browser(app_url, browser_page, training_workspace):
+    """Found in use: the page kept saying "Training was stopped" after the run went on, progress read
+    "101/4000", and Stop spoke of patients. Train → Stop → Resume, as a user does it."""
+    pytest.importorskip("torch")
+    from crc_core.runs import RunStore
+
+    try:
+        browser_page.goto(f"{app_url}/train?workspace={training_workspace}")
+        wait_for_script(browser_page)
+        browser_page.get_by_text("fine-tune (the paper; GPU)").click()
+        browser_page.get_by_text("Fine-tuning (only in the fine-tune mode)").click()
+        epochs = browser_page.get_by_label(re.compile("^Epochs"))
+        epochs.fill("400")
+        epochs.press("Tab")
+        browser_page.get_by_label(re.compile("^Batch")).fill("8")
+        browser_page.get_by_label(re.compile("^Batch")).press("Tab")
+        browser_page.get_by_role("button", name="Start training").click()
+        browser_page.get_by_text(re.compile(r"epoch \d+ of 400 · batch \d+ of \d+ · [\d.]+ images/s · ETA")).wait_for(timeout=120_000)
+        stop = browser_page.get_by_role("button", name="Stop", exact=True)
+        stop.hover()
+        browser_page.get_by_text("The run stops after the batch at hand").wait_for(timeout=10_000)  # batches, not patients
+        stop.click()
+        resume = browser_page.get_by_role("button", name="Resume", exact=True)
+        resume.wait_for(timeout=60_000)
+        run = RunStore(training_workspace).runs()[0]
+        assert run.status == "stopped"
+        assert browser_page.get_by_text("Training was stopped").count() == 0  # one message, the one with Resume
+        resume.click()
+        browser_page.get_by_text(f"Now training: TSR × DenseNet-121 (fine-tuned) · run {run.run_id}").wait_for(timeout=60_000)
+        assert browser_page.locator('[data-testid="stException"]').count() == 0
+        browser_page.screenshot(path=str(SCREENSHOTS / "train_resumed.png"), full_page=True)
+        browser_page.get_by_role("button", name="Stop", exact=True).click()
+        browser_page.get_by_role("button", name="Resume", exact=True).wait_for(timeout=60_000)
+        steps = RunStore(training_workspace).metrics([run.run_id], "step")
+        assert not steps[["fold", "epoch", "step"]].duplicated().any()
+    finally:  # never a worker left training after a failed walk
+        from crc_core.jobs import list_jobs, request_stop
+
+        for job in list_jobs(training_workspace, "train"):
+            if not job.finished:
+                request_stop(training_workspace, job.job_id)
+
+
 def test_a_trained_runs_evaluation_opens_in_the_browser(app_url, browser_page, training_workspace):
     pytest.importorskip("torch")
     from crc_core.training import TrainConfig, train_run
