@@ -75,18 +75,64 @@ def _usable_columns(x: np.ndarray) -> np.ndarray:
     return np.flatnonzero(finite & (spread > 0))
 
 
-def _standardised_fit(x: np.ndarray, y: np.ndarray, c: float):
-    """Columns kept, their mean and SD, and an L2 logistic regression at ``c`` on the standardised
-    columns — everything learned from ``x`` alone."""
+class _Standardised:
+    """The columns kept and their mean and SD, learned from one training part."""
+
+    def __init__(self, x: np.ndarray):
+        self.kept = _usable_columns(x)
+        part = x[:, self.kept]
+        self.mean, self.scale = part.mean(axis=0), part.std(axis=0)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return (x[:, self.kept] - self.mean) / self.scale
+
+
+def _logistic(c: float):
     from sklearn.linear_model import LogisticRegression
 
-    kept = _usable_columns(x)
-    part = x[:, kept]
-    mean, scale = part.mean(axis=0), part.std(axis=0)
     # l1_ratio=0 is the pure L2 (ridge) penalty, spelled as scikit-learn 1.10 wants it. Each C is
     # fitted from scratch: warm starts along the path stopped short of the optimum at weak penalties.
-    model = LogisticRegression(C=c, l1_ratio=0.0, max_iter=5000, solver="lbfgs").fit((part - mean) / scale, y)
-    return kept, mean, scale, model
+    return LogisticRegression(C=c, l1_ratio=0.0, max_iter=5000, solver="lbfgs")
+
+
+def _log_loss(y: np.ndarray, prob: np.ndarray) -> float:
+    """Mean binary log-loss, the probabilities clipped at the float's epsilon as scikit-learn's
+    ``log_loss`` clips them (a test holds the penalty path equal to its ``GridSearchCV``)."""
+    eps = np.finfo(prob.dtype).eps
+    prob = np.clip(prob, eps, 1 - eps)
+    return float(-np.mean(y * np.log(prob) + (1 - y) * np.log(1 - prob)))
+
+
+def _fold_path(x: np.ndarray, y: np.ndarray, fitted: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """The held-out patients' probabilities at every C of :data:`C_GRID` (C × held), everything
+    learned from ``fitted`` alone."""
+    scale = _Standardised(x[fitted])
+    train, test = scale(x[fitted]), scale(x[held])
+    return np.array([_logistic(c).fit(train, y[fitted]).predict_proba(test)[:, 1] for c in C_GRID])
+
+
+def fit_with_out_of_fold(features: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[LinearModel, np.ndarray]:
+    """The model of :func:`fit_penalised_logistic`, and each patient's out-of-fold probability at
+    the chosen penalty (:func:`cross_fitted_predictions`), from the same fold fits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = np.asarray(features, dtype=float)
+    y = np.asarray(y, dtype=int)
+    folds = list(inner_folds(y, seed).split(x, y))
+    if _usable_columns(x).size == 0:
+        raise CrcInputError("Every feature is constant or missing on the training patients; there is nothing to learn from.")
+    with ThreadPoolExecutor() as pool:  # sklearn's solver leaves the GIL often enough for the folds to overlap
+        paths = list(pool.map(lambda fold: _fold_path(x, y, *fold), folds))
+    losses = np.array([[_log_loss(y[held], prob) for prob in path] for path, (_, held) in zip(paths, folds)])
+    cv_log_loss = losses.mean(axis=0)
+    chosen = int(np.argmin(cv_log_loss))  # the first (strongest penalty) of equal losses
+    scale = _Standardised(x)
+    model = _logistic(float(C_GRID[chosen])).fit(scale(x), y)
+    out_of_fold = np.full(len(y), np.nan)
+    for path, (_, held) in zip(paths, folds):
+        out_of_fold[held] = path[chosen]
+    return (LinearModel(scale.mean, scale.scale, model.coef_[0].copy(), float(model.intercept_[0]), float(C_GRID[chosen]),
+                        scale.kept, cv_log_loss), out_of_fold)
 
 
 def fit_penalised_logistic(features: np.ndarray, y: np.ndarray, seed: int = 0) -> LinearModel:
@@ -95,23 +141,7 @@ def fit_penalised_logistic(features: np.ndarray, y: np.ndarray, seed: int = 0) -
     the standardisation learned inside each fold's training part, as scikit-learn's
     ``GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression()), scoring="neg_log_loss")``
     (a test holds them equal) — then refit on all of them."""
-    from sklearn.metrics import log_loss
-
-    x = np.asarray(features, dtype=float)
-    y = np.asarray(y, dtype=int)
-    folds = list(inner_folds(y, seed).split(x, y))
-    if _usable_columns(x).size == 0:
-        raise CrcInputError("Every feature is constant or missing on the training patients; there is nothing to learn from.")
-    losses = np.zeros((len(folds), len(C_GRID)))
-    for k, (fitted, held) in enumerate(folds):
-        for i, c in enumerate(C_GRID):
-            kept, mean, scale, model = _standardised_fit(x[fitted], y[fitted], c)
-            prob = model.predict_proba((x[held][:, kept] - mean) / scale)[:, 1]
-            losses[k, i] = log_loss(y[held], prob, labels=[0, 1])
-    cv_log_loss = losses.mean(axis=0)
-    best = float(C_GRID[int(np.argmin(cv_log_loss))])  # the first (strongest penalty) of equal losses
-    kept, mean, scale, model = _standardised_fit(x, y, best)
-    return LinearModel(mean, scale, model.coef_[0].copy(), float(model.intercept_[0]), best, kept, cv_log_loss)
+    return fit_with_out_of_fold(features, y, seed)[0]
 
 
 def cross_fitted_predictions(features: np.ndarray, y: np.ndarray, c: float, seed: int = 0) -> np.ndarray:
@@ -124,8 +154,8 @@ def cross_fitted_predictions(features: np.ndarray, y: np.ndarray, c: float, seed
     y = np.asarray(y, dtype=int)
     out = np.full(len(y), np.nan)
     for fitted, held in inner_folds(y, seed).split(x, y):
-        kept, mean, scale, model = _standardised_fit(x[fitted], y[fitted], c)
-        out[held] = model.predict_proba((x[held][:, kept] - mean) / scale)[:, 1]
+        scale = _Standardised(x[fitted])
+        out[held] = _logistic(c).fit(scale(x[fitted]), y[fitted]).predict_proba(scale(x[held]))[:, 1]
     return out
 
 

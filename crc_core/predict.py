@@ -67,7 +67,8 @@ def _probabilities(workspace: Workspace, run: RunRecord, source: Workspace, ids:
 
         features = radiomics_table(source, ids, label=run.config.get("radiomics_label"), progress=progress)[0].to_numpy(float)
         return np.mean([model.linear.predict(features) for model in models], axis=0)
-    plan = plan_device("auto", "auto")
+    # The device and precision the run was trained with, so new patients are scored as its own were.
+    plan = plan_device(run.config.get("device", "auto"), run.config.get("precision", "auto"))
     if run.mode == RunMode.FEATURES:
         # The folds share one frozen backbone: its features are computed once, each fold's regression applied to them.
         features = deep_features(models[0].network.backbone, pixels, plan, progress)

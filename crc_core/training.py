@@ -170,7 +170,8 @@ def train_run(workspace: Workspace, config: TrainConfig | None, *, store: RunSto
     store = store or RunStore(workspace)
     rank, size = world()
     if size > 1 and rank != 0:
-        return _follow_rank_zero(workspace, store)
+        asked = config if config is not None else TrainConfig.from_dict(store.run(resume).config)
+        return _follow_rank_zero(workspace, store, asked.device)
     if resume:
         run = store.run(resume)
         if run.done:
@@ -197,7 +198,7 @@ def train_run(workspace: Workspace, config: TrainConfig | None, *, store: RunSto
         store.claim(run_id)
         store.update(run_id, job_id=job_id)
     if size > 1:
-        _share_run_id(run_id)
+        _share_run_id(run_id, config.device)
         store.update(run_id, info={"world_size": size})
     ctx = RunContext(workspace, store, run_id, config, len(parts), progress, say)
     try:
@@ -348,8 +349,10 @@ def _labels_of_part(workspace: Workspace, data: LabelledCrops, train: np.ndarray
     target's rule learns nothing from data."""
     from crc_core.labels import labels_for_training_part
 
+    if data.target not in ("is", "time"):  # TSR and TIL cut-offs are fixed numbers, learned from nothing
+        return data.y, {}
     rebuilt = labels_for_training_part(workspace, [data.patient_ids[i] for i in np.flatnonzero(train)])
-    if rebuilt is None or data.target not in ("is", "time"):
+    if rebuilt is None:
         return data.y, {}
     column = target_column(data.target)
     values = rebuilt.labels.set_index("patient_id")[column].reindex(data.patient_ids)
@@ -437,16 +440,16 @@ def _store_predictions(ctx: RunContext, data: LabelledCrops, part: Partition, pr
 
 
 def _fast_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition], features: np.ndarray) -> None:
-    from crc_core.linear_models import cross_fitted_predictions, fit_penalised_logistic
+    from crc_core.linear_models import fit_with_out_of_fold
 
     for i, part in enumerate(parts):
         where = ctx.part_name(part)
         ctx.tell(f"fitting {ctx.config.target.upper()}" + (f", {where}" if where else ""), i, len(parts))
-        model = fit_penalised_logistic(features[part.train], part.y[part.train], seed=ctx.config.seed)
+        model, out_of_fold = fit_with_out_of_fold(features[part.train], part.y[part.train], seed=ctx.config.seed)
         model.save(ctx.folder.linear_model(part.fold))
         probs = {cohort: model.predict(features[mask]) for cohort, mask in part.predict.items()}
         if part.fold is None:
-            probs[OUT_OF_FOLD] = cross_fitted_predictions(features[part.train], part.y[part.train], model.c, seed=ctx.config.seed)
+            probs[OUT_OF_FOLD] = out_of_fold
         _store_predictions(ctx, data, part, probs)
         # The fast mode's training curve: cross-validated log-loss along the penalty path.
         ctx.sink(part.fold)([("model", 0, 0, "penalty_C", model.c)]
@@ -595,13 +598,14 @@ def _plan(config: TrainConfig, data: LabelledCrops | None = None):
 # torchrun: set up once, here
 
 
-def _share_run_id(run_id: str | None) -> str:
-    """Join the process group (NCCL on GPUs, gloo on CPUs) and hand rank 0's run id to every process."""
+def _share_run_id(run_id: str | None, device: str = "auto") -> str:
+    """Join the process group (NCCL on GPUs, gloo on CPUs or where the CPU was asked for) and hand
+    rank 0's run id to every process."""
     import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() and device in ("auto", "cuda") else "gloo")
     shared = [run_id]
     dist.broadcast_object_list(shared, src=0)
     return shared[0]
@@ -614,9 +618,10 @@ class _QuietStore:
         return lambda *args, **kwargs: None
 
 
-def _follow_rank_zero(workspace: Workspace, store: RunStore) -> str:
-    """A process other than rank 0: train the run rank 0 created, writing nothing."""
-    run_id = _share_run_id(None)
+def _follow_rank_zero(workspace: Workspace, store: RunStore, device: str) -> str:
+    """A process other than rank 0: train the run rank 0 created, writing nothing. ``device``: as
+    every process read it from the same command line, so all choose the same backend."""
+    run_id = _share_run_id(None, device)
     run = store.run(run_id)
     config = TrainConfig.from_dict(run.config)
     data = labelled_crops(workspace, config.target, crop_key=config.crop_key, allow_missing_crops=config.allow_missing_crops)

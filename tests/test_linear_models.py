@@ -66,3 +66,12 @@ def test_constant_columns_are_dropped_and_the_model_file_round_trips(tmp_path):
         LinearModel.load(tmp_path / "broken.json")
     with pytest.raises(CrcInputError, match="at least 2 of each are needed"):
         fit_penalised_logistic(x[:10], np.r_[np.ones(9), 0])
+
+
+def test_the_out_of_fold_scores_of_the_fit_are_those_of_separate_fits():
+    from crc_core.linear_models import fit_with_out_of_fold
+
+    x, y = features(5)
+    model, out_of_fold = fit_with_out_of_fold(x, y)
+    np.testing.assert_allclose(out_of_fold, cross_fitted_predictions(x, y, model.c), atol=1e-10)
+    np.testing.assert_allclose(model.coef, fit_penalised_logistic(x, y).coef)
