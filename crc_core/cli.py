@@ -315,6 +315,27 @@ def _cmd_cam(args: argparse.Namespace, progress: Progress | None) -> StepOutcome
         "maps do not depend on what the model learned)", result={"path": str(path)})
 
 
+def _cmd_robustness(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
+    from crc_core.robustness import RobustnessConfig, keep_robustness, robustness, write_robustness
+
+    config = build_config(RobustnessConfig, args, {"run_id": args.run_id, "cohort": args.cohort,
+                                                   "out": str(args.out) if args.out else None})
+    if config.out:
+        from crc_core.report import check_output_folder
+
+        check_output_folder(Path(config.out))  # before minutes of cropping and scoring
+    workspace = Workspace(args.workspace)
+    result = robustness(workspace, config.run_id, config.cohort, progress=progress)
+    keep_robustness(workspace, result)
+    written = write_robustness(result, Path(config.out)) if config.out else []
+    reader2 = result.summary.set_index("variant")
+    lines = [f"{v}: AUC {r.auc:.3f}, ICC with reader 1 {r.icc:.3f}, {int(r.flips)} change class"
+             for v, r in reader2.iterrows() if v != "reader1" and r.auc == r.auc]
+    where = f"; {len(written)} files in {config.out}" if written else ""
+    return StepOutcome(f"reader check of run {config.run_id}, {config.cohort} cohort: " + "; ".join(lines) + where,
+                       details=[f"note: {n}" for n in result.notes])
+
+
 def report_config_from_flags(args: argparse.Namespace):
     from crc_core.report import ReportConfig
 
@@ -494,6 +515,14 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--layer", help="a layer's dotted name (default: the backbone's last convolutional block)")
     _config_option(cam, "Grad-CAM")
     cam.set_defaults(run=_cmd_cam)
+
+    robust = steps.add_parser("robustness", help="the run's AUC and probabilities with reader 2's ROI and reader 1's "
+                                                 "eroded or dilated by 1-2 px (CSV)")
+    robust.add_argument("--run", dest="run_id", metavar="RUN_ID", help="the run to check")
+    robust.add_argument("--cohort", help="validation (default), cv or external:NAME")
+    robust.add_argument("--out", type=Path, help="folder for robustness.csv and robustness_summary.csv")
+    _config_option(robust, "reader check")
+    robust.set_defaults(run=_cmd_robustness)
 
     for name, text, out_help in (
         ("report", "one self-contained HTML report of a run, for a lab meeting (opens offline)", "the HTML file to write"),

@@ -237,6 +237,31 @@ def binary_mask(mask: sitk.Image, label: int | None = None, *, where: str = "the
     return out
 
 
+#: How a reader's ROI is perturbed for the robustness check (Zwanenburg et al. 2019, Sci Rep 9:614):
+#: eroded or dilated in-plane by 1 or 2 pixels of the CT's grid.
+PERTURBATIONS = ("erode", "dilate")
+
+
+def perturbed_mask(mask: sitk.Image, kind: str, pixels: int, label: int | None = None, *, where: str = "the mask") -> sitk.Image:
+    """The ROI eroded or dilated by ``pixels`` in the axial plane, slice by slice (a 3 × 3 cross,
+    ``pixels`` times), on the CT's own grid — before the largest slice is chosen and the crop is
+    cut, so the crop follows the changed outline as it would a second reader's. An ROI that
+    erodes away is refused by name."""
+    from scipy import ndimage
+
+    if kind not in PERTURBATIONS or int(pixels) < 1:
+        raise CrcInputError(f"An ROI perturbation is erode or dilate by 1 pixel or more; got {kind!r} by {pixels!r}.")
+    roi = sitk.GetArrayFromImage(binary_mask(mask, label, where=where)).astype(bool)
+    cross = ndimage.generate_binary_structure(2, 1)[None]  # in-plane only: no change across slices
+    change = ndimage.binary_erosion if kind == "erode" else ndimage.binary_dilation
+    changed = change(roi, structure=cross, iterations=int(pixels))
+    if not changed.any():
+        raise CrcInputError(f"{where}: the ROI vanishes when eroded by {pixels} pixel(s); it is too small for this check.")
+    out = sitk.GetImageFromArray(changed.astype(np.uint8))
+    out.CopyInformation(mask)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Geometry
 

@@ -51,30 +51,49 @@ def _images(crops) -> tuple[list[str], np.ndarray]:
     return ids, np.stack(arrays).astype(np.float32)
 
 
-def _probabilities(workspace: Workspace, run: RunRecord, source: Workspace, ids: list[str], pixels: np.ndarray,
-                   progress: Progress | None) -> np.ndarray:
-    """The run's probability for each patient: the mean over its folds' models (one for holdout),
-    each rebuilt by :func:`crc_core.runs.load_run_model`."""
+def score_images(workspace: Workspace, run: RunRecord, pixels: np.ndarray, folds=None,
+                 progress: Progress | None = None) -> np.ndarray:
+    """A network run's probability of the high class for each crop (N, C, H, W): by the model of
+    ``folds[i]`` where given (a patient scored by the fold that held it out), else by the mean of
+    every fold's model (a holdout run's one model). Each model is rebuilt by
+    :func:`crc_core.runs.load_run_model`, on the device and in the precision the run trained with."""
     import torch
 
     from crc_core.devices import plan_device
     from crc_core.features import deep_features
     from crc_core.finetune import evaluate
+    from crc_core.runs import NO_FOLD
 
-    models = [load_run_model(workspace, run, fold) for fold in run.folder(workspace).folds()]
+    if not run.has_network:
+        raise CrcInputError(f"Run {run.run_id} has no network to score crops with ({run.mode}).")
+    plan = plan_device(run.config.get("device", "auto"), run.config.get("precision", "auto"))
+    every = run.folder(workspace).folds()
+    wanted = [None if f is None or f == NO_FOLD else int(f) for f in (folds if folds is not None else [None] * len(pixels))]
+    out = np.full(len(pixels), np.nan)
+    features = None
+    for fold in dict.fromkeys(wanted):
+        rows = np.array([w == fold for w in wanted])
+        models = [load_run_model(workspace, run, f) for f in (every if fold is None else [fold])]
+        if run.mode == RunMode.FEATURES:
+            # The folds share one frozen backbone: its features are computed once.
+            features = deep_features(models[0].network.backbone, pixels, plan, progress) if features is None else features
+            out[rows] = np.mean([m.linear.predict(features[rows]) for m in models], axis=0)
+        else:
+            out[rows] = np.mean([evaluate(m.network.to(plan.device), pixels[rows], None, torch.nn.CrossEntropyLoss(), plan)[1]
+                                 for m in models], axis=0)
+    return out
+
+
+def _probabilities(workspace: Workspace, run: RunRecord, source: Workspace, ids: list[str], pixels: np.ndarray,
+                   progress: Progress | None) -> np.ndarray:
+    """The run's probability for each patient: the mean over its folds' models (one for holdout)."""
     if run.mode == RunMode.RADIOMICS:
         from crc_core.features import radiomics_table
 
+        models = [load_run_model(workspace, run, fold) for fold in run.folder(workspace).folds()]
         features = radiomics_table(source, ids, label=run.config.get("radiomics_label"), progress=progress)[0].to_numpy(float)
         return np.mean([model.linear.predict(features) for model in models], axis=0)
-    # The device and precision the run was trained with, so new patients are scored as its own were.
-    plan = plan_device(run.config.get("device", "auto"), run.config.get("precision", "auto"))
-    if run.mode == RunMode.FEATURES:
-        # The folds share one frozen backbone: its features are computed once, each fold's regression applied to them.
-        features = deep_features(models[0].network.backbone, pixels, plan, progress)
-        return np.mean([model.linear.predict(features) for model in models], axis=0)
-    return np.mean([evaluate(model.network.to(plan.device), pixels, None, torch.nn.CrossEntropyLoss(), plan)[1]
-                    for model in models], axis=0)
+    return score_images(workspace, run, pixels, progress=progress)
 
 
 def predict_cohort(workspace: Workspace, run_id: str, source: Workspace | Path, cohort: str, *,

@@ -60,8 +60,22 @@ def crop_file(folder: Path, name: object) -> Path | None:
     return Path(folder) / text
 
 
-def crops_folder(workspace: Workspace, config: imaging.PreprocessConfig) -> Path:
-    return Workspace.of(workspace).crops_dir / config_key(config)
+#: The masks a crop set may be cut with: reader 1's (``mask``, the crop set the steps use),
+#: reader 2's (``mask_r2``), or reader 1's eroded or dilated in-plane by 1 or 2 pixels — the
+#: robustness check's variants (:mod:`crc_core.robustness`).
+MASK_VARIANTS = ("reader1", "reader2", "erode1", "erode2", "dilate1", "dilate2")
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in MASK_VARIANTS:
+        raise CrcInputError(f"The mask variant must be one of {', '.join(MASK_VARIANTS)}; got {variant!r}.")
+
+
+def crops_folder(workspace: Workspace, config: imaging.PreprocessConfig, variant: str = "reader1") -> Path:
+    """Where the crops of ``config`` (and of a mask ``variant``) live; reader 1's carry the bare key."""
+    _check_variant(variant)
+    key = config_key(config)
+    return Workspace.of(workspace).crops_dir / (key if variant == "reader1" else f"{key}-{variant}")
 
 
 class NothingCropped(CrcInputError):
@@ -127,6 +141,7 @@ class _Task:
     folder: str
     config: imaging.PreprocessConfig
     source: str
+    perturbation: tuple[str, int] | None = None  # ("erode" | "dilate", pixels)
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -152,6 +167,10 @@ def _run_case(task: _Task) -> dict:
             raise CrcInputError("manifest.csv gives no image or no mask for this patient.")
         image = imaging.read_volume(task.image)
         mask = imaging.read_volume(task.mask)
+        if task.perturbation is not None:
+            if task.config.resample_mask:
+                mask = imaging.resample_mask_to_image(mask, image)
+            mask = imaging.perturbed_mask(mask, *task.perturbation, task.config.label, where=Path(task.mask).name)
         crop = imaging.preprocess_case(image, mask, task.config, where=Path(task.mask).name)
     except CrcInputError as exc:
         message = str(exc)
@@ -258,24 +277,35 @@ def preprocess_cohort(
     patients: list[str] | None = None,
     progress: Progress | None = None,
     set_in_use: bool = True,
+    variant: str = "reader1",
 ) -> PreprocessResult:
     """Crop every patient of ``manifest.csv`` (or the listed ``patients``), in parallel on
     ``workers`` processes (default: all cores), each holding one volume at a time. With
-    ``set_in_use`` (default) the crop set becomes the one later steps use."""
+    ``set_in_use`` (default) the crop set becomes the one later steps use. ``variant``: the mask
+    cut with (:data:`MASK_VARIANTS`); any but reader 1's is a crop set of its own, never the one in
+    use, and a patient without a second reader's mask is named in it as failed."""
     started = time.perf_counter()
     workspace = Workspace.of(workspace)
     config = config or imaging.PreprocessConfig()
+    _check_variant(variant)
+    set_in_use = set_in_use and variant == "reader1"
     manifest = read_manifest(workspace)
+    if variant == "reader2":
+        if "mask_r2" not in manifest.columns:
+            raise CrcInputError(f"{workspace.manifest_csv} has no mask_r2 column: no second reader's masks are listed. "
+                                "Add them on the CT & ROI page (a mask_r2 file per patient) for the reader check.")
+        manifest = manifest.assign(mask=manifest["mask_r2"])
+    perturbation = None if variant in ("reader1", "reader2") else (variant[:-1], int(variant[-1]))
     if patients is not None:
         unknown = sorted(set(patients) - set(manifest["patient_id"]))
         if unknown:
             raise CrcInputError(f"Not in manifest.csv: {', '.join(unknown[:10])}.")
         manifest = manifest[manifest["patient_id"].isin(patients)]
-    folder = crops_folder(workspace, config)
+    folder = crops_folder(workspace, config, variant)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / PARAMS_JSON, json.dumps({
         "key": config_key(config), "config": config.to_dict(), "pixel_parameters": config.pixel_parameters(),
-        "description": config.describe(),
+        "description": config.describe(), "variant": variant,
     }, indent=2))
     cached = _cached_rows(folder)
     rows: dict[str, dict] = {}
@@ -286,7 +316,8 @@ def preprocess_cohort(
         if previous is not None and previous["source"] == source:
             rows[record["patient_id"]] = previous
         else:
-            tasks.append(_Task(record["patient_id"], record["image"], record["mask"], str(folder), config, source))
+            tasks.append(_Task(record["patient_id"], record["image"], record["mask"], str(folder), config, source,
+                               perturbation))
     if progress:
         progress(len(rows), len(manifest))
     for row in map_in_workers(_run_case, tasks, workers=workers, progress=progress,

@@ -252,7 +252,7 @@ def export_images(figures: dict[str, Any], folder: Path, formats: tuple[str, ...
 #: Figure names in words, by file stem (before any ``-cohort`` suffix).
 FIGURE_NAMES = {"roc": "ROC", "violin": "Predicted probability by true class", "decision_curve": "Decision curve",
                 "clinical_impact": "Clinical impact", "calibration": "Calibration", "nomogram": "Nomogram of the combined model",
-                "gradcam": "Grad-CAM"}
+                "gradcam": "Grad-CAM", "robustness_auc": "AUC by ROI", "robustness_bland_altman": "Bland-Altman of the readers"}
 
 
 def figure_name(stem: str) -> str:
@@ -278,6 +278,11 @@ def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = No
                                               tuple(result.run.config.get("variables", ())))
         except CrcInputError:
             pass
+    kept = _kept_robustness(workspace, result)
+    if kept is not None:
+        from crc_core.robustness import robustness_figures
+
+        out.update(robustness_figures(kept, result.run.target))
     maps, cohort, cases = _cached_cam(workspace, result)
     if maps is not None:
         panels = [panel for kind in ("right", "wrong") for panel in _cam_panels(workspace, result, maps, cohort, cases[kind], kind)]
@@ -285,6 +290,22 @@ def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = No
             out["gradcam"] = figures.cam_overlays([(caption, grey, m, roi) for caption, grey, m, roi, _ in panels],
                                                   _cam_title(result, maps, cohort))
     return out
+
+
+def _kept_robustness(workspace: Workspace, result):
+    """The run's kept reader check of its first held-out cohort that has one (validation first)."""
+    if not result.run.has_network:
+        return None
+    from crc_core.robustness import kept_robustness
+
+    for cohort in ["validation", *[c for c in result.metrics if c not in ("validation", "train")]]:
+        try:
+            kept = kept_robustness(workspace, result.run, cohort)
+        except CrcInputError:
+            continue
+        if kept is not None:
+            return kept
+    return None
 
 
 def _cam_title(result, maps, cohort: str) -> str:
@@ -357,8 +378,8 @@ table.data th,table.data td{padding:.25rem .6rem;border-bottom:1px solid #e5e5e5
 pre{background:#f6f6f6;padding:1rem;overflow:auto;font-size:.8rem} dl.methods dt{font-weight:600;margin-top:.4rem}
 """
 SECTIONS = (("cohort", "Cohort"), ("table1", "Table 1"), ("labels", "Labels"), ("methods", "Methods"), ("models", "Models"),
-            ("table2", "Table 2"), ("figures", "Figures"), ("gradcam", "Grad-CAM"), ("configuration", "Run configuration"),
-            ("software", "Software"))
+            ("table2", "Table 2"), ("figures", "Figures"), ("gradcam", "Grad-CAM"), ("robustness", "Robustness to the reader"),
+            ("configuration", "Run configuration"), ("software", "Software"))
 
 
 @dataclass
@@ -489,7 +510,7 @@ def _table_two_section(ctx: _ReportContext) -> str:
 
 def _figures_section(ctx: _ReportContext) -> str:
     parts = [f"<h3>{html.escape(figure_name(stem))}</h3>{_figure(figure)}" for stem, figure in ctx.figures.items()
-             if stem != "gradcam"]
+             if stem != "gradcam" and not stem.startswith("robustness")]
     if ctx.run.mode == "combined" and "odds_ratios" in ctx.run.info:
         odds = odds_ratio_table(pd.DataFrame(ctx.run.info["odds_ratios"]))
         parts.insert(0, _table(odds, "Combined model: odds ratios with Wald 95% CIs, fitted on the training cohort."))
@@ -517,6 +538,20 @@ def _cam_section(ctx: _ReportContext) -> str:
             + ("<p class='warning'>Random initialisation: the backbone under these maps was never trained on images.</p>"
                if ctx.random_init else "")
             + _figure(ctx.figures["gradcam"]))
+
+
+def _robustness_section(ctx: _ReportContext) -> str:
+    from crc_core.robustness import summary_for_people
+
+    kept = _kept_robustness(ctx.workspace, ctx.result)
+    if kept is None:
+        return "<p>The reader check was not run for this run (Evaluate → Robustness, or `crc-time robustness`).</p>"
+    notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in kept.notes)
+    parts = [_figure(ctx.figures[stem]) for stem in ("robustness_auc", "robustness_bland_altman") if stem in ctx.figures]
+    return ctx.text(_table(summary_for_people(kept), "The run's model on crops cut with reader 2's ROI and with reader 1's "
+                                                     "eroded or dilated in-plane (Zwanenburg et al. 2019): ICC(2,1) of the "
+                                                     "probabilities against reader 1's, DeLong's paired test, class changes "
+                                                     "at Table 2's threshold.") + notes + "".join(parts))
 
 
 def _configuration_section(ctx: _ReportContext) -> str:
@@ -565,7 +600,8 @@ def build_report(workspace: Workspace, config: "ReportConfig | str", *, pseudony
     ctx = _ReportContext(workspace, run, result, names, config, figures)
     builders = {"cohort": _cohort_section, "table1": _table_one_section, "labels": _labels_section,
                 "methods": _methods_section, "models": lambda c: _models_section(c, store), "table2": _table_two_section,
-                "figures": _figures_section, "gradcam": _cam_section, "configuration": _configuration_section,
+                "figures": _figures_section, "gradcam": _cam_section, "robustness": _robustness_section,
+                "configuration": _configuration_section,
                 "software": _software_section}
     sections = []
     for i, (anchor, title) in enumerate(SECTIONS, start=1):

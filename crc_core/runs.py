@@ -116,6 +116,12 @@ class RunFolder:
         """A cohort's cached Grad-CAM maps (``method``: gradcam or gradcam++)."""
         return self.cam_dir / f"{cohort.replace(':', '-')}-{method.replace('+', 'p')}.npz"
 
+    def robustness(self, cohort: str, part: str) -> Path:
+        """The reader check of a cohort: its ``scores`` and ``summary`` tables (CSV) and ``about``
+        it (JSON: the threshold, who was left out)."""
+        suffix = "json" if part == "about" else "csv"
+        return self.path / "robustness" / f"{cohort.replace(':', '-')}-{part}.{suffix}"
+
     def folds(self) -> list[int | None]:
         """The run's folds as its partitions file records them (None for a holdout run); without
         that file (a run from before it existed, a combined model), from the model files found."""

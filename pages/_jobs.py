@@ -48,6 +48,7 @@ STOP_HELP = {
     "cam": "The maps stop after the batch of patients at hand; nothing half-done is kept.",
     "report": "The report stops after the section at hand; nothing half-written is kept.",
     "figures": "The export stops after the picture at hand; nothing half-written is kept.",
+    "robustness": "The check stops after the patient or batch at hand; the crops cut so far are kept for the next try.",
 }
 
 

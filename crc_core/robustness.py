@@ -1,0 +1,259 @@
+"""Is a run's prediction robust to the reader who drew the ROI? The run's model applied to crops cut
+with the second reader's masks and with reader 1's masks eroded or dilated by 1 and 2 pixels
+(Zwanenburg et al. 2019, Sci Rep 9:614), each preprocessed exactly as the run's own crops: per
+variant the AUC, the agreement of the probabilities with reader 1's (ICC(2,1)), DeLong's paired
+test against reader 1, and how many patients change class at Table 2's threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from crc_core import evaluation as ev
+from crc_core.configs import JsonConfig
+from crc_core.errors import CrcInputError
+from crc_core.preprocess import MASK_VARIANTS
+from crc_core.workspace import Workspace, atomic_write_csv
+
+VARIANT_NAMES = {"reader1": "reader 1 (the run's own)", "reader2": "reader 2", "erode1": "reader 1 eroded 1 px",
+                 "erode2": "reader 1 eroded 2 px", "dilate1": "reader 1 dilated 1 px", "dilate2": "reader 1 dilated 2 px"}
+SUMMARY_COLUMNS = ["variant", "auc", "auc_low", "auc_high", "icc", "icc_low", "icc_high", "flips", "n", "p_vs_reader1"]
+Progress = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class RobustnessConfig(JsonConfig):
+    """Which run and cohort ``crc-time robustness`` checks, and where it writes its two CSVs."""
+
+    run_id: str = ""
+    cohort: str = "validation"
+    out: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.run_id:
+            raise CrcInputError("Name the run whose robustness to check.")
+
+
+@dataclass
+class RobustnessResult:
+    """``scores``: patient_id, variant, prob (and y_true, fold); ``summary``: one row per variant
+    (:data:`SUMMARY_COLUMNS`); ``left_out``: variant → patients without a crop, with why."""
+
+    run_id: str
+    cohort: str
+    threshold: float
+    scores: pd.DataFrame
+    summary: pd.DataFrame
+    left_out: dict[str, dict[str, str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def logits(self, variant: str) -> pd.Series:
+        rows = self.scores[self.scores["variant"] == variant].set_index("patient_id")["prob"]
+        return pd.Series(ev.logit(rows.to_numpy(), eps=1e-6), index=rows.index)
+
+
+def _cohort_files(workspace: Workspace, patients: list[str]) -> pd.DataFrame:
+    """The cohort's manifest rows; refuses, naming them, when the volumes or masks a crop needs are gone."""
+    from crc_core.preprocess import read_manifest
+
+    try:
+        manifest = read_manifest(workspace).set_index("patient_id")
+    except CrcInputError as exc:
+        raise CrcInputError(f"The run's crops cannot be cut again: {exc}") from exc
+    absent = [p for p in patients if p not in manifest.index]
+    rows = manifest.loc[[p for p in patients if p in manifest.index]]
+    gone = [f for column in ("image", "mask") for f in rows[column] if not f or not Path(f).exists()]
+    if absent or gone:
+        named = ", ".join([*absent[:5], *[Path(f).name for f in gone[:5]]])
+        raise CrcInputError(f"The run's crops cannot be cut again: these patients' volumes or masks are not here ({named}"
+                            f"{' …' if len(absent) + len(gone) > 10 else ''}). Bring back the files listed in manifest.csv.")
+    return rows
+
+
+def _variant_crops(workspace: Workspace, config, variant: str, patients: list[str], progress: Progress | None):
+    from crc_core.preprocess import NothingCropped, crops_folder, load_crop, preprocess_cohort, read_crop_set
+
+    folder = crops_folder(workspace, config, variant)
+    have = read_crop_set(folder).ok["patient_id"].tolist() if (folder / "index.csv").exists() else []
+    if set(patients) - set(have):
+        try:
+            preprocess_cohort(workspace, config, patients=patients, variant=variant, set_in_use=False, workers=None,
+                              progress=(lambda d, t, m="": progress(d, t, f"{VARIANT_NAMES[variant]}: cropping {d} of {t}"))
+                              if progress else None)
+        except NothingCropped:
+            pass  # every patient failed: each one is named below
+    crops = read_crop_set(folder)
+    rows = crops.index.set_index("patient_id")
+    found, failed = {}, {}
+    for patient in patients:
+        row = rows.loc[patient].to_dict() if patient in rows.index else None
+        crop = load_crop(crops.folder, row) if row is not None else None
+        if crop is None:
+            failed[patient] = (row or {}).get("message") or "no crop"
+        else:
+            found[patient] = crop.pixels
+    return found, failed
+
+
+def robustness(workspace: Workspace | Path, run_id: str, cohort: str = "validation", *,
+               progress: Progress | None = None) -> RobustnessResult:
+    """The robustness check of a finished run with a network on one of its cohorts (see the
+    module docstring). Reader 1's probabilities are the run's stored ones; every other variant's
+    crops are cut with the run's own preprocessing (cached per variant) and scored by the model
+    of the fold that held each patient out. A patient without a second reader's mask, or whose ROI
+    erodes away, is named and left out of that variant."""
+    from crc_core import model_evaluation as me
+    from crc_core.agreement import icc
+    from crc_core.predict import score_images
+    from crc_core.preprocess import read_crop_set
+    from crc_core.runs import RunStore
+
+    workspace = Workspace.of(workspace)
+    store = RunStore(workspace)
+    run = store.run(run_id)
+    if not run.done:
+        raise CrcInputError(f"Run {run_id} is {run.status}; only a finished run can be checked.")
+    if not run.has_network:
+        raise CrcInputError(f"Run {run_id} is a {run.mode} model without a network of its own: the reader check applies "
+                            "a network to crops cut with other masks. Choose a features or fine-tuned run.")
+    stored = store.predictions(run_id, cohort).drop_duplicates("patient_id")
+    if stored.empty:
+        raise CrcInputError(f"Run {run_id} has no predictions for the {cohort} cohort.")
+    patients = stored["patient_id"].tolist()
+    rows = _cohort_files(workspace, patients)
+    config = read_crop_set(workspace.crops_dir / str(run.info.get("crop_key"))).config
+    evaluation = me.evaluate_run(store, run_id)
+    threshold = float(evaluation.metrics.get(cohort, {}).get("threshold", 0.5))
+    fold_of = stored.set_index("patient_id")["fold"]
+    frames = [stored.assign(variant="reader1")[["patient_id", "variant", "prob", "y_true", "fold"]]]
+    left_out: dict[str, dict[str, str]] = {}
+    with_second = [p for p in patients if "mask_r2" in rows.columns and rows.loc[p, "mask_r2"]]
+    for i, variant in enumerate(MASK_VARIANTS[1:], start=1):
+        chosen = with_second if variant == "reader2" else patients
+        skipped = {p: "no second reader's mask in manifest.csv" for p in patients if p not in chosen}
+        if progress:
+            progress(i - 1, len(MASK_VARIANTS) - 1, f"{VARIANT_NAMES[variant]}: cutting the crops")
+        pixels, failed = _variant_crops(workspace, config, variant, chosen, progress) if chosen else ({}, {})
+        left_out[variant] = {**skipped, **failed}
+        if not pixels:
+            continue
+        ids = list(pixels)
+        if progress:
+            progress(i - 1, len(MASK_VARIANTS) - 1, f"{VARIANT_NAMES[variant]}: scoring {len(ids)} patients")
+        probs = score_images(workspace, run, np.stack([pixels[p] for p in ids]).astype(np.float32),
+                             folds=[fold_of[p] for p in ids])
+        frames.append(pd.DataFrame({"patient_id": ids, "variant": variant, "prob": probs,
+                                    "y_true": stored.set_index("patient_id").loc[ids, "y_true"].to_numpy(),
+                                    "fold": [fold_of[p] for p in ids]}))
+    if progress:
+        progress(len(MASK_VARIANTS) - 1, len(MASK_VARIANTS) - 1, "summarising")
+    scores = pd.concat(frames, ignore_index=True)
+    reference = scores[scores["variant"] == "reader1"].set_index("patient_id")
+    summary = []
+    for variant, part in scores.groupby("variant", sort=False):
+        part = part.set_index("patient_id")
+        row = {"variant": variant, "n": len(part), "flips": 0, "p_vs_reader1": np.nan}
+        labelled = part[part["y_true"].notna()]
+        if labelled["y_true"].nunique() == 2:
+            row["auc"], row["auc_low"], row["auc_high"] = ev.auc_ci(labelled["y_true"].astype(int), labelled["prob"])
+        shared = part.index.intersection(reference.index)
+        pairs = np.column_stack([reference.loc[shared, "prob"], part.loc[shared, "prob"]])
+        if variant != "reader1" and len(shared) >= 2:
+            row["icc"], row["icc_low"], row["icc_high"] = icc(pairs)
+            row["flips"] = int(((pairs[:, 0] >= threshold) != (pairs[:, 1] >= threshold)).sum())
+            both = reference.loc[shared, "y_true"].notna()
+            y = reference.loc[shared, "y_true"][both].astype(int)
+            if y.nunique() == 2:
+                row["p_vs_reader1"] = ev.delong_test(y, pairs[both.to_numpy(), 0], pairs[both.to_numpy(), 1])[1]
+        elif variant == "reader1":
+            row["icc"] = row["icc_low"] = row["icc_high"] = 1.0
+        summary.append(row)
+    notes = [f"{len(skipped)} patient(s) left out of {VARIANT_NAMES[v]}: " + "; ".join(f"{p} ({why})" for p, why in
+             list(skipped.items())[:5]) + (" …" if len(skipped) > 5 else "") for v, skipped in left_out.items() if skipped]
+    return RobustnessResult(run_id, cohort, threshold, scores,
+                            pd.DataFrame(summary).reindex(columns=SUMMARY_COLUMNS), left_out, notes)
+
+
+def keep_robustness(workspace: Workspace, result: RobustnessResult) -> None:
+    """Keep the check in the run's folder, for the Evaluate page and the report."""
+    import json
+
+    from crc_core.runs import RunStore
+    from crc_core.workspace import atomic_write_text
+
+    folder = RunStore(workspace).folder(result.run_id)
+    atomic_write_csv(folder.robustness(result.cohort, "scores"), result.scores)
+    atomic_write_csv(folder.robustness(result.cohort, "summary"), result.summary)
+    atomic_write_text(folder.robustness(result.cohort, "about"), json.dumps(
+        {"threshold": result.threshold, "left_out": result.left_out, "notes": result.notes}))
+
+
+def kept_robustness(workspace: Workspace, run, cohort: str) -> RobustnessResult | None:
+    """The check kept for a run's cohort, or None when it was never run; a damaged file is named."""
+    import json
+
+    folder = run.folder(workspace)
+    about = folder.robustness(cohort, "about")
+    if not about.exists():
+        return None
+    try:
+        meta = json.loads(about.read_text(encoding="utf-8"))
+        scores = pd.read_csv(folder.robustness(cohort, "scores"), dtype={"patient_id": str})
+        summary = pd.read_csv(folder.robustness(cohort, "summary")).reindex(columns=SUMMARY_COLUMNS)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CrcInputError(f"The kept reader check of run {run.run_id} ({about.parent}) is damaged ({exc}); run it again.") from exc
+    return RobustnessResult(run.run_id, cohort, float(meta["threshold"]), scores, summary, meta.get("left_out", {}),
+                            meta.get("notes", []))
+
+
+def write_robustness(result: RobustnessResult, folder: Path) -> list[Path]:
+    """``robustness.csv`` (patient_id, variant, prob) and ``robustness_summary.csv`` (variant, auc,
+    auc_low, auc_high, icc, icc_low, icc_high, flips, then n and DeLong's p against reader 1)."""
+    from crc_core.workspace import ensure_writable_dir
+
+    folder = ensure_writable_dir(Path(folder))
+    return [atomic_write_csv(folder / "robustness.csv", result.scores[["patient_id", "variant", "prob"]]),
+            atomic_write_csv(folder / "robustness_summary.csv", result.summary)]
+
+
+def summary_for_people(result: RobustnessResult) -> pd.DataFrame:
+    """The summary in words, three decimals: ROI, patients, AUC (95% CI), ICC with reader 1 (95% CI),
+    patients changing class, DeLong p against reader 1."""
+    from crc_core.stats import p_words
+
+    def interval(value, low, high) -> str:
+        return "—" if pd.isna(value) else f"{value:.3f} ({low:.3f}-{high:.3f})"
+
+    table = result.summary
+    return pd.DataFrame({
+        "ROI": table["variant"].map(VARIANT_NAMES), "Patients": table["n"],
+        "AUC (95% CI)": [interval(*r) for r in table[["auc", "auc_low", "auc_high"]].itertuples(index=False)],
+        "ICC with reader 1 (95% CI)": [interval(*r) for r in table[["icc", "icc_low", "icc_high"]].itertuples(index=False)],
+        f"Change class at {result.threshold:.3f}": table["flips"],
+        "DeLong vs reader 1": ["—" if pd.isna(p) else p_words(p) for p in table["p_vs_reader1"]]})
+
+
+def robustness_figures(result: RobustnessResult, target: str) -> dict:
+    """The check's figures by file stem, for the page, the export and the report: the AUC of every
+    ROI as a forest plot, and the Bland-Altman plot of the two readers' logits."""
+    from crc_core import figures
+    from crc_core.run_views import cohort_name
+
+    out = {}
+    summary = result.summary.dropna(subset=["auc"])
+    if len(summary):
+        rows = summary.assign(label=summary["variant"].map(VARIANT_NAMES), value=summary["auc"], low=summary["auc_low"],
+                              high=summary["auc_high"])
+        out["robustness_auc"] = figures.forest_plot(rows, f"{target.upper()}: AUC by ROI, {cohort_name(result.cohort)} cohort")
+    if (result.scores["variant"] == "reader2").any():
+        first, second = result.logits("reader1"), result.logits("reader2")
+        shared = first.index.intersection(second.index)
+        if len(shared) >= 2:
+            out["robustness_bland_altman"] = figures.bland_altman(first[shared], second[shared], shared.to_series(),
+                                                                  what="logit of the predicted probability")
+    return out
