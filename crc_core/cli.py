@@ -93,7 +93,7 @@ def _cmd_sample(args: argparse.Namespace, progress: Progress | None) -> StepOutc
 
     root = Path(args.out) if args.out else args.workspace
     config = build_config(SampleConfig, args, {
-        "n_patients": args.n, "seed": args.seed, "with_images": False if args.no_images else None,
+        "n_patients": args.n, "seed": args.seed, "with_images": False if args.no_images else None, "centre": args.centre,
     })
     workspace = build_sample_workspace(root, config, progress=progress, replace=args.replace)
     summary = cohort_summary(workspace)
@@ -396,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
 
     sample = steps.add_parser("sample", help="build the built-in sample cohort")
-    sample.add_argument("--n", type=positive_int, help="patients (default 315)")
+    sample.add_argument("--n", type=positive_int, help="patients (default 315; 120 for a --centre)")
+    sample.add_argument("--centre", metavar="NAME",
+                        help="a second hospital's cohort instead: another scanner and case mix, all patients external")
     sample.add_argument("--seed", type=non_negative_int, help="random seed (default 0)")
     sample.add_argument("--out", type=Path, help="write here instead of --workspace")
     sample.add_argument("--no-images", action="store_true", help="tables only, no CT volumes")

@@ -42,6 +42,8 @@ class PhantomSpec:
     slice_mm: float = 5.0
     tumour_radius_mm: float = 18.0
     noise_hu: float = 10.0
+    hu_offset: float = 0.0  # another scanner's calibration shifts every HU value
+    blur_px: float = 0.7  # the point-spread function's in-plane width (pixels)
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ def render(spec: PhantomSpec, rng: np.random.Generator) -> Phantom:
     volume = np.where(tumour, texture, volume)
 
     # Scanner: point-spread blur, then quantum noise whose level differs between patients.
-    volume = ndimage.gaussian_filter(volume, (0.3, 0.7, 0.7))
+    volume = ndimage.gaussian_filter(volume, (0.3, spec.blur_px, spec.blur_px)) + spec.hu_offset
     volume += spec.noise_hu * rng.standard_normal(volume.shape).astype(np.float32)
     ct = np.clip(np.rint(volume), -1024, 3071).astype(np.int16)
 

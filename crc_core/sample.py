@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -79,19 +79,55 @@ PT_STAGES = ("T1", "T2", "T3", "T4")
 PN_STAGES = ("N0", "N1", "N2")
 AGE_GROUPS = ("≤ 50 years", "51-65 years", "> 65 years")
 MARKERS = ("cd3_ca", "cd3_im", "cd8_ca", "cd8_im")
+#: log(cells/mm²) at which each marker's density is centred in the generator (its median when the
+#: immune trait is 0), and so the development cohort's population median of each marker.
+MARKER_BASE = {"cd3_ca": 6.0, "cd3_im": 6.4, "cd8_ca": 5.2, "cd8_im": 5.6}
+DEVELOPMENT_MARKER_MEDIANS = {m: float(round(np.exp(b))) for m, b in MARKER_BASE.items()}
+
+
+@dataclass(frozen=True)
+class Centre:
+    """How a second hospital differs from the study's own: its scanner (noise, a HU offset, thinner
+    slices, a softer kernel, larger pixels) and its case mix (more stroma-rich, less infiltrated,
+    more advanced tumours). The model meets all of it at once, as it would in a real external
+    validation."""
+
+    noise_hu: tuple[float, float] = (14.0, 22.0)
+    hu_offset: float = 18.0
+    slice_mm: float = 3.0
+    n_slices: tuple[int, int] = (16, 25)
+    pixel_mm: tuple[float, float] = (0.75, 0.95)
+    blur_px: float = 1.1
+    stroma_shift: float = 0.35
+    immune_shift: float = -0.25
+    t_stage_shift: float = 0.5
+
+
+#: Every external centre of the sample differs this way (a documented, fixed difference).
+CENTRE = Centre()
+#: Patients of an external centre unless ``--n`` says otherwise.
+CENTRE_PATIENTS = 120
 
 
 @dataclass(frozen=True)
 class SampleConfig(JsonConfig):
-    """What sample cohort to build. Defaults give the paper's 315 patients, 220 / 95."""
+    """What sample cohort to build. Defaults give the paper's 315 patients, 220 / 95. With
+    ``centre``, a second hospital's cohort instead (:class:`Centre`): 120 patients by default, all
+    external, their IDs prefixed with the centre's initials."""
 
-    n_patients: int = 315
+    n_patients: int | None = None
     seed: int = 0
     train_fraction: float = 0.7
     with_images: bool = True
     workers: int | None = None  # None: one per CPU core, at most 4
+    centre: str = ""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "centre", str(self.centre or "").strip())
+        if self.centre and not any(c.isalnum() for c in self.centre):
+            raise CrcInputError(f"Name the centre with letters or digits (got {self.centre!r}).")
+        if self.n_patients is None:
+            object.__setattr__(self, "n_patients", CENTRE_PATIENTS if self.centre else 315)
         if not isinstance(self.n_patients, (int, np.integer)) or self.n_patients < 10:
             raise CrcInputError(f"The sample needs at least 10 patients (got {self.n_patients}).")
         if self.n_patients > 5000:
@@ -116,29 +152,43 @@ class SampleTables:
     traits: pd.DataFrame  # patient_id, stroma, immune, tumour_radius_mm, pixel_mm, noise_hu, n_slices
 
 
-def _rng(seed: int, index: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, index, stream])
+def _rng(seed: int, index: int, stream: int, centre: str = "") -> np.random.Generator:
+    # An external centre's patients are other people: its name enters every seed.
+    import zlib
+
+    return np.random.default_rng([seed, index, stream, zlib.crc32(centre.encode())] if centre else [seed, index, stream])
 
 
-def patient_ids(n_patients: int) -> list[str]:
+def centre_code(centre: str) -> str:
+    """The prefix of a centre's patient IDs: its first three letters or digits, upper case."""
+    return "".join(c for c in centre if c.isalnum())[:3].upper() or "EXT"
+
+
+def patient_ids(n_patients: int, centre: str = "") -> list[str]:
     width = max(3, len(str(n_patients)))
-    return [f"CRC{i + 1:0{width}d}" for i in range(n_patients)]
+    prefix = centre_code(centre) if centre else "CRC"
+    return [f"{prefix}{i + 1:0{width}d}" for i in range(n_patients)]
 
 
 def _draw_traits(config: SampleConfig, ids: list[str]) -> pd.DataFrame:
     rows = []
+    external = bool(config.centre)
     for index, patient in enumerate(ids):
-        rng = _rng(config.seed, index, _STREAM_TRAITS)
-        stroma, immune = rng.multivariate_normal([0.0, 0.0], [[1.0, -0.3], [-0.3, 1.0]])
+        rng = _rng(config.seed, index, _STREAM_TRAITS, config.centre)
+        mean = [CENTRE.stroma_shift, CENTRE.immune_shift] if external else [0.0, 0.0]
+        stroma, immune = rng.multivariate_normal(mean, [[1.0, -0.3], [-0.3, 1.0]])
         rows.append(
             {
                 "patient_id": patient,
                 "stroma": float(stroma),
                 "immune": float(immune),
                 "tumour_radius_mm": float(rng.uniform(12.0, 26.0)),
-                "pixel_mm": float(np.round(rng.uniform(0.6, 0.9), 4)),
-                "noise_hu": float(rng.uniform(6.0, 12.0)),
-                "n_slices": int(rng.integers(10, 15)),
+                "pixel_mm": float(np.round(rng.uniform(*(CENTRE.pixel_mm if external else (0.6, 0.9))), 4)),
+                "noise_hu": float(rng.uniform(*(CENTRE.noise_hu if external else (6.0, 12.0)))),
+                "n_slices": int(rng.integers(*(CENTRE.n_slices if external else (10, 15)))),
+                "slice_mm": CENTRE.slice_mm if external else 5.0,
+                "hu_offset": CENTRE.hu_offset if external else 0.0,
+                "blur_px": CENTRE.blur_px if external else 0.7,
             }
         )
     return pd.DataFrame(rows)
@@ -155,12 +205,12 @@ def _age_group(age: int) -> str:
 
 
 def _clinical_row(config: SampleConfig, index: int, traits: pd.Series) -> dict:
-    rng = _rng(config.seed, index, _STREAM_CLINICAL)
+    rng = _rng(config.seed, index, _STREAM_CLINICAL, config.centre)
     age = int(np.clip(np.rint(rng.normal(63.0, 10.0)), 28, 90))
     # Bigger tumours invade deeper; stroma-rich tumours spread to nodes more often (the paper's
     # cited link between high TSR and poor outcome). Both effects are mild.
     size_z = (traits["tumour_radius_mm"] - 19.0) / 4.0
-    t_score = 0.5 * size_z + rng.normal(0.0, 1.0)
+    t_score = 0.5 * size_z + rng.normal(0.0, 1.0) + (CENTRE.t_stage_shift if config.centre else 0.0)
     p_t = PT_STAGES[int(np.digitize(t_score, [-2.1, -0.75, 1.3]))]
     n_score = 0.3 * traits["stroma"] + rng.normal(0.0, 1.0)
     p_n = PN_STAGES[int(np.digitize(n_score, [-0.5, 0.33]))]
@@ -184,7 +234,7 @@ def _clinical_row(config: SampleConfig, index: int, traits: pd.Series) -> dict:
 
 
 def _pathology_row(config: SampleConfig, index: int, traits: pd.Series) -> dict:
-    rng = _rng(config.seed, index, _STREAM_PATHOLOGY)
+    rng = _rng(config.seed, index, _STREAM_PATHOLOGY, config.centre)
     stroma, immune = traits["stroma"], traits["immune"]
     # TSR: the field a pathologist picks adds sampling noise; scored 10-90% in steps of 10.
     tsr_true = 50.0 + 20.0 * (stroma + rng.normal(0.0, 0.55))
@@ -200,7 +250,7 @@ def _pathology_row(config: SampleConfig, index: int, traits: pd.Series) -> dict:
     # CD3+/CD8+ densities (cells/mm²) at core (CA) and invasive margin (IM): one shared immune
     # signal plus marker- and region-specific variation.
     shared = immune + rng.normal(0.0, 0.4)
-    base = {"cd3_ca": 6.0, "cd3_im": 6.4, "cd8_ca": 5.2, "cd8_im": 5.6}
+    base = MARKER_BASE
     row: dict = {"patient_id": traits["patient_id"], "tsr_percent": tsr_reading(2.5), "til_grade": til_reading(0.15)}
     for marker in MARKERS:
         row[marker] = int(np.rint(np.exp(base[marker] + 0.8 * (shared + rng.normal(0.0, 0.45)))))
@@ -212,14 +262,18 @@ def _pathology_row(config: SampleConfig, index: int, traits: pd.Series) -> dict:
 def generate_tables(config: SampleConfig | None = None) -> SampleTables:
     """The sample's clinical, pathology and manifest tables (no images). Fast: no disk access."""
     config = config or SampleConfig()
-    ids = patient_ids(config.n_patients)
+    ids = patient_ids(config.n_patients, config.centre)
     traits = _draw_traits(config, ids)
     clinical = pd.DataFrame([_clinical_row(config, i, row) for i, row in traits.iterrows()])
     for name, (*_, decimals) in LAB_QUARTILES.items():
         if decimals == 0:  # whole-number labs stay whole numbers in the CSV despite gaps
             clinical[name] = clinical[name].astype("Int64")
-    split = make_split(clinical, SplitConfig(train_fraction=config.train_fraction, seed=config.seed))
-    clinical.insert(1, "split", split["split"].to_numpy())
+    if config.centre:  # every patient of another hospital is external validation
+        clinical.insert(1, "split", "external")
+        clinical.insert(2, "centre", config.centre)
+    else:
+        split = make_split(clinical, SplitConfig(train_fraction=config.train_fraction, seed=config.seed))
+        clinical.insert(1, "split", split["split"].to_numpy())
     pathology = pd.DataFrame([_pathology_row(config, i, row) for i, row in traits.iterrows()])
     manifest = pd.DataFrame(
         {
@@ -259,21 +313,24 @@ def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=1, mtime=0)
 
 
-def _render_patient(task: tuple[int, dict, str]) -> str:
+def _render_patient(task: tuple[int, dict, str, str]) -> str:
     """Worker: render one patient's CT and two masks into ``root``; returns the patient id."""
     from crc_core.phantom import PhantomSpec, render
 
-    seed, traits, root = task
+    seed, traits, root, centre = task
     index = int(traits["index"])
     spec = PhantomSpec(
         stroma=traits["stroma"],
         immune=traits["immune"],
         n_slices=int(traits["n_slices"]),
         pixel_mm=traits["pixel_mm"],
+        slice_mm=float(traits.get("slice_mm", 5.0)),
         tumour_radius_mm=traits["tumour_radius_mm"],
         noise_hu=traits["noise_hu"],
+        hu_offset=float(traits.get("hu_offset", 0.0)),
+        blur_px=float(traits.get("blur_px", 0.7)),
     )
-    phantom = render(spec, _rng(seed, index, _STREAM_IMAGE))
+    phantom = render(spec, _rng(seed, index, _STREAM_IMAGE, centre))
     patient = traits["patient_id"]
     files = {
         f"{IMAGES_DIR}/{patient}_ct.nii.gz": phantom.ct,
@@ -296,7 +353,7 @@ def render_images(
     (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     (root / MASKS_DIR).mkdir(parents=True, exist_ok=True)
     records = traits.assign(index=range(len(traits))).to_dict("records")
-    tasks = [(config.seed, record, str(root)) for record in records]
+    tasks = [(config.seed, record, str(root), config.centre) for record in records]
     map_in_workers(_render_patient, tasks, workers=config.workers or _default_workers(), progress=progress)
 
 
@@ -339,5 +396,12 @@ def build_sample_workspace(
     workspace.remove_derived()
     atomic_write_csv(workspace.pathology_csv, tables.pathology)
     atomic_write_csv(workspace.clinical_csv, tables.clinical)
-    atomic_write_text(workspace.sample_json, json.dumps({"generator": "crc_core.sample", **config.to_dict()}, indent=2))
+    atomic_write_text(workspace.sample_json, json.dumps({"generator": "crc_core.sample", **config.to_dict(),
+                                                          **({"differs": asdict(CENTRE)} if config.centre else {})}, indent=2))
+    if config.centre:
+        from crc_core.labels import LabelConfig, label_workspace
+
+        # An external centre is labelled by the development cohort's rules: its marker cut-offs are
+        # the study sample's population medians, never this centre's own.
+        label_workspace(workspace, LabelConfig(is_cutoff_source="given", marker_cutoffs=DEVELOPMENT_MARKER_MEDIANS))
     return workspace

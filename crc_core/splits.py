@@ -170,7 +170,9 @@ def split_values(values: pd.Series, *, what: str) -> np.ndarray:
             f"{what} holds {described}; the values marked ✗ are not train, validation or external. "
             "Recode them (e.g. 1 → train, 2 → validation) and fill in empty cells, or choose another split method."
         )
-    if not (mapped == TRAIN).any():
+    # A cohort of another centre, every patient external, is a split too: runs from elsewhere are
+    # applied to it (predict --from); nothing trains on it.
+    if not (mapped == TRAIN).any() and not (mapped == EXTERNAL).all():
         raise CrcInputError(f"{what} puts no patient in 'train'. Map at least one value to 'train'.")
     return mapped.to_numpy(dtype=object)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -199,3 +200,36 @@ def test_same_seed_writes_byte_identical_tables(tmp_path):
     second = build_sample_workspace(tmp_path / "b", config)
     for name in ("clinical.csv", "pathology.csv", "sample.json"):
         assert (first.root / name).read_bytes() == (second.root / name).read_bytes(), name
+
+
+def test_an_external_centre_is_other_patients_on_another_scanner_with_another_case_mix(tmp_path):
+    """`sample --centre`: a second hospital's cohort, as a real external validation meets it."""
+    from crc_core.sample import CENTRE, DEVELOPMENT_MARKER_MEDIANS, SampleConfig, build_sample_workspace, generate_tables
+
+    home, away = generate_tables(SampleConfig(n_patients=600)), generate_tables(SampleConfig(n_patients=600, centre="Lanzhou"))
+    assert away.clinical["patient_id"].iloc[0] == "LAN001" and set(away.clinical["split"]) == {"external"}
+    assert set(away.clinical["centre"]) == {"Lanzhou"}
+    # Other people: not the study's patients under new names.
+    assert not np.allclose(home.traits["stroma"], away.traits["stroma"])
+    # Another case mix: more stroma, less infiltrate, more advanced tumours.
+    assert away.traits["stroma"].mean() - home.traits["stroma"].mean() == pytest.approx(CENTRE.stroma_shift, abs=0.15)
+    assert away.traits["immune"].mean() - home.traits["immune"].mean() == pytest.approx(CENTRE.immune_shift, abs=0.15)
+    assert (away.clinical["pT"] == "T4").mean() > (home.clinical["pT"] == "T4").mean()
+    # Another scanner: noisier, thinner slices, shifted HU.
+    assert away.traits["noise_hu"].min() >= CENTRE.noise_hu[0] > home.traits["noise_hu"].max()
+    assert set(away.traits["slice_mm"]) == {CENTRE.slice_mm} and set(away.traits["hu_offset"]) == {CENTRE.hu_offset}
+    assert generate_tables(SampleConfig(n_patients=600, centre="Lanzhou")).clinical.equals(away.clinical)
+    assert not generate_tables(SampleConfig(n_patients=600, centre="Xian")).traits["stroma"].equals(away.traits["stroma"])
+
+    workspace = build_sample_workspace(tmp_path / "lanzhou", SampleConfig(n_patients=12, centre="Lanzhou", workers=1))
+    labels = json.loads(workspace.labels_json.read_text())
+    # Labelled by the development cohort's rules: its marker cut-offs, never this centre's medians.
+    assert labels["config"]["is_cutoff_source"] == "given"
+    assert labels["config"]["marker_cutoffs"] == DEVELOPMENT_MARKER_MEDIANS
+    assert json.loads(workspace.sample_json.read_text())["differs"]["hu_offset"] == CENTRE.hu_offset
+    import SimpleITK as sitk
+
+    volume = sitk.ReadImage(str(workspace.root / "images" / "LAN001_ct.nii.gz"))
+    assert volume.GetSpacing()[2] == pytest.approx(CENTRE.slice_mm)
+    with pytest.raises(CrcInputError, match="Name the centre with letters or digits"):
+        SampleConfig(centre="--")
