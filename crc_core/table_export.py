@@ -42,30 +42,34 @@ def _markdown_cell(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(table: pd.DataFrame, title: str = TITLE) -> str:
-    view = journal_view(table)
+def frame_to_markdown(view: pd.DataFrame, title: str, notes=(), *, right: tuple[str, ...] = ()) -> str:
+    """Any table as a Markdown table under a bold title, with notes beneath (columns in ``right``
+    aligned right)."""
     header = "| " + " | ".join(_markdown_cell(c) for c in view.columns) + " |"
-    rule = "| " + " | ".join("---" if i == 0 else "---:" if c in ("t/Z/χ² value", "P value", "SMD") else "---"
-                             for i, c in enumerate(view.columns)) + " |"
+    rule = "| " + " | ".join("---:" if i and c in right else "---" for i, c in enumerate(view.columns)) + " |"
     lines = [f"**{title}**", "", header, rule]
     for _, row in view.iterrows():
         cells = [_markdown_cell(v).replace("    ", "&nbsp;&nbsp;&nbsp;&nbsp;", 1) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.extend(f"{note}  " for note in used_footnotes(table))
+    lines.extend(f"{note}  " for note in notes)
     return "\n".join(lines) + "\n"
 
 
-def to_docx_bytes(table: pd.DataFrame, title: str = TITLE) -> bytes:
-    """A Word document with one table in the journal layout (three-line style: rules above and
-    below the header and under the last row), ready to paste into a manuscript."""
+def to_markdown(table: pd.DataFrame, title: str = TITLE) -> str:
+    return frame_to_markdown(journal_view(table), title, used_footnotes(table), right=("t/Z/χ² value", "P value", "SMD"))
+
+
+def frame_to_docx(view: pd.DataFrame, title: str, notes=(), *, centre_from: int = 1) -> bytes:
+    """Any table as a Word document in the journal layout (three-line style: rules above and below
+    the header and under the last row), a bold title above and the notes beneath; the columns from
+    ``centre_from`` on centred."""
     from docx import Document
     from docx.enum.text import WD_ALIGN_PARAGRAPH
     from docx.oxml import OxmlElement
     from docx.oxml.ns import qn
     from docx.shared import Pt
 
-    view = journal_view(table)
     document = Document()
     style = document.styles["Normal"]
     style.font.name = "Times New Roman"
@@ -93,15 +97,20 @@ def to_docx_bytes(table: pd.DataFrame, title: str = TITLE) -> bytes:
         for j, value in enumerate(row):
             cell = grid.cell(i, j)
             cell.text = str(value)
-            if j > 0:
+            if j >= centre_from:
                 cell.paragraphs[0].alignment = WD_ALIGN_PARAGRAPH.CENTER
             if i == len(view):
                 rule(cell, "bottom")
-    for note in used_footnotes(table):
+    for note in notes:
         document.add_paragraph(note).runs[0].font.size = Pt(8)
     buffer = io.BytesIO()
     document.save(buffer)
     return buffer.getvalue()
+
+
+def to_docx_bytes(table: pd.DataFrame, title: str = TITLE) -> bytes:
+    """Table 1 as a Word document in the journal layout, ready to paste into a manuscript."""
+    return frame_to_docx(journal_view(table), title, used_footnotes(table))
 
 
 def export_bytes(table: pd.DataFrame, suffix: str) -> bytes:
