@@ -37,8 +37,9 @@ $(VENV)/.installed: requirements.txt requirements-radiomics.txt pyproject.toml |
 		|| echo "WARNING: PyRadiomics could not be built (is a C compiler installed?); reader feature agreement is disabled."
 	touch $@
 
-$(VENV)/.installed-test: requirements-dev.txt $(VENV)/.installed
+$(VENV)/.installed-test: requirements-dev.txt requirements-reference.txt $(VENV)/.installed
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -r requirements-reference.txt
 	touch $@
 
 # The browser walk drives Debian's chromium through Playwright; never a browser download.

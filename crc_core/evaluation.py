@@ -125,6 +125,15 @@ def _delong_covariance(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, n
     return aucs, covariance
 
 
+def auc_variance(y_true: Sequence, y_score: Sequence) -> tuple[float, float]:
+    """The AUC and its DeLong variance, as ``pROC::var(roc, method = "delong")``: untruncated, for
+    what works on the variance itself (a z test, a meta-analysis), where :func:`auc_ci`'s interval
+    is truncated to [0, 1] for printing."""
+    y, score = check_binary(y_true, y_score, probabilities=False)
+    aucs, covariance = _delong_covariance(y, score[None, :])
+    return float(aucs[0]), float(covariance[0, 0])
+
+
 def bootstrap_aucs(y_true: Sequence, y_score: Sequence, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
     """AUCs of ``n_boot`` stratified bootstrap resamples (cases and controls resampled apart, as
     ``pROC::ci.auc(boot.stratified = TRUE)``). Each resample's AUC comes from counts against the

@@ -221,3 +221,30 @@ def test_bad_input_is_refused_with_what_to_do():
         ev.auc_ci([0, 1, 1], [0.1, 0.2])
     with pytest.raises(CrcInputError, match="'delong' or 'bootstrap'"):
         ev.auc_ci([0, 1], [0.1, 0.2], method="hanley")
+
+
+def _delong_variance_by_pairs(y, score):
+    """DeLong, DeLong & Clarke-Pearson (1988) from their definition: the structural components are
+    the means of ψ(case, control) = 1, ½, 0 over every pair, var = s²(V10)/m + s²(V01)/n."""
+    y, score = np.asarray(y), np.asarray(score, dtype=float)
+    cases, controls = score[y == 1], score[y == 0]
+    psi = (cases[:, None] > controls[None, :]) + 0.5 * (cases[:, None] == controls[None, :])
+    return psi.mean(), psi.mean(axis=1).var(ddof=1) / cases.size + psi.mean(axis=0).var(ddof=1) / controls.size
+
+
+def test_auc_variance_is_the_untruncated_delong_variance_of_proc():
+    # pROC::ci.auc(method = "delong") is AUC ± qnorm(0.975) √var, so var(roc) = (width / (2 · 1.96...))²
+    z = 1.959963984540054
+    for score, ci in ((A, R["ci_a"]), (B, R["ci_b"])):
+        auc, variance = ev.auc_variance(Y, score)
+        assert variance == pytest.approx(((ci[1] - ci[0]) / (2 * z)) ** 2, rel=1e-9)
+        assert (auc, variance) == pytest.approx(_delong_variance_by_pairs(Y, score), rel=1e-12)
+    # The small example pROC prints as "0.7228-1": the variance is what the lower bound implies,
+    # not the truncated width.
+    y = [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1]
+    a = [0.1, 0.2, 0.3, 0.35, 0.5, 0.55, 0.4, 0.6, 0.7, 0.8, 0.9, 0.65, 0.45, 0.52, 0.2, 0.95, 0.3, 0.61, 0.15, 0.75]
+    auc, variance = ev.auc_variance(y, a)
+    assert (auc, variance) == pytest.approx(_delong_variance_by_pairs(y, a), rel=1e-12)
+    assert round(auc - z * math.sqrt(variance), 4) == 0.7228 and auc + z * math.sqrt(variance) > 1
+    with pytest.raises(CrcInputError, match="one class only"):
+        ev.auc_variance([1, 1, 1], [0.2, 0.5, 0.9])
