@@ -8,7 +8,8 @@ up, falls as down, unchanged as neither; the SEs are the asymptotic ones not con
 (Hmisc since 2013). Both CIs here treat each patient's two probabilities as given: they cover the
 sampling of patients, which is the whole uncertainty on a cohort that neither model was fitted on;
 on the cohort the models were fitted on they miss the fitting, and whether the added variables help
-is then a question for :func:`likelihood_ratio_test` (Pepe et al. 2013; Kerr et al. 2014).
+is then a question for :func:`likelihood_ratio_test` (Pepe et al., Stat Med 2013;32:1467; Kerr et
+al., Epidemiology 2014;25:114).
 """
 
 from __future__ import annotations
@@ -151,8 +152,9 @@ def reclassification(y_true: Sequence, prob_old: Sequence, prob_new: Sequence, *
       percentile interval also stays inside the measure's range and follows its skew in a
       validation cohort of tens of patients, where a Wald interval does neither.
     - ``"asymptotic"``: estimate ± 1.96 SE and p = 2Φ(−|estimate/SE|), exactly as PredictABEL
-      prints them (with Hmisc's SEs); p is NaN where the SE is 0 (every patient of a class moved
-      the same way), where R would print 0.
+      prints them (with Hmisc's SEs; Hmisc's own print uses qnorm(0.975), which differs below the
+      printed digits); p is NaN where the SE is 0 (every patient of a class moved the same way),
+      where R would print 0 or NaN.
 
     Series are matched on their index (patient ids); arrays by position. Returns one row per
     measure (:data:`MEASURES`): ``measure``, ``estimate``, ``low``, ``high``, ``p``, ``se``,
