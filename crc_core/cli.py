@@ -276,14 +276,42 @@ def _cmd_train(args: argparse.Namespace, progress: Progress | None) -> StepOutco
 
 
 def _cmd_predict(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.predict import predict_cohort
+    from crc_core.predict import PredictConfig, predict_cohort
 
+    if args.config:
+        configs = [build_config(PredictConfig, args, {"run_id": args.run_id})]
+    else:
+        if not args.run_id or not args.source:
+            raise CrcInputError("Name the run (--run RUN_ID) and the other workspace (--from DIR), or give --config FILE.")
+        names = args.cohort or [Path(s).name for s in args.source]
+        if len(names) != len(args.source):
+            raise CrcInputError(f"Give one --cohort per --from ({len(args.source)} folders, {len(names)} names).")
+        configs = [PredictConfig(run_id=args.run_id, source=str(s), cohort=n) for s, n in zip(args.source, names)]
     lines = []
-    for source, name in zip(args.source, args.cohort or [Path(s).name for s in args.source]):
-        table = predict_cohort(Workspace(args.workspace), args.run_id, Path(source), name, progress=progress)
+    for config in configs:
+        table = predict_cohort(Workspace(args.workspace), config.run_id, Path(config.source), config.cohort, progress=progress)
         labelled = int(table["y_true"].notna().sum()) if "y_true" in table else 0
-        lines.append(f"external:{name}: {len(table)} patients predicted ({labelled} with a label)")
-    return StepOutcome(f"run {args.run_id}: " + "; ".join(lines))
+        lines.append(f"external:{config.cohort}: {len(table)} patients predicted ({labelled} with a label)")
+    return StepOutcome(f"run {configs[0].run_id}: " + "; ".join(lines))
+
+
+def _cmd_validation_size(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
+    from crc_core import model_evaluation as me
+    from crc_core.external import validation_size
+    from crc_core.runs import RunStore
+    from crc_core.workspace import atomic_write_csv
+
+    if args.out.suffix.lower() != ".csv":
+        raise CrcInputError(f"{args.out} should end in .csv.")
+    from crc_core.report import check_output_folder
+
+    check_output_folder(args.out.parent if str(args.out.parent) else Path("."))
+    result = me.evaluate_run(RunStore(Workspace(args.workspace)), args.run_id)
+    table = validation_size(result, threshold=args.threshold)
+    atomic_write_csv(args.out, table)
+    largest = table[table["criterion"] == "largest"].iloc[0]
+    return StepOutcome(f"run {args.run_id}: an external validation needs {int(largest['n'])} patients "
+                       f"({largest['events']:.0f} of the high class); {len(table) - 1} criteria in {args.out}")
 
 
 def _cmd_evaluate(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
@@ -494,12 +522,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_cmd_train)
 
     predict = steps.add_parser("predict", help="apply a finished run to other cohorts (their workspaces)")
-    predict.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID", help="the run to apply")
-    predict.add_argument("--from", dest="source", required=True, action="append", metavar="DIR",
+    predict.add_argument("--run", dest="run_id", metavar="RUN_ID", help="the run to apply")
+    predict.add_argument("--from", dest="source", action="append", metavar="DIR",
                          help="a workspace with the new patients' CT and masks (labels optional); repeat for several")
     predict.add_argument("--cohort", action="append", metavar="NAME",
                          help="the cohort's name in the run store (default: the folder's name); one per --from")
+    _config_option(predict, "prediction")
     predict.set_defaults(run=_cmd_predict)
+
+    size = steps.add_parser("validation-size", help="patients an external validation of a run's model needs (Riley 2021), CSV")
+    size.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID", help="the run")
+    size.add_argument("--threshold", type=float, help="also the net benefit criterion at this threshold probability")
+    size.add_argument("--out", type=Path, required=True, help="the CSV file to write")
+    size.set_defaults(run=_cmd_validation_size)
 
     evaluate = steps.add_parser("evaluate", help="Table 2, calibration and figures of a run into a folder")
     evaluate.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID", help="the run to evaluate")

@@ -235,12 +235,58 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
                                          "dl_scaling": list(scaling)})
     complete = design.notna().all(axis=1)
     probability = fit.predict(sm.add_constant(design[complete], has_constant="add"))
-    for name, rows in table[complete].assign(combined=probability).groupby("cohort", sort=False):
+    scored = table[complete].assign(combined=probability)
+    for name, rows in scored.groupby("cohort", sort=False):
         store.set_predictions(combined_id, name, rows[["patient_id", "y_true"]].assign(prob=rows["combined"].to_numpy()))
     for name, rows in table[~complete].groupby("cohort"):
         notes.append(f"{len(rows)} patient(s) of the {name} cohort have a missing value and get no combined prediction.")
+    store.update(combined_id, info={"added_value": added_value(design[train_rows], y, scored)})
     store.finish(combined_id, "done", " ".join(notes))
     return CombinedResult(combined_id, odds, fit.params, ranges, notes, scaling, references)
+
+
+def added_value(design: pd.DataFrame, y: pd.Series, scored: pd.DataFrame) -> dict:
+    """What the clinical variables add to the DL score: the likelihood-ratio test of the combined
+    model against the DL score alone on the training cohort (R ``anova(glm_dl, glm_combined, test =
+    "LRT")``), and on each other labelled cohort the category-free NRI and the IDI of the combined
+    model's probabilities over the DL model's, with bootstrap 95% CIs (:mod:`crc_core.reclassification`)."""
+    from crc_core.reclassification import likelihood_ratio_test, reclassification
+
+    out: dict = {"lr_test": None, "reclassification": {}}
+    if design.shape[1] > 1:
+        out["lr_test"] = {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v)
+                          for k, v in likelihood_ratio_test(y, design[[DL_SCORE]], design).items()}
+    for name, rows in scored[scored["cohort"] != "train"].groupby("cohort", sort=False):
+        rows = rows[rows["y_true"].notna()].set_index("patient_id")
+        if rows["y_true"].nunique() == 2 and len(rows) >= 10:
+            table = reclassification(rows["y_true"].astype(int), rows["prob"], rows["combined"])
+            out["reclassification"][name] = table.to_dict("records")
+    return out
+
+
+def added_value_table(run) -> pd.DataFrame:
+    """A combined run's NRI and IDI per cohort in words: Cohort, Measure, Estimate (95% CI), P."""
+    from crc_core.run_views import cohort_name
+    from crc_core.stats import format_p
+
+    rows = []
+    for cohort, records in (run.info.get("added_value") or {}).get("reclassification", {}).items():
+        for r in records:
+            rows.append({"Cohort": cohort_name(cohort), "Measure": r["measure"],
+                         "Estimate (95% CI)": f"{r['estimate']:.3f} ({r['low']:.3f} to {r['high']:.3f})", "P": format_p(r["p"]),
+                         "CI": r.get("ci", "")})
+    return pd.DataFrame(rows, columns=["Cohort", "Measure", "Estimate (95% CI)", "P", "CI"])
+
+
+def lr_test_words(run) -> str:
+    """The likelihood-ratio test of the added variables in a sentence, or ""."""
+    from crc_core.stats import p_words
+
+    test = (run.info.get("added_value") or {}).get("lr_test")
+    if not test:
+        return ""
+    return (f"Likelihood-ratio test of {', '.join(test.get('added') or []) or 'the clinical variables'} over the DL score "
+            f"alone (training cohort): χ² {test['lr_statistic']:.2f}, df {int(test['df'])}, {p_words(test['p'])}.")
 
 
 def stored_combined(run) -> CombinedResult:

@@ -39,7 +39,9 @@ def model_label(run: RunRecord) -> str:
     from crc_core.run_views import MODE_NAMES, model_name
 
     suffix = ", random init" if run.random_init else ""
-    return f"{model_name(run)} ({MODE_NAMES[run.mode]}{suffix})"
+    harmonised = run.config.get("harmonise", "none")
+    combat = f", ComBat {harmonised}" if harmonised not in ("none", None) else ""
+    return f"{model_name(run)} ({MODE_NAMES[run.mode]}{combat}{suffix})"
 
 
 def cohorts_of(predictions: pd.DataFrame) -> list[str]:

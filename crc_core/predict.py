@@ -8,12 +8,14 @@ of its partition models; a holdout run with its one model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from crc_core.configs import JsonConfig
 from crc_core.datasets import target_column
 from crc_core.errors import CrcInputError
 from crc_core.preprocess import crops_folder, preprocess_cohort, read_crop_set
@@ -23,6 +25,30 @@ from crc_core.workspace import Workspace
 
 Progress = Callable[[int, int], None]
 EXTERNAL_PREFIX = "external:"
+
+
+@dataclass(frozen=True)
+class PredictConfig(JsonConfig):
+    """Which run predicts which other workspace's patients, stored under which cohort name."""
+
+    run_id: str = ""
+    source: str = ""
+    cohort: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.run_id:
+            raise CrcInputError("Name the run to predict with.")
+        if not str(self.source).strip():
+            raise CrcInputError("Name the other centre's workspace folder (the one with its CT volumes and masks).")
+        object.__setattr__(self, "cohort", check_cohort_name(self.cohort or Path(str(self.source)).name))
+
+
+def check_cohort_name(cohort: str) -> str:
+    """A cohort's name in a word or two, without ':' or slashes (it becomes ``external:<name>``)."""
+    name = str(cohort).strip()
+    if not name or any(c in name for c in ":/\\") or any(ord(c) < 32 for c in name):
+        raise CrcInputError(f"Name the cohort in a word or two, without ':' or slashes (got {cohort!r}).")
+    return name
 
 
 def _crops_like_the_run(workspace: Workspace, run: RunRecord, source: Workspace, progress: Progress | None):
@@ -52,7 +78,7 @@ def _images(crops) -> tuple[list[str], np.ndarray]:
 
 
 def score_images(workspace: Workspace, run: RunRecord, pixels: np.ndarray, folds=None,
-                 progress: Progress | None = None) -> np.ndarray:
+                 progress: Progress | None = None, centres=None) -> np.ndarray:
     """A network run's probability of the high class for each crop (N, C, H, W): by the model of
     ``folds[i]`` where given (a patient scored by the fold that held it out), else by the mean of
     every fold's model (a holdout run's one model). Each model is rebuilt by
@@ -77,11 +103,36 @@ def score_images(workspace: Workspace, run: RunRecord, pixels: np.ndarray, folds
         if run.mode == RunMode.FEATURES:
             # The folds share one frozen backbone: its features are computed once.
             features = deep_features(models[0].network.backbone, pixels, plan, progress) if features is None else features
-            out[rows] = np.mean([m.linear.predict(features[rows]) for m in models], axis=0)
+            out[rows] = np.mean([m.linear.predict(harmonised(workspace, run, m.fold, features[rows], centres, rows))
+                                 for m in models], axis=0)
         else:
             out[rows] = np.mean([evaluate(m.network.to(plan.device), pixels[rows], None, torch.nn.CrossEntropyLoss(), plan)[1]
                                  for m in models], axis=0)
     return out
+
+
+def harmonised(workspace: Workspace, run: RunRecord, fold, features: np.ndarray, centres, rows=None) -> np.ndarray:
+    """``features`` through the ComBat the run's fold learned, or as they are for a run without one."""
+    if run.config.get("harmonise", "none") in ("none", None):
+        return features
+    from crc_core.harmonisation import ComBatModel
+
+    if centres is None:
+        raise CrcInputError(f"Run {run.run_id} harmonises features across centres (ComBat): these patients' centres are "
+                            "needed (a 'centre' column in their clinical table).")
+    chosen = np.asarray(centres) if rows is None else np.asarray(centres)[rows]
+    return ComBatModel.load(run.folder(workspace).combat(fold)).apply(features, chosen)
+
+
+def centres_of(source: Workspace, run: RunRecord, ids: list[str]):
+    if run.config.get("harmonise", "none") in ("none", None):
+        return None
+    column = run.config.get("centre_column", "centre")
+    clinical = source.read_clinical().set_index("patient_id")
+    if column not in clinical.columns:
+        raise CrcInputError(f"Run {run.run_id} harmonises features across centres: {source.clinical_csv} needs a {column!r} "
+                            "column naming each patient's centre.")
+    return clinical[column].reindex(ids).astype(str).to_numpy()
 
 
 def _probabilities(workspace: Workspace, run: RunRecord, source: Workspace, ids: list[str], pixels: np.ndarray,
@@ -92,8 +143,10 @@ def _probabilities(workspace: Workspace, run: RunRecord, source: Workspace, ids:
 
         models = [load_run_model(workspace, run, fold) for fold in run.folder(workspace).folds()]
         features = radiomics_table(source, ids, label=run.config.get("radiomics_label"), progress=progress)[0].to_numpy(float)
-        return np.mean([model.linear.predict(features) for model in models], axis=0)
-    return score_images(workspace, run, pixels, progress=progress)
+        centres = centres_of(source, run, ids)
+        return np.mean([model.linear.predict(harmonised(workspace, run, model.fold, features, centres)) for model in models],
+                       axis=0)
+    return score_images(workspace, run, pixels, progress=progress, centres=centres_of(source, run, ids))
 
 
 def predict_cohort(workspace: Workspace, run_id: str, source: Workspace | Path, cohort: str, *,
@@ -102,9 +155,9 @@ def predict_cohort(workspace: Workspace, run_id: str, source: Workspace | Path, 
     and store the predictions as cohort ``external:<cohort>``; labels are attached where ``source``
     has them. Returns the predictions."""
     workspace, source = Workspace.of(workspace), Workspace.of(source)
-    name = str(cohort).strip()
-    if not name or any(c in name for c in ":/\\"):
-        raise CrcInputError(f"Name the cohort in a word or two, without ':' or slashes (got {cohort!r}).")
+    name = check_cohort_name(cohort)
+    if not source.root.is_dir():
+        raise CrcInputError(f"{source.root} is not a folder on this machine: name the other centre's workspace folder.")
     store = RunStore(workspace)
     run = store.run(run_id)
     if not run.done:

@@ -252,7 +252,8 @@ def export_images(figures: dict[str, Any], folder: Path, formats: tuple[str, ...
 #: Figure names in words, by file stem (before any ``-cohort`` suffix).
 FIGURE_NAMES = {"roc": "ROC", "violin": "Predicted probability by true class", "decision_curve": "Decision curve",
                 "clinical_impact": "Clinical impact", "calibration": "Calibration", "nomogram": "Nomogram of the combined model",
-                "gradcam": "Grad-CAM", "robustness_auc": "AUC by ROI", "robustness_bland_altman": "Bland-Altman of the readers"}
+                "gradcam": "Grad-CAM", "robustness_auc": "AUC by ROI", "robustness_bland_altman": "Bland-Altman of the readers",
+                "centres": "AUC by cohort and centre"}
 
 
 def figure_name(stem: str) -> str:
@@ -276,6 +277,14 @@ def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = No
         try:
             out["nomogram"] = nomogram_figure(stored_combined(result.run), result.run.target,
                                               tuple(result.run.config.get("variables", ())))
+        except CrcInputError:
+            pass
+    from crc_core import external as ex
+
+    if len(ex.held_out_cohorts(result)) > 1:
+        try:
+            out["centres"] = ex.centre_figure(ex.compare_centres(result), f"{result.run.target.upper()}: {result.label}, "
+                                                                          "AUC by cohort and centre")
         except CrcInputError:
             pass
     kept = _kept_robustness(workspace, result)
@@ -379,7 +388,8 @@ pre{background:#f6f6f6;padding:1rem;overflow:auto;font-size:.8rem} dl.methods dt
 """
 SECTIONS = (("cohort", "Cohort"), ("table1", "Table 1"), ("labels", "Labels"), ("methods", "Methods"), ("models", "Models"),
             ("table2", "Table 2"), ("figures", "Figures"), ("gradcam", "Grad-CAM"), ("robustness", "Robustness to the reader"),
-            ("configuration", "Run configuration"), ("software", "Software"))
+            ("centres", "Other centres"), ("sample_size", "Sample size for external validation"),
+            ("tripod", "TRIPOD+AI checklist"), ("configuration", "Run configuration"), ("software", "Software"))
 
 
 @dataclass
@@ -443,46 +453,11 @@ def _labels_section(ctx: _ReportContext) -> str:
     return ctx.text(_table(prevalence_for_people(prevalence), "Patients with each label high, by cohort."))
 
 
-def methods_text(run, config: ReportConfig) -> list[tuple[str, str]]:
-    """The run's methods as (topic, sentence) pairs, each setting named by its source: the paper's,
-    or ours and why."""
-    from crc_core.finetune import FinetuneConfig
-    from crc_core.run_views import EVALUATION_NAMES, MODE_NAMES, model_name
-
-    evaluation = {"holdout": "the saved training/validation split (the paper's design)",
-                  "kfold": f"{run.config.get('n_folds', 5)}-fold cross-validation (ours: the paper used one split)",
-                  "repeated": f"{run.config.get('n_repeats', 20)} repeated random splits (ours: the paper used one split)"}
-    items = [("Model", f"{model_name(run)}, {MODE_NAMES[run.mode]}"
-              + (", started from random initialisation (no ImageNet weights on the machine; the paper started from "
-                 "ImageNet)" if run.random_init else ", from ImageNet weights (the paper's)" if run.has_network else "")),
-             ("Evaluation", evaluation.get(run.evaluation, EVALUATION_NAMES.get(run.evaluation, run.evaluation)))]
-    if run.mode == "features":
-        items.append(("Classifier", "frozen backbone features of each crop, standardised, with an L2-penalised logistic "
-                                    "regression whose penalty is chosen by 5-fold cross-validation on the training patients "
-                                    "(ours: the fast mode; the paper fine-tuned)"))
-    elif run.mode == "radiomics":
-        items.append(("Classifier", "PyRadiomics features of reader 1's ROI with the same penalised logistic regression "
-                                    "(ours: a handcrafted comparator the paper did not report)"))
-    elif run.mode == "finetune":
-        sources = run.info.get("setting_sources") or FinetuneConfig.from_dict(run.config.get("finetune", {})).sources()
-        items += [(f"Fine-tuning: {name.replace('_', ' ')}", text) for name, text in sources.items()]
-    elif run.mode == "combined":
-        items.append(("Combined model", "a logistic regression of the label on the DL score and "
-                      f"{', '.join(run.config.get('variables', ())) or 'no clinical variable'}, fitted on the training cohort "
-                      "(the paper's multivariate logistic regression); " + (run.message or "")))
-    items += [("Labels", "TSR > 50%, TIL grade 2-3, Immune Score > 2 from CD3/CD8 at core and margin, TIME 2-3 (the paper's "
-                         "cut-offs); marker cut-offs are medians of each training part's patients (ours: the paper does not "
-                         "state them)"),
-              ("Threshold", "Youden's optimum on the training cohort, applied unchanged to the others (ours: a fixed rule, as "
-                            "a deployed model would use)" if config.threshold_rule == "training" else
-                            "each cohort's own Youden optimum (the paper's Table 2; optimistic)"),
-              ("AUC 95% CI", "DeLong (pROC::ci.auc, as the paper's R)" if config.ci_method == "delong" else
-                             "2000 stratified bootstrap resamples, percentile interval (pROC::ci.auc)")]
-    return items
-
-
 def _methods_section(ctx: _ReportContext) -> str:
-    rows = "".join(f"<dt>{html.escape(topic)}</dt><dd>{html.escape(text)}</dd>" for topic, text in methods_text(ctx.run, ctx.config))
+    from crc_core.methods import methods_text
+
+    rows = "".join(f"<dt>{html.escape(topic)}</dt><dd>{html.escape(text)}</dd>"
+                   for topic, text in methods_text(ctx.run, ctx.config.threshold_rule, ctx.config.ci_method))
     return ctx.text(f"<dl class='methods'>{rows}</dl>")
 
 
@@ -510,10 +485,16 @@ def _table_two_section(ctx: _ReportContext) -> str:
 
 def _figures_section(ctx: _ReportContext) -> str:
     parts = [f"<h3>{html.escape(figure_name(stem))}</h3>{_figure(figure)}" for stem, figure in ctx.figures.items()
-             if stem != "gradcam" and not stem.startswith("robustness")]
+             if stem not in ("gradcam", "centres") and not stem.startswith("robustness")]
     if ctx.run.mode == "combined" and "odds_ratios" in ctx.run.info:
+        from crc_core.combined_model import added_value_table, lr_test_words
+
         odds = odds_ratio_table(pd.DataFrame(ctx.run.info["odds_ratios"]))
-        parts.insert(0, _table(odds, "Combined model: odds ratios with Wald 95% CIs, fitted on the training cohort."))
+        added = added_value_table(ctx.run)
+        parts.insert(0, _table(odds, "Combined model: odds ratios with Wald 95% CIs, fitted on the training cohort.")
+                     + (f"<p class='caption'>{html.escape(lr_test_words(ctx.run))}</p>" if lr_test_words(ctx.run) else "")
+                     + (_table(added, "What the clinical variables add to the DL model alone: category-free NRI and IDI "
+                                      "(PredictABEL's definitions) with bootstrap 95% CIs.") if len(added) else ""))
     return "".join(parts)
 
 
@@ -552,6 +533,38 @@ def _robustness_section(ctx: _ReportContext) -> str:
                                                      "eroded or dilated in-plane (Zwanenburg et al. 2019): ICC(2,1) of the "
                                                      "probabilities against reader 1's, DeLong's paired test, class changes "
                                                      "at Table 2's threshold.") + notes + "".join(parts))
+
+
+def _centres_section(ctx: _ReportContext) -> str:
+    from crc_core import external as ex
+
+    try:
+        comparison = ex.compare_centres(ctx.result)
+    except CrcInputError as exc:
+        return f"<p>{html.escape(str(exc))}</p>"
+    notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in comparison.notes)
+    figure = ctx.figures.get("centres")
+    return ctx.text(notes + (_figure(figure) if figure is not None else ""))
+
+
+def _sample_size_section(ctx: _ReportContext) -> str:
+    from crc_core import external as ex
+
+    try:
+        table = ex.validation_size(ctx.result)
+    except CrcInputError as exc:
+        return f"<p>{html.escape(str(exc))}</p>"
+    first = table.iloc[0]
+    shown = table[["criterion", "n", "events"]].rename(columns={"criterion": "Criterion", "n": "Patients",
+                                                                 "events": "High class"}).round(0)
+    return _table(shown, f"Riley et al. 2021 (pmvalsampsize), from the {first['source_cohort']} cohort: C-statistic "
+                         f"{first['cstatistic']:.3f}, prevalence {first['prevalence']:.3f}; the largest criterion is the answer.")
+
+
+def _tripod_section(ctx: _ReportContext) -> str:
+    from crc_core.tripod import NOTE, checklist
+
+    return ctx.text(_table(checklist(ctx.workspace, ctx.result), NOTE))
 
 
 def _configuration_section(ctx: _ReportContext) -> str:
@@ -601,6 +614,7 @@ def build_report(workspace: Workspace, config: "ReportConfig | str", *, pseudony
     builders = {"cohort": _cohort_section, "table1": _table_one_section, "labels": _labels_section,
                 "methods": _methods_section, "models": lambda c: _models_section(c, store), "table2": _table_two_section,
                 "figures": _figures_section, "gradcam": _cam_section, "robustness": _robustness_section,
+                "centres": _centres_section, "sample_size": _sample_size_section, "tripod": _tripod_section,
                 "configuration": _configuration_section,
                 "software": _software_section}
     sections = []

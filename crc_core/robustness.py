@@ -145,8 +145,10 @@ def robustness(workspace: Workspace | Path, run_id: str, cohort: str = "validati
         ids = list(pixels)
         if progress:
             progress(i - 1, len(MASK_VARIANTS) - 1, f"{VARIANT_NAMES[variant]}: scoring {len(ids)} patients")
+        from crc_core.predict import centres_of
+
         probs = score_images(workspace, run, np.stack([pixels[p] for p in ids]).astype(np.float32),
-                             folds=[fold_of[p] for p in ids])
+                             folds=[fold_of[p] for p in ids], centres=centres_of(workspace, run, ids))
         frames.append(pd.DataFrame({"patient_id": ids, "variant": variant, "prob": probs,
                                     "y_true": stored.set_index("patient_id").loc[ids, "y_true"].to_numpy(),
                                     "fold": [fold_of[p] for p in ids]}))

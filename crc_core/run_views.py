@@ -110,7 +110,9 @@ def runs_overview(store: RunStore, *, status: str | None = None, target: str | N
                      key=lambda c: (list(COHORT_NAMES).index(c) if c in COHORT_NAMES else 9, c))
     rows = []
     for run in runs:
-        row = {"Target": run.target.upper(), "Model": model_name(run), "Mode": MODE_NAMES[run.mode],
+        harmonised = run.config.get("harmonise", "none")
+        mode = MODE_NAMES[run.mode] + (f" + ComBat ({harmonised})" if harmonised not in ("none", None) else "")
+        row = {"Target": run.target.upper(), "Model": model_name(run), "Mode": mode,
                "Evaluation": EVALUATION_NAMES.get(run.evaluation, run.evaluation), "Status": run.status,
                "Weights": run.starting_weights}
         for cohort in cohorts:

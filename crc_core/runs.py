@@ -99,6 +99,10 @@ class RunFolder:
         """The logistic regression of a features or radiomics run, as JSON."""
         return self.path / f"model{fold_tag(fold)}.json"
 
+    def combat(self, fold: int | None = None) -> Path:
+        """The ComBat harmonisation a features or radiomics run learned, as JSON."""
+        return self.path / f"combat{fold_tag(fold)}.json"
+
     def done_marker(self, fold: int | None = None) -> Path:
         """Written when a fold's model is finished, so a resume skips it."""
         return self.path / f"done{fold_tag(fold)}"

@@ -38,6 +38,10 @@ from crc_core.workspace import Workspace, atomic_write_text
 
 MODES = tuple(str(m) for m in RunMode if m.trained)
 EVALUATIONS = ("holdout", "kfold", "repeated")
+#: ComBat across centres in the features and radiomics modes: none; learned on each partition's
+#: training patients and applied to the rest (every centre needs training patients); or fitted on
+#: every patient of the partition, validation and external ones too (transductive, named so).
+HARMONISATIONS = ("none", "training", "transductive")
 #: ``progress(done, total, message)``: how far the run is, in words a user reads.
 Progress = Callable[..., None]
 Say = Callable[[str], None]
@@ -75,6 +79,8 @@ class TrainConfig(JsonConfig):
     device: str = "auto"
     precision: str = "auto"
     radiomics_label: int | None = None
+    harmonise: str = "none"
+    centre_column: str = "centre"
     finetune: FinetuneConfig | None = None
 
     def __post_init__(self) -> None:
@@ -102,6 +108,10 @@ class TrainConfig(JsonConfig):
             raise CrcInputError(f"The training share of repeated splits must be 0.3-0.9; got {self.repeat_train_fraction!r}.")
         if int(self.seed) < 0:
             raise CrcInputError("The seed must be 0 or more.")
+        if self.harmonise not in HARMONISATIONS:
+            raise CrcInputError(f"Harmonisation must be one of {', '.join(HARMONISATIONS)}; got {self.harmonise!r}.")
+        if self.harmonise != "none" and self.mode == RunMode.FINETUNE:
+            raise CrcInputError("ComBat harmonises feature tables: choose the features or radiomics mode for it.")
         finetune = self.finetune
         if isinstance(finetune, Mapping):
             finetune = FinetuneConfig.from_dict(finetune)
@@ -439,12 +449,49 @@ def _store_predictions(ctx: RunContext, data: LabelledCrops, part: Partition, pr
 # The modes
 
 
+def _centres(ctx: RunContext, data: LabelledCrops) -> np.ndarray:
+    """Each patient's centre, from the clinical table's centre column (what ComBat harmonises across)."""
+    column = ctx.config.centre_column
+    clinical = ctx.workspace.read_clinical().set_index("patient_id")
+    if column not in clinical.columns:
+        raise CrcInputError(f"ComBat needs each patient's centre: the clinical table has no {column!r} column. Add one "
+                            "(the hospital or scanner of each patient), or train without harmonisation.")
+    centres = clinical[column].reindex(data.patient_ids)
+    if centres.isna().any():
+        missing = [p for p, c in zip(data.patient_ids, centres) if pd.isna(c)]
+        raise CrcInputError(f"{len(missing)} patient(s) have no {column!r}: {', '.join(missing[:5])}. Fill it in, or train "
+                            "without harmonisation.")
+    return centres.astype(str).to_numpy()
+
+
+def _harmonised(ctx: RunContext, part: Partition, features: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """The partition's features after ComBat: learned on its training patients and applied to every
+    patient it predicts, or (transductive) fitted on all of them at once; kept beside the model."""
+    from crc_core.harmonisation import combat_transductive, fit_combat
+
+    used = part.train.copy()
+    for mask in part.predict.values():
+        used |= mask
+    out = features.copy()
+    if ctx.config.harmonise == "transductive":
+        harmonised, model = combat_transductive(features[used], centres[used])
+        out[used] = harmonised
+    else:
+        model = fit_combat(features[part.train], centres[part.train])
+        out[used] = model.apply(features[used], centres[used])
+    model.save(ctx.folder.combat(part.fold))
+    return out
+
+
 def _fast_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition], features: np.ndarray) -> None:
     from crc_core.linear_models import fit_with_out_of_fold
 
+    centres = _centres(ctx, data) if ctx.config.harmonise != "none" else None
+    raw = features
     for i, part in enumerate(parts):
         where = ctx.part_name(part)
         ctx.tell(f"fitting {ctx.config.target.upper()}" + (f", {where}" if where else ""), i, len(parts))
+        features = raw if centres is None else _harmonised(ctx, part, raw, centres)
         model, out_of_fold = fit_with_out_of_fold(features[part.train], part.y[part.train], seed=ctx.config.seed)
         model.save(ctx.folder.linear_model(part.fold))
         probs = {cohort: model.predict(features[mask]) for cohort, mask in part.predict.items()}

@@ -142,22 +142,18 @@ def _missing(ctx: _Context) -> str | None:
         "Complete cases: every labelled patient with a crop entered; none was left out."
 
 
+def _methods(ctx: _Context) -> list[tuple[str, str]]:
+    from crc_core.methods import methods_text
+
+    return methods_text(ctx.run, ctx.result.threshold_rule, ctx.result.ci_method)
+
+
 def _data_use(ctx: _Context) -> str | None:
-    from crc_core.report import methods_text
-
-    return dict(methods_text(ctx.run, _config(ctx))).get("Evaluation")
-
-
-def _config(ctx: _Context):
-    from crc_core.report import ReportConfig
-
-    return ReportConfig(run_id=ctx.run.run_id, threshold_rule=ctx.result.threshold_rule, ci_method=ctx.result.ci_method)
+    return dict(_methods(ctx)).get("Evaluation")
 
 
 def _model(ctx: _Context) -> str | None:
-    from crc_core.report import methods_text
-
-    return " ".join(f"{topic}: {text}." for topic, text in methods_text(ctx.run, _config(ctx))
+    return " ".join(f"{topic}: {text}." for topic, text in _methods(ctx)
                     if topic not in ("Evaluation", "Labels", "Threshold", "AUC 95% CI"))
 
 

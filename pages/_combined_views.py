@@ -15,6 +15,19 @@ def _chart(figure, key: str) -> None:
     st.plotly_chart(figure, config=figures.EXPORT_CONFIG, key=key)
 
 
+def _added_value(run) -> None:
+    from crc_core.combined_model import added_value_table, lr_test_words
+
+    words = lr_test_words(run)
+    if words:
+        st.caption(words)
+    added = added_value_table(run)
+    if len(added):
+        st.markdown("**What the clinical variables add to the DL model alone** (category-free NRI and IDI as "
+                    "PredictABEL::reclassification defines them; bootstrap 95% CIs)")
+        st.dataframe(added, hide_index=True)
+
+
 def draw(workspace, result: me.RunEvaluation) -> None:
     from crc_core.combined_model import (CombinedConfig, fit_combined, nomogram_figure, odds_ratio_table, reference_choices,
                                          stored_combined)
@@ -29,6 +42,7 @@ def draw(workspace, result: me.RunEvaluation) -> None:
         st.caption(f"This run is the combined model of run {result.run.info.get('parent_run')}'s DL score and "
                    f"{', '.join(variables) or 'no clinical variable'}; choose its DL run to fit another.")
         st.dataframe(odds_ratio_table(fitted.odds_ratios), hide_index=True)
+        _added_value(result.run)
         _chart(nomogram_figure(fitted, result.run.target, variables), "nomogram")
         return
     st.caption("A multivariable logistic regression of the label on this run's DL score (its logit, per SD on the training "

@@ -49,6 +49,7 @@ STOP_HELP = {
     "report": "The report stops after the section at hand; nothing half-written is kept.",
     "figures": "The export stops after the picture at hand; nothing half-written is kept.",
     "robustness": "The check stops after the patient or batch at hand; the crops cut so far are kept for the next try.",
+    "predict": "Prediction stops after the patient at hand; the crops cut so far are kept for the next try.",
 }
 
 

@@ -66,3 +66,17 @@ def draw(workspace: Workspace, result, cohorts: list[str]) -> None:
             _offer(images, "Download the figures (zip)", "application/zip", "download_figures")
         st.caption(f"Publication size: {FIGURE_WIDTH} × {FIGURE_HEIGHT} px; PNG at twice that resolution. Rendered by this "
                    "machine's Chromium.")
+    _checklist(workspace, result)
+
+
+def _checklist(workspace: Workspace, result) -> None:
+    from crc_core import tripod
+
+    table = tripod.checklist(workspace, result)
+    done = int((table["Status"] == tripod.DOCUMENTED).sum())
+    st.markdown(f"**TRIPOD+AI checklist**: {done} of {len(table)} items filled in from this workspace, the rest to write.")
+    left, right = st.columns(2)
+    left.download_button("Checklist (Markdown)", tripod.to_markdown(table), f"{result.run.run_id}-tripod-ai.md",
+                         mime="text/markdown", key="tripod_md")
+    right.download_button("Checklist (Word)", tripod.to_docx(table), f"{result.run.run_id}-tripod-ai.docx",
+                          mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document", key="tripod_docx")

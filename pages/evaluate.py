@@ -10,7 +10,7 @@ from crc_core import model_evaluation as me
 from crc_core.errors import CrcInputError
 from crc_core.runs import RunStore
 from crc_core.workspace import Workspace
-from pages import _cam_views, _combined_views, _report_views, _robustness_views, _ui
+from pages import _cam_views, _centre_views, _combined_views, _report_views, _robustness_views, _ui
 from pages import _evaluation_views as views
 
 st.title("Evaluate")
@@ -63,7 +63,7 @@ for note in result.notes:
 cohorts_shown = views.cohorts_choice(result)
 
 tabs = st.tabs(["ROC", "Table 2", "Violin", "Decision curve", "Calibration", "Compare runs", "Grad-CAM", "Combined model",
-                "Robustness", "Report & exports"])
+                "Robustness", "Other centres", "Sample size", "Report & exports"])
 with tabs[0]:
     views.roc(result, cohorts_shown)
 with tabs[1]:
@@ -83,4 +83,8 @@ with tabs[7]:
 with tabs[8]:
     _robustness_views.draw(workspace, result)
 with tabs[9]:
+    _centre_views.centres(workspace, result)
+with tabs[10]:
+    _centre_views.sample_size(result)
+with tabs[11]:
     _report_views.draw(workspace, result, cohorts_shown)

@@ -55,6 +55,11 @@ with st.form("train"):
                                                   "from ImageNet.")
     require = left.checkbox("Refuse random initialisation", help="Stop instead of training without ImageNet weights.")
     allow_missing = middle.checkbox("Train without labelled patients that have no crop")
+    harmonise = right.selectbox("ComBat across centres (features, radiomics)", training.HARMONISATIONS, format_func={
+        "none": "none", "training": "learned on the training patients", "transductive": "on all patients (transductive)"}.get,
+        help="Harmonises the feature tables across the clinical table's 'centre' column. 'Learned on the training "
+             "patients' keeps held-out patients out of it; the transductive fit uses their features too (not their "
+             "labels), as many radiomics papers do, and is named so on every result.")
     with st.expander("Fine-tuning (only in the fine-tune mode): the paper's 100 epochs, batch 32 and learning rate "
                      "0.01; the rest ours, each marked"):
         a, b, c, d = st.columns(4)
@@ -83,7 +88,8 @@ if submitted:
         config = training.TrainConfig(
             targets=tuple(targets), backbones=tuple(backbones) or ("densenet121",), mode=mode, evaluation=evaluation,
             n_folds=n_folds, n_repeats=int(n_repeats), seed=int(seed), weights=weights, require_pretrained=require,
-            allow_missing_crops=allow_missing, device=device, precision=precision, finetune=finetune)
+            allow_missing_crops=allow_missing, device=device, precision=precision, finetune=finetune,
+            harmonise=harmonise if mode != "finetune" else "none")
     except CrcInputError as exc:
         _ui.show_input_error(exc)
     else:

@@ -561,3 +561,24 @@ def test_a_damaged_run_store_is_said_on_every_page_that_reads_it(page, writable_
     assert not app.exception, app.exception
     said = [e.value for e in app.error] + [str(t.value) for t in app.table]
     assert any("runs.sqlite is damaged" in text and "Move it aside" in text for text in said), said
+
+
+def test_the_evaluate_page_answers_for_other_centres_sample_size_and_the_checklist(tmp_path, use_workspace):
+    from crc_core.runs import RunStore
+    from tests.test_model_evaluation import stored_run
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    for name in ("clinical.csv", "pathology.csv"):
+        (root / name).write_text("patient_id,x\nP1,1\nP2,2\n")
+    stored_run(RunStore(root), cohorts=("train", "validation", "external:Lanzhou"), n=90)
+    use_workspace(root)
+    app = run_page("evaluate")
+    assert not app.exception, app.exception
+    assert any(m.label == "Patients needed (the largest criterion)" for m in app.metric)
+    assert any("Pooled by DerSimonian-Laird" in c.value for c in app.caption)
+    assert any(r.label == "External cohort" for r in app.radio)  # recalibration offered for the external cohort
+    assert any("This updates the model to the centre" in c.value for c in app.caption)
+    labels = [b.label for b in app.get("download_button")]
+    assert "Checklist (Markdown)" in labels and "Checklist (Word)" in labels
+    assert any("TRIPOD+AI checklist" in m.value for m in app.markdown)

@@ -469,3 +469,42 @@ def test_progress_says_what_the_fast_mode_is_doing(training_workspace):
               progress=lambda done, total, message="": said.append(message))
     assert said[0] == "features of 48 crops" and "features: 48 of 48 crops" in said
     assert "fitting TSR" in said and said[-1].endswith("done")
+
+
+def test_combat_harmonises_the_features_across_centres_learned_on_training_patients(training_workspace):
+    """ComBat as an option of the features mode: learned on the training patients of each
+    partition and kept beside the model; the transductive fit named as such; one centre, no centre
+    column and fine-tuning refused by name."""
+    from crc_core.harmonisation import ComBatModel
+
+    clinical = pd.read_csv(training_workspace / "clinical.csv")
+    with pytest.raises(CrcInputError, match=r"ComBat needs each patient's centre: the clinical table has no 'centre' column"):
+        train_run(training_workspace, TrainConfig(harmonise="training", **QUICK))
+    clinical["centre"] = "Lanzhou"
+    clinical.to_csv(training_workspace / "clinical.csv", index=False)
+    with pytest.raises(CrcInputError, match=r"ComBat needs at least two centres"):
+        train_run(training_workspace, TrainConfig(harmonise="training", **QUICK))
+    clinical["centre"] = np.where(np.arange(len(clinical)) % 2 == 0, "Lanzhou", "Xi'an")
+    clinical.to_csv(training_workspace / "clinical.csv", index=False)
+    plain = train_run(training_workspace, TrainConfig(**QUICK))
+    learned = train_run(training_workspace, TrainConfig(harmonise="training", **QUICK))
+    transductive = train_run(training_workspace, TrainConfig(harmonise="transductive", **QUICK))
+    store = RunStore(training_workspace)
+    folder = training_workspace / "runs" / learned
+    model = ComBatModel.load(folder / "combat.json")
+    assert set(model.batches) == {"Lanzhou", "Xi'an"} and not model.transductive
+    assert ComBatModel.load(training_workspace / "runs" / transductive / "combat.json").transductive
+    # Learned on the training patients only: their count, not the validation patients'.
+    assert sum(model.n_per_batch) == (clinical["split"] == "train").sum()
+    validation = [store.predictions(r, "validation").set_index("patient_id")["prob"] for r in (plain, learned)]
+    assert not np.allclose(validation[0], validation[1].loc[validation[0].index])
+    from crc_core.model_evaluation import model_label
+
+    assert "ComBat training" in model_label(store.run(learned)) and "ComBat transductive" in model_label(store.run(transductive))
+    with pytest.raises(CrcInputError, match="choose the features or radiomics mode"):
+        TrainConfig(harmonise="training", mode="finetune")
+    # A centre the harmonisation never saw is named when the run predicts it.
+    from crc_core.predict import harmonised
+
+    with pytest.raises(CrcInputError, match=r"Centre\(s\) 'Wuhan' had no training patients"):
+        harmonised(training_workspace, store.run(learned), None, np.zeros((1, len(model.features))), ["Wuhan"])

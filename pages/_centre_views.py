@@ -1,0 +1,101 @@
+"""The Evaluate page's "Other centres" and "Sample size" tabs: does the run hold in another centre
+(AUC per cohort with the pooled AUC and its heterogeneity, recalibration to an external cohort),
+and how many patients would an external validation need (Riley et al. 2021)."""
+
+from __future__ import annotations
+
+
+import streamlit as st
+
+from crc_core import external as ex
+from crc_core import figures
+from crc_core import model_evaluation as me
+from crc_core.errors import CrcInputError
+from crc_core.run_views import cohort_name
+from crc_core.workspace import Workspace
+from pages import _jobs
+
+
+def _chart(figure, key: str) -> None:
+    st.plotly_chart(figure, config=figures.EXPORT_CONFIG, key=key)
+
+
+def _predict_form(workspace: Workspace, run_id: str) -> None:
+    from crc_core.predict import PredictConfig
+
+    _, running = _jobs.show_job(workspace, "predict", "Predicting another centre")
+    if running:
+        return
+    with st.form("predict_centre"):
+        left, right = st.columns([3, 1])
+        source = left.text_input("Another centre's workspace folder", placeholder="/path/to/lanzhou",
+                                 help="A workspace with the centre's CT volumes and masks (labels optional). The sample "
+                                      "builds one with `crc-time --workspace DIR sample --centre NAME`.")
+        name = right.text_input("Its name", placeholder="Lanzhou")
+        if st.form_submit_button("Predict its patients with this run"):
+            try:
+                config = PredictConfig(run_id=run_id, source=source, cohort=name)
+            except CrcInputError as exc:
+                st.error(str(exc))
+            else:
+                _jobs.start_step(workspace, "predict", config)
+
+
+def centres(workspace: Workspace, result: me.RunEvaluation) -> None:
+    try:
+        comparison = ex.compare_centres(result)
+    except CrcInputError as exc:
+        st.info(str(exc))
+        comparison = None
+    if comparison is not None:
+        _chart(ex.centre_figure(comparison, f"{result.run.target.upper()}: {result.label}, AUC by cohort and centre"),
+               "centres_forest")
+        for note in comparison.notes:
+            st.caption(note)
+    external = ex.external_cohorts(result)
+    if external:
+        st.markdown("**Calibration in another centre, and updating the model to it**")
+        left, right = st.columns(2)
+        cohort = left.radio("External cohort", external, format_func=cohort_name, key="recalibration_cohort")
+        method = right.radio("Update", ["intercept", "logistic"], key="recalibration_method", format_func={
+            "intercept": "intercept only (calibration-in-the-large)", "logistic": "intercept and slope"}.get)
+        try:
+            updated = ex.recalibrate_cohort(result, cohort, method)
+        except CrcInputError as exc:
+            st.error(str(exc))
+        else:
+            fit = updated.fit
+            st.caption(f"Before: calibration intercept {updated.before['intercept']:.3f}, slope {updated.before['slope']:.3f} "
+                       f"(the Calibration tab). Fitted on this cohort's outcomes: intercept {fit['intercept']:.3f} "
+                       f"({fit['intercept_low']:.3f} to {fit['intercept_high']:.3f})"
+                       + (f", slope {fit['slope']:.3f} ({fit['slope_low']:.3f} to {fit['slope_high']:.3f})"
+                          if method == "logistic" else "")
+                       + ". This updates the model to the centre: the numbers below describe the updated model, not the "
+                         "run's, and need new patients to be checked.")
+            _chart(ex.recalibration_figure(updated, f"{cohort_name(cohort)} cohort, recalibrated ({method})"),
+                   "recalibration_plot")
+    _predict_form(workspace, result.run.run_id)
+
+
+def sample_size(result: me.RunEvaluation) -> None:
+    st.caption("How many patients an external validation of this model needs to estimate its calibration (O/E and slope), "
+               "its C-statistic and, at a threshold, its net benefit precisely — Riley et al. 2021 (Stat Med 40:4230), "
+               "as the pmvalsampsize package computes it, from this run's validation C-statistic, prevalence and "
+               "linear-predictor distribution. The largest of the criteria is the answer.")
+    use_threshold = st.checkbox("Include net benefit at a threshold", key="size_with_threshold")
+    threshold = st.slider("Threshold probability", 0.05, 0.95, 0.3, 0.05, key="size_threshold") if use_threshold else None
+    try:
+        table = ex.validation_size(result, threshold=threshold)
+    except CrcInputError as exc:
+        st.error(str(exc))
+        return
+    largest = table[table["criterion"] == "largest"].iloc[0]
+    st.metric("Patients needed (the largest criterion)", f"{int(largest['n']):,}",
+              help=f"With about {largest['events']:.0f} patients of the high class at this prevalence.")
+    st.dataframe(table[["criterion", "n", "events", "target_ci_width"]].rename(columns={
+        "criterion": "Criterion", "n": "Patients", "events": "High class", "target_ci_width": "CI width aimed at"}).round(1),
+        hide_index=True)
+    first = table.iloc[0]
+    st.caption(f"From the {cohort_name(first['source_cohort'])} cohort: C-statistic {first['cstatistic']:.3f}, prevalence "
+               f"{first['prevalence']:.3f}, {first['lp_distribution']}.")
+    st.download_button("validation_size.csv", table.to_csv(index=False), f"{result.run.run_id}-validation-size.csv")

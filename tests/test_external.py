@@ -1,0 +1,137 @@
+"""Another centre and what a manuscript needs, wired: a run's AUC per cohort and centre pooled with
+its heterogeneity (equal to statsmodels' meta-analysis), recalibration to an external cohort, the
+sample size an external validation needs (CLI, equal to pmvalsampsize), prediction of another
+centre from a config, and the TRIPOD+AI checklist filled from the workspace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crc_core import evaluation as ev
+from crc_core import external as ex
+from crc_core import model_evaluation as me
+from crc_core.cli import main
+from crc_core.errors import CrcInputError
+from crc_core.runs import RunStore
+from tests.test_model_evaluation import stored_run
+
+COHORTS = ("train", "validation", "external:Lanzhou", "external:Xian")
+
+
+def test_the_auc_of_every_held_out_cohort_and_centre_is_pooled_as_statsmodels_does(tmp_path):
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    store = RunStore(tmp_path)
+    run_id = stored_run(store, cohorts=COHORTS, n=90)
+    result = me.evaluate_run(store, run_id)
+    assert ex.held_out_cohorts(result) == ["validation", "external:Lanzhou", "external:Xian"]
+    comparison = ex.compare_centres(result)
+    assert comparison.cohorts["label"].tolist() == ["validation", "external: Lanzhou", "external: Xian"]
+    effects, variances = [], []
+    for cohort in ex.held_out_cohorts(result):
+        rows = me.labelled(result.predictions, cohort)
+        auc, variance = ev.auc_variance(rows["y_true"].astype(int), rows["prob"])
+        effects.append(np.log(auc / (1 - auc)))
+        variances.append(variance / (auc * (1 - auc)) ** 2)
+    reference = combine_effects(np.array(effects), np.array(variances), method_re="dl")
+    # With Q below its df, tau² is 0 (as metafor keeps it) and the random-effects mean is the fixed one.
+    expected = reference.mean_effect_re if comparison.pooled["tau2"] > 0 else reference.mean_effect_fe
+    assert comparison.pooled["logit_auc"] == pytest.approx(expected, rel=1e-9)
+    assert comparison.pooled["q"] == pytest.approx(reference.q, rel=1e-9)
+    assert comparison.cohorts["weight"].sum() == pytest.approx(100)
+    assert "I²" in comparison.notes[0] and "Cochran's Q" in comparison.notes[0]
+    single = me.evaluate_run(store, stored_run(store, seed=3))
+    assert ex.compare_centres(single).pooled is None and "One held-out cohort only" in ex.compare_centres(single).notes[0]
+
+
+def test_recalibration_to_an_external_cohort_is_named_as_updating_the_model(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = stored_run(store, cohorts=COHORTS, n=120)
+    # The external centre's scanner shifts every logit up by 1: calibration-in-the-large is off.
+    rows = store.predictions(run_id, "external:Lanzhou")
+    shifted = 1 / (1 + np.exp(-(ev.logit(rows["prob"].to_numpy()) + 1.0)))
+    store.set_predictions(run_id, "external:Lanzhou", rows.assign(prob=shifted))
+    result = me.evaluate_run(store, run_id)
+    updated = ex.recalibrate_cohort(result, "external:Lanzhou", "intercept")
+    # Calibration-in-the-large: the fitted offset undoes the scanner's shift (about −1), and afterwards
+    # the expected events equal the observed ones.
+    assert -1.8 < updated.fit["intercept"] < -0.4 and updated.fit["slope"] == 1
+    assert updated.y_prob.sum() == pytest.approx(updated.y_true.sum(), rel=1e-6)
+    logistic = ex.recalibrate_cohort(result, "external:Lanzhou", "logistic")
+    assert logistic.after["slope"] == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(CrcInputError, match="has no labels: recalibration needs outcomes"):
+        store.set_predictions(run_id, "external:Wuhan", pd.DataFrame({"patient_id": ["W1", "W2"], "prob": [0.2, 0.7]}))
+        ex.recalibrate_cohort(me.evaluate_run(store, run_id), "external:Wuhan")
+
+
+def test_validation_size_writes_one_row_per_criterion_equal_to_pmvalsampsize(tmp_path, capsys):
+    from pmvalsampsize.pmvalsampsize import pmvalsampsize
+
+    store = RunStore(tmp_path / "ws")
+    run_id = stored_run(store, n=150)
+    out = tmp_path / "size.csv"
+    assert main(["--workspace", str(tmp_path / "ws"), "validation-size", "--run", run_id, "--threshold", "0.3",
+                 "--out", str(out)]) == 0
+    assert "an external validation needs" in capsys.readouterr().out
+    table = pd.read_csv(out)
+    assert {"criterion", "n", "cstatistic", "prevalence", "lp_mean", "lp_sd", "threshold"} <= set(table.columns)
+    assert table["criterion"].iloc[-1] == "largest" and table["n"].iloc[-1] == table["n"].iloc[:-1].max()
+    first = table.iloc[0]
+    theirs = pmvalsampsize(type="b", noprint=True, cstatistic=first["cstatistic"], prevalence=first["prevalence"],
+                           lpnormal=(first["lp_mean"], first["lp_sd"]), oeciwidth=0.2, csciwidth=0.2, cstatciwidth=0.1,
+                           threshold=0.3)
+    assert int(table["n"].iloc[-1]) == int(theirs["sample_size"])
+    assert main(["--workspace", str(tmp_path / "ws"), "validation-size", "--run", run_id, "--out", str(tmp_path / "x.txt")]) == 2
+
+
+def test_another_centre_is_predicted_from_a_config_as_the_page_writes_it(tmp_path, capsys):
+    from crc_core.predict import PredictConfig
+
+    with pytest.raises(CrcInputError, match="without ':' or slashes"):
+        PredictConfig(run_id="r", source="/x", cohort="a/b")
+    config = PredictConfig(run_id="r", source=str(tmp_path / "nowhere"))
+    assert config.cohort == "nowhere"
+    config.save(tmp_path / "predict.json")
+    store = RunStore(tmp_path / "ws")
+    run_id = stored_run(store)
+    PredictConfig(run_id=run_id, source=str(tmp_path / "nowhere"), cohort="Lanzhou").save(tmp_path / "predict.json")
+    assert main(["--workspace", str(tmp_path / "ws"), "predict", "--config", str(tmp_path / "predict.json")]) == 2
+    assert "is not a folder on this machine" in capsys.readouterr().err
+
+
+def test_the_tripod_ai_checklist_is_filled_from_the_workspace_and_exports(sample_workspace, tmp_path):
+    import shutil
+
+    from crc_core import tripod
+
+    root = tmp_path / "ws"
+    shutil.copytree(sample_workspace, root, ignore=shutil.ignore_patterns("images", "masks", "crops", "runs"))
+    from crc_core.labels import label_workspace
+
+    label_workspace(root)
+    store = RunStore(root)
+    clinical = pd.read_csv(root / "clinical.csv")
+    rng = np.random.default_rng(0)
+    run_id = store.create_run(target="tsr", backbone="densenet121", mode="features", config={"evaluation": "holdout"},
+                              info={"weights": {"pretrained": False}, "crop_set": "W400/L40, margin 0 px, 2D, 224 px"})
+    for cohort in ("train", "validation"):
+        ids = clinical.loc[clinical["split"] == cohort, "patient_id"]
+        y = rng.integers(0, 2, len(ids))
+        store.set_predictions(run_id, cohort, pd.DataFrame({"patient_id": ids, "y_true": y, "prob": rng.uniform(size=len(ids))}))
+    store.finish(run_id, "done")
+    table = tripod.checklist(root, me.evaluate_run(store, run_id))
+    assert len(table) == len(tripod.ITEMS) and table["Item"].iloc[0] == "1" and table["Item"].iloc[-1] == "27c"
+    items = table.set_index("Item")
+    assert "synthetic sample cohort" in items.loc["5a", "In this work"]
+    assert "TSR high: TSR > 50% stroma" in items.loc["8a", "In this work"]
+    assert "random weights" in items.loc["26", "In this work"] and "no external validation" in items.loc["26", "In this work"]
+    assert items.loc["18a", "Status"] == tripod.TO_WRITE and items.loc["23a", "Status"] == tripod.DOCUMENTED
+    markdown = tripod.to_markdown(table)
+    assert markdown.startswith("**TRIPOD+AI checklist") and "| 23a |" in markdown
+    from docx import Document
+    import io
+
+    document = Document(io.BytesIO(tripod.to_docx(table)))
+    assert len(document.tables[0].rows) == len(tripod.ITEMS) + 1
