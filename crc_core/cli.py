@@ -239,6 +239,7 @@ def train_config_from_flags(args: argparse.Namespace):
         "allow_missing_crops": True if args.allow_missing_crops else None, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule, "selection": args.selection,
         "early_stopping": args.early_stopping, "device": args.device, "precision": args.precision,
+        "harmonise": args.harmonise, "centre_column": args.centre_column,
     }
     return build_config(TrainConfig, args, flags)
 
@@ -515,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--early-stopping", type=non_negative_int, help="patience in epochs (default 0: off)")
     train.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default auto")
     train.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="default auto (measured on CPUs)")
+    train.add_argument("--harmonise", choices=("none", "training", "transductive"),
+                       help="ComBat across centres (features, radiomics): learned on the training patients, or transductive")
+    train.add_argument("--centre-column", help="the clinical column naming each patient's centre (default centre)")
     train.add_argument("--resume", metavar="RUN_ID", help="go on with a stopped or interrupted run from its last checkpoint")
     train.add_argument("--restart", action="store_true",
                        help="with --resume: start the run's unfinished folds again from epoch 0 (when a checkpoint is lost)")
