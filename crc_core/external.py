@@ -128,5 +128,9 @@ def validation_size(result, cohort: str | None = None, threshold: float | None =
         raise CrcInputError(f"Run {result.run.run_id} has no validation or cross-validated predictions to start from.")
     rows = labelled(result.predictions, cohort)
     summary = linear_predictor_summary(rows["y_true"].astype(int), rows["prob"])
+    if not summary["cstatistic"] > 0.5:
+        raise CrcInputError(f"Run {result.run.run_id} has a {cohort} C-statistic of {summary['cstatistic']:.3f}, no better "
+                            "than chance: Riley et al.'s criteria need a model that discriminates, so there is no sample "
+                            "size to plan for validating this one. Train a better model first.")
     table = validation_sample_size(**summary, threshold=threshold)
     return table.assign(source_cohort=cohort)

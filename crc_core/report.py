@@ -556,7 +556,8 @@ def _sample_size_section(ctx: _ReportContext) -> str:
         return f"<p>{html.escape(str(exc))}</p>"
     first = table.iloc[0]
     shown = table[["criterion", "n", "events"]].rename(columns={"criterion": "Criterion", "n": "Patients",
-                                                                 "events": "High class"}).round(0)
+                                                                 "events": "High class"})
+    shown[["Patients", "High class"]] = shown[["Patients", "High class"]].round(0).astype(int)
     return _table(shown, f"Riley et al. 2021 (pmvalsampsize), from the {first['source_cohort']} cohort: C-statistic "
                          f"{first['cstatistic']:.3f}, prevalence {first['prevalence']:.3f}; the largest criterion is the answer.")
 

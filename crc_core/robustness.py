@@ -133,6 +133,9 @@ def robustness(workspace: Workspace | Path, run_id: str, cohort: str = "validati
     frames = [stored.assign(variant="reader1")[["patient_id", "variant", "prob", "y_true", "fold"]]]
     left_out: dict[str, dict[str, str]] = {}
     with_second = [p for p in patients if "mask_r2" in rows.columns and rows.loc[p, "mask_r2"]]
+    if not with_second:
+        raise CrcInputError(f"No patient of the {cohort} cohort has a second reader's mask (mask_r2 in manifest.csv): the "
+                            "reader check compares two readers' ROIs. Add the second reader's masks on the CT & ROI page.")
     for i, variant in enumerate(MASK_VARIANTS[1:], start=1):
         chosen = with_second if variant == "reader2" else patients
         skipped = {p: "no second reader's mask in manifest.csv" for p in patients if p not in chosen}

@@ -84,6 +84,9 @@ def test_validation_size_writes_one_row_per_criterion_equal_to_pmvalsampsize(tmp
                            threshold=0.3)
     assert int(table["n"].iloc[-1]) == int(theirs["sample_size"])
     assert main(["--workspace", str(tmp_path / "ws"), "validation-size", "--run", run_id, "--out", str(tmp_path / "x.txt")]) == 2
+    worse_than_chance = stored_run(store, signal=-1.0)
+    with pytest.raises(CrcInputError, match=r"validation C-statistic of 0\.\d+, no better than chance"):
+        ex.validation_size(me.evaluate_run(store, worse_than_chance))
 
 
 def test_another_centre_is_predicted_from_a_config_as_the_page_writes_it(tmp_path, capsys):

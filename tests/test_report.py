@@ -215,3 +215,24 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(reported_run
 def test_software_versions_name_what_computed_the_numbers():
     versions = report.software_versions()
     assert {"CRC-TIME", "Python", "numpy", "scipy", "statsmodels", "torch"} <= set(versions)
+
+
+def test_the_sample_size_section_gives_the_criteria_or_says_why_not(reported_run):
+    """The report's sample-size section is validation_size's answer (checked against pmvalsampsize in
+    test_external) or, for a model no better than chance, validation_size's refusal in words."""
+    import html as html_module
+
+    from crc_core import external as ex
+    from crc_core.errors import CrcInputError
+    from crc_core.model_evaluation import evaluate_run
+    from crc_core.runs import RunStore
+
+    root, run_id, _ = reported_run
+    document = report.build_report(root, run_id)
+    assert "Sample size for external validation" in document
+    try:
+        table = ex.validation_size(evaluate_run(RunStore(root), run_id))
+    except CrcInputError as refusal:
+        assert html_module.escape(str(refusal)) in document
+    else:
+        assert f">{int(table['n'].max())}<" in document

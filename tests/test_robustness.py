@@ -103,6 +103,13 @@ def test_refusals_name_the_run_and_the_missing_files(checked, tmp_path):
         rb.robustness(root, baseline)
     with pytest.raises(CrcInputError, match=r"has no predictions for the external:nowhere cohort"):
         rb.robustness(root, run_id, "external:nowhere")
+    one_reader = tmp_path / "one-reader"
+    shutil.copytree(root, one_reader, symlinks=True, ignore=shutil.ignore_patterns("robustness"))
+    manifest = pd.read_csv(one_reader / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest.drop(columns=["mask_r2"]).to_csv(one_reader / "manifest.csv", index=False)
+    with pytest.raises(CrcInputError, match=r"No patient of the validation cohort has a second reader's mask"):
+        rb.robustness(one_reader, run_id)
+    assert not (one_reader / "runs" / run_id / "robustness").exists()
     copy = tmp_path / "no-volumes"
     shutil.copytree(root, copy, ignore=shutil.ignore_patterns("images", "masks", "robustness"))
     with pytest.raises(CrcInputError, match=r"crops cannot be cut again: these patients' volumes or masks are not here \(CRC"):

@@ -380,6 +380,12 @@ def test_a_trained_runs_evaluation_opens_in_the_browser(app_url, browser_page, t
     browser_page.get_by_text("95% CI of the AUC: DeLong").wait_for(timeout=30_000)
     browser_page.get_by_role("tab", name="Calibration").click()
     browser_page.get_by_text("Intercept and slope of the logistic recalibration").wait_for(timeout=30_000)
+    # Every tab, the new ones included, opens without a traceback.
+    for tab, words in (("Robustness", "Not checked yet"), ("Other centres", "One held-out cohort only"),
+                       ("Sample size", "How many patients an external validation"), ("Compare runs", "Runs of TSR to compare"),
+                       ("Combined model", "Clinical variables"), ("Report & exports", "TRIPOD+AI checklist")):
+        browser_page.get_by_role("tab", name=tab).click()
+        browser_page.get_by_text(words).first.wait_for(timeout=30_000)
     assert browser_page.locator('[data-testid="stException"]').count() == 0
     browser_page.wait_for_timeout(1000)
     browser_page.screenshot(path=str(SCREENSHOTS / "evaluate_run.png"), full_page=True)
