@@ -138,3 +138,20 @@ def test_the_tripod_ai_checklist_is_filled_from_the_workspace_and_exports(sample
 
     document = Document(io.BytesIO(tripod.to_docx(table)))
     assert len(document.tables[0].rows) == len(tripod.ITEMS) + 1
+
+
+def test_the_sample_size_for_a_sample_run_equals_pmvalsampsize(training_workspace):
+    """Riley et al. 2021 for a DenseNet-121 features run of the sample (validation AUC about 0.79),
+    against the package itself given the same C-statistic, prevalence and linear predictor."""
+    from pmvalsampsize.pmvalsampsize import pmvalsampsize
+
+    from crc_core.training import TrainConfig, train_run
+
+    run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("densenet121",), device="cpu",
+                                                       precision="fp32"))
+    table = ex.validation_size(me.evaluate_run(RunStore(training_workspace), run_id), threshold=0.3)
+    first = table.iloc[0]
+    assert first["source_cohort"] == "validation" and first["cstatistic"] > 0.6
+    theirs = pmvalsampsize(type="b", noprint=True, cstatistic=first["cstatistic"], prevalence=first["prevalence"],
+                           lpnormal=(first["lp_mean"], first["lp_sd"]), threshold=0.3)
+    assert int(table["n"].iloc[-1]) == int(theirs["sample_size"])
