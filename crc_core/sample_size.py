@@ -114,7 +114,7 @@ def _simulated_lp(rng: np.random.RandomState, size: int, cstatistic: float, prev
     """``size`` linear predictors drawn from the chosen distribution, and that distribution in words."""
     if lp_mean is not None:
         # standard normals scaled and shifted: the draws scipy's norm.rvs makes from the same stream.
-        return rng.standard_normal(size) * lp_sd + lp_mean, f"normal linear predictor, mean {lp_mean:g}, SD {lp_sd:g}"
+        return rng.standard_normal(size) * lp_sd + lp_mean, f"normal linear predictor, mean {lp_mean:.3g}, SD {lp_sd:.3g}"
     if lp_beta is not None:
         risk = rng.beta(lp_beta[0], lp_beta[1], size)
         return np.log(risk / (1 - risk)), f"predicted risks beta({lp_beta[0]:g}, {lp_beta[1]:g})"
