@@ -134,3 +134,13 @@ def validation_size(result, cohort: str | None = None, threshold: float | None =
                             "size to plan for validating this one. Train a better model first.")
     table = validation_sample_size(**summary, threshold=threshold)
     return table.assign(source_cohort=cohort)
+
+
+def validation_size_in_words(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`validation_size`'s criteria as the page and the report show them: whole patients,
+    column names in words, no CI width on the "largest" row."""
+    shown = table[["criterion", "n", "events", "target_ci_width"]].rename(columns={
+        "criterion": "Criterion", "n": "Patients", "events": "High class", "target_ci_width": "CI width aimed at"})
+    shown["High class"] = shown["High class"].round(0).astype(int)
+    shown["CI width aimed at"] = shown["CI width aimed at"].map(lambda width: "" if pd.isna(width) else f"{width:g}")
+    return shown

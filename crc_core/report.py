@@ -555,9 +555,7 @@ def _sample_size_section(ctx: _ReportContext) -> str:
     except CrcInputError as exc:
         return f"<p>{html.escape(str(exc))}</p>"
     first = table.iloc[0]
-    shown = table[["criterion", "n", "events"]].rename(columns={"criterion": "Criterion", "n": "Patients",
-                                                                 "events": "High class"})
-    shown[["Patients", "High class"]] = shown[["Patients", "High class"]].round(0).astype(int)
+    shown = ex.validation_size_in_words(table)[["Criterion", "Patients", "High class"]]
     return _table(shown, f"Riley et al. 2021 (pmvalsampsize), from the {first['source_cohort']} cohort: C-statistic "
                          f"{first['cstatistic']:.3f}, prevalence {first['prevalence']:.3f}; the largest criterion is the answer.")
 

@@ -4,7 +4,6 @@ and how many patients would an external validation need (Riley et al. 2021)."""
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from crc_core import external as ex
@@ -92,11 +91,7 @@ def sample_size(result: me.RunEvaluation) -> None:
     largest = table[table["criterion"] == "largest"].iloc[0]
     st.metric("Patients needed (the largest criterion)", f"{int(largest['n']):,}",
               help=f"With about {largest['events']:.0f} patients of the high class at this prevalence.")
-    shown = table[["criterion", "n", "events", "target_ci_width"]].rename(columns={
-        "criterion": "Criterion", "n": "Patients", "events": "High class", "target_ci_width": "CI width aimed at"})
-    shown["High class"] = shown["High class"].round(0).astype(int)
-    shown["CI width aimed at"] = shown["CI width aimed at"].map(lambda w: "" if pd.isna(w) else f"{w:g}")
-    st.dataframe(shown, hide_index=True)
+    st.dataframe(ex.validation_size_in_words(table), hide_index=True)
     first = table.iloc[0]
     st.caption(f"From the {cohort_name(first['source_cohort'])} cohort: C-statistic {first['cstatistic']:.3f}, prevalence "
                f"{first['prevalence']:.3f}, {first['lp_distribution']}.")

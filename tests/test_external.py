@@ -155,3 +155,6 @@ def test_the_sample_size_for_a_sample_run_equals_pmvalsampsize(training_workspac
     theirs = pmvalsampsize(type="b", noprint=True, cstatistic=first["cstatistic"], prevalence=first["prevalence"],
                            lpnormal=(first["lp_mean"], first["lp_sd"]), threshold=0.3)
     assert int(table["n"].iloc[-1]) == int(theirs["sample_size"])
+    words = ex.validation_size_in_words(table)
+    assert words["Patients"].tolist() == table["n"].tolist() and words["High class"].dtype.kind == "i"
+    assert words["CI width aimed at"].iloc[-1] == "" and words["Criterion"].iloc[-1] == "largest"
