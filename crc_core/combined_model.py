@@ -54,6 +54,11 @@ class CombinedConfig(JsonConfig):
         if not self.run_id:
             raise CrcInputError("Name the DL run whose score the combined model uses.")
         object.__setattr__(self, "variables", tuple(dict.fromkeys(self.variables)))
+        if not self.variables:
+            # Found in use: a click with nothing chosen stored a "combined" run that is the DL score
+            # recalibrated, and the page then opened on it.
+            raise CrcInputError("Choose at least one clinical variable: the combined model adds clinical variables to "
+                                f"run {self.run_id}'s DL score, which alone is that run itself.")
         object.__setattr__(self, "reference_levels", {str(k): str(v) for k, v in dict(self.reference_levels or {}).items()})
 
 

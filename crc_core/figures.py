@@ -367,9 +367,15 @@ def calibration_plot(bins: pd.DataFrame, smooth: pd.DataFrame, probabilities: np
     figure.update_yaxes(title="Observed share of the high class", range=[-0.02, 1.02], row=1, col=1)
     figure.update_yaxes(title="Patients", row=2, col=1)
     slope = "slope undefined (perfect separation)" if stats.get("separated") else \
-        f"intercept {stats['intercept']:.2f} · slope {stats['slope']:.2f}"
+        f"intercept {_signed_zero_free(stats['intercept'], 2)} · slope {stats['slope']:.2f}"
     subtitle = f"Brier {stats['brier']:.3f} · {slope} · HL {p_words(stats['hl_p'])} · ECE {stats['ece']:.3f}"
     return styled(figure, f"{title}<br><sup>{subtitle}</sup>", height=620)
+
+
+def _signed_zero_free(value: float, digits: int) -> str:
+    """``value`` to ``digits`` decimals without a "-0.00" (a recalibrated intercept of -1e-9 is 0)."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def forest_plot(rows: pd.DataFrame, title: str, *, axis: str = "AUC (95% CI)", pooled: dict | None = None,

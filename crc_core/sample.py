@@ -405,3 +405,25 @@ def build_sample_workspace(
         # the study sample's population medians, never this centre's own.
         label_workspace(workspace, LabelConfig(is_cutoff_source="given", marker_cutoffs=DEVELOPMENT_MARKER_MEDIANS))
     return workspace
+
+
+def check_centre_folder(home: Workspace | Path, folder: Path | str) -> Path:
+    """Where a page may build a second centre for the workspace ``home``: never ``home`` itself (its
+    runs and crops would go), nor a folder holding another cohort; an earlier centre sample there is
+    rebuilt. Returns the folder, or raises :class:`CrcInputError` saying what to choose instead."""
+    home = Workspace.of(home)
+    text = str(folder).strip()
+    if not text:
+        raise CrcInputError("Give a folder for the second centre's workspace.")
+    target = Workspace(Path(text).expanduser())
+    if target.root.resolve() == home.root.resolve():
+        raise CrcInputError(f"{target.root} is the workspace open now: building a centre there would replace its "
+                            "cohort, crops and runs. Choose another folder.")
+    if target.holds_cohort():
+        try:
+            centre = json.loads(target.sample_json.read_text(encoding="utf-8")).get("centre") if target.is_sample else None
+        except (OSError, ValueError):
+            centre = None
+        if not centre:
+            raise CrcInputError(f"{target.root} holds a cohort that is not a sample centre: choose an empty folder.")
+    return target.root

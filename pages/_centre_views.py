@@ -19,7 +19,42 @@ def _chart(figure, key: str) -> None:
     st.plotly_chart(figure, config=figures.EXPORT_CONFIG, key=key)
 
 
-def _predict_form(workspace: Workspace, run_id: str) -> None:
+def _build_centre_form(workspace: Workspace) -> tuple[str, str]:
+    """The sample's second hospital, built from the page as `crc-time sample --centre` builds it, so
+    that a new user sees a model meet another centre without a terminal. Returns the folder and name
+    of the centre built in this session (empty if none), for the predict form to start from."""
+    from crc_core.sample import SampleConfig, check_centre_folder
+
+    job, running = _jobs.show_job(workspace, "sample", "Building the second centre")
+    if running:
+        return "", ""
+    built = st.session_state.get("built_centre", ("", ""))
+    if job is not None and job.state == "done":
+        said = job.message.rstrip(".")
+        st.success(f"{said[:1].upper()}{said[1:]}. Predict its patients with this run below.")
+    with st.expander("No other centre yet? Build the sample's second hospital"):
+        st.caption("A simulated external cohort that differs as a second hospital does: another scanner (more noise, "
+                   "an HU offset, thicker slices) and another case mix. It goes into a workspace of its own; nothing in "
+                   "this one changes.")
+        with st.form("build_centre"):
+            left, right = st.columns([3, 1])
+            folder = left.text_input("Folder for it", value=str(workspace.root.parent / f"{workspace.root.name}-lanzhou"))
+            name = right.text_input("Its name", value="Lanzhou")
+            if st.form_submit_button("Build it"):
+                try:
+                    config = SampleConfig(centre=name)
+                    if not config.centre:
+                        raise CrcInputError("Name the centre (its patients' IDs start with its initials).")
+                    target = check_centre_folder(workspace, folder)
+                except CrcInputError as exc:
+                    st.error(str(exc))
+                else:
+                    st.session_state["built_centre"] = (str(target), config.centre)
+                    _jobs.start_step(workspace, "sample", config, args=("--out", str(target)))
+    return built
+
+
+def _predict_form(workspace: Workspace, run_id: str, suggested: tuple[str, str] = ("", "")) -> None:
     from crc_core.predict import PredictConfig
 
     _, running = _jobs.show_job(workspace, "predict", "Predicting another centre")
@@ -27,10 +62,10 @@ def _predict_form(workspace: Workspace, run_id: str) -> None:
         return
     with st.form("predict_centre"):
         left, right = st.columns([3, 1])
-        source = left.text_input("Another centre's workspace folder", placeholder="/path/to/lanzhou",
+        source = left.text_input("Another centre's workspace folder", value=suggested[0], placeholder="/path/to/lanzhou",
                                  help="A workspace with the centre's CT volumes and masks (labels optional). The sample "
                                       "builds one with `crc-time --workspace DIR sample --centre NAME`.")
-        name = right.text_input("Its name", placeholder="Lanzhou")
+        name = right.text_input("Its name", value=suggested[1], placeholder="Lanzhou")
         if st.form_submit_button("Predict its patients with this run"):
             try:
                 config = PredictConfig(run_id=run_id, source=source, cohort=name)
@@ -73,7 +108,8 @@ def centres(workspace: Workspace, result: me.RunEvaluation) -> None:
                          "run's, and need new patients to be checked.")
             _chart(ex.recalibration_figure(updated, f"{cohort_name(cohort)} cohort, recalibrated ({method})"),
                    "recalibration_plot")
-    _predict_form(workspace, result.run.run_id)
+    suggested = _build_centre_form(workspace) if workspace.is_sample else ("", "")
+    _predict_form(workspace, result.run.run_id, suggested)
 
 
 def sample_size(result: me.RunEvaluation) -> None:

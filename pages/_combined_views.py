@@ -60,7 +60,8 @@ def draw(workspace, result: me.RunEvaluation) -> None:
                                             format_func=lambda level, n=dict(levels): f"{level} ({n[level]} training patients)",
                                             help="The largest level by default: a small reference level makes every odds "
                                                  "ratio of the variable unstable.")
-    if not st.button("Fit the combined model", key="fit_combined"):
+    if not st.button("Fit the combined model", key="fit_combined", disabled=not chosen,
+                     help=None if chosen else "Choose at least one clinical variable first."):
         return
     try:
         fitted = fit_combined(workspace, CombinedConfig(run_id=result.run.run_id, variables=tuple(chosen),

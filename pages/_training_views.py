@@ -49,10 +49,12 @@ def live(root: str) -> None:
         st.markdown(f"**Now training: {run.target.upper()} × {run_views.model_name(run)} "
                     f"({run_views.MODE_NAMES[run.mode]})** · run `{run.run_id}`")
         columns = st.columns(4)
-        columns[0].metric("Epoch (all folds)" if int(run.info.get("n_partitions", 1)) > 1 else "Epoch", status.epoch_text)
-        columns[1].metric("Time left", status.eta_text)
-        columns[2].metric("Images/s", f"{status.images_per_s:.1f}" if status.images_per_s else "—")
-        columns[3].metric("Device", status.device or "choosing…")
+        if run.mode is RunMode.FINETUNE:
+            columns[0].metric("Epoch (all folds)" if int(run.info.get("n_partitions", 1)) > 1 else "Epoch", status.epoch_text)
+            columns[1].metric("Time left", status.eta_text)
+            columns[2].metric("Images/s", f"{status.images_per_s:.1f}" if status.images_per_s else "—")
+        # A fast or radiomics run has no epochs: its progress is the line in words above.
+        columns[3 if run.mode is RunMode.FINETUNE else 0].metric("Device", status.device or "choosing…")
         if run.random_init:
             st.warning("Random initialisation: this backbone starts without ImageNet weights "
                        f"({status.weights.get('note') or 'none found'}); its results are not the paper's models.")

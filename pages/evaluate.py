@@ -16,7 +16,9 @@ from pages import _evaluation_views as views
 st.title("Evaluate")
 st.caption("ROC curves with DeLong 95% CIs (pROC), the paper's Table 2 with Wilson CIs, violin plots, decision "
            "curves (dcurves) and calibration (rms::val.prob), for any finished run — trained here or elsewhere; Grad-CAM "
-           "with its trust checks, a combined clinical + DL model, and the figures and a report to take to a meeting.")
+           "with its trust checks, a combined clinical + DL model; beyond the paper, robustness to the reader, another "
+           "centre, the sample size an external validation needs; and the figures, a report and the TRIPOD+AI checklist "
+           "to take to a meeting.")
 
 workspace = _ui.require_workspace()
 store = RunStore(workspace)

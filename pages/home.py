@@ -42,5 +42,6 @@ st.markdown(
     "2. **Labels**: TSR, TIL, Immune Score and TIME score from the pathology readings.\n"
     "3. **CT & ROI**: CT volumes and ROI masks to the largest-cross-section crops; reader agreement.\n"
     "4. **Train**: ResNet and DenseNet backbones, fine-tuned or as frozen feature extractors.\n"
-    "5. **Evaluate**: ROC with 95% CI, Table 2, violin, decision and calibration curves, Grad-CAM."
+    "5. **Evaluate**: ROC with 95% CI, Table 2, violin, decision and calibration curves, Grad-CAM; "
+    "robustness to the reader, another centre, the sample size an external validation needs, a report."
 )

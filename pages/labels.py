@@ -74,7 +74,8 @@ for marker, column in zip(MARKERS, marker_columns):
     if source == "given":
         column.number_input(f"{MARKER_NAMES[marker]} above ({MARKER_UNIT})", key=key(marker))
     elif source == "train_median" and marker in medians:
-        column.metric(f"{MARKER_NAMES[marker]} above", f"{medians[marker]:g} {MARKER_UNIT}",
+        # The unit in the label: beside a value like 209.5 it would be cut off in a quarter-width column.
+        column.metric(f"{MARKER_NAMES[marker]} above ({MARKER_UNIT})", f"{medians[marker]:g}",
                       help=f"{marker}: the median of the training cohort, applied as is.")
 st.markdown("**TIME score**: one point per component at the level chosen below.")
 st.caption(f"The paper: “{paper.TIME_RULE}” Our default reading: {core.TIME_READING}")

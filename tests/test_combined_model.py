@@ -77,6 +77,15 @@ def test_a_constant_or_empty_variable_is_named(dl_run):
         fit_combined(workspace, CombinedConfig(run_id=run_id, variables=("CEA",)))
 
 
+def test_a_combined_model_without_a_clinical_variable_is_refused():
+    # Found in use: "Fit the combined model" with nothing chosen stored the DL score recalibrated
+    # as a "combined" run.
+    with pytest.raises(CrcInputError, match="Choose at least one clinical variable"):
+        CombinedConfig(run_id="some-run")
+    with pytest.raises(CrcInputError, match="Choose at least one clinical variable"):
+        CombinedConfig(run_id="some-run", variables=())
+
+
 def test_perfect_separation_names_the_variable(dl_run):
     workspace, run_id, table = dl_run
     clinical = pd.read_csv(workspace / "clinical.csv")

@@ -59,3 +59,15 @@ def test_mask_agreement_distribution_shows_every_patient():
     assert [len(trace.y) for trace in figure.data] == [2, 2]
     with pytest.raises(CrcInputError, match="lacks hd95_mm"):
         figures.mask_agreement_distribution(masks.drop(columns=["hd95_mm"]))
+
+
+def test_a_recalibrated_intercept_of_zero_is_printed_without_a_minus():
+    # Found in use: "intercept -0.00" above the calibration plot of a model updated to its centre.
+    import numpy as np
+
+    bins = pd.DataFrame({"predicted": [0.2, 0.8], "observed": [0.2, 0.8]})
+    stats = {"brier": 0.1, "intercept": -1e-9, "slope": 1.0, "hl_p": 0.5, "ece": 0.01}
+    title = figures.calibration_plot(bins, bins, np.array([0.2, 0.8]), stats, "t").layout.title.text
+    assert "intercept 0.00 · slope 1.00" in title
+    stats["intercept"] = -0.2
+    assert "intercept -0.20" in figures.calibration_plot(bins, bins, np.array([0.2, 0.8]), stats, "t").layout.title.text

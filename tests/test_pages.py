@@ -144,11 +144,11 @@ def test_labels_page_shows_and_applies_the_same_marker_cutoffs(sample_workspace,
     use_workspace(sample_workspace)
     app = run_page("labels")
     names = {"cd3_ca": "CD3+ centre", "cd3_im": "CD3+ margin", "cd8_ca": "CD8+ centre", "cd8_im": "CD8+ margin"}
-    shown = {m.label.removesuffix(" above"): m.value for m in app.metric}
+    shown = {m.label.removesuffix(" above (cells/mm²)"): m.value for m in app.metric if m.label.endswith("(cells/mm²)")}
     pathology = pd.read_csv(sample_workspace / "pathology.csv").merge(pd.read_csv(sample_workspace / "clinical.csv")[["patient_id", "split"]])
     train = pathology[pathology["split"] == "train"]
     for marker, name in names.items():
-        assert shown[name] == f"{train[marker].median():g} cells/mm²"  # with its unit
+        assert shown[name] == f"{train[marker].median():g}"  # its unit in the label, where a narrow column cannot cut it off
         assert f"{name} > {train[marker].median():g} cells/mm² (median of the 220 training patients" in \
             [c.value for c in app.caption if "cut-offs applied" in c.value][0]
     app.radio(key=[r.key for r in app.radio if r.label.startswith("Marker cut-offs")][0]).set_value("given").run()
@@ -510,7 +510,8 @@ def test_the_combined_model_is_fitted_from_the_page_and_stored_as_a_run(writable
     workspace, run_id, _ = make_dl_run(writable_workspace)
     use_workspace(workspace)
     app = run_page("evaluate")
-    app.multiselect(key="combined_variables").set_value(["age", "pT"])
+    assert app.button(key="fit_combined").disabled  # found in use: a click with nothing chosen stored a run
+    app.multiselect(key="combined_variables").set_value(["age", "pT"]).run()
     app.button(key="fit_combined").click().run()
     assert not app.exception, app.exception
     odds = [d.value for d in app.dataframe if "OR (95% CI)" in d.value.columns][0]
@@ -582,3 +583,32 @@ def test_the_evaluate_page_answers_for_other_centres_sample_size_and_the_checkli
     labels = [b.label for b in app.get("download_button")]
     assert "Checklist (Markdown)" in labels and "Checklist (Word)" in labels
     assert any("TRIPOD+AI checklist" in m.value for m in app.markdown)
+
+
+def test_a_second_centre_is_built_from_the_page_and_offered_to_predict(writable_workspace, use_workspace, tmp_path):
+    # Found in use: a new user on the sample met "another centre's workspace folder" with no way to
+    # make one but a terminal.
+    from crc_core.jobs import latest_job
+    from tests.test_combined_model import make_dl_run
+
+    workspace, _, _ = make_dl_run(writable_workspace)
+    use_workspace(workspace)
+    app = run_page("evaluate")
+    folder = [t for t in app.text_input if t.label == "Folder for it"][0]
+    assert folder.value == str(workspace.parent / "workspace-lanzhou")
+    folder.set_value(str(workspace))  # the workspace open now: refused, nothing started
+    [b for b in app.button if b.label == "Build it"][0].click().run()
+    assert any("is the workspace open now" in e.value for e in app.error)
+    assert latest_job(workspace, "sample") is None
+    centre = tmp_path / "centre"
+    [t for t in app.text_input if t.label == "Folder for it"][0].set_value(str(centre))
+    [b for b in app.button if b.label == "Build it"][0].click().run()
+    job = wait_for_job(workspace, "sample", 180)
+    assert job.state == "done", job.message
+    app.run()
+    assert not app.exception, app.exception
+    assert any(str(centre) in s.value and "Predict its patients" in s.value for s in app.success)
+    predict = {t.label: t.value for t in app.text_input}
+    assert predict["Another centre's workspace folder"] == str(centre) and predict["Its name"] == "Lanzhou"
+    assert pd.read_csv(centre / "clinical.csv")["patient_id"].str.startswith("LAN").all()
+    assert (centre / "manifest.csv").exists() and json.loads((centre / "sample.json").read_text())["centre"] == "Lanzhou"

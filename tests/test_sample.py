@@ -233,3 +233,28 @@ def test_an_external_centre_is_other_patients_on_another_scanner_with_another_ca
     assert volume.GetSpacing()[2] == pytest.approx(CENTRE.slice_mm)
     with pytest.raises(CrcInputError, match="Name the centre with letters or digits"):
         SampleConfig(centre="--")
+
+
+def test_a_page_builds_a_centre_only_where_nothing_of_the_user_is_replaced(tmp_path):
+    from crc_core.sample import check_centre_folder
+
+    home = tmp_path / "home"
+    build_sample_workspace(home, SampleConfig(n_patients=20, with_images=False))
+    with pytest.raises(CrcInputError, match="is the workspace open now"):
+        check_centre_folder(home, str(home) + "/")
+    with pytest.raises(CrcInputError, match="Give a folder"):
+        check_centre_folder(home, "  ")
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "clinical.csv").write_text("patient_id,split\nP1,train\n")
+    (own / "pathology.csv").write_text("patient_id,tsr_percent\nP1,40\n")
+    with pytest.raises(CrcInputError, match="not a sample centre"):
+        check_centre_folder(home, own)
+    other_home = tmp_path / "other-home"
+    build_sample_workspace(other_home, SampleConfig(n_patients=20, with_images=False))
+    with pytest.raises(CrcInputError, match="not a sample centre"):
+        check_centre_folder(other_home, home)  # another sample's development cohort, with its runs, is kept too
+    centre = tmp_path / "centre"
+    assert check_centre_folder(home, centre) == centre  # a new folder
+    build_sample_workspace(centre, SampleConfig(n_patients=20, with_images=False, centre="Lanzhou"))
+    assert check_centre_folder(home, centre) == centre  # an earlier centre is rebuilt
