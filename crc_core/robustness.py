@@ -57,6 +57,25 @@ class RobustnessResult:
         return pd.Series(ev.logit(rows.to_numpy(), eps=1e-6), index=rows.index)
 
 
+def cohort_source(workspace: Workspace, run, cohort: str) -> Workspace:
+    """The workspace holding a cohort's volumes and masks: the run's own for its cohorts, the other
+    centre's for an ``external:`` cohort (where ``crc-time predict --from`` found it)."""
+    from crc_core.predict import EXTERNAL_PREFIX
+
+    if not cohort.startswith(EXTERNAL_PREFIX):
+        return workspace
+    where = run.info.get("external_sources", {}).get(cohort)
+    name = cohort.removeprefix(EXTERNAL_PREFIX)
+    if not where:
+        raise CrcInputError(f"The {cohort} cohort was predicted before CRC-TIME kept where its patients came from: predict "
+                            f"it again (the Evaluate page's Other centres tab, or crc-time predict --run {run.run_id} "
+                            f"--from DIR --cohort {name}), then check.")
+    if not Path(where).is_dir():
+        raise CrcInputError(f"The {cohort} cohort came from {where}, which is not on this machine now: bring that "
+                            f"workspace back, or predict the centre again from where it is.")
+    return Workspace(Path(where))
+
+
 def _cohort_files(workspace: Workspace, patients: list[str]) -> pd.DataFrame:
     """The cohort's manifest rows; refuses, naming them, when the volumes or masks a crop needs are gone."""
     from crc_core.preprocess import read_manifest
@@ -71,7 +90,8 @@ def _cohort_files(workspace: Workspace, patients: list[str]) -> pd.DataFrame:
     if absent or gone:
         named = ", ".join([*absent[:5], *[Path(f).name for f in gone[:5]]])
         raise CrcInputError(f"The run's crops cannot be cut again: these patients' volumes or masks are not here ({named}"
-                            f"{' …' if len(absent) + len(gone) > 10 else ''}). Bring back the files listed in manifest.csv.")
+                            f"{' …' if len(absent) + len(gone) > 10 else ''}). Bring back the files listed in "
+                            f"{workspace.manifest_csv}.")
     return rows
 
 
@@ -125,7 +145,8 @@ def robustness(workspace: Workspace | Path, run_id: str, cohort: str = "validati
     if stored.empty:
         raise CrcInputError(f"Run {run_id} has no predictions for the {cohort} cohort.")
     patients = stored["patient_id"].tolist()
-    rows = _cohort_files(workspace, patients)
+    source = cohort_source(workspace, run, cohort)
+    rows = _cohort_files(source, patients)
     config = read_crop_set(workspace.crops_dir / str(run.info.get("crop_key"))).config
     evaluation = me.evaluate_run(store, run_id)
     threshold = float(evaluation.metrics.get(cohort, {}).get("threshold", 0.5))
@@ -134,14 +155,14 @@ def robustness(workspace: Workspace | Path, run_id: str, cohort: str = "validati
     left_out: dict[str, dict[str, str]] = {}
     with_second = [p for p in patients if "mask_r2" in rows.columns and rows.loc[p, "mask_r2"]]
     if not with_second:
-        raise CrcInputError(f"No patient of the {cohort} cohort has a second reader's mask (mask_r2 in manifest.csv): the "
+        raise CrcInputError(f"No patient of the {cohort} cohort has a second reader's mask (mask_r2 in {source.manifest_csv}): the "
                             "reader check compares two readers' ROIs. Add the second reader's masks on the CT & ROI page.")
     for i, variant in enumerate(MASK_VARIANTS[1:], start=1):
         chosen = with_second if variant == "reader2" else patients
         skipped = {p: "no second reader's mask in manifest.csv" for p in patients if p not in chosen}
         if progress:
             progress(i - 1, len(MASK_VARIANTS) - 1, f"{VARIANT_NAMES[variant]}: cutting the crops")
-        pixels, failed = _variant_crops(workspace, config, variant, chosen, progress) if chosen else ({}, {})
+        pixels, failed = _variant_crops(source, config, variant, chosen, progress) if chosen else ({}, {})
         left_out[variant] = {**skipped, **failed}
         if not pixels:
             continue
@@ -151,7 +172,7 @@ def robustness(workspace: Workspace | Path, run_id: str, cohort: str = "validati
         from crc_core.predict import centres_of
 
         probs = score_images(workspace, run, np.stack([pixels[p] for p in ids]).astype(np.float32),
-                             folds=[fold_of[p] for p in ids], centres=centres_of(workspace, run, ids))
+                             folds=[fold_of[p] for p in ids], centres=centres_of(source, run, ids))
         frames.append(pd.DataFrame({"patient_id": ids, "variant": variant, "prob": probs,
                                     "y_true": stored.set_index("patient_id").loc[ids, "y_true"].to_numpy(),
                                     "fold": [fold_of[p] for p in ids]}))

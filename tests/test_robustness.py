@@ -131,3 +131,35 @@ def test_a_mask_is_eroded_and_dilated_in_plane_only():
         perturbed_mask(mask, "erode", 5)
     with pytest.raises(CrcInputError, match="erode or dilate by 1 pixel or more"):
         perturbed_mask(mask, "shrink", 1)
+
+
+def test_an_external_cohort_is_checked_on_its_own_centres_volumes(checked, tmp_path):
+    # Found in use: the check of an external cohort looked for LAN001… in the development cohort's
+    # manifest and refused with "volumes or masks are not here".
+    import shutil
+
+    from crc_core.predict import predict_cohort
+    from crc_core.sample import SampleConfig, build_sample_workspace
+
+    root, run_id, _ = checked
+    copy = tmp_path / "home"
+    shutil.copytree(root, copy, symlinks=True)
+    centre = tmp_path / "lanzhou"
+    build_sample_workspace(centre, SampleConfig(centre="Lanzhou", n_patients=24, workers=1))
+    predicted = predict_cohort(copy, run_id, centre, "Lanzhou")
+    result = rb.robustness(copy, run_id, "external:Lanzhou")
+    summary = result.summary.set_index("variant")
+    assert summary.loc["reader1", "n"] == len(predicted) == 24 and summary.loc["reader2", "n"] == 24
+    assert result.scores["patient_id"].str.startswith("LAN").all()
+    assert list((centre / "crops").glob("*-reader2"))  # the centre's crops are cut in its own workspace
+    assert not list((copy / "crops").glob("*-reader2")) or not any(
+        (folder / "index.csv").read_text().count("LAN") for folder in (copy / "crops").glob("*-reader2"))
+    # A centre whose workspace has gone, or one predicted before its folder was kept, says what to do.
+    moved = tmp_path / "lanzhou-moved"
+    centre.rename(moved)
+    with pytest.raises(CrcInputError, match=r"came from .*lanzhou, which is not on this machine now"):
+        rb.robustness(copy, run_id, "external:Lanzhou")
+    store = RunStore(copy)
+    store.update(run_id, info={"external_sources": {}})
+    with pytest.raises(CrcInputError, match=r"predict it again \(the Evaluate page's Other centres tab, or crc-time predict --run .* --from DIR --cohort Lanzhou\)"):
+        rb.robustness(copy, run_id, "external:Lanzhou")
