@@ -300,6 +300,7 @@ def cohort_maps(workspace: Workspace, run_id: str, cohort: str = "validation", *
     fine-tuned run also the cascade on the first :data:`CASCADE_PATIENTS`. Each patient is
     explained by the model that predicted it (its fold's). Written to the run folder."""
     from crc_core.features import model_input
+    from crc_core.predict import cohort_workspace
     from crc_core.preprocess import load_crop, read_crop_set
     from crc_core.runs import NO_FOLD, RunStore, load_run_model
 
@@ -315,7 +316,8 @@ def cohort_maps(workspace: Workspace, run_id: str, cohort: str = "validation", *
     predictions = store.predictions(run_id, cohort)
     if predictions.empty:
         raise CrcInputError(f"Run {run_id} has no predictions for the {cohort} cohort.")
-    crops = read_crop_set(workspace.crops_dir / run.info["crop_key"])
+    # An external cohort's crops were cut in its centre's workspace when it was predicted.
+    crops = read_crop_set(cohort_workspace(workspace, run, cohort).crops_dir / run.info["crop_key"])
     rows = crops.index.set_index("patient_id")
     fold_of = predictions.drop_duplicates("patient_id").set_index("patient_id")["fold"]
     patients = list(fold_of.index)
@@ -375,7 +377,7 @@ def cohort_maps(workspace: Workspace, run_id: str, cohort: str = "validation", *
             rhos = [rank_correlation(a, b) for a, b in zip(learned, randomised_maps)]
             cascade.append({"randomised": ", ".join(stage), "median_rho": median(rhos)})
     path = run.folder(workspace).cam_maps(cohort, method)
-    meta = {"layer": layer_used, "method": method, "target_class": target_class, "missing": missing, "note": "; ".join(notes),
+    meta = {"cohort": cohort, "layer": layer_used, "method": method, "target_class": target_class, "missing": missing, "note": "; ".join(notes),
             "randomised": "the logistic regression on the frozen features" if run.mode == "features" else f"the classifier ({first_model.top})",
             "cascade": cascade}
     buffer = io.BytesIO()
@@ -403,9 +405,11 @@ class CohortMaps:
 def overlay_images(workspace: Workspace, run, maps: CohortMaps, patients: list[str]) -> dict[str, tuple]:
     """(central slice of the crop, map, ROI) of each patient that still has a crop in the run's
     crop set: what an overlay draws, for the page and the report alike."""
+    from crc_core.predict import cohort_workspace
     from crc_core.preprocess import load_crop, read_crop_set
 
-    crops = read_crop_set(Workspace.of(workspace).crops_dir / run.info["crop_key"])
+    source = cohort_workspace(Workspace.of(workspace), run, maps.meta.get("cohort", "validation"))
+    crops = read_crop_set(source.crops_dir / run.info["crop_key"])
     rows = crops.index.set_index("patient_id")
     images = {}
     for patient in patients:

@@ -149,6 +149,23 @@ def _probabilities(workspace: Workspace, run: RunRecord, source: Workspace, ids:
     return score_images(workspace, run, pixels, progress=progress, centres=centres_of(source, run, ids))
 
 
+def cohort_workspace(workspace: Workspace, run, cohort: str) -> Workspace:
+    """The workspace holding a cohort's volumes and masks: the run's own for its cohorts, the other
+    centre's for an ``external:`` cohort (where ``crc-time predict --from`` found it)."""
+    if not cohort.startswith(EXTERNAL_PREFIX):
+        return workspace
+    where = run.info.get("external_sources", {}).get(cohort)
+    name = cohort.removeprefix(EXTERNAL_PREFIX)
+    if not where:
+        raise CrcInputError(f"The {cohort} cohort was predicted before CRC-TIME kept where its patients came from: predict "
+                            f"it again (the Evaluate page's Other centres tab, or crc-time predict --run {run.run_id} "
+                            f"--from DIR --cohort {name}), then check.")
+    if not Path(where).is_dir():
+        raise CrcInputError(f"The {cohort} cohort came from {where}, which is not on this machine now: bring that "
+                            f"workspace back, or predict the centre again from where it is.")
+    return Workspace(Path(where))
+
+
 def predict_cohort(workspace: Workspace, run_id: str, source: Workspace | Path, cohort: str, *,
                    progress: Progress | None = None) -> pd.DataFrame:
     """Predict every patient of ``source`` (cropped as the run's crops were) with run ``run_id``

@@ -17,6 +17,7 @@ import pandas as pd
 from crc_core import evaluation as ev
 from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
+from crc_core.predict import cohort_workspace
 from crc_core.preprocess import MASK_VARIANTS
 from crc_core.workspace import Workspace, atomic_write_csv
 
@@ -55,25 +56,6 @@ class RobustnessResult:
     def logits(self, variant: str) -> pd.Series:
         rows = self.scores[self.scores["variant"] == variant].set_index("patient_id")["prob"]
         return pd.Series(ev.logit(rows.to_numpy(), eps=1e-6), index=rows.index)
-
-
-def cohort_source(workspace: Workspace, run, cohort: str) -> Workspace:
-    """The workspace holding a cohort's volumes and masks: the run's own for its cohorts, the other
-    centre's for an ``external:`` cohort (where ``crc-time predict --from`` found it)."""
-    from crc_core.predict import EXTERNAL_PREFIX
-
-    if not cohort.startswith(EXTERNAL_PREFIX):
-        return workspace
-    where = run.info.get("external_sources", {}).get(cohort)
-    name = cohort.removeprefix(EXTERNAL_PREFIX)
-    if not where:
-        raise CrcInputError(f"The {cohort} cohort was predicted before CRC-TIME kept where its patients came from: predict "
-                            f"it again (the Evaluate page's Other centres tab, or crc-time predict --run {run.run_id} "
-                            f"--from DIR --cohort {name}), then check.")
-    if not Path(where).is_dir():
-        raise CrcInputError(f"The {cohort} cohort came from {where}, which is not on this machine now: bring that "
-                            f"workspace back, or predict the centre again from where it is.")
-    return Workspace(Path(where))
 
 
 def _cohort_files(workspace: Workspace, patients: list[str]) -> pd.DataFrame:
@@ -145,7 +127,7 @@ def robustness(workspace: Workspace | Path, run_id: str, cohort: str = "validati
     if stored.empty:
         raise CrcInputError(f"Run {run_id} has no predictions for the {cohort} cohort.")
     patients = stored["patient_id"].tolist()
-    source = cohort_source(workspace, run, cohort)
+    source = cohort_workspace(workspace, run, cohort)
     rows = _cohort_files(source, patients)
     config = read_crop_set(workspace.crops_dir / str(run.info.get("crop_key"))).config
     evaluation = me.evaluate_run(store, run_id)

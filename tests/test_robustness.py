@@ -133,9 +133,9 @@ def test_a_mask_is_eroded_and_dilated_in_plane_only():
         perturbed_mask(mask, "shrink", 1)
 
 
-def test_an_external_cohort_is_checked_on_its_own_centres_volumes(checked, tmp_path):
+def test_an_external_cohort_is_checked_and_explained_on_its_own_centres_volumes(checked, tmp_path):
     # Found in use: the check of an external cohort looked for LAN001… in the development cohort's
-    # manifest and refused with "volumes or masks are not here".
+    # manifest and refused with "volumes or masks are not here"; Grad-CAM looked for its crops there.
     import shutil
 
     from crc_core.predict import predict_cohort
@@ -154,6 +154,11 @@ def test_an_external_cohort_is_checked_on_its_own_centres_volumes(checked, tmp_p
     assert list((centre / "crops").glob("*-reader2"))  # the centre's crops are cut in its own workspace
     assert not list((copy / "crops").glob("*-reader2")) or not any(
         (folder / "index.csv").read_text().count("LAN") for folder in (copy / "crops").glob("*-reader2"))
+    from crc_core import cam
+
+    maps = cam.read_cohort_maps(cam.cohort_maps(copy, run_id, "external:Lanzhou", layer="backbone.layer2"))
+    assert sorted(maps.patient_ids) == sorted(predicted["patient_id"]) and maps.meta["missing"] == []
+    assert len(cam.overlay_images(copy, RunStore(copy).run(run_id), maps, maps.patient_ids[:2])) == 2
     # A centre whose workspace has gone, or one predicted before its folder was kept, says what to do.
     moved = tmp_path / "lanzhou-moved"
     centre.rename(moved)
