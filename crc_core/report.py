@@ -287,11 +287,11 @@ def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = No
                                                                           "AUC by cohort and centre")
         except CrcInputError:
             pass
-    kept = _kept_robustness(workspace, result)
-    if kept is not None:
-        from crc_core.robustness import robustness_figures
+    from crc_core.robustness import robustness_figures
 
-        out.update(robustness_figures(kept, result.run.target))
+    for kept in _kept_robustness(workspace, result):
+        suffix = kept.cohort.replace(":", "-")
+        out.update({f"{stem}-{suffix}": figure for stem, figure in robustness_figures(kept, result.run.target).items()})
     maps, cohort, cases = _cached_cam(workspace, result)
     if maps is not None:
         panels = [panel for kind in ("right", "wrong") for panel in _cam_panels(workspace, result, maps, cohort, cases[kind], kind)]
@@ -301,20 +301,22 @@ def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = No
     return out
 
 
-def _kept_robustness(workspace: Workspace, result):
-    """The run's kept reader check of its first held-out cohort that has one (validation first)."""
+def _kept_robustness(workspace: Workspace, result) -> list:
+    """The run's kept reader checks, one per held-out cohort checked (validation first, then each
+    other centre)."""
     if not result.run.has_network:
-        return None
+        return []
     from crc_core.robustness import kept_robustness
 
+    checks = []
     for cohort in ["validation", *[c for c in result.metrics if c not in ("validation", "train")]]:
         try:
             kept = kept_robustness(workspace, result.run, cohort)
         except CrcInputError:
             continue
         if kept is not None:
-            return kept
-    return None
+            checks.append(kept)
+    return checks
 
 
 def _cam_title(result, maps, cohort: str) -> str:
@@ -521,18 +523,30 @@ def _cam_section(ctx: _ReportContext) -> str:
             + _figure(ctx.figures["gradcam"]))
 
 
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]  # str.capitalize would turn "external: Lanzhou" into "External: lanzhou"
+
+
 def _robustness_section(ctx: _ReportContext) -> str:
     from crc_core.robustness import summary_for_people
 
-    kept = _kept_robustness(ctx.workspace, ctx.result)
-    if kept is None:
+    from crc_core.run_views import cohort_name
+
+    checks = _kept_robustness(ctx.workspace, ctx.result)
+    if not checks:
         return "<p>The reader check was not run for this run (Evaluate → Robustness, or `crc-time robustness`).</p>"
-    notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in kept.notes)
-    parts = [_figure(ctx.figures[stem]) for stem in ("robustness_auc", "robustness_bland_altman") if stem in ctx.figures]
-    return ctx.text(_table(summary_for_people(kept), "The run's model on crops cut with reader 2's ROI and with reader 1's "
-                                                     "eroded or dilated in-plane (Zwanenburg et al. 2019): ICC(2,1) of the "
-                                                     "probabilities against reader 1's, DeLong's paired test, class changes "
-                                                     "at Table 2's threshold.") + notes + "".join(parts))
+    out = []
+    for kept in checks:
+        suffix = kept.cohort.replace(":", "-")
+        notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in kept.notes)
+        parts = [_figure(ctx.figures[f"{stem}-{suffix}"]) for stem in ("robustness_auc", "robustness_bland_altman")
+                 if f"{stem}-{suffix}" in ctx.figures]
+        out.append(_table(summary_for_people(kept), f"{_first_upper(cohort_name(kept.cohort))} cohort: the run's model on "
+                                                    "crops cut with reader 2's ROI and with reader 1's eroded or dilated "
+                                                    "in-plane (Zwanenburg et al. 2019): ICC(2,1) of the probabilities "
+                                                    "against reader 1's, DeLong's paired test, class changes at Table 2's "
+                                                    "threshold.") + notes + "".join(parts))
+    return ctx.text("".join(out))
 
 
 def _centres_section(ctx: _ReportContext) -> str:

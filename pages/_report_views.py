@@ -39,10 +39,11 @@ def _config(result, cohorts: list[str], pseudonymise: bool, out: Path) -> Report
 def draw(workspace: Workspace, result, cohorts: list[str]) -> None:
     run: RunRecord = result.run
     st.caption("The report holds the cohort, Table 1, the labels, every model of this target, Table 2, the ROC, violin, "
-               "decision and calibration figures, Grad-CAM panels (compute them first in the Grad-CAM tab), the methods "
-               "with whose each setting is, the run's configuration and the software versions — in one HTML file that opens "
-               "offline, without a network. No path of this machine appears in it. Both use the threshold, CI method and "
-               "cohorts chosen above.")
+               "decision and calibration figures, Grad-CAM panels (compute them first in the Grad-CAM tab), the reader "
+               "check and other centres where they were run, the sample size for an external validation, the TRIPOD+AI "
+               "checklist, the methods with each setting's source (the paper's or ours), the run's configuration and the "
+               "software versions — in one HTML file that opens offline, without a network. No path of this machine "
+               "appears in it. Both use the threshold, CI method and cohorts chosen above.")
     pseudonymise = st.checkbox("Replace patient IDs by pseudonyms (Patient 017, …, in a random order)", value=True,
                                key="report_pseudonymise",
                                help="In the report and in the figures; the same patient gets the same pseudonym in both. "

@@ -4,6 +4,8 @@ left out and why, and the refusals."""
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -154,6 +156,16 @@ def test_an_external_cohort_is_checked_and_explained_on_its_own_centres_volumes(
     assert list((centre / "crops").glob("*-reader2"))  # the centre's crops are cut in its own workspace
     assert not list((copy / "crops").glob("*-reader2")) or not any(
         (folder / "index.csv").read_text().count("LAN") for folder in (copy / "crops").glob("*-reader2"))
+    # The report carries the check of every cohort checked, each named.
+    from crc_core import report
+    from crc_core.workspace import Workspace
+
+    rb.keep_robustness(Workspace(copy), result)
+    rb.keep_robustness(Workspace(copy), rb.robustness(copy, run_id))
+    document = html.unescape(report.build_report(copy, run_id))
+    assert "Validation cohort: the run's model on crops" in document
+    assert "External: Lanzhou cohort: the run's model on crops" in document
+    assert "(validation cohort), ICC" in document and "(external: Lanzhou cohort)" in document  # TRIPOD+AI item 26
     from crc_core import cam
 
     maps = cam.read_cohort_maps(cam.cohort_maps(copy, run_id, "external:Lanzhou", layer="backbone.layer2"))
