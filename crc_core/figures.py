@@ -135,10 +135,12 @@ def icc_by_feature_class(features: pd.DataFrame, reliable_icc: float = 0.75) -> 
 
 
 def bland_altman(first: pd.Series, second: pd.Series, labels: pd.Series | None = None, *,
-                 what: str = "ROI volume (ml)") -> go.Figure:
+                 what: str = "ROI volume (ml)", subject: str = "") -> go.Figure:
     """Bland & Altman (1986): the difference of two readers' measurements against their mean, with
     the mean difference (bias) and the 95% limits of agreement, bias ± 1.96 × SD of the
-    differences (n − 1), as R's ``BlandAltmanLeh::bland.altman.stats``."""
+    differences (n − 1), as R's ``BlandAltmanLeh::bland.altman.stats``. ``what`` names the
+    measurement on the axes (short: a long one is cut off on a slide); ``subject`` goes into the title
+    (the cohort, say)."""
     a, b = np.asarray(first, float), np.asarray(second, float)
     keep = ~(np.isnan(a) | np.isnan(b))
     a, b = a[keep], b[keep]
@@ -156,7 +158,7 @@ def bland_altman(first: pd.Series, second: pd.Series, labels: pd.Series | None =
                          annotation_text=f"{name} {value:.2f}", annotation_position="top left")
     figure.update_xaxes(title=f"Mean of the two readers — {what}")
     figure.update_yaxes(title=f"Reader 1 − reader 2 — {what}")
-    return styled(figure, f"Bland-Altman: {what}, {a.size} patients")
+    return styled(figure, f"Bland-Altman: {what}, {subject + ', ' if subject else ''}{a.size} patients")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -263,5 +263,6 @@ def robustness_figures(result: RobustnessResult, target: str) -> dict:
         shared = first.index.intersection(second.index)
         if len(shared) >= 2:
             out["robustness_bland_altman"] = figures.bland_altman(first[shared], second[shared], shared.to_series(),
-                                                                  what="logit of the predicted probability")
+                                                                  what="logit p(high)",
+                                                                  subject=f"{cohort_name(result.cohort)} cohort")
     return out
