@@ -71,6 +71,20 @@ def styled(figure: go.Figure, title: str, *, height: int = 480) -> go.Figure:
     return figure
 
 
+def legend_below(figure: go.Figure) -> go.Figure:
+    """The legend under the plot, one entry per line, for charts of several runs shown in half a
+    page: beside the plot their long names squeeze the curves to a sliver. Shown even for one run,
+    so a chart always says whose curve it is."""
+    entries = sum(1 for trace in figure.data if trace.showlegend is not False)
+    figure.update_layout(showlegend=True, height=figure.layout.height + 26 * entries,
+                         margin={**figure.layout.margin.to_plotly_json(), "b": 90 + 26 * entries},
+                         # The plot area keeps its height (both grow alike); 70 px under it clears the
+                         # tick labels and the axis title.
+                         legend={"orientation": "v", "yanchor": "top", "y": -70 / (figure.layout.height - 80 - (90 + 26 * entries)),
+                                 "xanchor": "left", "x": 0.0})
+    return figure
+
+
 def label_distribution(frame: pd.DataFrame, column: str, split_column: str = "split") -> go.Figure:
     """Patients per value of ``column`` (a reading or score), one bar group per split."""
     if column not in frame.columns:
@@ -234,7 +248,7 @@ def normalised_losses(curves: dict[str, pd.DataFrame]) -> go.Figure:
         figure.add_scatter(x=mean.index, y=scaled, mode="lines", name=label + (f" (mean of {folds} folds)" if folds > 1 else ""))
     figure.update_xaxes(title="Iteration (batches)")
     figure.update_yaxes(title="Training loss, rescaled (1 = highest, 0 = lowest)", range=[-0.02, 1.02])
-    return styled(figure, "Loss curves, normalised as the paper's Figure 4")
+    return legend_below(styled(figure, "Loss curves, normalised as the paper's Figure 4"))
 
 
 def auc_by_fold(aucs: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
@@ -268,10 +282,11 @@ def penalty_curves(curves: dict[str, pd.DataFrame], c_grid: np.ndarray) -> go.Fi
         best = int(np.argmin(mean.to_numpy()))
         figure.add_scatter(x=[x[best]], y=[mean.iloc[best]], mode="markers", marker={"symbol": "star", "size": 16, "color": colour},
                            name=f"chosen C = {x[best]:g}", showlegend=False, hovertemplate="chosen C = %{x:g}<extra></extra>")
-    figure.update_xaxes(title="Inverse penalty C (larger = weaker L2 penalty; ★ the chosen one)", type="log",
+    # Short titles: the chart sits in half a page (larger C = a weaker penalty, in the hover and docs).
+    figure.update_xaxes(title="C, the inverse L2 penalty (★ chosen)", type="log",
                         exponentformat="none", dtick=1)
-    figure.update_yaxes(title="Cross-validated log-loss (training cohort)")
-    return styled(figure, "Fast mode: choosing the penalty")
+    figure.update_yaxes(title="CV log-loss, training cohort")
+    return legend_below(styled(figure, "Fast mode: choosing the penalty"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -111,19 +111,21 @@ def compare(workspace: Workspace) -> None:
         return
     short = {r: f"{r_.target.upper()} × {run_views.model_name(r_)} · {run_views.MODE_NAMES[r_.mode]}"
                 f"{', random init' if r_.random_init else ''} · {r[-4:]}" for r in chosen for r_ in [store.run(r)]}
+    from crc_core.linear_models import C_GRID
+
+    charts = {}
     steps = store.metrics(chosen, "step")
     curves = {short[r]: rows for r, rows in steps[steps["name"] == "train_loss"].groupby("run_id", sort=False)}
-    left, right = st.columns(2)
-    if curves:
-        left.plotly_chart(figures.normalised_losses(curves), config=figures.EXPORT_CONFIG, key="compare_losses")
-    else:
-        from crc_core.linear_models import C_GRID
-
-        path = store.metrics(chosen, "penalty")
-        penalty = {short[r]: rows for r, rows in path.groupby("run_id", sort=False)}
-        if penalty:
-            left.plotly_chart(figures.penalty_curves(penalty, C_GRID), config=figures.EXPORT_CONFIG, key="compare_penalty")
+    if curves:  # fine-tuned runs
+        charts["compare_losses"] = figures.normalised_losses(curves)
+    penalty = {short[r]: rows for r, rows in store.metrics(chosen, "penalty").groupby("run_id", sort=False)}
+    if penalty:  # fast-mode runs, beside the fine-tuned ones when both are chosen
+        charts["compare_penalty"] = figures.penalty_curves(penalty, C_GRID)
     aucs = run_views.fold_aucs(store, chosen)
     held_out = aucs[aucs["cohort"].isin(run_views.HELD_OUT)]
     if len(held_out):
-        right.plotly_chart(figures.auc_by_fold(held_out, short), config=figures.EXPORT_CONFIG, key="compare_aucs")
+        charts["compare_aucs"] = figures.auc_by_fold(held_out, short)
+    keys = list(charts)
+    for pair in (keys[i:i + 2] for i in range(0, len(keys), 2)):
+        for column, key in zip(st.columns(2), pair):
+            column.plotly_chart(charts[key], config=figures.EXPORT_CONFIG, key=key)

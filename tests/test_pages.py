@@ -612,3 +612,21 @@ def test_a_second_centre_is_built_from_the_page_and_offered_to_predict(writable_
     assert predict["Another centre's workspace folder"] == str(centre) and predict["Its name"] == "Lanzhou"
     assert pd.read_csv(centre / "clinical.csv")["patient_id"].str.startswith("LAN").all()
     assert (centre / "manifest.csv").exists() and json.loads((centre / "sample.json").read_text())["centre"] == "Lanzhou"
+
+
+def test_comparing_a_fine_tuned_and_a_fast_run_shows_both_training_curves(writable_workspace, use_workspace):
+    # Found in use: with a fine-tuned run among those compared, the fast runs' penalty path vanished.
+    from crc_core.runs import RunStore
+
+    store = RunStore(writable_workspace)
+    tuned = store.create_run(target="tsr", backbone="densenet121", mode="finetune", config={"evaluation": "holdout"})
+    store.add_metrics(tuned, [("step", step, 0, "train_loss", 0.7 - step / 100) for step in range(1, 8)])
+    store.finish(tuned, "done")
+    fast = store.create_run(target="tsr", backbone="densenet121", mode="features", config={"evaluation": "holdout"})
+    store.add_metrics(fast, [("penalty", i, 0, "cv_log_loss", 0.6 + (i - 4) ** 2 / 50) for i in range(9)])
+    store.finish(fast, "done")
+    use_workspace(writable_workspace)
+    app = run_page("train")
+    assert not app.exception, app.exception
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in app.get("plotly_chart")]
+    assert "Loss curves, normalised as the paper's Figure 4" in titles and "Fast mode: choosing the penalty" in titles
