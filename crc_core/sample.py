@@ -419,11 +419,18 @@ def check_centre_folder(home: Workspace | Path, folder: Path | str) -> Path:
     if target.root.resolve() == home.root.resolve():
         raise CrcInputError(f"{target.root} is the workspace open now: building a centre there would replace its "
                             "cohort, crops and runs. Choose another folder.")
-    if target.holds_cohort():
-        try:
-            centre = json.loads(target.sample_json.read_text(encoding="utf-8")).get("centre") if target.is_sample else None
-        except (OSError, ValueError):
-            centre = None
-        if not centre:
-            raise CrcInputError(f"{target.root} holds a cohort that is not a sample centre: choose an empty folder.")
+    if target.holds_cohort() and not sample_centre(target):
+        raise CrcInputError(f"{target.root} holds a cohort that is not a sample centre: choose an empty folder.")
     return target.root
+
+
+def sample_centre(workspace: Workspace | Path) -> str:
+    """The centre a sample workspace was built for ("" for the development sample, or for a
+    workspace that is not a sample at all)."""
+    workspace = Workspace.of(workspace)
+    if not workspace.is_sample:
+        return ""
+    try:
+        return str(json.loads(workspace.sample_json.read_text(encoding="utf-8")).get("centre") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""

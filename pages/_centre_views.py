@@ -108,7 +108,10 @@ def centres(workspace: Workspace, result: me.RunEvaluation) -> None:
                          "run's, and need new patients to be checked.")
             _chart(ex.recalibration_figure(updated, f"{cohort_name(cohort)} cohort, recalibrated ({method})"),
                    "recalibration_plot")
-    suggested = _build_centre_form(workspace) if workspace.is_sample else ("", "")
+    from crc_core.sample import sample_centre
+
+    # Only the development sample offers a second centre: a centre's own workspace has its model elsewhere.
+    suggested = _build_centre_form(workspace) if workspace.is_sample and not sample_centre(workspace) else ("", "")
     _predict_form(workspace, result.run.run_id, suggested)
 
 

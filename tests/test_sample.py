@@ -236,7 +236,7 @@ def test_an_external_centre_is_other_patients_on_another_scanner_with_another_ca
 
 
 def test_a_page_builds_a_centre_only_where_nothing_of_the_user_is_replaced(tmp_path):
-    from crc_core.sample import check_centre_folder
+    from crc_core.sample import check_centre_folder, sample_centre
 
     home = tmp_path / "home"
     build_sample_workspace(home, SampleConfig(n_patients=20, with_images=False))
@@ -258,3 +258,4 @@ def test_a_page_builds_a_centre_only_where_nothing_of_the_user_is_replaced(tmp_p
     assert check_centre_folder(home, centre) == centre  # a new folder
     build_sample_workspace(centre, SampleConfig(n_patients=20, with_images=False, centre="Lanzhou"))
     assert check_centre_folder(home, centre) == centre  # an earlier centre is rebuilt
+    assert sample_centre(centre) == "Lanzhou" and sample_centre(home) == "" and sample_centre(own) == ""
