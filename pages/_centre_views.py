@@ -19,17 +19,18 @@ def _chart(figure, key: str) -> None:
     st.plotly_chart(figure, config=figures.EXPORT_CONFIG, key=key)
 
 
-def _build_centre_form(workspace: Workspace) -> tuple[str, str]:
+def _build_centre_form(workspace: Workspace, *, announce: bool) -> tuple[str, str]:
     """The sample's second hospital, built from the page as `crc-time sample --centre` builds it, so
     that a new user sees a model meet another centre without a terminal. Returns the folder and name
-    of the centre built in this session (empty if none), for the predict form to start from."""
+    of the centre built in this session (empty if none), for the predict form to start from;
+    ``announce``: say that the last build is ready (not once a centre has been predicted)."""
     from crc_core.sample import SampleConfig, check_centre_folder
 
     job, running = _jobs.show_job(workspace, "sample", "Building the second centre")
     if running:
         return "", ""
     built = st.session_state.get("built_centre", ("", ""))
-    if job is not None and job.state == "done":
+    if announce and job is not None and job.state == "done":
         said = job.message.rstrip(".")
         st.success(f"{said[:1].upper()}{said[1:]}. Predict its patients with this run below.")
     with st.expander("No other centre yet? Build the sample's second hospital"):
@@ -111,7 +112,8 @@ def centres(workspace: Workspace, result: me.RunEvaluation) -> None:
     from crc_core.sample import sample_centre
 
     # Only the development sample offers a second centre: a centre's own workspace has its model elsewhere.
-    suggested = _build_centre_form(workspace) if workspace.is_sample and not sample_centre(workspace) else ("", "")
+    suggested = (_build_centre_form(workspace, announce=not external)
+                 if workspace.is_sample and not sample_centre(workspace) else ("", ""))
     _predict_form(workspace, result.run.run_id, suggested)
 
 
