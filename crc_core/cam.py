@@ -402,13 +402,16 @@ class CohortMaps:
         return CLASS_NAMES[int(self.meta["target_class"])]
 
 
-def overlay_images(workspace: Workspace, run, maps: CohortMaps, patients: list[str]) -> dict[str, tuple]:
+def overlay_images(workspace: Workspace, run, maps: CohortMaps, patients: list[str],
+                   cohort: str | None = None) -> dict[str, tuple]:
     """(central slice of the crop, map, ROI) of each patient that still has a crop in the run's
-    crop set: what an overlay draws, for the page and the report alike."""
+    crop set: what an overlay draws, for the page and the report alike. ``cohort``: the maps'
+    (default: as they were computed; maps kept before that was noted are of the run's own cohorts).
+    Raises :class:`CrcInputError` when an external cohort's workspace is no longer there."""
     from crc_core.predict import cohort_workspace
     from crc_core.preprocess import load_crop, read_crop_set
 
-    source = cohort_workspace(Workspace.of(workspace), run, maps.meta.get("cohort", "validation"))
+    source = cohort_workspace(Workspace.of(workspace), run, cohort or maps.meta.get("cohort", "validation"))
     crops = read_crop_set(source.crops_dir / run.info["crop_key"])
     rows = crops.index.set_index("patient_id")
     images = {}

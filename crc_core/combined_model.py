@@ -169,13 +169,34 @@ def logistic_fit(design: pd.DataFrame, y: pd.Series, *, separating: str | None =
     return fit, odds[odds["term"] != "const"].reset_index(drop=True)
 
 
+def _with_clinical(workspace: Workspace, run, predictions: pd.DataFrame) -> pd.DataFrame:
+    """Each cohort's predictions with its patients' clinical variables, from the workspace they came
+    from: another centre's from its own tables (where ``predict --from`` found them), never from
+    this workspace's patients of the same ID. A centre whose workspace is gone has its variables
+    missing, and its patients are left out of its numbers."""
+    from crc_core.cohort import load_workspace_cohort
+    from crc_core.predict import EXTERNAL_PREFIX, cohort_workspace
+
+    home = load_workspace_cohort(workspace)
+    parts = []
+    for name, rows in predictions.groupby("cohort", sort=False):
+        clinical = home
+        if str(name).startswith(EXTERNAL_PREFIX):
+            try:
+                clinical = load_workspace_cohort(cohort_workspace(workspace, run, str(name)))
+            except CrcInputError:
+                clinical = home.iloc[0:0]
+        clinical = clinical.set_index("patient_id")
+        parts.append(rows.merge(clinical.drop(columns=[c for c in ("cohort", "fold", "prob", "y_true") if c in clinical.columns]),
+                                left_on="patient_id", right_index=True, how="left", suffixes=("", "_clinical")))
+    return pd.concat(parts, ignore_index=True)
+
+
 def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult:
     """Fit the combined model on the DL run's training patients and store its predictions for
     every cohort as a run of mode ``combined``. Refuses, naming the variable: a constant or
     all-missing one, and perfect separation."""
     import statsmodels.api as sm
-
-    from crc_core.cohort import load_workspace_cohort
 
     workspace = Workspace.of(workspace)
     store = RunStore(workspace)
@@ -203,10 +224,7 @@ def fit_combined(workspace: Workspace, config: CombinedConfig) -> CombinedResult
                                  cross_fitted.assign(cohort="train")])
         source_notes.append("The DL score of a training patient is its out-of-fold score from the run's inner "
                             "cross-validation (a model that never saw that patient).")
-    held_out = predictions
-    cohort = load_workspace_cohort(workspace).set_index("patient_id")
-    table = held_out.merge(cohort.drop(columns=[c for c in ("cohort", "fold", "prob", "y_true") if c in cohort.columns]),
-                           left_on="patient_id", right_index=True, how="left", suffixes=("", "_clinical"))
+    table = _with_clinical(workspace, run, predictions)
     training = table["cohort"] == "train"
     # A fine-tuned float32 network can print exactly 0 or 1: clipped at 1e-6, such a patient is not
     # an outlier 28 logits away that drags the fit.

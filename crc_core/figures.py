@@ -74,14 +74,17 @@ def styled(figure: go.Figure, title: str, *, height: int = 480) -> go.Figure:
 def legend_below(figure: go.Figure) -> go.Figure:
     """The legend under the plot, one entry per line, for charts of several runs shown in half a
     page: beside the plot their long names squeeze the curves to a sliver. Shown even for one run,
-    so a chart always says whose curve it is."""
+    so a chart always says whose curve it is. The plot keeps its height; the figure grows by a
+    line per entry."""
     entries = sum(1 for trace in figure.data if trace.showlegend is not False)
-    figure.update_layout(showlegend=True, height=figure.layout.height + 26 * entries,
-                         margin={**figure.layout.margin.to_plotly_json(), "b": 90 + 26 * entries},
-                         # The plot area keeps its height (both grow alike); 70 px under it clears the
-                         # tick labels and the axis title.
-                         legend={"orientation": "v", "yanchor": "top", "y": -70 / (figure.layout.height - 80 - (90 + 26 * entries)),
-                                 "xanchor": "left", "x": 0.0})
+    height = figure.layout.height or 480
+    top = figure.layout.margin.t if figure.layout.margin.t is not None else 80
+    bottom = 90 + 26 * entries
+    plot_height = height - top - 90  # the plot area before the legend's lines were added
+    figure.update_layout(showlegend=True, height=height + 26 * entries,
+                         margin={**figure.layout.margin.to_plotly_json(), "b": bottom},
+                         # 70 px under the plot clears the tick labels and the axis title.
+                         legend={"orientation": "v", "yanchor": "top", "y": -70 / plot_height, "xanchor": "left", "x": 0.0})
     return figure
 
 

@@ -313,6 +313,16 @@ def start_job(
     return read_job(workspace, job_id) or status
 
 
+def job_config(workspace: Workspace | Path, job_id: str, kind: type):
+    """The config a job was started with, as ``kind`` (a :class:`~crc_core.configs.JsonConfig`),
+    or None when it had none or it cannot be read."""
+    path = job_dir(workspace, job_id) / CONFIG_JSON
+    try:
+        return kind.load(path) if path.is_file() else None
+    except (CrcInputError, OSError, ValueError):
+        return None
+
+
 def request_stop(workspace: Workspace | Path, job_id: str) -> None:
     """Ask a worker to stop; it finishes the patient (or batch) at hand and reports ``stopped``."""
     folder = job_dir(workspace, job_id)

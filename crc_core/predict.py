@@ -193,6 +193,7 @@ def predict_cohort(workspace: Workspace, run_id: str, source: Workspace | Path, 
             table = table.merge(labels[[PATIENT_ID, column]].rename(columns={column: "y_true"}), on="patient_id", how="left")
     store.set_predictions(run_id, EXTERNAL_PREFIX + name, table)
     # Where the centre's volumes are, for checks that cut its crops again (robustness).
-    sources = {**run.info.get("external_sources", {}), EXTERNAL_PREFIX + name: str(source.root.resolve())}
+    # Read again: another centre may have been predicted with this run while these crops were cut.
+    sources = {**store.run(run_id).info.get("external_sources", {}), EXTERNAL_PREFIX + name: str(source.root.resolve())}
     store.update(run_id, info={"external_sources": sources})
     return table

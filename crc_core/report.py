@@ -345,7 +345,11 @@ def _cam_panels(workspace: Workspace, result, maps, cohort: str, patients: list[
     """(caption, grey crop, map, ROI, patient) for each patient that still has a crop."""
     predictions = result.predictions[result.predictions["cohort"] == cohort].drop_duplicates("patient_id").set_index("patient_id")
     panels = []
-    for patient, (grey, cam_map, roi) in cam.overlay_images(workspace, result.run, maps, patients).items():
+    try:
+        images = cam.overlay_images(workspace, result.run, maps, patients, cohort)
+    except CrcInputError:  # an external centre's workspace moved: the maps stay, their crops cannot be drawn
+        return []
+    for patient, (grey, cam_map, roi) in images.items():
         truth = cam.CLASS_NAMES.get(predictions.loc[patient, "y_true"], "?")
         caption = f"{patient}: true {truth}, p = {predictions.loc[patient, 'prob']:.2f}<br>confident {kind} call"
         panels.append((caption, grey, cam_map, roi, patient))
@@ -581,9 +585,11 @@ def _tripod_section(ctx: _ReportContext) -> str:
 
 
 def _configuration_section(ctx: _ReportContext) -> str:
+    # The other centres' folders are paths of this machine (and may hold spaces without_paths keeps).
+    info = {k: v for k, v in ctx.run.info.items() if k != "external_sources"}
     configuration = {"run": ctx.run.run_id, "created": dt.datetime.fromtimestamp(ctx.run.created_at).isoformat(timespec="seconds"),
                      "target": ctx.run.target, "backbone": ctx.run.backbone, "mode": str(ctx.run.mode),
-                     "config": without_paths(ctx.run.config), "info": without_paths(ctx.run.info),
+                     "config": without_paths(ctx.run.config), "info": without_paths(info),
                      "report": {k: v for k, v in ctx.config.to_dict().items() if k != "out"}}
     return ctx.text(f"<pre>{html.escape(json.dumps(configuration, indent=2, default=str))}</pre>")
 

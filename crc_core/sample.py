@@ -387,6 +387,10 @@ def build_sample_workspace(
                 os.replace(scratch / folder, root / folder)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        # Crop sets and their cached features are keyed by the cutting parameters, not by the
+        # volumes: kept, they would stand for the patients of the cohort replaced here.
+        for derived in (workspace.crops_dir, workspace.features_dir):
+            shutil.rmtree(derived, ignore_errors=True)
         atomic_write_csv(workspace.manifest_csv, tables.manifest)
     else:
         workspace.manifest_csv.unlink(missing_ok=True)
@@ -416,11 +420,17 @@ def check_centre_folder(home: Workspace | Path, folder: Path | str) -> Path:
     if not text:
         raise CrcInputError("Give a folder for the second centre's workspace.")
     target = Workspace(Path(text).expanduser())
-    if target.root.resolve() == home.root.resolve():
+    where, open_now = target.root.resolve(), home.root.resolve()
+    if where == open_now:
         raise CrcInputError(f"{target.root} is the workspace open now: building a centre there would replace its "
                             "cohort, crops and runs. Choose another folder.")
-    if target.holds_cohort() and not sample_centre(target):
-        raise CrcInputError(f"{target.root} holds a cohort that is not a sample centre: choose an empty folder.")
+    if open_now in where.parents or where in open_now.parents:
+        raise CrcInputError(f"{target.root} lies inside the workspace open now, or holds it: choose a folder beside it.")
+    if target.root.exists() and not target.root.is_dir():
+        raise CrcInputError(f"{target.root} is a file: choose a folder.")
+    # A rebuild replaces images/ and masks/: only an earlier centre sample, or nothing, may be there.
+    if target.root.is_dir() and any(target.root.iterdir()) and not sample_centre(target):
+        raise CrcInputError(f"{target.root} holds files that are not a sample centre: choose an empty or new folder.")
     return target.root
 
 

@@ -15,8 +15,10 @@ from crc_core.workspace import Workspace
 from pages import _jobs
 
 
-def _panel(workspace: Workspace, run: RunRecord, maps: cam.CohortMaps, patient: str, caption: str):
-    return caption, *cam.overlay_images(workspace, run, maps, [patient])[patient]
+def _panel(workspace: Workspace, run: RunRecord, maps: cam.CohortMaps, patient: str, caption: str, cohort: str):
+    """The overlay of one patient, or None when the patient's crop is gone from the crop set."""
+    images = cam.overlay_images(workspace, run, maps, [patient], cohort)
+    return (caption, *images[patient]) if patient in images else None
 
 
 def _compute(workspace: Workspace, run: RunRecord, cohort: str, method: str, *, again: bool) -> None:
@@ -82,7 +84,16 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
     patient = st.selectbox("Patient", choices, key="cam_patient", format_func=lambda p: (
         f"{p} · true {cam.CLASS_NAMES.get(predictions.loc[p, 'y_true'], '?')}"
         f" · p(high) {predictions.loc[p, 'prob']:.2f}"))
-    panels = [_panel(workspace, run, maps, patient, f"{me.model_label(run)}")]
+    try:
+        first = _panel(workspace, run, maps, patient, f"{me.model_label(run)}", cohort)
+    except CrcInputError as exc:
+        st.warning(f"The maps are kept, but the crops under them cannot be drawn: {exc}")
+        return
+    if first is None:
+        st.warning(f"{patient}'s crop is no longer in the run's crop set: run preprocessing with the run's settings "
+                   "again to draw its map.")
+        return
+    panels = [first]
     shares = [{"Model": me.model_label(run), "ROI share (median)": f"{cam.median(maps.roi_share):.3f}",
                "Randomisation ρ (median)": f"{cam.median(maps.sanity):.3f}", "Run": run.run_id}]
     for other in finished:
@@ -95,7 +106,13 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
         except CrcInputError:
             continue
         if other_maps is not None and patient in other_maps.patient_ids:
-            panels.append(_panel(workspace, other, other_maps, patient, me.model_label(other)))
+            try:
+                panel = _panel(workspace, other, other_maps, patient, me.model_label(other), cohort)
+            except CrcInputError:
+                panel = None
+            if panel is None:
+                continue
+            panels.append(panel)
             shares.append({"Model": me.model_label(other), "ROI share (median)": f"{cam.median(other_maps.roi_share):.3f}",
                            "Randomisation ρ (median)": f"{cam.median(other_maps.sanity):.3f}", "Run": other.run_id})
     title = f"{patient}: {cam.METHOD_NAMES[method]} of the {maps.explained} class{random_note}"

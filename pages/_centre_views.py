@@ -24,15 +24,24 @@ def _build_centre_form(workspace: Workspace, *, announce: bool) -> tuple[str, st
     that a new user sees a model meet another centre without a terminal. Returns the folder and name
     of the centre built in this session (empty if none), for the predict form to start from;
     ``announce``: say that the last build is ready (not once a centre has been predicted)."""
+    from crc_core.jobs import job_config, latest_job
     from crc_core.sample import SampleConfig, check_centre_folder
 
-    job, running = _jobs.show_job(workspace, "sample", "Building the second centre")
-    if running:
-        return "", ""
-    built = st.session_state.get("built_centre", ("", ""))
-    if announce and job is not None and job.state == "done":
-        said = job.message.rstrip(".")
-        st.success(f"{said[:1].upper()}{said[1:]}. Predict its patients with this run below.")
+    last = latest_job(workspace, "sample")
+    # The "sample" step also (re)builds this workspace's own cohort: only a centre's build is said here.
+    built_config = job_config(workspace, last.job_id, SampleConfig) if last is not None else None
+    if built_config is None or not built_config.centre:
+        last = None
+    if last is not None:
+        _, running = _jobs.show_job(workspace, "sample", "Building the second centre")
+        if running:
+            return "", ""
+    built = ("", "")
+    if last is not None and last.state == "done":
+        built = st.session_state.get("built_centre", ("", ""))
+        if announce:
+            said = last.message.rstrip(".")
+            st.success(f"{said[:1].upper()}{said[1:]}. Predict its patients with this run below.")
     with st.expander("No other centre yet? Build the sample's second hospital"):
         st.caption("A simulated external cohort that differs as a second hospital does: another scanner (more noise, "
                    "an HU offset, thicker slices) and another case mix. It goes into a workspace of its own; nothing in "

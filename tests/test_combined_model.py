@@ -203,3 +203,25 @@ def test_odds_ratios_cis_and_p_equal_r_glm_on_a_published_example():
     np.testing.assert_allclose(odds["low"], np.exp(estimate - 1.959964 * se), rtol=5e-5)
     np.testing.assert_allclose(odds["high"], np.exp(estimate + 1.959964 * se), rtol=5e-5)
     np.testing.assert_allclose(odds["p"], [0.02524, 0.50143, 0.02545], atol=1e-5)  # to the printed digit
+
+
+def test_an_external_cohort_enters_with_its_own_centres_clinical_variables(dl_run, tmp_path):
+    # Found in review: another centre's patients took the clinical values of this workspace's
+    # patients with the same ID (or none at all).
+    workspace, run_id, clinical = dl_run
+    store = RunStore(workspace)
+    centre = tmp_path / "centre"
+    centre.mkdir()
+    ids = clinical["patient_id"].head(40)  # the same IDs as home patients, other people
+    (centre / "clinical.csv").write_text("patient_id,age\n" + "".join(f"{p},{30 + i}\n" for i, p in enumerate(ids)))
+    (centre / "pathology.csv").write_text("patient_id,tsr_percent\n" + "".join(f"{p},50\n" for p in ids))
+    prob = np.linspace(0.2, 0.8, len(ids))
+    store.set_predictions(run_id, "external:B", pd.DataFrame({"patient_id": ids, "y_true": [0, 1] * 20, "prob": prob}))
+    store.update(run_id, info={"external_sources": {"external:B": str(centre)}})
+    result = fit_combined(workspace, CombinedConfig(run_id=run_id, variables=("age",)))
+    external = store.predictions(result.run_id, "external:B").set_index("patient_id").loc[ids]
+    coefficients = result.coefficients
+    dl = (np.log(prob / (1 - prob)) - result.dl_scaling[0]) / result.dl_scaling[1]
+    expected = 1 / (1 + np.exp(-(coefficients["const"] + coefficients[DL_SCORE] * dl
+                                 + coefficients["age"] * (30 + np.arange(len(ids))))))
+    np.testing.assert_allclose(external["prob"].to_numpy(), expected, rtol=1e-9)

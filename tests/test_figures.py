@@ -71,3 +71,15 @@ def test_a_recalibrated_intercept_of_zero_is_printed_without_a_minus():
     assert "intercept 0.00 · slope 1.00" in title
     stats["intercept"] = -0.2
     assert "intercept -0.20" in figures.calibration_plot(bins, bins, np.array([0.2, 0.8]), stats, "t").layout.title.text
+
+
+@pytest.mark.parametrize("runs", [1, 4, 12])
+def test_a_legend_under_the_plot_stays_inside_the_figure_whatever_the_number_of_runs(runs):
+    # Found in review: with many runs the legend was placed off the figure (y < -1 of the plot, or above it).
+    frame = pd.DataFrame({"step": [1, 2, 3], "value": [0.9, 0.5, 0.4], "fold": 0})
+    figure = figures.normalised_losses({f"run {i}": frame for i in range(runs)})
+    layout = figure.layout
+    plot_height = layout.height - layout.margin.t - layout.margin.b
+    legend_top_px = -layout.legend.y * plot_height  # below the plot's bottom edge
+    assert legend_top_px == pytest.approx(70)
+    assert legend_top_px + 26 * runs <= layout.margin.b + 1  # every entry within the figure

@@ -630,3 +630,25 @@ def test_comparing_a_fine_tuned_and_a_fast_run_shows_both_training_curves(writab
     assert not app.exception, app.exception
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in app.get("plotly_chart")]
     assert "Loss curves, normalised as the paper's Figure 4" in titles and "Fast mode: choosing the penalty" in titles
+
+
+def test_rebuilding_this_workspaces_own_sample_is_not_announced_as_a_second_centre(writable_workspace, use_workspace):
+    # Found in review: the tab said "Sample cohort written to <this workspace> … Predict its patients".
+    import time
+
+    from crc_core.jobs import JobStatus, _write, job_dir
+    from crc_core.sample import SampleConfig
+    from tests.test_combined_model import make_dl_run
+
+    workspace, _, _ = make_dl_run(writable_workspace)
+    job_id = "20261130-000000-sample-abcdef"
+    folder = job_dir(workspace, job_id)
+    folder.mkdir(parents=True)
+    SampleConfig().save(folder / "config.json")
+    _write(folder, JobStatus(job_id, "sample", "done", message=f"sample cohort written to {workspace}: 315 patients",
+                             started_at=time.time(), finished_at=time.time(), heartbeat_at=time.time()))
+    use_workspace(workspace)
+    app = run_page("evaluate")
+    assert not app.exception, app.exception
+    assert not any("Predict its patients" in s.value for s in app.success)
+    assert {t.label: t.value for t in app.text_input}["Another centre's workspace folder"] == ""

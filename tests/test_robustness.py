@@ -166,6 +166,7 @@ def test_an_external_cohort_is_checked_and_explained_on_its_own_centres_volumes(
     assert "Validation cohort: the run's model on crops" in document
     assert "External: Lanzhou cohort: the run's model on crops" in document
     assert "(validation cohort), ICC" in document and "(external: Lanzhou cohort)" in document  # TRIPOD+AI item 26
+    assert str(centre) not in document and "external_sources" not in document  # the centre's folder stays here
     from crc_core import cam
 
     maps = cam.read_cohort_maps(cam.cohort_maps(copy, run_id, "external:Lanzhou", layer="backbone.layer2"))
@@ -176,6 +177,9 @@ def test_an_external_cohort_is_checked_and_explained_on_its_own_centres_volumes(
     centre.rename(moved)
     with pytest.raises(CrcInputError, match=r"came from .*lanzhou, which is not on this machine now"):
         rb.robustness(copy, run_id, "external:Lanzhou")
+    with pytest.raises(CrcInputError, match=r"which is not on this machine now"):
+        cam.overlay_images(copy, RunStore(copy).run(run_id), maps, maps.patient_ids[:1])
+    assert "Robustness to the reader" in report.build_report(copy, run_id)  # its Grad-CAM panels left out, no error
     store = RunStore(copy)
     store.update(run_id, info={"external_sources": {}})
     with pytest.raises(CrcInputError, match=r"predict it again \(the Evaluate page's Other centres tab, or crc-time predict --run .* --from DIR --cohort Lanzhou\)"):

@@ -248,8 +248,17 @@ def test_a_page_builds_a_centre_only_where_nothing_of_the_user_is_replaced(tmp_p
     own.mkdir()
     (own / "clinical.csv").write_text("patient_id,split\nP1,train\n")
     (own / "pathology.csv").write_text("patient_id,tsr_percent\nP1,40\n")
-    with pytest.raises(CrcInputError, match="not a sample centre"):
+    with pytest.raises(CrcInputError, match="holds files that are not a sample centre"):
         check_centre_folder(home, own)
+    raw = tmp_path / "raw"
+    (raw / "images").mkdir(parents=True)
+    (raw / "images" / "P1_ct.nii.gz").write_bytes(b"scan")  # a user's own volumes, never deleted by a rebuild
+    with pytest.raises(CrcInputError, match="holds files that are not a sample centre"):
+        check_centre_folder(home, raw)
+    with pytest.raises(CrcInputError, match="is a file"):
+        check_centre_folder(home, raw / "images" / "P1_ct.nii.gz")
+    with pytest.raises(CrcInputError, match="lies inside the workspace open now"):
+        check_centre_folder(home, home / "crops")
     other_home = tmp_path / "other-home"
     build_sample_workspace(other_home, SampleConfig(n_patients=20, with_images=False))
     with pytest.raises(CrcInputError, match="not a sample centre"):
@@ -259,3 +268,19 @@ def test_a_page_builds_a_centre_only_where_nothing_of_the_user_is_replaced(tmp_p
     build_sample_workspace(centre, SampleConfig(n_patients=20, with_images=False, centre="Lanzhou"))
     assert check_centre_folder(home, centre) == centre  # an earlier centre is rebuilt
     assert sample_centre(centre) == "Lanzhou" and sample_centre(home) == "" and sample_centre(own) == ""
+
+
+def test_a_rebuilt_sample_keeps_no_crops_of_the_patients_it_replaced(tmp_path):
+    # Found in review: "Xian" built where "Lanzhou" was got predicted from Lanzhou's crops (the crop
+    # set is keyed by the cutting parameters, not by the volumes).
+    from crc_core.imaging import PreprocessConfig
+    from crc_core.preprocess import preprocess_cohort
+
+    centre = tmp_path / "centre"
+    build_sample_workspace(centre, SampleConfig(n_patients=12, workers=1, centre="Lanzhou"))
+    preprocess_cohort(centre, PreprocessConfig(size=32), workers=1, set_in_use=False)
+    (centre / "features").mkdir()
+    assert any((centre / "crops").iterdir())
+    build_sample_workspace(centre, SampleConfig(n_patients=12, workers=1, centre="Xian"))
+    assert not (centre / "crops").exists() and not (centre / "features").exists()
+    assert pd.read_csv(centre / "clinical.csv")["patient_id"].str.startswith("XIA").all()
