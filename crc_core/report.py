@@ -287,9 +287,9 @@ def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = No
                                                                           "AUC by cohort and centre")
         except CrcInputError:
             pass
-    from crc_core.robustness import robustness_figures
+    from crc_core.robustness import kept_checks, robustness_figures
 
-    for kept in _kept_robustness(workspace, result):
+    for kept in kept_checks(workspace, result.run, result.metrics):
         suffix = kept.cohort.replace(":", "-")
         out.update({f"{stem}-{suffix}": figure for stem, figure in robustness_figures(kept, result.run.target).items()})
     maps, cohort, cases = _cached_cam(workspace, result)
@@ -299,24 +299,6 @@ def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = No
             out["gradcam"] = figures.cam_overlays([(caption, grey, m, roi) for caption, grey, m, roi, _ in panels],
                                                   _cam_title(result, maps, cohort))
     return out
-
-
-def _kept_robustness(workspace: Workspace, result) -> list:
-    """The run's kept reader checks, one per held-out cohort checked (validation first, then each
-    other centre)."""
-    if not result.run.has_network:
-        return []
-    from crc_core.robustness import kept_robustness
-
-    checks = []
-    for cohort in ["validation", *[c for c in result.metrics if c not in ("validation", "train")]]:
-        try:
-            kept = kept_robustness(workspace, result.run, cohort)
-        except CrcInputError:
-            continue
-        if kept is not None:
-            checks.append(kept)
-    return checks
 
 
 def _cam_title(result, maps, cohort: str) -> str:
@@ -536,7 +518,9 @@ def _robustness_section(ctx: _ReportContext) -> str:
 
     from crc_core.run_views import cohort_name
 
-    checks = _kept_robustness(ctx.workspace, ctx.result)
+    from crc_core.robustness import kept_checks
+
+    checks = kept_checks(ctx.workspace, ctx.run, ctx.result.metrics)
     if not checks:
         return "<p>The reader check was not run for this run (Evaluate → Robustness, or `crc-time robustness`).</p>"
     out = []

@@ -213,10 +213,26 @@ def kept_robustness(workspace: Workspace, run, cohort: str) -> RobustnessResult 
         meta = json.loads(about.read_text(encoding="utf-8"))
         scores = pd.read_csv(folder.robustness(cohort, "scores"), dtype={"patient_id": str})
         summary = pd.read_csv(folder.robustness(cohort, "summary")).reindex(columns=SUMMARY_COLUMNS)
-    except (OSError, ValueError, KeyError) as exc:
+        threshold = float(meta["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CrcInputError(f"The kept reader check of run {run.run_id} ({about.parent}) is damaged ({exc}); run it again.") from exc
-    return RobustnessResult(run.run_id, cohort, float(meta["threshold"]), scores, summary, meta.get("left_out", {}),
-                            meta.get("notes", []))
+    return RobustnessResult(run.run_id, cohort, threshold, scores, summary, meta.get("left_out", {}), meta.get("notes", []))
+
+
+def kept_checks(workspace: Workspace, run, cohorts) -> list[RobustnessResult]:
+    """Every kept check of a run among ``cohorts``' held-out ones, validation first: what the report
+    and the TRIPOD+AI checklist cite. A damaged one is left out here (its own tab names it)."""
+    if not run.has_network:
+        return []
+    checks = []
+    for cohort in ["validation", *[c for c in cohorts if c not in ("validation", "train")]]:
+        try:
+            kept = kept_robustness(workspace, run, cohort)
+        except CrcInputError:
+            continue
+        if kept is not None:
+            checks.append(kept)
+    return checks
 
 
 def write_robustness(result: RobustnessResult, folder: Path) -> list[Path]:

@@ -211,7 +211,7 @@ def _performance(ctx: _Context) -> str | None:
 
 
 def _limitations(ctx: _Context) -> str | None:
-    from crc_core.robustness import kept_robustness
+    from crc_core.robustness import kept_checks
 
     notes = []
     if ctx.run.random_init:
@@ -223,14 +223,10 @@ def _limitations(ctx: _Context) -> str | None:
     from crc_core.run_views import cohort_name
 
     agreement = []
-    for cohort in ["validation", *[c for c in ctx.result.metrics if c not in ("validation", "train")]]:
-        try:
-            kept = kept_robustness(ctx.workspace, ctx.run, cohort) if ctx.run.has_network else None
-        except Exception:  # a damaged kept check is said on its own page; here it is only not cited
-            kept = None
-        row = kept.summary.set_index("variant") if kept is not None else None
-        if row is not None and "reader2" in row.index and row.loc["reader2", "icc"] == row.loc["reader2", "icc"]:
-            agreement.append(f"ICC {row.loc['reader2', 'icc']:.2f} ({cohort_name(cohort)} cohort)")
+    for kept in kept_checks(ctx.workspace, ctx.run, ctx.result.metrics):
+        row = kept.summary.set_index("variant")
+        if "reader2" in row.index and row.loc["reader2", "icc"] == row.loc["reader2", "icc"]:
+            agreement.append(f"ICC {row.loc['reader2', 'icc']:.2f} ({cohort_name(kept.cohort)} cohort)")
     if agreement:
         notes.append("probabilities from a second reader's ROI agree with " + ", ".join(agreement))
     return ("Found in the workspace: " + "; ".join(notes) + ".") if notes else None
