@@ -6,7 +6,7 @@ WORKSPACE ?= workspace
 PORT ?= 8501
 CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
 
-.PHONY: run test sample install install-test browser bench clean
+.PHONY: run test test-fast sample install install-test browser bench clean
 
 # The dashboard opens $$CRC_TIME_WORKSPACE when set, else the workspace used last, else ./workspace
 # (the sample, built here the first time).
@@ -15,6 +15,11 @@ run: install $(WORKSPACE)/clinical.csv
 
 test: install-test browser
 	$(BIN)/python -m pytest -q -rs --durations=15
+
+# The fast lane while you work: everything but the tests marked slow (browser walk, trainings,
+# kill and resume, benchmarks). `make test` is what CI runs.
+test-fast: install-test
+	$(BIN)/python -m pytest -q -rs -m "not slow" --durations=10
 
 sample: install
 	$(BIN)/crc-time --workspace $(WORKSPACE) sample

@@ -47,6 +47,7 @@ def bare_forward(images) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, help="a prepared workspace (default: build the sample)")
+    parser.add_argument("--smoke", action="store_true", help="toy size (40 patients, 64 px): checks it runs")
     args = parser.parse_args()
     import numpy as np
     import torch
@@ -62,7 +63,7 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="cam-bench-"))
     try:
         started = time.perf_counter()
-        root = args.workspace or prepared_workspace(scratch)
+        root = args.workspace or prepared_workspace(scratch, smoke=args.smoke)
         print(f"workspace ready in {time.perf_counter() - started:.1f} s")
         run_id = train_run(root, TrainConfig(backbones=("densenet121",), targets=("tsr",), device="cpu"))
         store = RunStore(root)

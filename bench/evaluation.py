@@ -7,6 +7,7 @@ Prints the figures; never asserts on time.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -29,18 +30,22 @@ def best_of(function, repeats: int = 3) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="n = 1,000 and 200 resamples; the page once")
+    args = parser.parse_args()
     from crc_core.evaluation import auc_ci
 
     rng = np.random.default_rng(0)
-    for n in (10_000, 100_000):
+    for n in ((1_000,) if args.smoke else (10_000, 100_000)):
         y = rng.integers(0, 2, n)
         score = np.clip(rng.normal(0.45 + 0.15 * y, 0.2), 0, 1)
         seconds = best_of(lambda: auc_ci(y, score))
         print(f"DeLong AUC CI, n = {n:,}: {1000 * seconds:.1f} ms (goal at 100,000: ≤ 50 ms)")
-    y = rng.integers(0, 2, 10_000)
+    n, resamples = (1_000, 200) if args.smoke else (10_000, 2000)
+    y = rng.integers(0, 2, n)
     score = np.clip(rng.normal(0.45 + 0.15 * y, 0.2), 0, 1)
-    seconds = best_of(lambda: auc_ci(y, score, "bootstrap", n_boot=2000), repeats=2)
-    print(f"bootstrap AUC CI, 2000 stratified resamples, n = 10,000: {seconds:.2f} s (goal ≤ 1 s)")
+    seconds = best_of(lambda: auc_ci(y, score, "bootstrap", n_boot=resamples), repeats=1 if args.smoke else 2)
+    print(f"bootstrap AUC CI, {resamples} stratified resamples, n = {n:,}: {seconds:.2f} s (goal at 2000 and 10,000: ≤ 1 s)")
 
     from streamlit.testing.v1 import AppTest
 

@@ -78,7 +78,10 @@ def idle_share(workspace: Path, pages: list[str], seconds: float, extra: list[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds measured (default 30)")
+    parser.add_argument("--smoke", action="store_true", help="2 s measured: checks it runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds = 2.0
     from crc_core.sample import SampleConfig, build_sample_workspace
 
     scratch = Path(tempfile.mkdtemp(prefix="idle-bench-"))

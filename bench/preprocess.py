@@ -90,17 +90,18 @@ def run(workspace: Path, workers: int) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def build_real_size(root: Path) -> None:
-    """Abdomen-like 512 × 512 × 80 int16 volumes with an ellipsoid tumour, NIfTI gzip, and a manifest."""
+def build_real_size(root: Path, patients: int = REAL_SIZE_PATIENTS, side: int = 512) -> None:
+    """Abdomen-like ``side`` × ``side`` × 80 int16 volumes with an ellipsoid tumour, NIfTI gzip, and a manifest."""
     import SimpleITK as sitk
 
     rng = np.random.default_rng(0)
     (root / "images").mkdir(parents=True)
     rows = ["patient_id,image,mask"]
-    zz, yy, xx = np.ogrid[:80, :512, :512]
+    zz, yy, xx = np.ogrid[:80, :side, :side]
+    yy, xx = yy * (512 / side), xx * (512 / side)  # the same anatomy at any matrix size
     body = ((yy - 256) / 200.0) ** 2 + ((xx - 256) / 240.0) ** 2 <= 1
-    for i in range(REAL_SIZE_PATIENTS):
-        hu = np.where(body, 40, -1000).astype(np.int16) + rng.normal(0, 15, (80, 512, 512)).astype(np.int16)
+    for i in range(patients):
+        hu = np.where(body, 40, -1000).astype(np.int16) + rng.normal(0, 15, (80, side, side)).astype(np.int16)
         cz, cy, cx = 40 + i % 5, 240 + 3 * i, 270 - 2 * i
         tumour = ((zz - cz) / 6.0) ** 2 + ((yy - cy) / 30.0) ** 2 + ((xx - cx) / 25.0) ** 2 <= 1
         for name, array in ((f"P{i:02d}_ct", hu), (f"P{i:02d}_mask", tumour.astype(np.uint8))):
@@ -118,38 +119,39 @@ def report(label: str, figures: dict) -> None:
           "(main process and workers together)")
 
 
-def main() -> None:
+def main(smoke: bool = False) -> None:
     from crc_core.parallel import default_workers
     from crc_core.sample import SampleConfig, build_sample_workspace
 
     workers = default_workers()
-    print(f"cores: {workers}")
+    patients, real_patients, side = (20, 2, 128) if smoke else (315, REAL_SIZE_PATIENTS, 512)
+    print(f"cores: {workers}" + ("; smoke mode: toy sizes, the figures mean nothing" if smoke else ""))
     with tempfile.TemporaryDirectory() as scratch:
         sample = Path(scratch) / "sample"
-        build_sample_workspace(sample, SampleConfig())
+        build_sample_workspace(sample, SampleConfig(n_patients=patients))
         serial = run(sample, 1)
-        report("sample, 315 patients, 1 worker, cold", serial)
+        report(f"sample, {patients} patients, 1 worker, cold", serial)
         for crops in (sample / "crops").iterdir():
             if crops.is_dir():
                 for path in crops.iterdir():
                     path.unlink()
         parallel = run(sample, workers)
-        report(f"sample, 315 patients, {workers} workers, cold", parallel)
+        report(f"sample, {patients} patients, {workers} workers, cold", parallel)
         print(f"  parallel speed-up: {serial['seconds'] / parallel['seconds']:.2f}x")
         cached = run(sample, workers)
         report("sample, re-run with the same parameters (cache)", cached)
         real = Path(scratch) / "real"
-        build_real_size(real)
-        report(f"real size 512 × 512 × 80, {REAL_SIZE_PATIENTS} patients, 1 worker", run(real, 1))
+        build_real_size(real, real_patients, side)
+        report(f"real size {side} × {side} × 80, {real_patients} patients, 1 worker", run(real, 1))
         for crops in (real / "crops").iterdir():
             if crops.is_dir():
                 for path in crops.iterdir():
                     path.unlink()
-        report(f"real size 512 × 512 × 80, {REAL_SIZE_PATIENTS} patients, {workers} workers", run(real, workers))
+        report(f"real size {side} × {side} × 80, {real_patients} patients, {workers} workers", run(real, workers))
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--scenario":
         scenario(sys.argv[2], int(sys.argv[3]))
     else:
-        main()
+        main(smoke="--smoke" in sys.argv[1:])

@@ -24,6 +24,7 @@ from bench.fast_mode import prepared_workspace  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, help="a prepared workspace (default: build the sample)")
+    parser.add_argument("--smoke", action="store_true", help="toy size (40 patients, 64 px): checks it runs")
     args = parser.parse_args()
     import torch
 
@@ -34,7 +35,7 @@ def main() -> None:
     print(f"CPU: {cpu_name()}, capability {torch.backends.cpu.get_cpu_capability()}; torch threads {torch.get_num_threads()}")
     scratch = Path(tempfile.mkdtemp(prefix="robustness-bench-"))
     try:
-        root = args.workspace or prepared_workspace(scratch)
+        root = args.workspace or prepared_workspace(scratch, smoke=args.smoke)
         run_id = train_run(root, TrainConfig(backbones=("densenet121",), targets=("tsr",), device="cpu"))
         for label in ("cold (five crop sets cut)", "warm (crops from the cache)"):
             started = time.perf_counter()

@@ -8,6 +8,7 @@ asserts on time.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -20,6 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="20 runs instead of 500")
+    args = parser.parse_args()
+    n_runs = 20 if args.smoke else 500
     from crc_core.runs import RunStore
     from crc_core.run_views import runs_overview
 
@@ -28,7 +33,7 @@ def main() -> None:
         store = RunStore(Path(scratch))
         started = time.perf_counter()
         patients = [f"CRC{i:03d}" for i in range(315)]
-        for i in range(500):
+        for i in range(n_runs):
             run_id = store.create_run(target=("tsr", "til", "is", "time")[i % 4], backbone="densenet121", mode="finetune",
                                       config={"epochs": 100, "evaluation": "holdout"}, info={"weights": {"pretrained": True}})
             store.add_metrics(run_id, [("step", s, s // 7, "train_loss", float(rng.random())) for s in range(700)])
@@ -36,7 +41,7 @@ def main() -> None:
                 y = rng.integers(0, 2, len(ids))
                 store.set_predictions(run_id, cohort, pd.DataFrame({"patient_id": ids, "y_true": y, "prob": rng.random(len(ids))}))
             store.finish(run_id, "done")
-        print(f"500 runs written (700 step metrics and 315 predictions each) in {time.perf_counter() - started:.1f} s; "
+        print(f"{n_runs} runs written (700 step metrics and 315 predictions each) in {time.perf_counter() - started:.1f} s; "
               f"store {store.path.stat().st_size / 2**20:.0f} MB")
         for label, list_them in (("crc-time runs table", store.table), ("Train page overview with AUCs", lambda: runs_overview(store))):
             timings = []

@@ -5,6 +5,7 @@ Prints figures only; never asserts on time. Run with `make bench` or `python ben
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import time
@@ -20,16 +21,21 @@ def timed(action) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="toy size (12 patients, no full sample): checks it runs")
+    args = parser.parse_args()
     print(f"CPU cores: {os.cpu_count()}, default workers: {_default_workers()}")
     tables_s = timed(lambda: generate_tables(SampleConfig()))
     print(f"tables only, 315 patients: {tables_s:.2f} s")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        n = 60
+        n = 12 if args.smoke else 60
         serial = timed(lambda: build_sample_workspace(root / "one", SampleConfig(n_patients=n, workers=1)))
         parallel = timed(lambda: build_sample_workspace(root / "all", SampleConfig(n_patients=n)))
         print(f"{n} patients with images: 1 worker {serial:.1f} s, {_default_workers()} workers {parallel:.1f} s "
               f"(speed-up {serial / parallel:.2f}x)")
+        if args.smoke:
+            return
         full = timed(lambda: build_sample_workspace(root / "full", SampleConfig()))
         size_mb = sum(p.stat().st_size for p in (root / "full").rglob("*") if p.is_file()) / 1e6
         print(f"default sample (315 patients, images): {full:.1f} s, {size_mb:.0f} MB on disk")

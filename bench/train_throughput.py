@@ -5,7 +5,7 @@ DataLoader on every step. The trainer decodes the crops once and uses the device
 crc_core.devices chooses for this CPU (bf16 autocast and channels_last where that is faster).
 Prints the CPU capability first and ``ratio: X.XX`` (trainer / plain) last. Never asserts on time.
 
-    .venv/bin/python bench/train_throughput.py [--quick]
+    .venv/bin/python bench/train_throughput.py [--quick | --smoke]
 """
 
 from __future__ import annotations
@@ -75,13 +75,16 @@ def plain_loop(name: str, paths: list[Path], labels: np.ndarray, batch: int, ste
 
 
 def trainer_loop(name: str, pixels: np.ndarray, labels: np.ndarray, batch: int, steps: int) -> tuple[float, str]:
-    """The project's training step (crc_core.finetune) on crops decoded once: images/s and the plan."""
+    """The project's own training step, ``crc_core.finetune.train_one_epoch`` (augmentation,
+    model input, autocast, loss, step), over crops decoded once: images/s and the device plan.
+    One epoch of ``steps + 1`` batches; the first batch warms up and is not timed."""
+    import time as clock
+
     import torch
 
     from crc_core.backbones import classifier
-    from crc_core.devices import autocast, plan_device, time_steps
-    from crc_core.features import model_input
-    from crc_core.finetune import FinetuneSettings, augment, precision_probe
+    from crc_core.devices import plan_device
+    from crc_core.finetune import FinetuneConfig, precision_probe, train_one_epoch
 
     probe = precision_probe(name, pixels[:8], labels[:8])
     plan = plan_device("auto", "auto", probe=probe, probe_key=f"{name} bench {pixels.shape[-1]}")
@@ -90,28 +93,21 @@ def trainer_loop(name: str, pixels: np.ndarray, labels: np.ndarray, batch: int, 
     if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    generator = torch.Generator().manual_seed(0)
-    settings = FinetuneSettings(batch_size=batch)
-    order = np.arange(len(pixels))
-
-    def step() -> None:
-        chosen = np.random.default_rng().choice(order, batch, replace=False)
-        images = augment(torch.from_numpy(pixels[chosen]).expand(-1, 3, -1, -1), generator) if settings.augment else None
-        x = model_input(images.numpy(), plan)
-        y = torch.from_numpy(labels[chosen]).long()
-        optimizer.zero_grad()
-        with autocast(plan):
-            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-        loss.backward()
-        optimizer.step()
-
-    seconds = time_steps(step, steps)
-    return batch / seconds, plan.describe()
+    config = FinetuneConfig(batch_size=batch)
+    x, y = pixels[: batch * (steps + 1)], labels[: batch * (steps + 1)]
+    ends: list[float] = []
+    train_one_epoch(model, optimizer, x, y, torch.nn.CrossEntropyLoss(), plan, config, torch.Generator().manual_seed(0),
+                    epoch=0, first_step=0, on_step=lambda *_: ends.append(clock.perf_counter()))
+    if len(ends) < 2:
+        raise RuntimeError(f"the trainer ran {len(ends)} batches; at least 2 are needed to time one")
+    timed = len(ends) - 1
+    return timed * batch / (ends[-1] - ends[0]), plan.describe()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 timed steps of batch 16 instead of 5 of batch 32")
+    parser.add_argument("--smoke", action="store_true", help="2 steps of batch 4 at 32 px: checks it runs")
     args = parser.parse_args()
     import torch
 
@@ -121,7 +117,7 @@ def main() -> None:
     print(f"CPU: {cpu_name()}; torch {torch.__version__}; capability {torch.backends.cpu.get_cpu_capability()}; "
           f"amx_bf16 {'yes' if 'amx_bf16' in flags else 'no'}, avx512_bf16 {'yes' if 'avx512_bf16' in flags else 'no'}; "
           f"{torch.get_num_threads()} threads; CUDA {'yes' if torch.cuda.is_available() else 'no'}")
-    batch, steps, size = (16, 3, 224) if args.quick else (32, 5, 224)
+    batch, steps, size = (4, 2, 32) if args.smoke else (16, 3, 224) if args.quick else (32, 5, 224)
     n = batch * (steps + 2)
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, n)
@@ -131,7 +127,7 @@ def main() -> None:
         from PIL import Image
 
         pixels = np.stack([np.asarray(Image.open(p), dtype=np.float32)[None] / 255.0 for p in paths])
-        for name in ("densenet121", "resnet50"):
+        for name in ("densenet121",) if args.smoke else ("densenet121", "resnet50"):
             plain = plain_loop(name, paths, labels, batch, steps)
             trainer, plan = trainer_loop(name, pixels, labels, batch, steps)
             ratios.append(trainer / plain)

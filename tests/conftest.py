@@ -87,3 +87,11 @@ def training_workspace(small_training_workspace: Path, tmp_path: Path) -> Path:
     for folder in ("images", "masks"):
         (root / folder).symlink_to(small_training_workspace / folder, target_is_directory=True)
     return root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The browser walk is slow by nature: `make test-fast` (-m "not slow") leaves it out with
+    # the other slow tests, without each browser test having to say so.
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.slow)

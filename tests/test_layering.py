@@ -21,13 +21,34 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
+def core_modules(package: Path = REPO_ROOT / "crc_core") -> list[str]:
+    """Every module of the package as a dotted name, subpackages (rooms) included."""
+    names = []
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def core_files(package: Path = REPO_ROOT / "crc_core") -> list[Path]:
+    return sorted(package.rglob("*.py"))
+
+
+def test_the_walk_finds_modules_inside_rooms(tmp_path):
+    room = tmp_path / "crc_core" / "cohort"
+    room.mkdir(parents=True)
+    for path in (tmp_path / "crc_core" / "__init__.py", room / "__init__.py", room / "table_one.py"):
+        path.write_text("")
+    assert core_modules(tmp_path / "crc_core") == ["crc_core", "crc_core.cohort", "crc_core.cohort.table_one"]
+
+
 def test_core_never_imports_streamlit():
     # Import every core module in a clean interpreter and check streamlit stayed out.
-    modules = sorted(p.stem for p in (REPO_ROOT / "crc_core").glob("*.py") if p.stem != "__init__")
+    modules = core_modules()
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"
-        "    importlib.import_module('crc_core.' + name)\n"
+        "    importlib.import_module(name)\n"
         "print('streamlit' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
@@ -38,7 +59,7 @@ def test_core_never_imports_streamlit():
 def test_pages_never_import_the_cli_and_the_core_never_parses_arguments():
     for page in [REPO_ROOT / "app.py", *(REPO_ROOT / "pages").glob("*.py")]:
         assert not {m for m in imported_modules(page) if m.startswith("crc_core.cli")}, page.name
-    for module in (REPO_ROOT / "crc_core").glob("*.py"):
-        if module.name != "cli.py":
+    for module in core_files():
+        if module.relative_to(REPO_ROOT / "crc_core").as_posix() != "cli.py":
             assert "argparse" not in imported_modules(module), module.name
             assert "crc_core.cli" not in imported_modules(module), module.name
