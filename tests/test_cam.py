@@ -26,9 +26,12 @@ def test_equal_to_pytorch_grad_cam(name, layer, method):
     implementation = reference.GradCAM if method == "gradcam" else reference.GradCAMPlusPlus
     theirs = implementation(model=model, target_layers=[cam.find_layer(model, layer)[1]])(
         input_tensor=x[None], targets=[ClassifierOutputTarget(1)])[0]
-    # Equal up to the resizing: OpenCV's bilinear uses fixed-point weights, torch's floats.
-    assert np.abs(ours - theirs).max() < 0.01
-    assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.9999
+    # pytorch-grad-cam min-max scales its map once more after resizing (scale_cam_image in
+    # aggregate_multi_layers); bilinear upsampling never quite reaches the coarse map's extremes, so
+    # that second scaling stretches it by up to 0.6%. Scaled alike, the two agree to float precision.
+    rescaled = ours - ours.min()
+    rescaled = rescaled / (1e-7 + rescaled.max())
+    np.testing.assert_allclose(rescaled, theirs, atol=1e-6)
     assert ours.shape == (128, 128) and ours.min() >= 0 and ours.max() <= 1
 
 
