@@ -129,8 +129,8 @@ class TrainConfig(JsonConfig):
         if isinstance(values, Mapping):
             values = dict(values)
             flat = {k: values.pop(k) for k in _FLAT_FINETUNE_KEYS if k in values}
-            if flat:
-                nested = dict(values.get("finetune") or {})
+            nested = values.get("finetune") or {}
+            if flat and isinstance(nested, Mapping):  # anything else is refused by its type below
                 values["finetune"] = {**nested, **flat}
         return super().from_dict(values, source=source)
 
