@@ -257,6 +257,28 @@ def ensure_writable_dir(path: Path) -> Path:
     return path
 
 
+def check_writable_dir(path: Path) -> Path:
+    """Prove that ``path`` can be written into, or made and written, while making nothing: a step
+    checks where it will write before its work, and a refusal later on (an unknown run, a bad
+    setting) must not leave empty folders behind. The folder is made when the first file is
+    written (the atomic writers make their parents)."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CrcInputError(f"Cannot write to the folder {path}: {existing} is a file, not a folder. "
+                            "Choose a folder you can write to.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise CrcInputError(
+            f"Cannot write to the folder {path} ({exc.strerror or exc}). Choose a folder you can write to."
+        ) from exc
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     path = Path(path)

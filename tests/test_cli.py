@@ -140,3 +140,22 @@ def test_train_with_a_bad_config_prints_no_traceback(tables_workspace, tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == f"crc-time: error: {bad}: the setting 'seed' must be a whole number; got \"x\" (text)."
+
+
+@pytest.mark.parametrize(("step", "out"), [
+    ("report", "new/deep/r.html"), ("figures", "new/deep"), ("figures", "new/deep/f.zip"), ("robustness", "new/deep"),
+    ("validation-size", "new/deep/n.csv"), ("evaluate", "new/deep"),
+])
+def test_a_step_on_an_unknown_run_makes_no_folder(tables_workspace, tmp_path, capsys, step, out):
+    before = tree(tables_workspace)
+    assert main(["--workspace", str(tables_workspace), step, "--run", "nosuch", "--out", str(tmp_path / out)]) == 2
+    assert "There is no run 'nosuch'" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    assert tree(tables_workspace) == before
+
+
+def test_an_output_folder_that_cannot_be_made_is_still_refused_first(tables_workspace, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["--workspace", str(tables_workspace), "report", "--run", "nosuch", "--out",
+                 str(tmp_path / "file" / "deep" / "r.html")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
