@@ -57,6 +57,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def centre_name(text: str) -> str:
+    """argparse type: a centre's name, never blank (a blank one would build the development sample)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("name the centre, e.g. --centre Lanzhou (without --centre the development "
+                                         "sample is built)")
+    return text
+
+
 def _window(text: str) -> tuple[float, float]:
     """argparse type: WIDTH/LEVEL in HU, e.g. 400/40."""
     width, _, level = text.partition("/")
@@ -426,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = steps.add_parser("sample", help="build the built-in sample cohort")
     sample.add_argument("--n", type=positive_int, help="patients (default 315; 120 for a --centre)")
-    sample.add_argument("--centre", metavar="NAME",
+    sample.add_argument("--centre", metavar="NAME", type=centre_name,
                         help="a second hospital's cohort instead: another scanner and case mix, all patients external")
     sample.add_argument("--seed", type=non_negative_int, help="random seed (default 0)")
     sample.add_argument("--out", type=Path, help="write here instead of --workspace")

@@ -123,9 +123,11 @@ class SampleConfig(JsonConfig):
     centre: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "centre", str(self.centre or "").strip())
-        if self.centre and not any(c.isalnum() for c in self.centre):
-            raise CrcInputError(f"Name the centre with letters or digits (got {self.centre!r}).")
+        given = str(self.centre or "")
+        object.__setattr__(self, "centre", given.strip())
+        # Only "" (the default) means the development sample: a name typed blank is refused.
+        if given and not any(c.isalnum() for c in self.centre):
+            raise CrcInputError(f"Name the centre with letters or digits (got {given!r}).")
         if self.n_patients is None:
             object.__setattr__(self, "n_patients", CENTRE_PATIENTS if self.centre else 315)
         if not isinstance(self.n_patients, (int, np.integer)) or self.n_patients < 10:

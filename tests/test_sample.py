@@ -284,3 +284,19 @@ def test_a_rebuilt_sample_keeps_no_crops_of_the_patients_it_replaced(tmp_path):
     build_sample_workspace(centre, SampleConfig(n_patients=12, workers=1, centre="Xian"))
     assert not (centre / "crops").exists() and not (centre / "features").exists()
     assert pd.read_csv(centre / "clinical.csv")["patient_id"].str.startswith("XIA").all()
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_centre_name_is_refused_not_taken_for_the_development_sample(tmp_path, capsys, blank):
+    from crc_core.cli import main
+
+    target = tmp_path / "centre"
+    with pytest.raises(SystemExit) as exited:
+        main(["--workspace", str(target), "sample", "--centre", blank, "--n", "12", "--no-images"])
+    assert exited.value.code == 2
+    assert "argument --centre: name the centre, e.g. --centre Lanzhou" in capsys.readouterr().err
+    assert not target.exists()
+    if blank:
+        with pytest.raises(CrcInputError, match="Name the centre with letters or digits"):
+            SampleConfig(centre=blank)
+    assert SampleConfig(centre="").centre == ""  # the default: the development sample
