@@ -35,6 +35,20 @@ def default_workspace_path() -> Path:
     return Path(os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE)
 
 
+def program_folder() -> Path | None:
+    """The CRC-TIME checkout this code runs from (the folder holding ``crc_core/``, a git checkout
+    or a source tree with ``pyproject.toml``), or None for an installed package. Data built for the
+    user (a second centre) belongs outside it, where git and an update of the code never see it."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / ".git").exists() or (root / "pyproject.toml").exists() else None
+
+
+def lies_within(path: Path | str, folder: Path | str) -> bool:
+    """Whether ``path`` is ``folder`` or inside it, after resolving links and ``..``."""
+    path, folder = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
+    return path == folder or folder in path.parents
+
+
 def state_dir() -> Path:
     """The dashboard's own small memory on this machine (the last workspace, CPU measurements)."""
     return Path(os.environ.get(STATE_DIR_ENV) or Path.home() / ".local" / "state" / "crc-time")
