@@ -57,6 +57,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def centre_name(text: str) -> str:
+    """argparse type: a centre's name, never blank (a blank one would build the development sample)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("name the centre, e.g. --centre Lanzhou (without --centre the development "
+                                         "sample is built)")
+    return text
+
+
 def _window(text: str) -> tuple[float, float]:
     """argparse type: WIDTH/LEVEL in HU, e.g. 400/40."""
     width, _, level = text.partition("/")
@@ -88,13 +96,18 @@ def build_config(config_class, args: argparse.Namespace, flags: dict[str, Any]):
 
 
 def _cmd_sample(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.sample import SampleConfig, build_sample_workspace
+    from crc_core.sample import SampleConfig, build_sample_workspace, check_outside_program_folder, default_centre_folder
     from crc_core.workflow import cohort_summary
 
-    root = Path(args.out) if args.out else args.workspace
     config = build_config(SampleConfig, args, {
         "n_patients": args.n, "seed": args.seed, "with_images": False if args.no_images else None, "centre": args.centre,
     })
+    root = Path(args.out) if args.out else args.workspace
+    if config.centre:
+        beside = default_centre_folder(args.workspace, config.centre)
+        if not args.out and not getattr(args, "workspace_given", True):
+            root = beside  # a centre never replaces the default workspace, nor lands in the program folder
+        check_outside_program_folder(root, beside)
     workspace = build_sample_workspace(root, config, progress=progress, replace=args.replace)
     summary = cohort_summary(workspace)
     return StepOutcome(f"sample cohort written to {workspace.root}: {summary.patients} patients ({summary.split.describe()})")
@@ -418,7 +431,7 @@ def _config_option(parser: argparse.ArgumentParser, what: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crc-time", description="CRC-TIME pipeline steps, headless, on a workspace folder.")
-    parser.add_argument("--workspace", type=Path, default=default_workspace_path(),
+    parser.add_argument("--workspace", type=Path,
                         help="workspace folder (default: $CRC_TIME_WORKSPACE or ./workspace)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print progress")
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # set by crc_core.jobs
@@ -426,8 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = steps.add_parser("sample", help="build the built-in sample cohort")
     sample.add_argument("--n", type=positive_int, help="patients (default 315; 120 for a --centre)")
-    sample.add_argument("--centre", metavar="NAME",
-                        help="a second hospital's cohort instead: another scanner and case mix, all patients external")
+    sample.add_argument("--centre", metavar="NAME", type=centre_name,
+                        help="a second hospital's cohort instead: another scanner and case mix, all patients external "
+                             "(without --workspace or --out: beside the default workspace, outside the program folder)")
     sample.add_argument("--seed", type=non_negative_int, help="random seed (default 0)")
     sample.add_argument("--out", type=Path, help="write here instead of --workspace")
     sample.add_argument("--no-images", action="store_true", help="tables only, no CT volumes")
@@ -592,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.workspace_given = args.workspace is not None
+    args.workspace = args.workspace if args.workspace_given else default_workspace_path()
     if args.step not in STEPS_THAT_MAKE_A_WORKSPACE and not Path(args.workspace).is_dir():
         print(f"crc-time: error: the workspace folder {args.workspace} does not exist; name an existing one with --workspace, "
               f"or build the sample there with `crc-time --workspace {args.workspace} sample`.", file=sys.stderr)

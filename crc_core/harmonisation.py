@@ -88,6 +88,62 @@ def _centres(batch, n: int, index: pd.Index, what: str) -> np.ndarray:
     return values.astype(str).to_numpy()
 
 
+def _fittable_centres(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The training patients' centres, sorted, and their counts; refuses one centre, or a centre
+    of one patient."""
+    batches, counts = np.unique(centres, return_counts=True)
+    if batches.size < 2:
+        raise CrcInputError(f"ComBat needs at least two centres; all {len(centres)} training patients are from centre "
+                            f"{batches[0]!r}, so there is no centre effect to remove.")
+    small = [f"{b!r} ({c})" for b, c in zip(batches, counts) if c < 2]
+    if small:
+        raise CrcInputError(f"Centre(s) {', '.join(small)} have fewer than two training patients: ComBat estimates each "
+                            "centre's shift and spread from its own patients and needs at least two. Merge the centre "
+                            "with a similar scanner or leave its patients out.")
+    return batches, counts
+
+
+def _refuse_unseen(centres: Sequence[str], batches: Sequence[str]) -> None:
+    unseen = sorted({str(c) for c in centres} - {str(b) for b in batches})
+    if unseen:
+        raise CrcInputError(f"Centre(s) {', '.join(map(repr, unseen))} had no training patients (training centres: "
+                            f"{', '.join(batches)}). ComBat learns each centre's shift and spread from that "
+                            "centre's own training patients; fit it with some patients of every centre, or use the "
+                            "transductive fit and say so.")
+
+
+def patient_centres(clinical: pd.DataFrame, column: str, patient_ids: Sequence[str]) -> np.ndarray:
+    """Each patient's centre (as text) from the clinical table's ``column`` (indexed by
+    ``patient_id`` or holding it); refuses a table without the column, or a patient without a centre."""
+    table = clinical.set_index("patient_id") if "patient_id" in clinical.columns else clinical
+    if column not in table.columns:
+        raise CrcInputError(f"ComBat needs each patient's centre: the clinical table has no {column!r} column. Add one "
+                            "(the hospital or scanner of each patient), or train without harmonisation.")
+    centres = table[column].reindex(list(patient_ids))
+    if centres.isna().any():
+        missing = [str(p) for p, c in zip(patient_ids, centres) if pd.isna(c)]
+        raise CrcInputError(f"{len(missing)} patient(s) have no {column!r}: {', '.join(missing[:5])}. Fill it in, or train "
+                            "without harmonisation.")
+    return centres.astype(str).to_numpy()
+
+
+def check_centres(centres: np.ndarray, partitions: Sequence[tuple[np.ndarray, Sequence[np.ndarray]]], *,
+                  transductive: bool = False) -> None:
+    """What :func:`fit_combat` and :meth:`ComBatModel.apply` would refuse about the centres alone,
+    checked before a run (or its features) is written: for each partition (its training patients'
+    mask, the masks of the patients it predicts), at least two centres of two patients or more
+    among the patients ComBat is fitted on, and (fitted on training) no predicted patient of a
+    centre without training patients."""
+    centres = np.array([str(c) for c in centres], dtype=object)
+    for train, predicted in partitions:
+        used = np.asarray(train, dtype=bool).copy()
+        for mask in predicted:
+            used |= np.asarray(mask, dtype=bool)
+        batches, _ = _fittable_centres(centres[used if transductive else train])
+        if not transductive:
+            _refuse_unseen(centres[used], batches.tolist())
+
+
 def _covariate_table(covariates, n: int, index: pd.Index, what: str) -> pd.DataFrame | None:
     if covariates is None:
         return None
@@ -150,12 +206,7 @@ class ComBatModel:
                 said.append(f"{len(extra)} were not in it ({', '.join(extra[:5])})")
             raise CrcInputError("The features must be those ComBat was fitted on: " + "; ".join(said) + ".")
         centres = _centres(batch, len(table), table.index, "The features to harmonise")
-        unseen = sorted(set(centres) - set(self.batches))
-        if unseen:
-            raise CrcInputError(f"Centre(s) {', '.join(map(repr, unseen))} had no training patients (training centres: "
-                                f"{', '.join(self.batches)}). ComBat learns each centre's shift and spread from that "
-                                "centre's own training patients; fit it with some patients of every centre, or use the "
-                                "transductive fit and say so.")
+        _refuse_unseen(centres, self.batches)
         x = table[list(self.features)].to_numpy(dtype=float)
         covariate_effect = self._covariate_design(covariates, len(table), table.index) @ self.covariate_beta \
             if self.covariate_terms else np.zeros_like(x)
@@ -261,15 +312,7 @@ def fit_combat(features, batch: Sequence, covariates: pd.DataFrame | None = None
     table, _ = _feature_table(features, "The training features")
     n = len(table)
     centres = _centres(batch, n, table.index, "The training features")
-    batches, counts = np.unique(centres, return_counts=True)
-    if batches.size < 2:
-        raise CrcInputError(f"ComBat needs at least two centres; all {n} training patients are from centre {batches[0]!r}, "
-                            "so there is no centre effect to remove.")
-    small = [f"{b!r} ({c})" for b, c in zip(batches, counts) if c < 2]
-    if small:
-        raise CrcInputError(f"Centre(s) {', '.join(small)} have fewer than two training patients: ComBat estimates each "
-                            "centre's shift and spread from its own patients and needs at least two. Merge the centre "
-                            "with a similar scanner or leave its patients out.")
+    batches, counts = _fittable_centres(centres)
     covariate_table = _covariate_table(covariates, n, table.index, "The training features")
     categorical_levels: dict[str, tuple[str, ...]] = {}
     continuous: list[str] = []

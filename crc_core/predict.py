@@ -51,6 +51,59 @@ def check_cohort_name(cohort: str) -> str:
     return name
 
 
+def _volume_files(path: str) -> list[Path]:
+    """A manifest's image as its files: the volume file, or a DICOM series folder's files by name."""
+    where = Path(path)
+    if where.is_dir():
+        return sorted((f for f in where.iterdir() if f.is_file()), key=lambda f: f.name)
+    return [where] if where.is_file() else []
+
+
+def _same_volume(a: list[Path], b: list[Path]) -> bool:
+    import filecmp
+    import os
+
+    if len(a) != len(b) or not a:
+        return False
+    return all(os.path.samefile(x, y) or filecmp.cmp(x, y, shallow=False) for x, y in zip(a, b))
+
+
+def check_other_patients(workspace: Workspace, source: Workspace) -> None:
+    """An external cohort is other patients than the run's own: refuse the workspace itself, and a
+    folder holding one of its patients' CT volumes (the same file, or the same bytes: a copy of the
+    workspace, or one linking its images) — their predictions would count as held out while the
+    model was developed on them. Volumes are compared byte for byte only where sizes agree."""
+    import os
+
+    if source.root.resolve() == workspace.root.resolve() or (
+            source.root.is_dir() and workspace.root.is_dir() and os.path.samefile(source.root, workspace.root)):
+        raise CrcInputError(f"{source.root} is this workspace itself: its patients are the ones the run was developed on, "
+                            "not an external cohort. Name the other centre's workspace folder.")
+    if not (workspace.manifest_csv.exists() and source.manifest_csv.exists()):
+        return
+    from crc_core.preprocess import read_manifest
+
+    own: dict[tuple[int, int], list[tuple[str, list[Path]]]] = {}
+    mine, theirs = read_manifest(workspace), read_manifest(source)
+    for pid, image in zip(mine["patient_id"], mine["image"]):
+        files = _volume_files(image)
+        if files:
+            own.setdefault((len(files), sum(f.stat().st_size for f in files)), []).append((str(pid), files))
+    same = []
+    for pid, image in zip(theirs["patient_id"], theirs["image"]):
+        files = _volume_files(image)
+        size = (len(files), sum(f.stat().st_size for f in files)) if files else None
+        match = next((own_id for own_id, own_files in own.get(size, []) if _same_volume(files, own_files)), None)
+        if match is not None:
+            same.append(f"{pid}" + ("" if match == str(pid) else f" (this workspace's {match})"))
+            if len(same) == 5:  # enough to refuse and to name
+                break
+    if same:
+        raise CrcInputError(f"{source.root} holds CT volumes of this workspace's own patients ({', '.join(same)}): an "
+                            "external cohort must be other patients, or its AUC would count patients the model was "
+                            "developed on as held out. Name the other centre's workspace folder.")
+
+
 def _crops_like_the_run(workspace: Workspace, run: RunRecord, source: Workspace, progress: Progress | None):
     key = run.info.get("crop_key")
     if not key:
@@ -182,6 +235,7 @@ def predict_cohort(workspace: Workspace, run_id: str, source: Workspace | Path, 
     if run.mode == RunMode.COMBINED:
         raise CrcInputError(f"Run {run_id} is a combined model: it needs the clinical variables of the new patients as well; "
                             f"predict with its DL run {run.info.get('parent_run', '?')} instead.")
+    check_other_patients(workspace, source)
     crops = _crops_like_the_run(workspace, run, source, progress)
     ids, pixels = _images(crops)
     probs = _probabilities(workspace, run, source, ids, pixels, progress)

@@ -680,14 +680,14 @@ def check_output_file(path: Path, *, suffixes: tuple[str, ...]) -> Path:
 
 
 def check_output_folder(folder: Path) -> Path:
-    """A folder to write into: made if missing; refused, in one line, when it is a file or cannot
-    be written."""
-    from crc_core.workspace import ensure_writable_dir
+    """A folder to write into, checked without making it (the writer makes it, so a refusal after
+    this check leaves no folder behind); refused, in one line, when it is a file or cannot be written."""
+    from crc_core.workspace import check_writable_dir
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise CrcInputError(f"{folder} is a file, not a folder; choose a folder to write into.")
     try:
-        return ensure_writable_dir(folder)
+        return check_writable_dir(folder)
     except OSError as exc:
         raise CrcInputError(f"{folder} cannot be written ({exc.strerror or exc}); choose another folder.") from exc

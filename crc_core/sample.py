@@ -34,6 +34,8 @@ from crc_core.workspace import (
     atomic_write_csv,
     atomic_write_text,
     ensure_writable_dir,
+    lies_within,
+    program_folder,
 )
 
 Progress = Callable[[int, int], None]
@@ -123,9 +125,11 @@ class SampleConfig(JsonConfig):
     centre: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "centre", str(self.centre or "").strip())
-        if self.centre and not any(c.isalnum() for c in self.centre):
-            raise CrcInputError(f"Name the centre with letters or digits (got {self.centre!r}).")
+        given = str(self.centre or "")
+        object.__setattr__(self, "centre", given.strip())
+        # Only "" (the default) means the development sample: a name typed blank is refused.
+        if given and not any(c.isalnum() for c in self.centre):
+            raise CrcInputError(f"Name the centre with letters or digits (got {given!r}).")
         if self.n_patients is None:
             object.__setattr__(self, "n_patients", CENTRE_PATIENTS if self.centre else 315)
         if not isinstance(self.n_patients, (int, np.integer)) or self.n_patients < 10:
@@ -411,10 +415,36 @@ def build_sample_workspace(
     return workspace
 
 
-def check_centre_folder(home: Workspace | Path, folder: Path | str) -> Path:
+def _folder_word(centre: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in centre.lower()).split()) or "centre"
+
+
+def default_centre_folder(home: Workspace | Path, centre: str = "Lanzhou") -> Path:
+    """Where a second centre for the workspace ``home`` goes unless the user says otherwise: beside
+    ``home`` (``…/workspace-lanzhou``), or, where that would be inside the CRC-TIME program folder
+    (the default ``./workspace`` of a checkout), beside the program folder
+    (``…/CRC-TIME-workspace-lanzhou``), so that git and an update of the code never see it."""
+    root = Workspace.of(home).root.expanduser().resolve()
+    beside = root.parent / f"{root.name}-{_folder_word(centre)}"
+    program = program_folder()
+    if program is not None and lies_within(beside, program):
+        beside = program.parent / f"{program.name}-{root.name}-{_folder_word(centre)}"
+    return beside
+
+
+def check_outside_program_folder(folder: Path | str, suggestion: Path) -> None:
+    """Refuse to build a centre inside the CRC-TIME program folder, naming one outside it."""
+    program = program_folder()
+    if program is not None and lies_within(folder, program):
+        raise CrcInputError(f"{folder} lies inside the CRC-TIME program folder {program}: a centre's CT volumes and tables "
+                            f"would sit among the code, in git's view. Choose a folder outside it, e.g. {suggestion}.")
+
+
+def check_centre_folder(home: Workspace | Path, folder: Path | str, centre: str = "") -> Path:
     """Where a page may build a second centre for the workspace ``home``: never ``home`` itself (its
-    runs and crops would go), nor a folder holding another cohort; an earlier centre sample there is
-    rebuilt. Returns the folder, or raises :class:`CrcInputError` saying what to choose instead."""
+    runs and crops would go), nor inside the CRC-TIME program folder, nor a folder holding another
+    cohort; an earlier centre sample there is rebuilt. Returns the folder, or raises
+    :class:`CrcInputError` saying what to choose instead."""
     home = Workspace.of(home)
     text = str(folder).strip()
     if not text:
@@ -426,6 +456,7 @@ def check_centre_folder(home: Workspace | Path, folder: Path | str) -> Path:
                             "cohort, crops and runs. Choose another folder.")
     if open_now in where.parents or where in open_now.parents:
         raise CrcInputError(f"{target.root} lies inside the workspace open now, or holds it: choose a folder beside it.")
+    check_outside_program_folder(target.root, default_centre_folder(home, centre or "centre"))
     if target.root.exists() and not target.root.is_dir():
         raise CrcInputError(f"{target.root} is a file: choose a folder.")
     # A rebuild replaces images/ and masks/: only an earlier centre sample, or nothing, may be there.

@@ -129,8 +129,8 @@ class TrainConfig(JsonConfig):
         if isinstance(values, Mapping):
             values = dict(values)
             flat = {k: values.pop(k) for k in _FLAT_FINETUNE_KEYS if k in values}
-            if flat:
-                nested = dict(values.get("finetune") or {})
+            nested = values.get("finetune") or {}
+            if flat and isinstance(nested, Mapping):  # anything else is refused by its type below
                 values["finetune"] = {**nested, **flat}
         return super().from_dict(values, source=source)
 
@@ -200,6 +200,11 @@ def train_run(workspace: Workspace, config: TrainConfig | None, *, store: RunSto
     data = labelled_crops(workspace, config.target, crop_key=config.crop_key, allow_missing_crops=config.allow_missing_crops)
     parts = partitions(workspace, data, config)
     _check_weights(config)
+    if config.harmonise != "none":  # what ComBat would refuse about the centres, before anything is written
+        from crc_core.harmonisation import check_centres, patient_centres
+
+        check_centres(patient_centres(workspace.read_clinical(), config.centre_column, data.patient_ids),
+                      [(p.train, list(p.predict.values())) for p in parts], transductive=config.harmonise == "transductive")
     if run_id is None:
         run_id = store.create_run(target=config.target, backbone=config.backbone, mode=config.mode, config=config.to_dict(),
                                   info={"code_version": code_version()}, group_id=group_id, job_id=job_id)
@@ -451,17 +456,9 @@ def _store_predictions(ctx: RunContext, data: LabelledCrops, part: Partition, pr
 
 def _centres(ctx: RunContext, data: LabelledCrops) -> np.ndarray:
     """Each patient's centre, from the clinical table's centre column (what ComBat harmonises across)."""
-    column = ctx.config.centre_column
-    clinical = ctx.workspace.read_clinical().set_index("patient_id")
-    if column not in clinical.columns:
-        raise CrcInputError(f"ComBat needs each patient's centre: the clinical table has no {column!r} column. Add one "
-                            "(the hospital or scanner of each patient), or train without harmonisation.")
-    centres = clinical[column].reindex(data.patient_ids)
-    if centres.isna().any():
-        missing = [p for p, c in zip(data.patient_ids, centres) if pd.isna(c)]
-        raise CrcInputError(f"{len(missing)} patient(s) have no {column!r}: {', '.join(missing[:5])}. Fill it in, or train "
-                            "without harmonisation.")
-    return centres.astype(str).to_numpy()
+    from crc_core.harmonisation import patient_centres
+
+    return patient_centres(ctx.workspace.read_clinical(), ctx.config.centre_column, data.patient_ids)
 
 
 def _harmonised(ctx: RunContext, part: Partition, features: np.ndarray, centres: np.ndarray) -> np.ndarray:

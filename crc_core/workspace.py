@@ -35,6 +35,20 @@ def default_workspace_path() -> Path:
     return Path(os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE)
 
 
+def program_folder() -> Path | None:
+    """The CRC-TIME checkout this code runs from (the folder holding ``crc_core/``, a git checkout
+    or a source tree with ``pyproject.toml``), or None for an installed package. Data built for the
+    user (a second centre) belongs outside it, where git and an update of the code never see it."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / ".git").exists() or (root / "pyproject.toml").exists() else None
+
+
+def lies_within(path: Path | str, folder: Path | str) -> bool:
+    """Whether ``path`` is ``folder`` or inside it, after resolving links and ``..``."""
+    path, folder = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
+    return path == folder or folder in path.parents
+
+
 def state_dir() -> Path:
     """The dashboard's own small memory on this machine (the last workspace, CPU measurements)."""
     return Path(os.environ.get(STATE_DIR_ENV) or Path.home() / ".local" / "state" / "crc-time")
@@ -253,6 +267,28 @@ def ensure_writable_dir(path: Path) -> Path:
         raise CrcInputError(
             f"Cannot write to the folder {path} ({exc.strerror or exc}). "
             "Choose a folder you can write to."
+        ) from exc
+    return path
+
+
+def check_writable_dir(path: Path) -> Path:
+    """Prove that ``path`` can be written into, or made and written, while making nothing: a step
+    checks where it will write before its work, and a refusal later on (an unknown run, a bad
+    setting) must not leave empty folders behind. The folder is made when the first file is
+    written (the atomic writers make their parents)."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CrcInputError(f"Cannot write to the folder {path}: {existing} is a file, not a folder. "
+                            "Choose a folder you can write to.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise CrcInputError(
+            f"Cannot write to the folder {path} ({exc.strerror or exc}). Choose a folder you can write to."
         ) from exc
     return path
 

@@ -25,7 +25,7 @@ def _build_centre_form(workspace: Workspace, *, announce: bool) -> tuple[str, st
     of the centre built in this session (empty if none), for the predict form to start from;
     ``announce``: say that the last build is ready (not once a centre has been predicted)."""
     from crc_core.jobs import job_config, latest_job
-    from crc_core.sample import SampleConfig, check_centre_folder
+    from crc_core.sample import SampleConfig, check_centre_folder, default_centre_folder
 
     last = latest_job(workspace, "sample")
     # The "sample" step also (re)builds this workspace's own cohort: only a centre's build is said here.
@@ -48,14 +48,14 @@ def _build_centre_form(workspace: Workspace, *, announce: bool) -> tuple[str, st
                    "this one changes.")
         with st.form("build_centre"):
             left, right = st.columns([3, 1])
-            folder = left.text_input("Folder for it", value=str(workspace.root.parent / f"{workspace.root.name}-lanzhou"))
+            folder = left.text_input("Folder for it", value=str(default_centre_folder(workspace, "Lanzhou")))
             name = right.text_input("Its name", value="Lanzhou")
             if st.form_submit_button("Build it"):
                 try:
                     config = SampleConfig(centre=name)
                     if not config.centre:
                         raise CrcInputError("Name the centre (its patients' IDs start with its initials).")
-                    target = check_centre_folder(workspace, folder)
+                    target = check_centre_folder(workspace, folder, config.centre)
                 except CrcInputError as exc:
                     st.error(str(exc))
                 else:

@@ -85,3 +85,77 @@ def test_labels_with_a_bad_marker_cutoff_is_refused(tmp_path):
     assert result.returncode == 2
     assert "MARKER=NUMBER" in result.stderr
     assert not (target / "labels.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# --config files with values of the wrong kind: one line naming the file and the key, nothing written
+
+
+def tree(root: Path) -> dict[str, int]:
+    """Every file and folder under ``root`` with its size (0 for a folder): what a refusal must leave."""
+    return {str(p.relative_to(root)): (p.stat().st_size if p.is_file() else 0) for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def tables_workspace(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cli-config") / "ws"
+    assert main(["--workspace", str(root), "sample", "--n", "20", "--no-images"]) == 0
+    return root
+
+
+BAD_CONFIGS = [
+    ("train", {"seed": 1.5}, "'seed' must be a whole number; got 1.5"),
+    ("train", {"seed": "x"}, "'seed' must be a whole number; got \"x\" (text)"),
+    ("train", {"n_repeats": "abc"}, "'n_repeats' must be a whole number"),
+    ("train", {"mode": "finetune", "finetune": {"epochs": "ten"}}, "'finetune.epochs' must be a whole number"),
+    ("train", {"finetune": [100, 32]}, "'finetune' must be an object of FinetuneConfig settings or null"),
+    ("report", {"run_id": "r", "out": 5}, "'out' must be text; got 5 (a number)"),
+    ("report", {"run_id": "r", "pseudonymise": "no"}, "'pseudonymise' must be true or false; got \"no\" (text)"),
+    ("figures", {"run_id": "r", "pseudonymise": "yes"}, "'pseudonymise' must be true or false"),
+    ("robustness", {"run_id": "r", "out": 5}, "'out' must be text"),
+    ("preprocess", {"mask_outside": "no"}, "'mask_outside' must be true or false"),
+    ("split", {"seed": 2.5}, "'seed' must be a whole number"),
+]
+
+
+@pytest.mark.parametrize(("step", "document", "message"), BAD_CONFIGS, ids=lambda v: str(v)[:40])
+def test_a_config_of_the_wrong_kind_is_one_line_naming_file_and_key(tables_workspace, tmp_path, capsys, step, document,
+                                                                     message):
+    import json
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(document))
+    before = tree(tables_workspace)
+    assert main(["--workspace", str(tables_workspace), step, "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"crc-time: error: {bad}: the setting ") and message in err, err
+    assert err.count("\n") == 1
+    assert tree(tables_workspace) == before
+
+
+def test_train_with_a_bad_config_prints_no_traceback(tables_workspace, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"seed": "x", "targets": ["tsr"]}')
+    result = run_cli("--workspace", str(tables_workspace), "train", "--config", str(bad))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"crc-time: error: {bad}: the setting 'seed' must be a whole number; got \"x\" (text)."
+
+
+@pytest.mark.parametrize(("step", "out"), [
+    ("report", "new/deep/r.html"), ("figures", "new/deep"), ("figures", "new/deep/f.zip"), ("robustness", "new/deep"),
+    ("validation-size", "new/deep/n.csv"), ("evaluate", "new/deep"),
+])
+def test_a_step_on_an_unknown_run_makes_no_folder(tables_workspace, tmp_path, capsys, step, out):
+    before = tree(tables_workspace)
+    assert main(["--workspace", str(tables_workspace), step, "--run", "nosuch", "--out", str(tmp_path / out)]) == 2
+    assert "There is no run 'nosuch'" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    assert tree(tables_workspace) == before
+
+
+def test_an_output_folder_that_cannot_be_made_is_still_refused_first(tables_workspace, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["--workspace", str(tables_workspace), "report", "--run", "nosuch", "--out",
+                 str(tmp_path / "file" / "deep" / "r.html")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

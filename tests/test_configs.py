@@ -76,3 +76,135 @@ def test_every_step_config_is_a_frozen_dataclass():
         assert dataclasses.is_dataclass(config)
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(config, dataclasses.fields(config)[0].name, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every JsonConfig, found rather than listed: each field refuses a value of the wrong kind by name
+
+
+def _every_config_class() -> list[type[JsonConfig]]:
+    import importlib
+    import pkgutil
+
+    import crc_core
+
+    for module in pkgutil.iter_modules(crc_core.__path__):
+        importlib.import_module(f"crc_core.{module.name}")
+    found, todo = [], list(JsonConfig.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    return sorted(set(found), key=lambda c: c.__name__)
+
+
+CONFIG_CLASSES = _every_config_class()
+
+# What a class cannot be built without (a run to report, a centre to predict ...).
+REQUIRED = {
+    "CamConfig": {"run_id": "r"},
+    "CombinedConfig": {"run_id": "r", "variables": ["age"]},
+    "PredictConfig": {"run_id": "r", "source": "other"},
+    "ReportConfig": {"run_id": "r"},
+    "RobustnessConfig": {"run_id": "r"},
+}
+
+# Wrong values for each field's type hint, written out by hand (not derived from the checker): a
+# hint not in this table fails the test, so a new field cannot go unchecked.
+WRONG = {
+    "int": [1.5, "x", "1", True, None, [1], {"a": 1}],
+    "int | None": [1.5, "x", True, [1]],
+    "float": ["x", "0.5", True, None, [0.5], float("inf"), float("nan")],
+    "float | None": ["x", True, [0.5]],
+    "bool": ["no", "false", "true", 0, 1, None, [True]],
+    "str": [5, 1.5, True, None, ["a"], {"a": "b"}],
+    "str | None": [5, True, ["a"]],
+    "tuple[str, ...]": [5, True, [5], ["a", None], {"a": "b"}],
+    "IsCutoffSource": ["nonesuch", 5, True, ["given"]],
+    "TimePoint": ["up", 1, True],
+    "Resolution": ["min", 0, None],
+    "FinetuneConfig | None": [["a"], "fast", 5, True, {"epochs": "ten"}, {"augment": "no"}],
+    "Mapping[str, str]": [["a"], "x", 5, {"age": 5}],
+    "dict[str, str]": [["a"], "x", 5, {"age": None}],
+    "tuple[tuple[str, str], ...] | Mapping[str, str]": [5, "x", {"age": 5}, [["age"]], [["age", 5]]],
+    "tuple[tuple[str, float], ...] | Mapping[str, float]": [5, "x", {"cd3_ca": "high"}, {"cd3_ca": True}, [["cd3_ca"]]],
+}
+
+FIELD_CASES = [
+    pytest.param(cls, field.name, wrong, id=f"{cls.__name__}.{field.name}={wrong!r}")
+    for cls in CONFIG_CLASSES
+    for field in dataclasses.fields(cls)
+    for wrong in WRONG.get(field.type, [pytest.param(None, marks=pytest.mark.skip)])  # unknown hints fail below
+]
+
+
+def test_every_config_class_is_found_and_every_hint_has_wrong_values():
+    names = {cls.__name__ for cls in CONFIG_CLASSES}
+    assert len(names) >= 14, names
+    assert {"TrainConfig", "FinetuneConfig", "ReportConfig", "RobustnessConfig", "PreprocessConfig"} <= names
+    hints = {field.type for cls in CONFIG_CLASSES for field in dataclasses.fields(cls)}
+    assert hints <= set(WRONG), f"add wrong values for {sorted(hints - set(WRONG))}"
+
+
+@pytest.mark.parametrize(("cls", "name", "wrong"), FIELD_CASES)
+def test_a_wrongly_typed_value_is_refused_naming_file_key_and_kind(cls, name, wrong):
+    document = {**REQUIRED.get(cls.__name__, {}), name: wrong}
+    if cls.__name__ == "TrainConfig" and name == "finetune":
+        document["mode"] = "finetune"
+    with pytest.raises(CrcInputError) as raised:
+        cls.from_dict(document, source="cfg.json")
+    message = str(raised.value)
+    key = f"{name}.{next(iter(wrong))}" if name == "finetune" and isinstance(wrong, dict) else name
+    assert message.startswith("cfg.json: the setting "), message
+    assert f"'{key}" in message and " must be " in message and "; got " in message, message
+
+
+@pytest.mark.parametrize("cls", CONFIG_CLASSES, ids=lambda c: c.__name__)
+def test_a_round_trip_keeps_every_default(cls, tmp_path):
+    required = REQUIRED.get(cls.__name__, {})
+    default = cls.from_dict(required)
+    assert default == cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in required.items()})
+    for field in dataclasses.fields(cls):
+        if field.name in required:
+            continue
+        given = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        if not (given is None or (isinstance(given, (str, tuple, dict)) and not given)):
+            assert getattr(default, field.name) == given, field.name  # an empty default may be filled in
+    assert cls.from_dict(default.to_dict()) == default
+    assert cls.load(default.save(tmp_path / "c.json")) == default
+    assert cls.load(tmp_path / "c.json").to_dict() == default.to_dict()
+
+
+def test_the_issue_s_wrong_values_name_key_and_kind():
+    from crc_core.imaging import PreprocessConfig as Preprocess
+    from crc_core.report import ReportConfig
+    from crc_core.robustness import RobustnessConfig
+    from crc_core.training import TrainConfig
+
+    cases = [
+        (TrainConfig, {"seed": 1.5}, "'seed' must be a whole number; got 1.5 (a number)"),
+        (TrainConfig, {"seed": "x"}, "'seed' must be a whole number; got \"x\" (text)"),
+        (TrainConfig, {"n_repeats": "abc"}, "'n_repeats' must be a whole number"),
+        (TrainConfig, {"mode": "finetune", "finetune": {"epochs": "ten"}}, "'finetune.epochs' must be a whole number"),
+        (TrainConfig, {"finetune": [1, 2]}, "'finetune' must be an object of FinetuneConfig settings or null; got [1, 2] (a list)"),
+        (TrainConfig, {"finetune": [1, 2], "epochs": 3}, "'finetune' must be an object"),
+        (TrainConfig, {"mode": "finetune", "finetune": {"epoch": 3}}, "unknown setting(s) 'finetune.epoch'"),
+        (ReportConfig, {"run_id": "r", "out": 5}, "'out' must be text; got 5 (a number)"),
+        (ReportConfig, {"run_id": "r", "pseudonymise": "no"}, "'pseudonymise' must be true or false; got \"no\" (text)"),
+        (RobustnessConfig, {"run_id": "r", "out": 5}, "'out' must be text"),
+        (Preprocess, {"mask_outside": "no"}, "'mask_outside' must be true or false"),
+    ]
+    for cls, document, message in cases:
+        with pytest.raises(CrcInputError) as raised:
+            cls.from_dict(document, source="bad.json")
+        assert str(raised.value).startswith("bad.json: ") and message in str(raised.value), str(raised.value)
+
+
+def test_numbers_of_the_right_kind_still_pass():
+    from crc_core.finetune import FinetuneConfig
+    from crc_core.training import TrainConfig
+
+    assert FinetuneConfig.from_dict({"lr": 1, "momentum": 0}).lr == 1  # a whole number is a number
+    assert TrainConfig.from_dict({"targets": "tsr"}).targets == ("tsr",)  # one target without its list
+    config = TrainConfig.from_dict({"mode": "finetune", "finetune": {"epochs": 3}, "batch_size": 8})
+    assert (config.finetune.epochs, config.finetune.batch_size) == (3, 8)

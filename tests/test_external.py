@@ -158,3 +158,51 @@ def test_the_sample_size_for_a_sample_run_equals_pmvalsampsize(training_workspac
     words = ex.validation_size_in_words(table)
     assert words["Patients"].tolist() == table["n"].tolist() and words["High class"].dtype.kind == "i"
     assert words["CI width aimed at"].iloc[-1] == "" and words["Criterion"].iloc[-1] == "largest"
+
+
+def test_predict_refuses_the_workspace_itself_or_its_own_patients_volumes(tmp_path, capsys, monkeypatch):
+    """An external cohort is other patients: the workspace itself, a copy of it, a copy whose IDs
+    were renamed and one linking its images are refused before anything is cropped or stored."""
+    import shutil
+    from pathlib import Path
+
+    from crc_core.predict import check_other_patients
+    from crc_core.sample import SampleConfig, build_sample_workspace
+    from crc_core.workspace import Workspace
+
+    home = build_sample_workspace(tmp_path / "home", SampleConfig(n_patients=12, workers=1)).root
+    run_id = stored_run(RunStore(home))
+    copy = tmp_path / "copy"
+    shutil.copytree(home, copy, ignore=shutil.ignore_patterns("runs"))
+    renamed = tmp_path / "renamed"
+    shutil.copytree(home, renamed, ignore=shutil.ignore_patterns("runs"))
+    manifest = pd.read_csv(renamed / "manifest.csv")
+    manifest["patient_id"] = "X" + manifest["patient_id"]
+    manifest.to_csv(renamed / "manifest.csv", index=False)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    shutil.copy(home / "manifest.csv", linked / "manifest.csv")
+    for folder in ("images", "masks"):
+        (linked / folder).symlink_to(home / folder, target_is_directory=True)
+    (tmp_path / "alias").symlink_to(home, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    first = pd.read_csv(home / "manifest.csv")["patient_id"][0]
+    cases = [
+        (home, "is this workspace itself"), (Path("home/"), "is this workspace itself"),
+        (tmp_path / "alias", "is this workspace itself"),
+        (copy, f"holds CT volumes of this workspace's own patients ({first}, "),
+        (renamed, f"(X{first} (this workspace's {first}), "),
+        (linked, "holds CT volumes of this workspace's own patients"),
+    ]
+    before = RunStore(home).predictions(run_id)
+    for source, words in cases:
+        assert main(["--workspace", str(home), "predict", "--run", run_id, "--from", str(source), "--cohort", "C"]) == 2
+        err = capsys.readouterr().err
+        assert words in err, err
+        assert err.count("\n") == 1
+        assert not (Path(source) / "crops").exists()
+    pd.testing.assert_frame_equal(RunStore(home).predictions(run_id), before)
+    # Another centre, and the development sample drawn with another seed, are other patients.
+    other = build_sample_workspace(tmp_path / "lanzhou", SampleConfig(n_patients=12, centre="Lanzhou", workers=1))
+    check_other_patients(Workspace(home), other)
+    check_other_patients(Workspace(home), build_sample_workspace(tmp_path / "seed", SampleConfig(n_patients=12, seed=4, workers=1)))

@@ -352,3 +352,63 @@ def test_refuses_fewer_than_two_varying_features():
     features["feature_1"] = 1.0
     with pytest.raises(CrcInputError, match=r"Only 1 feature\(s\) vary within a centre"):
         hm.fit_combat(features, batch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Before a run is written: what ComBat would refuse about the centres alone
+
+
+def test_check_centres_refuses_what_fit_and_apply_would():
+    centres = np.array(["A", "A", "B", "B", "C"])
+    train = np.array([True, True, True, True, False])
+    fine = [(train, [train])]
+    hm.check_centres(centres, fine)
+    with pytest.raises(CrcInputError, match=r"Centre\(s\) 'C' had no training patients"):
+        hm.check_centres(centres, [(train, [~train])])
+    with pytest.raises(CrcInputError, match=r"Centre\(s\) 'C' \(1\) have fewer than two training patients"):
+        hm.check_centres(centres, [(train, [~train])], transductive=True)  # fitted on everyone it predicts
+    with pytest.raises(CrcInputError, match=r"ComBat needs at least two centres; all 2 training patients are from centre 'A'"):
+        hm.check_centres(centres, [(np.array([True, True, False, False, False]), [])])
+    clinical = pd.DataFrame({"patient_id": ["P1", "P2"], "centre": ["A", None]})
+    with pytest.raises(CrcInputError, match=r"1 patient\(s\) have no 'centre': P2"):
+        hm.patient_centres(clinical, "centre", ["P1", "P2"])
+    with pytest.raises(CrcInputError, match=r"the clinical table has no 'site' column"):
+        hm.patient_centres(clinical, "site", ["P1"])
+    assert hm.patient_centres(clinical, "centre", ["P1"]).tolist() == ["A"]
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): (p.stat().st_size if p.is_file() else -1) for p in sorted(root.rglob("*"))}
+
+
+def test_train_refuses_unusable_centres_before_writing_a_run_or_features(training_workspace, capsys):
+    pytest.importorskip("torch")
+    from crc_core.cli import main
+
+    clinical = pd.read_csv(training_workspace / "clinical.csv")
+    train = clinical["split"].eq("train").to_numpy()
+    one_validation = np.flatnonzero(~train)[0]
+    cases = [
+        (None, [], "the clinical table has no 'centre' column"),
+        (None, ["--centre-column", "site"], "the clinical table has no 'site' column"),
+        (np.full(len(clinical), "Lanzhou"), [], "ComBat needs at least two centres"),
+        (np.where(np.arange(len(clinical)) == np.flatnonzero(train)[0], "Wuhan", "Lanzhou"), [],
+         r"Centre\(s\) 'Wuhan' \(1\) have fewer than two training patients"),
+        (np.where(np.arange(len(clinical)) == one_validation, "Wuhan", np.where(np.arange(len(clinical)) % 2, "A", "B")), [],
+         r"Centre\(s\) 'Wuhan' had no training patients"),
+        # A clinical column named as the centre, as a messy table has it: one patient without a value.
+        (clinical["sex"].mask(np.arange(len(clinical)) == 3), ["--centre-column", "sex"],
+         rf"1 patient\(s\) have no 'sex': {clinical['patient_id'][3]}"),
+    ]
+    for centres, flags, message in cases:
+        table = clinical.copy()
+        if centres is not None:
+            table[flags[1] if flags else "centre"] = centres
+        table.to_csv(training_workspace / "clinical.csv", index=False)
+        before = _tree(training_workspace)
+        rc = main(["--workspace", str(training_workspace), "train", "--harmonise", "training", "--weights", "random",
+                   "--device", "cpu", *flags])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("crc-time: error: ") and __import__("re").search(message, err), err
+        assert _tree(training_workspace) == before
+        assert not (training_workspace / "runs").exists() and not (training_workspace / "features").exists()

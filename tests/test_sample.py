@@ -284,3 +284,58 @@ def test_a_rebuilt_sample_keeps_no_crops_of_the_patients_it_replaced(tmp_path):
     build_sample_workspace(centre, SampleConfig(n_patients=12, workers=1, centre="Xian"))
     assert not (centre / "crops").exists() and not (centre / "features").exists()
     assert pd.read_csv(centre / "clinical.csv")["patient_id"].str.startswith("XIA").all()
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_centre_name_is_refused_not_taken_for_the_development_sample(tmp_path, capsys, blank):
+    from crc_core.cli import main
+
+    target = tmp_path / "centre"
+    with pytest.raises(SystemExit) as exited:
+        main(["--workspace", str(target), "sample", "--centre", blank, "--n", "12", "--no-images"])
+    assert exited.value.code == 2
+    assert "argument --centre: name the centre, e.g. --centre Lanzhou" in capsys.readouterr().err
+    assert not target.exists()
+    if blank:
+        with pytest.raises(CrcInputError, match="Name the centre with letters or digits"):
+            SampleConfig(centre=blank)
+    assert SampleConfig(centre="").centre == ""  # the default: the development sample
+
+
+def test_a_second_centre_defaults_outside_the_program_folder_and_is_refused_inside_it(tmp_path):
+    from crc_core.sample import check_centre_folder, default_centre_folder
+    from crc_core.workspace import lies_within, program_folder
+
+    program = program_folder()
+    assert program is not None and (program / "crc_core").is_dir()  # the tests run from a checkout
+    # Beside a workspace of the user's own, as before.
+    assert default_centre_folder(tmp_path / "study", "Lanzhou") == (tmp_path / "study-lanzhou").resolve()
+    assert default_centre_folder(tmp_path / "study", "St. Anne's") == (tmp_path / "study-st-anne-s").resolve()
+    # The checkout's ./workspace: beside the program folder, not inside it.
+    away = default_centre_folder(program / "workspace", "Lanzhou")
+    assert away == program.parent / f"{program.name}-workspace-lanzhou" and not lies_within(away, program)
+    inside = program / "workspace-lanzhou-test"
+    with pytest.raises(CrcInputError, match=r"lies inside the CRC-TIME program folder .*Choose a folder outside it, e\.g\. "
+                                            + str(away).replace(".", r"\.")):
+        check_centre_folder(program / "workspace", inside, "Lanzhou")
+    assert not inside.exists()
+
+
+def test_the_cli_builds_a_centre_beside_the_default_workspace_never_over_it_nor_in_the_program(tmp_path, monkeypatch,
+                                                                                               capsys):
+    from crc_core.cli import main
+    from crc_core.workspace import WORKSPACE_ENV, program_folder
+
+    development = tmp_path / "dev"
+    monkeypatch.setenv(WORKSPACE_ENV, str(development))
+    assert main(["sample", "--n", "12", "--no-images"]) == 0
+    before = sorted(p.name for p in development.iterdir())
+    assert main(["sample", "--centre", "Lanzhou", "--n", "12", "--no-images"]) == 0
+    assert f"written to {(tmp_path / 'dev-lanzhou').resolve()}:" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "dev-lanzhou" / "clinical.csv")["patient_id"].str.startswith("LAN").all()
+    assert sorted(p.name for p in development.iterdir()) == before
+    assert pd.read_csv(development / "clinical.csv")["patient_id"].str.startswith("CRC").all()  # still the development sample
+    inside = program_folder() / "centre-built-by-a-test"
+    assert main(["--workspace", str(inside), "sample", "--centre", "Lanzhou", "--n", "12", "--no-images"]) == 2
+    assert "lies inside the CRC-TIME program folder" in capsys.readouterr().err
+    assert not inside.exists()
