@@ -18,6 +18,13 @@ st.title("Labels")
 st.caption("How the pathology readings become the four labels the models learn. The paper's rules are the "
            "defaults; every cut-off can be changed, and nothing is saved until you press Save.")
 
+# Whose rules the widgets showed in the last run that drew them. Popped before anything can stop
+# the page, so a run on another workspace, or one that stopped with an error, leaves none: the
+# widgets then start again from the saved rules of the workspace shown. (Found in use: leaving for
+# a workspace whose page stopped, the browser sent the widgets' bare defaults, TSR > 0% ..., which
+# came back with the workspace and were saved over its rules.)
+SHOWN_FOR = "labels_rules_shown_for"
+shown_for = st.session_state.pop(SHOWN_FOR, None)
 workspace = _ui.require_workspace()
 try:
     pathology = workspace.read_pathology()
@@ -39,21 +46,24 @@ def key(name: str) -> str:
     return f"labels_{name}_{NS}"
 
 
-def set_rules(config: LabelConfig) -> None:
-    for name in FIELDS:
-        st.session_state[key(name)] = getattr(config, name)
-    for marker, value in config.marker_cutoffs:
-        st.session_state[key(marker)] = value
-
-
-if key("resolution") not in st.session_state:
-    set_rules(saved or LabelConfig())
 try:  # the training medians: what the default rule applies, and where the boxes for own values start
     medians = {m: c["value"] for m, c in core.build_labels(pathology, split, LabelConfig()).cutoffs.items()}
 except CrcInputError:
     medians = {m: float(pathology[m].median()) for m in MARKERS if m in pathology}
-for marker in MARKERS:
-    st.session_state.setdefault(key(marker), medians.get(marker, 0.0))
+
+
+def set_rules(config: LabelConfig) -> None:
+    """Every widget of the rules to ``config`` (own marker boxes start at the training medians)."""
+    for name in FIELDS:
+        st.session_state[key(name)] = getattr(config, name)
+    given = config.marker_cutoff_map
+    for marker in MARKERS:
+        st.session_state[key(marker)] = given.get(marker, medians.get(marker, 0.0))
+
+
+if shown_for != NS or any(key(name) not in st.session_state for name in (*FIELDS, *MARKERS)):
+    set_rules(saved or LabelConfig())
+st.session_state[SHOWN_FOR] = NS
 
 st.button("Reset to the paper's rules", on_click=set_rules, args=(LabelConfig(),), key="reset_rules")
 tsr_col, til_col, is_col = st.columns(3)

@@ -1,0 +1,71 @@
+"""AppTest of the Cohort and Labels pages: workspace switches, stray rows, type overrides."""
+
+import json
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 60
+
+
+def page(name: str) -> AppTest:
+    return AppTest.from_file(str(REPO_ROOT / "pages" / f"{name}.py"), default_timeout=TIMEOUT_S)
+
+
+def tsr_box(app: AppTest):
+    return [n for n in app.number_input if n.label.startswith("TSR high")][0]
+
+
+def selectbox(app: AppTest, start: str):
+    return [s for s in app.selectbox if s.label.startswith(start)][0]
+
+
+def test_labels_widgets_never_outlive_their_workspace(writable_workspace, tmp_path, use_workspace):
+    # Found in use: Labels -> a workspace whose Labels page stops (or no folder) -> back, and the
+    # widgets read TSR > 0%, TIL >= 1, IS > 0, TIME >= 1; Save then wrote them over the saved
+    # rules. The browser sent the widgets' bare defaults with the switch (seen in the server's
+    # session state); they are sent here the same way.
+    use_workspace(writable_workspace)
+    app = page("labels").run()
+    tsr_box(app).set_value(30.0).run()
+    app.button(key="save_labels").click().run()
+    saved_csv = (writable_workspace / "labels.csv").read_bytes()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "clinical.csv").write_bytes((writable_workspace / "clinical.csv").read_bytes())
+    (broken / "pathology.csv").write_text("this is not,the table\nreally,not\n")
+    for elsewhere in (broken, tmp_path / "gone"):
+        tsr_box(app).set_value(0.0)
+        for start in ("TIL high", "Immune Score high", "TIME high"):
+            selectbox(app, start).set_value(selectbox(app, start).options[0])
+        app.query_params["workspace"] = str(elsewhere)
+        app.run()
+        assert not app.exception and app.error
+        app.query_params["workspace"] = str(writable_workspace)
+        app.run()
+        assert not app.exception, app.exception
+        assert tsr_box(app).value == 30.0
+        assert [selectbox(app, s).value for s in ("TIL high", "Immune Score high", "TIME high")] == [2, 2, 2]
+        assert "these rules are saved" in app.info[0].value
+        app.button(key="save_labels").click().run()
+        assert (writable_workspace / "labels.csv").read_bytes() == saved_csv
+        assert json.loads((writable_workspace / "labels.json").read_text())["config"]["tsr_cutoff_percent"] == 30.0
+
+
+def test_labels_widgets_show_each_workspaces_own_saved_rules(writable_workspace, tmp_path, use_workspace):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(writable_workspace, other)
+    use_workspace(writable_workspace)
+    app = page("labels").run()
+    tsr_box(app).set_value(30.0).run()
+    app.button(key="save_labels").click().run()
+    tsr_box(app).set_value(60.0).run()  # changed, not saved
+    app.query_params["workspace"] = str(other)
+    app.run()
+    assert tsr_box(app).value == 50.0 and "not saved yet" in app.info[0].value  # the paper's: nothing saved there
+    app.query_params["workspace"] = str(writable_workspace)
+    app.run()
+    assert tsr_box(app).value == 30.0 and "these rules are saved" in app.info[0].value
