@@ -3,6 +3,7 @@
 import hashlib
 from dataclasses import replace
 
+import pandas as pd
 import streamlit as st
 
 from crc_core import figures, paper
@@ -27,7 +28,8 @@ SHOWN_FOR = "labels_rules_shown_for"
 shown_for = st.session_state.pop(SHOWN_FOR, None)
 workspace = _ui.require_workspace()
 try:
-    pathology = workspace.read_pathology()
+    cohort = core.cohort_pathology(workspace)  # the rows of the cohort's patients: a stray row stays out
+    pathology = cohort.table
     saved_split = read_split(workspace)
     saved = core.read_label_config(workspace)
 except CrcInputError as exc:
@@ -47,9 +49,10 @@ def key(name: str) -> str:
 
 
 try:  # the training medians: what the default rule applies, and where the boxes for own values start
-    medians = {m: c["value"] for m, c in core.build_labels(pathology, split, LabelConfig()).cutoffs.items()}
+    medians = {m: c["value"] for m, c in core.build_cohort_labels(cohort, split, LabelConfig()).cutoffs.items()}
 except CrcInputError:
-    medians = {m: float(pathology[m].median()) for m in MARKERS if m in pathology}
+    medians = {m: float(pd.to_numeric(pathology[m], errors="coerce").median()) for m in MARKERS if m in pathology}
+    medians = {m: v for m, v in medians.items() if v == v}  # a column with no number has no median
 
 
 def set_rules(config: LabelConfig) -> None:
@@ -101,7 +104,7 @@ try:
     chosen = {name: st.session_state[key(name)] for name in FIELDS}
     given = {m: st.session_state[key(m)] for m in MARKERS} if source == "given" else ()
     config = replace(LabelConfig(), **chosen, marker_cutoffs=given)
-    result = core.build_labels(pathology, split, config)
+    result = core.build_cohort_labels(cohort, split, config)
 except CrcInputError as exc:
     _ui.show_input_error(exc)
     st.stop()

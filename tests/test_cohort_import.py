@@ -152,3 +152,30 @@ def test_missing_value_codes_in_a_lab_column_are_missing_in_table_one_and_said_a
     table = table_one(cohort, "split", ["ALB"])
     assert len(table) == 1 and table["test"].iloc[0] != "Pearson χ²"  # one row: a measurement
     assert table["missing"].iloc[0] == len(codes)
+
+
+def test_a_stray_pathology_row_stays_out_of_the_labels_and_near_miss_ids_are_pointed_out(tmp_path):
+    # Found in use: pathology 'P3x' against clinical 'p3 X' was "left out of the cohort" at
+    # import, then Labels refused it for good ("have no split: P3x").
+    from crc_core.labels import label_workspace
+
+    clinical_text = clinical_csv(["train"] * 7 + ["validation"] * 3).replace("\nP3,", "\np3 X,")
+    clinical, pathology = prepared(tmp_path, clinical_text, PATHOLOGY.replace("\nP3,", "\nP3x,"))
+    result = import_prepared(tmp_path / "ws", clinical, pathology)
+    note = [n for n in result.notes if "left out of the cohort" in n][0]
+    assert "differ only by spaces or case: 'P3x' (pathology) and 'p3 X' (clinical)" in note
+    assert "write the ID the same way in both tables" in note
+
+    labelled = label_workspace(result.workspace)
+    assert "P3x" not in set(labelled.labels["patient_id"]) and len(labelled.labels) == 9
+    stray = [w for w in labelled.warnings if "P3x (row 5)" in w][0]
+    assert "left out of the labels" in stray and "'P3x' (pathology) and 'p3 X' (clinical)" in stray
+    saved = pd.read_csv(result.workspace.labels_csv)
+    assert "P3x" not in set(saved["patient_id"])
+
+
+def test_ids_that_differ_otherwise_are_not_called_near_misses():
+    from crc_core.cohort import near_misses
+
+    assert near_misses(["CRC007", "CRC 008", "A-1"], ["crc 007", "CRC8", "A1", "CRC008"]) == [
+        ("CRC007", "crc 007"), ("CRC 008", "CRC008")]

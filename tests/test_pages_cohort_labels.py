@@ -69,3 +69,24 @@ def test_labels_widgets_show_each_workspaces_own_saved_rules(writable_workspace,
     app.query_params["workspace"] = str(writable_workspace)
     app.run()
     assert tsr_box(app).value == 30.0 and "these rules are saved" in app.info[0].value
+
+
+def test_a_pathology_row_left_out_at_import_stays_out_of_the_labels_page(writable_workspace, use_workspace):
+    # Found in use: 'CRC007' in pathology against 'CRC 007' in the clinical table; the Labels page
+    # then refused everything ("have no split: CRC007") and no page could drop the row.
+    clinical = (writable_workspace / "clinical.csv").read_text()
+    assert "\nCRC007," in clinical
+    (writable_workspace / "clinical.csv").write_text(clinical.replace("\nCRC007,", "\nCRC 007,"))
+    use_workspace(writable_workspace)
+    app = page("labels").run()
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    stray = [w.value for w in app.warning if "CRC007 (row 8)" in w.value][0]
+    assert "left out of the labels" in stray and "'CRC007' (pathology) and 'CRC 007' (clinical)" in stray
+    assert app.info[0].value.startswith("314 patients")
+    app.button(key="save_labels").click().run()
+    assert not app.exception and not app.error
+    import pandas as pd
+
+    saved = pd.read_csv(writable_workspace / "labels.csv")
+    assert len(saved) == 314 and "CRC007" not in set(saved["patient_id"])
