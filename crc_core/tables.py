@@ -245,6 +245,9 @@ def _read_text(data: bytes, shown: str, suffix: str) -> tuple[pd.DataFrame, str,
             f"{shown} could not be read as a table{where}: a row has more cells than the header. "
             "Check for separators inside unquoted cells."
         ) from exc
+    header = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, header=None, nrows=1, skip_blank_lines=False,
+                         keep_default_na=False).iloc[0].tolist() if len(table.columns) else []
+    _refuse_repeated_columns(header, shown, lambda i: str(i + 1))
     if sep == ";":
         # Semicolon CSVs come from Excel in locales that write 3,5 for 3.5.
         decimal_comma = re.compile(r"-?\d+(,\d+)?")
@@ -262,6 +265,26 @@ def _read_text(data: bytes, shown: str, suffix: str) -> tuple[pd.DataFrame, str,
             notes.append(f"{shown}: decimal commas read as decimal points in {', '.join(converted)}.")
     row_numbers = list(range(2, len(table) + 2))
     return table, encoding, notes, row_numbers
+
+
+def _refuse_repeated_columns(header: Sequence[Any], shown: str, column_name: Any) -> None:
+    """Refuse a header that names a column twice (``age`` and ``age``, or ``age `` once trimmed):
+    pandas would rename one ``age.1`` silently, or keep both and fail on them later, and either way
+    one of the two would be taken for the other. ``column_name(i)`` is how column ``i`` (0-based) is
+    shown: its number, or its Excel letter."""
+    positions: dict[str, list[int]] = {}
+    for i, name in enumerate(header):
+        text = "" if name is None or (isinstance(name, float) and np.isnan(name)) else str(name).strip()
+        if text:
+            positions.setdefault(text, []).append(i)
+    repeated = {name: where for name, where in positions.items() if len(where) > 1}
+    if repeated:
+        parts = [f"{name!r} (columns {', '.join(column_name(i) for i in where)})" for name, where in repeated.items()]
+        raise CrcInputError(
+            f"{shown}: the header names {'a column' if len(parts) == 1 else 'columns'} more than once: "
+            f"{'; '.join(parts)}. Each column needs a name of its own: rename or remove the repeated "
+            "column, then load the file again."
+        )
 
 
 def _open_workbook(data: bytes, shown: str):
@@ -335,6 +358,9 @@ def _read_excel(
     header = [_cell_text(v) for v in rows[start]]
     width = max(i for i, v in enumerate(header) if v is not np.nan) + 1
     columns = [str(v).strip() if v is not np.nan else f"Unnamed: {i}" for i, v in enumerate(header[:width])]
+    from openpyxl.utils import get_column_letter
+
+    _refuse_repeated_columns(columns, f"{shown} (sheet {chosen!r})", lambda i: get_column_letter(i + 1))
     body = [[_cell_text(v) for v in (row + [None] * width)[:width]] for row in rows[start + 1 :]]
     table = pd.DataFrame(body, columns=columns, dtype=object)
     row_numbers = list(range(start + 2, start + 2 + len(body)))

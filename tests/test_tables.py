@@ -250,3 +250,28 @@ def test_a_patient_id_is_never_a_path_and_is_refused_by_file_and_row(bad, why):
 def test_ids_with_dots_and_spaces_inside_are_kept():
     table = pd.DataFrame({"patient_id": ["CRC.001", "St Mary 12", "a..b", "病例1"]})
     assert patient_ids(table, what="t").tolist() == ["CRC.001", "St Mary 12", "a..b", "病例1"]
+
+
+@pytest.mark.parametrize("name, data", [
+    ("clinical.csv", b"patient_id,age,sex,age\nP1,50,F,51\nP2,60,M,61\n"),
+    ("clinical.tsv", b"patient_id\tage\tsex\tage \nP1\t50\tF\t51\n"),
+    ("clinical.csv", "patient_id;age;sex;age\nP1;50,5;F;51\n".encode()),
+])
+def test_a_column_named_twice_in_a_text_table_is_refused_by_name(tmp_path, name, data):
+    # Found in use: `age` twice was read silently as age and age.1, one taken for the other.
+    with pytest.raises(CrcInputError, match=rf"{re.escape(name)}: the header names a column more than once: 'age' \(columns 2, 4\)"):
+        read_table(write(tmp_path / name, data))
+
+
+def test_a_column_named_twice_in_a_workbook_is_refused_by_name_and_letter(tmp_path):
+    # Found in use: a repeated header in an XLSX ended in a TypeError from to_numeric.
+    data = workbook_bytes({"Labs": [["patient_id", "ALB", "age", "ALB", "age"], ["P1", 34.6, 50, 35, 51]]})
+    with pytest.raises(CrcInputError) as refused:
+        read_table(write(tmp_path / "labs.xlsx", data))
+    assert str(refused.value).startswith("labs.xlsx (sheet 'Labs'): the header names columns more than once: "
+                                         "'ALB' (columns B, D); 'age' (columns C, E).")
+
+
+def test_blank_header_cells_are_not_a_repeated_name(tmp_path):
+    read = read_table(write(tmp_path / "c.csv", b"patient_id,,age,\nP1,x,50,y\n"))
+    assert read.table.columns.tolist() == ["patient_id", "Unnamed: 1", "age", "Unnamed: 3"]
