@@ -113,6 +113,20 @@ def detect_variable_types(
     }
 
 
+def chosen_types(
+    categorical: Iterable[str], continuous: Iterable[str], saved: Mapping[str, str]
+) -> tuple[list[str], list[str]]:
+    """Two lists of type choices (a page's "treat as categorical" and "treat as continuous"), both
+    offering every variable, made into one choice each: a variable in both lists goes where the
+    user moved it, away from its ``saved`` type (ALB saved categorical, then named continuous, is
+    continuous; age saved continuous, then named categorical, is categorical)."""
+    categorical, continuous = list(dict.fromkeys(categorical)), list(dict.fromkeys(continuous))
+    both = set(categorical) & set(continuous)
+    to_continuous = {v for v in both if saved.get(v) in (CATEGORICAL, ORDINAL)}
+    return ([v for v in categorical if v not in to_continuous],
+            [v for v in continuous if v not in both or v in to_continuous])
+
+
 # ---------------------------------------------------------------------------------------------
 # Numbers in text cells
 

@@ -11,7 +11,7 @@ from crc_core.errors import CrcInputError
 from crc_core.splits import SplitConfig, describe_split
 from crc_core.stats import TableOneOptions, group_order, journal_view, table_one, used_footnotes
 from crc_core.table_export import FORMATS, all_exports
-from crc_core.variables import TYPE_RULE
+from crc_core.variables import TYPE_RULE, chosen_types
 from crc_core.workspace import Workspace
 from pages import _table_import, _ui
 
@@ -110,9 +110,13 @@ with st.form("table_one"):
     decimals = middle.number_input("Decimals", 0, 4, 2)
     with st.expander("Variable types and forced tests"):
         st.caption(TYPE_RULE + " The types chosen at import are the defaults here.")
+        st.caption("Both lists offer every variable: one named in both goes where you moved it.")
         as_categorical = st.multiselect("Treat as categorical", chosen,
                                         default=[c for c in chosen if types.get(c) in ("categorical", "ordinal")])
-        as_continuous = st.multiselect("Treat as continuous", [c for c in chosen if c not in as_categorical],
+        # Every variable, not only those off the categorical list when the form was drawn: a form
+        # does not redraw while it is being filled, so a column categorical at import could never
+        # be turned continuous.
+        as_continuous = st.multiselect("Treat as continuous", chosen,
                                        default=[c for c in chosen if types.get(c) == "continuous" and c not in as_categorical])
         forced = {}
         for test, label in (("student", "Student's t"), ("welch", "Welch's t"), ("mann-whitney", "Mann-Whitney U"),
@@ -121,6 +125,7 @@ with st.form("table_one"):
                 forced[variable] = test
     st.form_submit_button("Compute Table 1", type="primary")
 
+as_categorical, as_continuous = chosen_types(as_categorical, as_continuous, types)
 try:
     options = TableOneOptions(normality=normality, decimals=int(decimals), smd=show_smd, force_test=forced,
                               unequal_variance=unequal, p_style=p_style)

@@ -6,7 +6,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT_S = 60
+TIMEOUT_S = 240
 
 
 def page(name: str) -> AppTest:
@@ -90,3 +90,21 @@ def test_a_pathology_row_left_out_at_import_stays_out_of_the_labels_page(writabl
 
     saved = pd.read_csv(writable_workspace / "labels.csv")
     assert len(saved) == 314 and "CRC007" not in set(saved["patient_id"])
+
+
+def test_table_one_turns_a_column_continuous_that_was_categorical_at_import(writable_workspace, use_workspace):
+    # Found in use: the "Treat as continuous" list offered only what was not categorical when the
+    # form was drawn, so ALB, categorical at import, could not be turned continuous.
+    (writable_workspace / "column_mapping.json").write_text('{"group_column": "split", "variable_types": {"ALB": "categorical"}}')
+    use_workspace(writable_workspace)
+    app = page("cohort").run()
+    assert not app.exception, app.exception
+    levels = app.table[0].value.index.tolist()
+    assert "ALB" in levels and len(levels) > 100  # one row per value: categorical
+    continuous = [m for m in app.multiselect if m.label == "Treat as continuous"][0]
+    assert "ALB" in continuous.options
+    continuous.select("ALB")
+    [b for b in app.button if b.label == "Compute Table 1"][0].click().run()
+    assert not app.exception, app.exception
+    view = app.table[0].value
+    assert len(view) < 100 and [v for v in view.index if v.startswith("ALB")] in (["ALB, mean ± SD"], ["ALB, median (Q1, Q3)"])

@@ -77,3 +77,12 @@ def test_missing_codes_become_missing_and_are_counted_in_a_note():
     assert read["ALB"].isna().sum() == 3 and read["ALB"].dropna().tolist() == list(range(30, 50))
     assert read["sex"].iloc[-1] == "n.d."  # a text column keeps its words
     assert notes == ["labs.csv: 3 cells read as missing in numeric columns: ALB 3 ('n.d.', 'ND', '-')."]
+
+
+def test_a_variable_in_both_type_lists_goes_where_the_user_moved_it():
+    from crc_core.variables import chosen_types
+
+    saved = {"ALB": "categorical", "age": "continuous", "pT": "ordinal"}
+    assert chosen_types(["ALB", "pT", "age"], ["ALB", "age", "FBG"], saved) == (["pT", "age"], ["ALB", "FBG"])
+    assert chosen_types(["pT"], ["pT"], saved) == ([], ["pT"])
+    assert chosen_types(["sex"], ["sex"], {}) == (["sex"], [])  # no saved type: categorical was the choice
