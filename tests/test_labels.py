@@ -506,3 +506,12 @@ def test_label_crosstab_counts_with_totals():
     assert table.loc[0, "total"] == 3 and table.loc["total", 1] == 3 and table.loc["total", "total"] == 6
     with pytest.raises(CrcInputError, match="no 'stage' column"):
         lab.label_crosstab(labels, "tsr_high", "stage")
+
+
+def test_pathology_columns_are_recognised_with_the_markers_plus_sign():
+    # Found in use: a table with "CD3+ CT", "CD8+ IM" ... was not mapped.
+    from crc_core.pathology import detect_pathology_columns
+
+    found = detect_pathology_columns(["ID", "TSR (%)", "TILs", "CD3+ CT", "CD3+ IM", "CD8+ CT", "CD8+ IM"])
+    assert found == {"tsr_percent": "TSR (%)", "til_grade": "TILs", "cd3_ca": "CD3+ CT", "cd3_im": "CD3+ IM",
+                     "cd8_ca": "CD8+ CT", "cd8_im": "CD8+ IM"}
