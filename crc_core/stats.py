@@ -45,7 +45,7 @@ from scipy import special, stats
 from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
 from crc_core.splits import SPLIT_ALIASES, SPLIT_VALUES
-from crc_core.variables import CONTINUOUS, detect_variable_type, read_numbers
+from crc_core.variables import CONTINUOUS, DATE, detect_variable_type, read_numbers
 
 CATEGORICAL = "categorical"
 
@@ -564,8 +564,13 @@ def table_one(
     labels = [f"{name} (n = {int(part.sum())})" for name, part in zip(named, in_group)]
     rows: list[_Row] = []
     coded_missing: dict[str, dict] = {}
+    dates: dict[str, str] = {}
     for name in variables:
         if name == group:
+            continue
+        if name not in categorical_set | continuous_set and detect_variable_type(df[name], name) == DATE:
+            # An operation date is no baseline characteristic: 300 dates are not 300 categories.
+            dates[name] = str(df[name].dropna().iloc[0]).strip()
             continue
         kind = (
             CATEGORICAL if name in categorical_set
@@ -615,6 +620,7 @@ def table_one(
     table.attrs["groups"] = [str(g) for g in order]
     table.attrs["group_column"] = group
     table.attrs["missing_codes"] = coded_missing
+    table.attrs["dates_left_out"] = dates
     # Plain values only: attrs travel with the frame into Arrow (st.dataframe) and pickles.
     table.attrs["options"] = options.to_dict()
     return table
@@ -657,8 +663,8 @@ def journal_view(table: pd.DataFrame, decimals: int = 3) -> pd.DataFrame:
 
 def used_footnotes(table: pd.DataFrame) -> list[str]:
     """The footnotes of the marks that occur in ``table``, in mark order, then how many
-    missing-value codes each variable had, then the sparse-table note naming each χ² with expected
-    counts below 5."""
+    missing-value codes each variable had, then the date columns left out, then the sparse-table
+    note naming each χ² with expected counts below 5."""
     marks = sorted({m for m in table["mark"] if m})
     notes = [f"{m} {FOOTNOTES[m]}" for m in marks]
     for name, coded in table.attrs.get("missing_codes", {}).items():
@@ -667,6 +673,8 @@ def used_footnotes(table: pd.DataFrame) -> list[str]:
             f"{name}: {count} cell{'s' if count != 1 else ''} with a missing-value code "
             f"({', '.join(map(repr, coded['codes']))}) counted as missing."
         )
+    for name, example in table.attrs.get("dates_left_out", {}).items():
+        notes.append(f"{name} holds dates (e.g. {example}) and is left out; mark it categorical or continuous to compare it.")
     if "sparse_cells" in table.columns:
         sparse = table[table["sparse_cells"].fillna(0) > 0]
         if len(sparse):

@@ -488,3 +488,18 @@ def test_a_word_in_a_measurement_is_refused_naming_it():
     df.loc[3, "crp"] = "n.d.x"
     with pytest.raises(CrcInputError, match=r"Column 'crp' holds text where numbers are expected: 'n\.d\.x'"):
         stats.table_one(df, "split", ["crp"])
+
+
+def test_a_date_column_is_left_out_of_table_one_and_said_in_a_footnote():
+    # Found in use: an operation date (dd.mm.yyyy) became a categorical row with one level per day.
+    df = pd.DataFrame({
+        "split": ["train"] * 6 + ["validation"] * 4,
+        "op_date": [f"{d:02d}.03.2021" for d in range(1, 11)],
+        "sex": list("MFMFMFMFMF"),
+    })
+    table = stats.table_one(df, "split", ["op_date", "sex"])
+    assert set(table["variable"]) == {"sex"}
+    assert "op_date holds dates (e.g. 01.03.2021) and is left out; mark it categorical or continuous to compare it." \
+        in stats.used_footnotes(table)
+    chosen = stats.table_one(df, "split", ["op_date"], ["op_date"])  # the user's choice wins
+    assert "op_date" in set(chosen["variable"])
