@@ -108,3 +108,26 @@ def test_table_one_turns_a_column_continuous_that_was_categorical_at_import(writ
     assert not app.exception, app.exception
     view = app.table[0].value
     assert len(view) < 100 and [v for v in view.index if v.startswith("ALB")] in (["ALB, mean ± SD"], ["ALB, median (Q1, Q3)"])
+
+
+def test_choosing_another_sheet_of_a_workbook_detects_its_columns_again(sample_workspace, use_workspace):
+    # Found in use: after a sheet change the ID column, group column and variable types of the
+    # first sheet stayed on the page.
+    from tests.table_files import workbook_bytes
+
+    data = workbook_bytes({
+        "Readme": [["Study", "Note"], ["CRC", "labs on the next sheet"], ["CRC", "two"]],
+        "Labs": [["Patient ID", "age", "cohort", "ALB"], *[[f"P{i}", 50 + i, "train" if i < 7 else "validation", 30 + i / 3]
+                                                         for i in range(10)]],
+    })
+    use_workspace(sample_workspace)
+    app = page("cohort").run()
+    app.file_uploader(key="upload_clinical").set_value(("labs.xlsx", data, "application/vnd.ms-excel")).run()
+    assert not app.exception, app.exception
+    assert [s for s in app.selectbox if s.label.startswith("Patient ID column of")][0].value == "Study"
+    [s for s in app.selectbox if s.label.startswith("Sheet of")][0].set_value("Labs").run()
+    assert not app.exception, app.exception
+    assert [s for s in app.selectbox if s.label.startswith("Patient ID column of")][0].value == "Patient ID"
+    assert [s for s in app.selectbox if s.label.startswith("Group or split column")][0].value == "cohort"
+    types = [d for d in app.dataframe if str(d.key).startswith("types_clinical")]
+    assert len(types) == 1 and list(types[0].value["column"]) == ["age", "ALB"]
