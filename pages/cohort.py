@@ -8,7 +8,7 @@ import streamlit as st
 from crc_core import paper
 from crc_core.cohort import load_workspace_cohort, read_column_mapping, split_workspace
 from crc_core.errors import CrcInputError
-from crc_core.splits import SplitConfig, describe_split
+from crc_core.splits import SplitConfig, describe_split, read_split, replaces_table_split
 from crc_core.stats import TableOneOptions, group_order, journal_view, table_one, used_footnotes
 from crc_core.table_export import FORMATS, all_exports
 from crc_core.variables import TYPE_RULE, chosen_types
@@ -68,11 +68,18 @@ with st.form("split"):
     centre_column = right.selectbox("Centre column (external)", [None, *few_valued], format_func=lambda c: c or "none")
     centres = st.text_input("External centres (comma-separated values of the centre column)",
                             help="Patients of these centres become the external cohort; the others are split at random.")
+    in_use = read_split(workspace)
+    confirmed = in_use is not None and in_use.table_column is not None and st.checkbox(
+        "Replace the table's own split", key="replace_table_split",
+        help=f"The split in use comes from the column {in_use.table_column!r} of your table.")
     if st.form_submit_button("Apply and save the split"):
         try:
             config = SplitConfig(method=method, train_fraction=fraction, seed=int(seed), stratify_by=stratify,
                                  column=column, n_folds=n_folds, centre_column=centre_column,
                                  external_centres=tuple(c.strip() for c in centres.split(",") if c.strip()))
+            question = replaces_table_split(in_use, config)
+            if question and not confirmed:
+                raise CrcInputError(question)
             split = split_workspace(workspace, config)
         except CrcInputError as exc:
             _ui.show_input_error(exc)

@@ -131,3 +131,16 @@ def test_choosing_another_sheet_of_a_workbook_detects_its_columns_again(sample_w
     assert [s for s in app.selectbox if s.label.startswith("Group or split column")][0].value == "cohort"
     types = [d for d in app.dataframe if str(d.key).startswith("types_clinical")]
     assert len(types) == 1 and list(types[0].value["column"]) == ["age", "ALB"]
+
+
+def test_the_split_form_asks_before_replacing_the_tables_own_split(writable_workspace, use_workspace):
+    use_workspace(writable_workspace)  # the sample: its split is the clinical table's own column
+    assert not (writable_workspace / "split.csv").exists()
+    app = page("cohort").run()
+    [b for b in app.button if "split" in str(b.label).lower()][0].click().run()
+    assert not app.exception, app.exception
+    assert any("The split in use is your table's own (column 'split'" in e.value for e in app.error)
+    assert not (writable_workspace / "split.csv").exists()
+    app.checkbox(key="replace_table_split").check()
+    [b for b in app.button if "split" in str(b.label).lower()][0].click().run()
+    assert not app.error and (writable_workspace / "split.csv").exists()
