@@ -409,7 +409,25 @@ def build_labels(
     columns = [PATIENT_ID, TSR_COLUMN, TIL_COLUMN]
     columns += [] if config.is_cutoff_source == "is_column" else list(MARKERS)
     columns += list(LABEL_COLUMNS)
-    return LabelResult(labels=labels[columns], cutoffs=cutoffs, warnings=warnings)
+    labels = labels[columns]
+    return LabelResult(labels=labels, cutoffs=cutoffs, warnings=warnings + one_class_warnings(labels, config))
+
+
+def one_class_warnings(labels: pd.DataFrame, config: LabelConfig) -> list[str]:
+    """A warning per binary label that puts every patient in one class (TSR > 0%: all high): such
+    a label separates no one, and no model can learn or be evaluated on it."""
+    rules = {"tsr_high": f"TSR > {config.tsr_cutoff_percent:g}%", "til_high": f"TIL grade ≥ {config.til_high_min_grade}",
+             "is_high": f"IS > {config.is_high_above}", "time_high": f"TIME score ≥ {config.time_high_min_score}"}
+    warnings = []
+    for name in BINARY_LABELS:
+        known = labels[name].dropna()
+        if len(known) and known.nunique() == 1:
+            level = "high" if int(known.iloc[0]) == 1 else "low"
+            warnings.append(
+                f"{LABEL_NAMES[name]}: every one of the {len(known)} patients is {level} by the rule {rules[name]}, so "
+                "the label separates no one and no model can learn it. Choose another cut-off."
+            )
+    return warnings
 
 
 # ---------------------------------------------------------------------------------------------

@@ -112,7 +112,9 @@ except CrcInputError as exc:
 for warning in result.warnings:
     st.warning(warning)
 st.info(core.describe_labels(result, words=True) + (" · these rules are saved" if config == saved else " · not saved yet"))
-if st.button("Save labels.csv to the workspace", key="save_labels", type="primary"):
+one_class = core.one_class_warnings(result.labels, config)
+confirmed = not one_class or st.checkbox("Save them all the same (a label with one class)", key="save_one_class")
+if st.button("Save labels.csv to the workspace", key="save_labels", type="primary", disabled=not confirmed):
     try:
         paths = core.save_labels(workspace, result, config)
     except CrcInputError as exc:

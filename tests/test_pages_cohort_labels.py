@@ -144,3 +144,14 @@ def test_the_split_form_asks_before_replacing_the_tables_own_split(writable_work
     app.checkbox(key="replace_table_split").check()
     [b for b in app.button if "split" in str(b.label).lower()][0].click().run()
     assert not app.error and (writable_workspace / "split.csv").exists()
+
+
+def test_labels_with_one_class_are_warned_about_and_saved_only_when_confirmed(writable_workspace, use_workspace):
+    use_workspace(writable_workspace)
+    app = page("labels").run()
+    tsr_box(app).set_value(0.0).run()
+    assert any("every one of the 315 patients is high by the rule TSR > 0%" in w.value for w in app.warning)
+    assert app.button(key="save_labels").disabled
+    app.checkbox(key="save_one_class").check().run()
+    app.button(key="save_labels").click().run()
+    assert not app.exception and (writable_workspace / "labels.csv").exists()
