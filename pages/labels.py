@@ -9,7 +9,7 @@ import streamlit as st
 from crc_core import figures, paper
 from crc_core import labels as core
 from crc_core.errors import CrcInputError
-from crc_core.kappa import KAPPA_CI_METHOD, pathologist_agreement
+from crc_core.kappa import KAPPA_CI_METHOD, agreement_for_people, pathologist_agreement
 from crc_core.labels import LabelConfig
 from crc_core.pathology import MARKER_NAMES, MARKER_UNIT, MARKERS
 from crc_core.splits import read_split
@@ -153,7 +153,7 @@ if agreement.empty:
 else:
     st.caption("Cohen's kappa; for the ordinal grades the linearly and quadratically weighted kappa too. "
                + KAPPA_CI_METHOD + ".")
-    st.dataframe(agreement, hide_index=True)
+    st.dataframe(agreement_for_people(agreement), hide_index=True)
 
 with st.expander("The labels table"):
     st.dataframe(labels, hide_index=True)
