@@ -155,3 +155,22 @@ def test_labels_with_one_class_are_warned_about_and_saved_only_when_confirmed(wr
     app.checkbox(key="save_one_class").check().run()
     app.button(key="save_labels").click().run()
     assert not app.exception and (writable_workspace / "labels.csv").exists()
+
+
+def test_a_wilcoxon_p_below_a_thousandth_reads_below_a_thousandth_not_zero(imaging_workspace, use_workspace):
+    # Found in use: the per-feature table of the reader agreement showed Wilcoxon p 0 (rounded to
+    # three decimals); a p value is never 0.
+    import pandas as pd
+
+    folder = imaging_workspace / "agreement"
+    folder.mkdir()
+    pd.DataFrame({"patient_id": ["CRC001", "CRC002"], "status": ["ok", "ok"], "message": ["", ""], "dice": [0.9, 0.8],
+                  "hd95_mm": [1.0, 2.0], "volume_r1_ml": [10.0, 12.0], "volume_r2_ml": [11.0, 12.5]}).to_csv(folder / "masks.csv", index=False)
+    pd.DataFrame({"feature": ["original_firstorder_Mean", "original_shape_Volume"], "icc": [0.95, 0.71],
+                  "icc_low": [0.9, 0.6], "icc_high": [0.98, 0.8], "wilcoxon_p": [0.00002, 0.4321],
+                  "mean_r1": [1.0, 2.0], "mean_r2": [1.1, 2.1], "reliable": [True, False]}).to_csv(folder / "features.csv", index=False)
+    use_workspace(imaging_workspace)
+    app = page("ct_roi").run()
+    assert not app.exception, app.exception
+    shown = [d.value for d in app.dataframe if "wilcoxon_p" in d.value.columns][0].set_index("feature")["wilcoxon_p"]
+    assert shown.to_dict() == {"original_shape_Volume": "0.432", "original_firstorder_Mean": "< 0.001"}
