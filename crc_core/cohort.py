@@ -9,7 +9,7 @@ bringing tables into a workspace is :mod:`crc_core.cohort_import`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -214,8 +214,35 @@ class JoinResult:
         return (
             f"Only in the clinical table: {listing(list(self.only_in_clinical), 10) or 'none'}. "
             f"Only in the pathology table: {listing(list(self.only_in_pathology), 10) or 'none'}. "
-            "These patients are left out of the cohort."
+            "These patients are left out of the cohort, and of its labels."
+            + near_miss_text(self.only_in_pathology, self.only_in_clinical)
         )
+
+
+def id_spelling_key(patient: str) -> str:
+    """An ID with its spaces and case dropped: two IDs with one key are one patient written twice
+    two ways (``CRC007`` and ``crc 007``)."""
+    return "".join(str(patient).split()).casefold()
+
+
+def near_misses(ids: Sequence[str], others: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs (an ID of ``ids``, one of ``others``) that differ only by spaces or case."""
+    by_key: dict[str, list[str]] = {}
+    for other in others:
+        by_key.setdefault(id_spelling_key(other), []).append(other)
+    return [(patient, other) for patient in ids for other in by_key.get(id_spelling_key(patient), []) if other != patient]
+
+
+def near_miss_text(pathology_only: Sequence[str], clinical_only: Sequence[str]) -> str:
+    """The sentence pointing out IDs of the two tables that differ only by spaces or case, or ''."""
+    pairs = near_misses(pathology_only, clinical_only)
+    if not pairs:
+        return ""
+    shown = listing([f"{p!r} (pathology) and {c!r} (clinical)" for p, c in pairs], 5)
+    return (
+        f" These IDs differ only by spaces or case: {shown}. If each pair is one patient, write the ID the "
+        "same way in both tables and import them again."
+    )
 
 
 def join_tables(clinical: pd.DataFrame, pathology: pd.DataFrame, id_column: str = PATIENT_ID) -> JoinResult:

@@ -237,3 +237,26 @@ def pathologist_agreement(pathology: pd.DataFrame, tsr_step_percent: float = 10.
                 "se": result.se, "ci_low": result.ci_low, "ci_high": result.ci_high,
             })
     return pd.DataFrame(records, columns=columns)
+
+
+#: The readings and weightings of :func:`pathologist_agreement` in words, for the page.
+READING_NAMES: dict[str, str] = {TSR_COLUMN: "TSR (% stroma)", TIL_COLUMN: "TIL grade (0-3)"}
+WEIGHTING_NAMES: dict[str, str] = {"none": "unweighted", "linear": "linear weights", "quadratic": "quadratic weights"}
+
+
+def agreement_for_people(agreement: pd.DataFrame) -> pd.DataFrame:
+    """:func:`pathologist_agreement` with its columns and values in words and its numbers with
+    one number of decimals each (agreement in % to one, kappa, SE and CI to three): Reading,
+    Kappa, Patients, Agreement (%), κ, SE, 95% CI."""
+    def three(value: float) -> str:
+        return "—" if pd.isna(value) else f"{value:.3f}"
+
+    return pd.DataFrame({
+        "Reading": agreement["item"].map(lambda i: READING_NAMES.get(i, i)),
+        "Kappa": agreement["weights"].map(lambda w: WEIGHTING_NAMES.get(w, w)),
+        "Patients": agreement["n"].astype(int),
+        "Agreement (%)": [("—" if pd.isna(v) else f"{v:.1f}") for v in agreement["percent_agreement"]],
+        "κ": [three(v) for v in agreement["kappa"]],
+        "SE": [three(v) for v in agreement["se"]],
+        "95% CI": [("—" if pd.isna(lo) else f"{three(lo)} to {three(hi)}") for lo, hi in zip(agreement["ci_low"], agreement["ci_high"])],
+    })

@@ -409,7 +409,25 @@ def build_labels(
     columns = [PATIENT_ID, TSR_COLUMN, TIL_COLUMN]
     columns += [] if config.is_cutoff_source == "is_column" else list(MARKERS)
     columns += list(LABEL_COLUMNS)
-    return LabelResult(labels=labels[columns], cutoffs=cutoffs, warnings=warnings)
+    labels = labels[columns]
+    return LabelResult(labels=labels, cutoffs=cutoffs, warnings=warnings + one_class_warnings(labels, config))
+
+
+def one_class_warnings(labels: pd.DataFrame, config: LabelConfig) -> list[str]:
+    """A warning per binary label that puts every patient in one class (TSR > 0%: all high): such
+    a label separates no one, and no model can learn or be evaluated on it."""
+    rules = {"tsr_high": f"TSR > {config.tsr_cutoff_percent:g}%", "til_high": f"TIL grade ≥ {config.til_high_min_grade}",
+             "is_high": f"IS > {config.is_high_above}", "time_high": f"TIME score ≥ {config.time_high_min_score}"}
+    warnings = []
+    for name in BINARY_LABELS:
+        known = labels[name].dropna()
+        if len(known) and known.nunique() == 1:
+            level = "high" if int(known.iloc[0]) == 1 else "low"
+            warnings.append(
+                f"{LABEL_NAMES[name]}: every one of the {len(known)} patients is {level} by the rule {rules[name]}, so "
+                "the label separates no one and no model can learn it. Choose another cut-off."
+            )
+    return warnings
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,6 +489,65 @@ def read_label_config(workspace: Workspace) -> LabelConfig | None:
         raise CrcInputError(f"{path} cannot be read ({exc}). Rebuild the labels on the Labels page.") from exc
 
 
+@dataclass(frozen=True)
+class CohortPathology:
+    """The workspace's pathology rows of the cohort's patients (those in the clinical table too),
+    cells as text, with their spreadsheet rows in ``pathology.csv``; ``notes`` say which rows
+    were left out, as the import left them out of the cohort."""
+
+    table: pd.DataFrame
+    row_numbers: tuple[int, ...]
+    notes: tuple[str, ...] = ()
+
+
+def cohort_pathology(workspace: Workspace) -> CohortPathology:
+    """The pathology table the labels are built from: a row whose patient is not in the clinical
+    table was left out of the cohort at import, so it stays out of the labels (and out of the
+    split, which would otherwise refuse it) and is named in ``notes``, with any clinical ID it
+    differs from only by spaces or case."""
+    from crc_core.cohort import near_miss_text
+
+    workspace = Workspace.of(workspace)
+    if not workspace.pathology_csv.exists():
+        raise CrcInputError(f"{workspace.pathology_csv} is missing. Load the pathology table on the Cohort page first.")
+
+    def read_ids(path):
+        try:
+            read = read_table(path)
+            return read, list(patient_ids(read.table, what=str(path), row_numbers=read.row_numbers))
+        except CrcInputError as exc:
+            raise CrcInputError(f"{exc} {workspace.fix_hint()}") from exc
+
+    read, ids = read_ids(workspace.pathology_csv)
+    if not workspace.clinical_csv.exists():  # pathology alone (the CLI on a bare folder): no cohort to leave rows out of
+        return CohortPathology(read.table, tuple(read.row_numbers))
+    clinical_ids = set(read_ids(workspace.clinical_csv)[1])
+    in_cohort = np.array([p in clinical_ids for p in ids], dtype=bool)
+    rows = tuple(r for r, keep in zip(read.row_numbers, in_cohort) if keep)
+    table = read.table.loc[in_cohort].reset_index(drop=True)
+    if in_cohort.all():
+        return CohortPathology(table, rows)
+    stray = [p for p, keep in zip(ids, in_cohort) if not keep]
+    shown = [f"{p} (row {r})" for p, r, keep in zip(ids, read.row_numbers, in_cohort) if not keep]
+    note = (
+        f"{len(stray)} row(s) of {workspace.pathology_csv.name} have no patient in {workspace.clinical_csv.name} "
+        f"and are left out of the labels, as they were left out of the cohort at import: {listing(shown)}."
+        + near_miss_text(stray, sorted(clinical_ids - set(ids)))
+    )
+    if table.empty:
+        raise CrcInputError(note.replace("are left out of the labels", "so no patient is left to label"))
+    return CohortPathology(table, rows, (note,))
+
+
+def build_cohort_labels(
+    cohort: CohortPathology, split: pd.Series | pd.DataFrame | None, config: LabelConfig | None = None
+) -> LabelResult:
+    """:func:`build_labels` on the cohort's pathology rows, their rows named as in the file, and
+    the note on any row left out first among the warnings."""
+    result = build_labels(cohort.table, split, config, row_numbers=cohort.row_numbers)
+    return replace(result, warnings=[*cohort.notes, *result.warnings])
+
+
 def workspace_split_table(workspace: Workspace) -> pd.DataFrame | None:
     saved = read_split(workspace)
     return None if saved is None else saved.table
@@ -480,11 +557,9 @@ def label_workspace(workspace: Workspace, config: LabelConfig | None = None) -> 
     """Build labels from the workspace's pathology table and split, and save them (the CLI step)."""
     workspace = Workspace.of(workspace)
     config = config or LabelConfig()
-    if not workspace.pathology_csv.exists():
-        raise CrcInputError(f"{workspace.pathology_csv} is missing. Load the pathology table on the Cohort page first.")
-    read = read_table(workspace.pathology_csv)
+    cohort = cohort_pathology(workspace)
     split = workspace_split_table(workspace) if config.is_cutoff_source == "train_median" else None
-    result = build_labels(read.table, split, config, row_numbers=read.row_numbers)
+    result = build_cohort_labels(cohort, split, config)
     save_labels(workspace, result, config)
     return result
 
@@ -498,12 +573,12 @@ def labels_for_training_part(workspace: Workspace, train_ids: Sequence[str]) -> 
     config = read_label_config(workspace) or LabelConfig()
     if config.is_cutoff_source != "train_median":
         return None
-    read = read_table(workspace.pathology_csv)
+    cohort = cohort_pathology(workspace)
     chosen = set(map(str, train_ids))
-    ids = [str(p) for p in read.table[PATIENT_ID]]
+    ids = list(patient_ids(cohort.table, what="The pathology table", row_numbers=cohort.row_numbers))
     split = pd.DataFrame({PATIENT_ID: ids, "split": ["train" if p in chosen else "held out" for p in ids]})
     part_config = replace(config, train_split="train", split_column="split")
-    return build_labels(read.table, split, part_config, row_numbers=read.row_numbers)
+    return build_cohort_labels(cohort, split, part_config)
 
 
 def describe_labels(result: LabelResult, *, words: bool = False) -> str:

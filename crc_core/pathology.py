@@ -46,9 +46,15 @@ REQUIRED_FIELDS = (TSR_COLUMN, TIL_COLUMN)
 OPTIONAL_FIELDS = tuple(f for f in PATHOLOGY_FIELDS if f not in REQUIRED_FIELDS and f not in MARKERS)
 
 
+def field_key(column: object) -> str:
+    """A column name compared against the fields: :func:`~crc_core.variables.name_key` without
+    ``+`` too, as pathologists write the markers (``CD3+ CT`` is ``cd3ct``)."""
+    return name_key(column).replace("+", "")
+
+
 def detect_pathology_columns(columns: Iterable[str]) -> dict[str, str]:
-    """Canonical field → the user's column, for every field whose name is recognised. A column
-    already named canonically wins over an alias."""
+    """Canonical field → the user's column, for every field whose name is recognised (compared by
+    :func:`field_key`). A column already named canonically wins over an alias."""
     columns = list(columns)
     found: dict[str, str] = {}
     for field, (_, aliases) in PATHOLOGY_FIELDS.items():
@@ -56,8 +62,8 @@ def detect_pathology_columns(columns: Iterable[str]) -> dict[str, str]:
             found[field] = field
             continue
         taken = set(found.values())
-        keys = {name_key(field), *aliases}
-        match = next((c for c in columns if c not in taken and name_key(c) in keys), None)
+        keys = {field_key(field), *aliases}
+        match = next((c for c in columns if c not in taken and field_key(c) in keys), None)
         if match is not None:
             found[field] = match
     return found

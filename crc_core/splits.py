@@ -357,6 +357,27 @@ class SavedSplit:
     def describe(self) -> str:
         return describe_counts(self.counts, self.n_folds)
 
+    @property
+    def table_column(self) -> str | None:
+        """The column of the user's own table this split was taken from (the group column chosen
+        at import, or the clinical table's ``split``), or None for a split made here."""
+        if self.config is None:
+            return SPLIT_COLUMN
+        return self.config.column if self.config.method == "column" else None
+
+
+def replaces_table_split(saved: SavedSplit | None, config: SplitConfig) -> str:
+    """Why making the split ``config`` asks for a confirmation first, or ''. A split the user's
+    own table holds (its Group column) is the study's assignment: one click on a form must not
+    swap it for a random one."""
+    column = saved.table_column if saved is not None else None
+    if column is None or (config.method == "column" and config.column == column):
+        return ""
+    return (
+        f"The split in use is your table's own (column {column!r}: {saved.describe()}). Saving a "
+        f"{config.method} split replaces it for every later step. Tick “Replace the table's own split” to go ahead."
+    )
+
 
 def read_split(workspace: Workspace) -> SavedSplit | None:
     """The one reader of the split: ``split.csv`` with ``split.json`` when saved, else the clinical
@@ -417,6 +438,7 @@ __all__: Sequence[str] = (
     "save_split",
     "read_split",
     "align_split",
+    "replaces_table_split",
     "split_counts",
     "describe_split",
 )

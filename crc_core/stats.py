@@ -4,8 +4,9 @@ Conventions (SPSS 30 `EXAMINE`, `T-TEST`, `NPAR TESTS /M-W`, `CROSSTABS`; R give
 with the arguments named below):
 
 * Normality: Kolmogorov-Smirnov with the Lilliefors correction, per group. The statistic uses the
-  sample SD (n − 1); the p value follows Dallal & Wilkinson (1986) and, as SPSS, is reported as
-  0.200 — a lower bound of the true significance — when larger. Shapiro-Wilk (Royston, as SPSS and
+  sample SD (n − 1); the p value is R's ``nortest::lillie.test``: Dallal & Wilkinson (1986) up to
+  0.1, Stephens (1974) above (SPSS gives the same below 0.2 and prints .200*, a lower bound, above
+  it; the decision at 0.05 is the same either way). Shapiro-Wilk (Royston, as SPSS and
   R's ``shapiro.test``) is selectable. A variable is "normal" when p ≥ alpha in *both* groups.
 * The paper's rule (its Methods: "an independent samples t-test was used for data with a normal
   distribution and equal variance, while a Mann-Whitney U test was utilized for those with skewed
@@ -44,7 +45,7 @@ from scipy import special, stats
 from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
 from crc_core.splits import SPLIT_ALIASES, SPLIT_VALUES
-from crc_core.variables import CONTINUOUS, detect_variable_type, read_numbers
+from crc_core.variables import CONTINUOUS, DATE, detect_variable_type, read_numbers
 
 CATEGORICAL = "categorical"
 
@@ -79,7 +80,7 @@ FORCEABLE_TESTS = {
     "fisher": FISHER,
 }
 
-KS_P_CAP = 0.2  # SPSS prints .200 ("lower bound of the true significance") above this
+KS_P_CAP = 0.2  # SPSS prints .200 ("lower bound of the true significance") above this; we give R's p
 UNEQUAL_VARIANCE_TESTS = ("mann-whitney", "welch")
 P_STYLES = ("paper", "spss")
 
@@ -89,7 +90,7 @@ class NormalityResult:
     method: str  # "Kolmogorov-Smirnov (Lilliefors)" or "Shapiro-Wilk"
     statistic: float
     p_value: float
-    p_is_lower_bound: bool = False
+    p_is_lower_bound: bool = False  # kept for callers; the Lilliefors p is now R's, never a bound
 
 
 @dataclass(frozen=True)
@@ -136,12 +137,45 @@ def _dallal_wilkinson_p(d: float, n: int) -> float:
     )
 
 
+#: Stephens' (1974) modified statistic D* = (√n − 0.01 + 0.85/√n)·D for the normal case with
+#: estimated mean and SD, and the p value as a quartic in D* on each interval (upper cut point,
+#: coefficients of D*⁰ … D*⁴); below the first cut p is 1, above the last 0. These are the
+#: intervals and coefficients R's ``nortest::lillie.test`` uses where Dallal-Wilkinson gives p > 0.1.
+_STEPHENS_CUTS: tuple[tuple[float, tuple[float, ...]], ...] = (
+    (0.5, (2.76773, -19.828315, 80.709644, -138.55152, 81.218052)),
+    (0.9, (-4.901232, 40.662806, -97.490286, 94.029866, -32.355711)),
+    (1.31, (6.198765, -19.558097, 23.186922, -12.234627, 2.423045)),
+)
+_STEPHENS_P_ONE_BELOW = 0.302
+
+
+def _stephens_p(d: float, n: int) -> float:
+    """The Lilliefors p value from Stephens' modified statistic (see :data:`_STEPHENS_CUTS`)."""
+    modified = (math.sqrt(n) - 0.01 + 0.85 / math.sqrt(n)) * d
+    if modified <= _STEPHENS_P_ONE_BELOW:
+        return 1.0
+    for cut, coefficients in _STEPHENS_CUTS:
+        if modified <= cut:
+            return float(sum(c * modified**k for k, c in enumerate(coefficients)))
+    return 0.0
+
+
+def lilliefors_p(d: float, n: int) -> float:
+    """The p value of a Lilliefors statistic ``d`` from ``n`` values, as R's
+    ``nortest::lillie.test``: Dallal & Wilkinson (1986) where that gives p ≤ 0.1 (the range it
+    was fitted for), else Stephens' (1974) modified-statistic formula."""
+    p = _dallal_wilkinson_p(d, n)
+    return p if p <= 0.1 else _stephens_p(d, n)
+
+
 def ks_lilliefors(values: Sequence[float]) -> NormalityResult:
-    """Kolmogorov-Smirnov normality test with the Lilliefors correction, as SPSS's EXAMINE.
+    """Kolmogorov-Smirnov normality test with the Lilliefors correction, as SPSS's EXAMINE and R's
+    ``nortest::lillie.test``.
 
     D is the largest distance between the empirical CDF and the normal CDF with the sample's mean
-    and SD (n − 1). p: Dallal-Wilkinson; above 0.2 it is reported as 0.2 and flagged as a lower
-    bound, as SPSS prints ``.200*``. Needs at least 4 values.
+    and SD (n − 1). p is R's over the whole range (:func:`lilliefors_p`): Dallal-Wilkinson below
+    0.1, Stephens' formula above; the same as SPSS's below 0.2, where SPSS prints ``.200*`` (a
+    lower bound) for anything larger. Needs at least 4 values (R asks for 5).
     """
     x = np.sort(np.asarray(values, dtype=float))
     n = x.size
@@ -153,10 +187,7 @@ def ks_lilliefors(values: Sequence[float]) -> NormalityResult:
     cdf = stats.norm.cdf((x - x.mean()) / sd)
     steps = np.arange(1, n + 1) / n
     d = float(max(np.max(steps - cdf), np.max(cdf - (steps - 1.0 / n))))
-    p = _dallal_wilkinson_p(d, n)
-    if p > KS_P_CAP:
-        return NormalityResult("Kolmogorov-Smirnov (Lilliefors)", d, KS_P_CAP, p_is_lower_bound=True)
-    return NormalityResult("Kolmogorov-Smirnov (Lilliefors)", d, p)
+    return NormalityResult("Kolmogorov-Smirnov (Lilliefors)", d, lilliefors_p(d, n))
 
 
 def shapiro_wilk(values: Sequence[float]) -> NormalityResult:
@@ -533,8 +564,13 @@ def table_one(
     labels = [f"{name} (n = {int(part.sum())})" for name, part in zip(named, in_group)]
     rows: list[_Row] = []
     coded_missing: dict[str, dict] = {}
+    dates: dict[str, str] = {}
     for name in variables:
         if name == group:
+            continue
+        if name not in categorical_set | continuous_set and detect_variable_type(df[name], name) == DATE:
+            # An operation date is no baseline characteristic: 300 dates are not 300 categories.
+            dates[name] = str(df[name].dropna().iloc[0]).strip()
             continue
         kind = (
             CATEGORICAL if name in categorical_set
@@ -584,6 +620,7 @@ def table_one(
     table.attrs["groups"] = [str(g) for g in order]
     table.attrs["group_column"] = group
     table.attrs["missing_codes"] = coded_missing
+    table.attrs["dates_left_out"] = dates
     # Plain values only: attrs travel with the frame into Arrow (st.dataframe) and pickles.
     table.attrs["options"] = options.to_dict()
     return table
@@ -626,8 +663,8 @@ def journal_view(table: pd.DataFrame, decimals: int = 3) -> pd.DataFrame:
 
 def used_footnotes(table: pd.DataFrame) -> list[str]:
     """The footnotes of the marks that occur in ``table``, in mark order, then how many
-    missing-value codes each variable had, then the sparse-table note naming each χ² with expected
-    counts below 5."""
+    missing-value codes each variable had, then the date columns left out, then the sparse-table
+    note naming each χ² with expected counts below 5."""
     marks = sorted({m for m in table["mark"] if m})
     notes = [f"{m} {FOOTNOTES[m]}" for m in marks]
     for name, coded in table.attrs.get("missing_codes", {}).items():
@@ -636,6 +673,8 @@ def used_footnotes(table: pd.DataFrame) -> list[str]:
             f"{name}: {count} cell{'s' if count != 1 else ''} with a missing-value code "
             f"({', '.join(map(repr, coded['codes']))}) counted as missing."
         )
+    for name, example in table.attrs.get("dates_left_out", {}).items():
+        notes.append(f"{name} holds dates (e.g. {example}) and is left out; mark it categorical or continuous to compare it.")
     if "sparse_cells" in table.columns:
         sparse = table[table["sparse_cells"].fillna(0) > 0]
         if len(sparse):

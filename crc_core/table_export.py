@@ -24,10 +24,41 @@ def to_csv_bytes(table: pd.DataFrame) -> bytes:
     return table.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
+STATISTIC, P_VALUE, MISSING, SMD = "t/Z/χ² value", "P value", "Missing, n", "SMD"
+#: Excel number formats that print a P value as the table's style does while the cell stays a
+#: number: 0.186 and < 0.001 (paper), .186 and .000 (SPSS).
+P_FORMATS = {"paper": '[<0.001]"< 0.001";0.000', "spss": ".000"}
+
+
+def xlsx_journal_view(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """:func:`~crc_core.stats.journal_view` with its numbers as numbers (the statistic, the P value,
+    the missing count and the SMD), so a spreadsheet can sort and compute with them; the footnote
+    marks move from the statistic into a column of their own. Returns the frame and each numeric
+    column's Excel number format."""
+    view = journal_view(table)
+    at = list(view.columns).index(STATISTIC)
+    view.insert(at + 1, "Test", [text.lstrip("0123456789.-") for text in view[STATISTIC]])
+    view[STATISTIC] = pd.to_numeric(table["statistic"], errors="coerce").round(3).to_numpy()
+    view[P_VALUE] = pd.to_numeric(table["p_value"], errors="coerce").to_numpy()
+    if MISSING in view.columns:
+        view[MISSING] = table["missing"].astype("Float64").to_numpy()
+    if SMD in view.columns:
+        view[SMD] = pd.to_numeric(table["smd"], errors="coerce").round(3).to_numpy()
+    p_style = table.attrs.get("options", {}).get("p_style", "paper")
+    formats = {STATISTIC: "0.000", P_VALUE: P_FORMATS.get(p_style, P_FORMATS["paper"]), MISSING: "0", SMD: "0.000"}
+    return view, {c: f for c, f in formats.items() if c in view.columns}
+
+
 def to_xlsx_bytes(table: pd.DataFrame, title: str = TITLE) -> bytes:
     buffer = io.BytesIO()
+    view, number_formats = xlsx_journal_view(table)
     with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
-        journal_view(table).to_excel(writer, sheet_name="Table 1", index=False)
+        view.to_excel(writer, sheet_name="Table 1", index=False)
+        sheet = writer.sheets["Table 1"]
+        for j, name in enumerate(view.columns, start=1):
+            if name in number_formats:
+                for (cell,) in sheet.iter_rows(min_row=2, min_col=j, max_col=j):
+                    cell.number_format = number_formats[name]
         table.to_excel(writer, sheet_name="Details", index=False)
         notes = pd.DataFrame({"note": [title, *used_footnotes(table)]})
         notes.to_excel(writer, sheet_name="Notes", index=False)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from crc_core.errors import CrcInputError
-from crc_core.variables import read_numeric_columns
+from crc_core.variables import is_missing_code, read_numeric_columns
 
 
 #: Largest table accepted, in bytes: Streamlit's ``server.maxUploadSize`` (200, in MiB), which
@@ -245,23 +245,56 @@ def _read_text(data: bytes, shown: str, suffix: str) -> tuple[pd.DataFrame, str,
             f"{shown} could not be read as a table{where}: a row has more cells than the header. "
             "Check for separators inside unquoted cells."
         ) from exc
-    if sep == ";":
-        # Semicolon CSVs come from Excel in locales that write 3,5 for 3.5.
-        decimal_comma = re.compile(r"-?\d+(,\d+)?")
-        converted = []
-        for column in table.columns:
-            cells = table[column].dropna().astype(str).str.strip()
-            if (
-                len(cells)
-                and cells.map(decimal_comma.fullmatch).notna().all()
-                and cells.str.contains(",").any()
-            ):
-                table[column] = table[column].str.replace(",", ".", regex=False)
-                converted.append(str(column))
-        if converted:
-            notes.append(f"{shown}: decimal commas read as decimal points in {', '.join(converted)}.")
+    header = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, header=None, nrows=1, skip_blank_lines=False,
+                         keep_default_na=False).iloc[0].tolist() if len(table.columns) else []
+    _refuse_repeated_columns(header, shown, lambda i: str(i + 1))
+    if sep != ",":
+        # Semicolon and tab separated text comes from Excel in locales that write 3,5 for 3.5.
+        notes += _read_decimal_commas(table, shown, points_too=False)
     row_numbers = list(range(2, len(table) + 2))
     return table, encoding, notes, row_numbers
+
+
+_DECIMAL_COMMA = re.compile(r"-?\d+,\d+")
+
+
+def _read_decimal_commas(table: pd.DataFrame, shown: str, *, points_too: bool) -> list[str]:
+    """Turn decimal commas (``34,6``) into points, in place, in every column whose filled cells are
+    all numbers of that form, whole numbers or missing-value codes (``n.d.``: they stay, to be
+    counted as missing later); a note names the columns. ``points_too`` admits cells already
+    written with a point (a workbook's number cells beside its text cells); a text file's
+    ``1.234`` may be a German thousand, so there a point keeps the column as it is."""
+    allowed = re.compile(r"-?\d+([.,]\d+)?" if points_too else r"-?\d+(,\d+)?")
+    converted = []
+    for column in table.columns:
+        cells = table[column].dropna().astype(str).str.strip()
+        cells = cells[~cells.map(is_missing_code)]
+        if len(cells) and cells.map(allowed.fullmatch).notna().all() and cells.map(_DECIMAL_COMMA.fullmatch).notna().any():
+            table[column] = table[column].map(
+                lambda v: v.strip().replace(",", ".") if isinstance(v, str) and _DECIMAL_COMMA.fullmatch(v.strip()) else v
+            )
+            converted.append(str(column))
+    return [f"{shown}: decimal commas read as decimal points in {', '.join(converted)}."] if converted else []
+
+
+def _refuse_repeated_columns(header: Sequence[Any], shown: str, column_name: Any) -> None:
+    """Refuse a header that names a column twice (``age`` and ``age``, or ``age `` once trimmed):
+    pandas would rename one ``age.1`` silently, or keep both and fail on them later, and either way
+    one of the two would be taken for the other. ``column_name(i)`` is how column ``i`` (0-based) is
+    shown: its number, or its Excel letter."""
+    positions: dict[str, list[int]] = {}
+    for i, name in enumerate(header):
+        text = "" if name is None or (isinstance(name, float) and np.isnan(name)) else str(name).strip()
+        if text:
+            positions.setdefault(text, []).append(i)
+    repeated = {name: where for name, where in positions.items() if len(where) > 1}
+    if repeated:
+        parts = [f"{name!r} (columns {', '.join(column_name(i) for i in where)})" for name, where in repeated.items()]
+        raise CrcInputError(
+            f"{shown}: the header names {'a column' if len(parts) == 1 else 'columns'} more than once: "
+            f"{'; '.join(parts)}. Each column needs a name of its own: rename or remove the repeated "
+            "column, then load the file again."
+        )
 
 
 def _open_workbook(data: bytes, shown: str):
@@ -335,6 +368,9 @@ def _read_excel(
     header = [_cell_text(v) for v in rows[start]]
     width = max(i for i, v in enumerate(header) if v is not np.nan) + 1
     columns = [str(v).strip() if v is not np.nan else f"Unnamed: {i}" for i, v in enumerate(header[:width])]
+    from openpyxl.utils import get_column_letter
+
+    _refuse_repeated_columns(columns, f"{shown} (sheet {chosen!r})", lambda i: get_column_letter(i + 1))
     body = [[_cell_text(v) for v in (row + [None] * width)[:width]] for row in rows[start + 1 :]]
     table = pd.DataFrame(body, columns=columns, dtype=object)
     row_numbers = list(range(start + 2, start + 2 + len(body)))
@@ -378,6 +414,8 @@ def read_table(
     table.columns = [str(column).strip() for column in table.columns]
     table = table.map(lambda v: v.strip() if isinstance(v, str) else v)
     table = table.replace("", np.nan)
+    if suffix in EXCEL_SUFFIXES:  # numbers typed as text in a German workbook: 34,6
+        notes = [*notes, *_read_decimal_commas(table, shown, points_too=True)]
     filled = table.notna().any(axis=1).to_numpy()
     table = table.loc[filled].reset_index(drop=True)
     rows = [row for row, keep in zip(rows, filled) if keep]

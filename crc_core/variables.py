@@ -17,8 +17,19 @@ import pandas as pd
 
 from crc_core.errors import CrcInputError
 
-CONTINUOUS, CATEGORICAL, ORDINAL = "continuous", "categorical", "ordinal"
-VARIABLE_TYPES = (CONTINUOUS, CATEGORICAL, ORDINAL)
+CONTINUOUS, CATEGORICAL, ORDINAL, DATE = "continuous", "categorical", "ordinal", "date"
+VARIABLE_TYPES = (CONTINUOUS, CATEGORICAL, ORDINAL, DATE)
+
+#: How dates are written in hospital exports: 31.12.2020 or 31.12.20 (German), 2020-12-31 with or
+#: without a time (ISO, and a workbook's date cells), 31/12/2020 or 12/31/2020, 2020/12/31, and
+#: 2020年12月31日. A column of them is a date, never 300 categories.
+DATE_PATTERNS = tuple(re.compile(p) for p in (
+    r"(?P<d>\d{1,2})\.(?P<m>\d{1,2})\.(?P<y>\d{4}|\d{2})",
+    r"(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?",
+    r"(?P<a>\d{1,2})/(?P<b>\d{1,2})/(?P<y>\d{4})",
+    r"(?P<y>\d{4})/(?P<m>\d{1,2})/(?P<d>\d{1,2})",
+    r"(?P<y>\d{4})年(?P<m>\d{1,2})月(?P<d>\d{1,2})日",
+))
 
 #: A column of whole numbers with at most this many distinct values holds codes (sex 0/1, TIL
 #: grade 0-3, ...), as SPSS users declare them "nominal" or "ordinal"; with more, a measurement.
@@ -51,6 +62,7 @@ ORDINAL_COLUMN_NAMES = (
 
 #: The rule in words, for the page and the exports.
 TYPE_RULE = (
+    "Date: every filled cell a date (31.12.2020, 2020-12-31, 31/12/2020); left out of Table 1. "
     "Ordinal: a column named like a stage or grade (pT, pN, stage, grade, TSR, TIL, IS). "
     f"Continuous: numbers with more than {MAX_CATEGORICAL_LEVELS} distinct values, or more than 2 "
     "distinct values of which some are not whole numbers. Categorical: everything else (text, "
@@ -74,6 +86,8 @@ def detect_variable_type(values: pd.Series, name: Any = None) -> str:
     filled = values.dropna()
     if filled.empty or pd.api.types.is_bool_dtype(filled):
         return CATEGORICAL
+    if holds_dates(filled):
+        return DATE
     reading = read_numbers(filled)
     if not reading.numeric:
         return CATEGORICAL
@@ -86,6 +100,32 @@ def detect_variable_type(values: pd.Series, name: Any = None) -> str:
         return CONTINUOUS
     whole = bool(np.all(np.equal(np.mod(numbers, 1), 0)))
     return CONTINUOUS if distinct > 2 and not whole else CATEGORICAL
+
+
+def is_date_text(value: Any) -> bool:
+    """True for a cell written as a date by one of :data:`DATE_PATTERNS` (day 1-31, month 1-12)."""
+    if isinstance(value, (pd.Timestamp, np.datetime64)) or hasattr(value, "isoformat"):
+        return True
+    text = str(value).strip()
+    for pattern in DATE_PATTERNS:
+        found = pattern.fullmatch(text)
+        if found:
+            parts = found.groupdict()
+            if "a" in parts:  # day and month in either order
+                first, second = int(parts["a"]), int(parts["b"])
+                return 1 <= min(first, second) and first <= 31 and second <= 31 and min(first, second) <= 12
+            return 1 <= int(parts["d"]) <= 31 and 1 <= int(parts["m"]) <= 12
+    return False
+
+
+def holds_dates(values: pd.Series) -> bool:
+    """True when every filled cell of ``values`` (missing-value codes aside) is a date."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return True
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return False
+    cells = [v for v in values.dropna() if not is_missing_code(v)]
+    return bool(cells) and all(is_date_text(v) for v in cells)
 
 
 def check_variable_types(types: Mapping[str, str]) -> dict[str, str]:
@@ -111,6 +151,20 @@ def detect_variable_types(
         for column in table.columns
         if column not in skipped
     }
+
+
+def chosen_types(
+    categorical: Iterable[str], continuous: Iterable[str], saved: Mapping[str, str]
+) -> tuple[list[str], list[str]]:
+    """Two lists of type choices (a page's "treat as categorical" and "treat as continuous"), both
+    offering every variable, made into one choice each: a variable in both lists goes where the
+    user moved it, away from its ``saved`` type (ALB saved categorical, then named continuous, is
+    continuous; age saved continuous, then named categorical, is categorical)."""
+    categorical, continuous = list(dict.fromkeys(categorical)), list(dict.fromkeys(continuous))
+    both = set(categorical) & set(continuous)
+    to_continuous = {v for v in both if saved.get(v) in (CATEGORICAL, ORDINAL)}
+    return ([v for v in categorical if v not in to_continuous],
+            [v for v in continuous if v not in both or v in to_continuous])
 
 
 # ---------------------------------------------------------------------------------------------

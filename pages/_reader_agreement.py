@@ -7,6 +7,7 @@ import streamlit as st
 from crc_core import agreement, figures, reader_study
 from crc_core.errors import CrcInputError
 from crc_core.reader_study import AgreementConfig
+from crc_core.stats import format_p
 from crc_core.workspace import Workspace
 from pages import _jobs, _ui
 
@@ -53,5 +54,7 @@ def draw(workspace: Workspace, has_reader2: bool) -> None:
     if features is not None:
         st.plotly_chart(figures.icc_by_feature_class(features, agreement.RELIABLE_ICC), config=figures.EXPORT_CONFIG,
                         key="agreement_icc")
-        st.dataframe(features.sort_values("icc").round(3), hide_index=True)
+        shown = features.sort_values("icc")
+        # Three decimals would print a p of 0.00002 as 0: a p value reads "< 0.001", never 0.
+        st.dataframe(shown.round(3).assign(wilcoxon_p=shown["wilcoxon_p"].map(format_p)), hide_index=True)
         st.download_button("Per-feature ICC (CSV)", features.to_csv(index=False), "reader_agreement_features.csv")

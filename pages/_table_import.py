@@ -3,6 +3,7 @@ mapping, checking and writing are ``crc_core.tables`` and ``crc_core.cohort_impo
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -43,14 +44,17 @@ def _upload(role: str) -> PreparedTable | None:
         read = read_table(upload, name=upload.name, sheet=sheet)
         for note in read.notes:
             st.caption(note)
+        # The choices below belong to this file and sheet: another sheet (or file) starts from what
+        # is detected in it, never from the last sheet's choices.
+        of = hashlib.sha1(f"{upload.name}\0{upload.size}\0{sheet}".encode()).hexdigest()[:8]
         columns = list(read.table.columns)
-        id_column = _choose(f"Patient ID column of {upload.name}", columns, detect_id_column(read.table), f"id_{role}")
+        id_column = _choose(f"Patient ID column of {upload.name}", columns, detect_id_column(read.table), f"id_{role}_{of}")
         others = [c for c in columns if c != id_column]
         group_column, fields = None, None
         if role == "clinical":
             group_column = _choose(
                 f"Group or split column of {upload.name} (optional)", [None, *others],
-                detect_group_column(read.table, (id_column,)), f"group_{role}",
+                detect_group_column(read.table, (id_column,)), f"group_{role}_{of}",
                 format_func=lambda c: c or "none",
                 help="Saved as the split when it holds train/validation (or test); Table 1 compares by it first.",
             )
@@ -60,7 +64,7 @@ def _upload(role: str) -> PreparedTable | None:
             grid, fields = st.columns(3), {}
             for i, (field, (text, _)) in enumerate(PATHOLOGY_FIELDS.items()):
                 with grid[i % 3]:
-                    fields[field] = _choose(text, [None, *others], found.get(field), f"field_{field}",
+                    fields[field] = _choose(text, [None, *others], found.get(field), f"field_{field}_{of}",
                                             format_func=lambda c: c or "—")
         detected = detect_variable_types(read.table, exclude=[id_column, group_column])
         with st.expander(f"Variable types of {upload.name} (detected; change any)"):
@@ -71,7 +75,7 @@ def _upload(role: str) -> PreparedTable | None:
                     "column": st.column_config.TextColumn(disabled=True),
                     "type": st.column_config.SelectboxColumn(options=list(VARIABLE_TYPES), required=True),
                 },
-                hide_index=True, key=f"types_{role}",
+                hide_index=True, key=f"types_{role}_{of}",
             )
         prepared = prepare_table(read, role, id_column=id_column, group_column=group_column,
                                  variable_types=dict(zip(edited["column"], edited["type"])), pathology_columns=fields)

@@ -8,10 +8,10 @@ import streamlit as st
 from crc_core import paper
 from crc_core.cohort import load_workspace_cohort, read_column_mapping, split_workspace
 from crc_core.errors import CrcInputError
-from crc_core.splits import SplitConfig, describe_split
+from crc_core.splits import SplitConfig, describe_split, read_split, replaces_table_split
 from crc_core.stats import TableOneOptions, group_order, journal_view, table_one, used_footnotes
 from crc_core.table_export import FORMATS, all_exports
-from crc_core.variables import TYPE_RULE
+from crc_core.variables import TYPE_RULE, chosen_types
 from crc_core.workspace import Workspace
 from pages import _table_import, _ui
 
@@ -68,11 +68,18 @@ with st.form("split"):
     centre_column = right.selectbox("Centre column (external)", [None, *few_valued], format_func=lambda c: c or "none")
     centres = st.text_input("External centres (comma-separated values of the centre column)",
                             help="Patients of these centres become the external cohort; the others are split at random.")
+    in_use = read_split(workspace)
+    confirmed = in_use is not None and in_use.table_column is not None and st.checkbox(
+        "Replace the table's own split", key="replace_table_split",
+        help=f"The split in use comes from the column {in_use.table_column!r} of your table.")
     if st.form_submit_button("Apply and save the split"):
         try:
             config = SplitConfig(method=method, train_fraction=fraction, seed=int(seed), stratify_by=stratify,
                                  column=column, n_folds=n_folds, centre_column=centre_column,
                                  external_centres=tuple(c.strip() for c in centres.split(",") if c.strip()))
+            question = replaces_table_split(in_use, config)
+            if question and not confirmed:
+                raise CrcInputError(question)
             split = split_workspace(workspace, config)
         except CrcInputError as exc:
             _ui.show_input_error(exc)
@@ -110,9 +117,13 @@ with st.form("table_one"):
     decimals = middle.number_input("Decimals", 0, 4, 2)
     with st.expander("Variable types and forced tests"):
         st.caption(TYPE_RULE + " The types chosen at import are the defaults here.")
+        st.caption("Both lists offer every variable: one named in both goes where you moved it.")
         as_categorical = st.multiselect("Treat as categorical", chosen,
                                         default=[c for c in chosen if types.get(c) in ("categorical", "ordinal")])
-        as_continuous = st.multiselect("Treat as continuous", [c for c in chosen if c not in as_categorical],
+        # Every variable, not only those off the categorical list when the form was drawn: a form
+        # does not redraw while it is being filled, so a column categorical at import could never
+        # be turned continuous.
+        as_continuous = st.multiselect("Treat as continuous", chosen,
                                        default=[c for c in chosen if types.get(c) == "continuous" and c not in as_categorical])
         forced = {}
         for test, label in (("student", "Student's t"), ("welch", "Welch's t"), ("mann-whitney", "Mann-Whitney U"),
@@ -121,6 +132,7 @@ with st.form("table_one"):
                 forced[variable] = test
     st.form_submit_button("Compute Table 1", type="primary")
 
+as_categorical, as_continuous = chosen_types(as_categorical, as_continuous, types)
 try:
     options = TableOneOptions(normality=normality, decimals=int(decimals), smd=show_smd, force_test=forced,
                               unequal_variance=unequal, p_style=p_style)

@@ -3,12 +3,13 @@
 import hashlib
 from dataclasses import replace
 
+import pandas as pd
 import streamlit as st
 
 from crc_core import figures, paper
 from crc_core import labels as core
 from crc_core.errors import CrcInputError
-from crc_core.kappa import KAPPA_CI_METHOD, pathologist_agreement
+from crc_core.kappa import KAPPA_CI_METHOD, agreement_for_people, pathologist_agreement
 from crc_core.labels import LabelConfig
 from crc_core.pathology import MARKER_NAMES, MARKER_UNIT, MARKERS
 from crc_core.splits import read_split
@@ -18,9 +19,17 @@ st.title("Labels")
 st.caption("How the pathology readings become the four labels the models learn. The paper's rules are the "
            "defaults; every cut-off can be changed, and nothing is saved until you press Save.")
 
+# Whose rules the widgets showed in the last run that drew them. Popped before anything can stop
+# the page, so a run on another workspace, or one that stopped with an error, leaves none: the
+# widgets then start again from the saved rules of the workspace shown. (Found in use: leaving for
+# a workspace whose page stopped, the browser sent the widgets' bare defaults, TSR > 0% ..., which
+# came back with the workspace and were saved over its rules.)
+SHOWN_FOR = "labels_rules_shown_for"
+shown_for = st.session_state.pop(SHOWN_FOR, None)
 workspace = _ui.require_workspace()
 try:
-    pathology = workspace.read_pathology()
+    cohort = core.cohort_pathology(workspace)  # the rows of the cohort's patients: a stray row stays out
+    pathology = cohort.table
     saved_split = read_split(workspace)
     saved = core.read_label_config(workspace)
 except CrcInputError as exc:
@@ -39,21 +48,25 @@ def key(name: str) -> str:
     return f"labels_{name}_{NS}"
 
 
+try:  # the training medians: what the default rule applies, and where the boxes for own values start
+    medians = {m: c["value"] for m, c in core.build_cohort_labels(cohort, split, LabelConfig()).cutoffs.items()}
+except CrcInputError:
+    medians = {m: float(pd.to_numeric(pathology[m], errors="coerce").median()) for m in MARKERS if m in pathology}
+    medians = {m: v for m, v in medians.items() if v == v}  # a column with no number has no median
+
+
 def set_rules(config: LabelConfig) -> None:
+    """Every widget of the rules to ``config`` (own marker boxes start at the training medians)."""
     for name in FIELDS:
         st.session_state[key(name)] = getattr(config, name)
-    for marker, value in config.marker_cutoffs:
-        st.session_state[key(marker)] = value
+    given = config.marker_cutoff_map
+    for marker in MARKERS:
+        st.session_state[key(marker)] = given.get(marker, medians.get(marker, 0.0))
 
 
-if key("resolution") not in st.session_state:
+if shown_for != NS or any(key(name) not in st.session_state for name in (*FIELDS, *MARKERS)):
     set_rules(saved or LabelConfig())
-try:  # the training medians: what the default rule applies, and where the boxes for own values start
-    medians = {m: c["value"] for m, c in core.build_labels(pathology, split, LabelConfig()).cutoffs.items()}
-except CrcInputError:
-    medians = {m: float(pathology[m].median()) for m in MARKERS if m in pathology}
-for marker in MARKERS:
-    st.session_state.setdefault(key(marker), medians.get(marker, 0.0))
+st.session_state[SHOWN_FOR] = NS
 
 st.button("Reset to the paper's rules", on_click=set_rules, args=(LabelConfig(),), key="reset_rules")
 tsr_col, til_col, is_col = st.columns(3)
@@ -91,7 +104,7 @@ try:
     chosen = {name: st.session_state[key(name)] for name in FIELDS}
     given = {m: st.session_state[key(m)] for m in MARKERS} if source == "given" else ()
     config = replace(LabelConfig(), **chosen, marker_cutoffs=given)
-    result = core.build_labels(pathology, split, config)
+    result = core.build_cohort_labels(cohort, split, config)
 except CrcInputError as exc:
     _ui.show_input_error(exc)
     st.stop()
@@ -99,7 +112,9 @@ except CrcInputError as exc:
 for warning in result.warnings:
     st.warning(warning)
 st.info(core.describe_labels(result, words=True) + (" · these rules are saved" if config == saved else " · not saved yet"))
-if st.button("Save labels.csv to the workspace", key="save_labels", type="primary"):
+one_class = core.one_class_warnings(result.labels, config)
+confirmed = not one_class or st.checkbox("Save them all the same (a label with one class)", key="save_one_class")
+if st.button("Save labels.csv to the workspace", key="save_labels", type="primary", disabled=not confirmed):
     try:
         paths = core.save_labels(workspace, result, config)
     except CrcInputError as exc:
@@ -138,7 +153,7 @@ if agreement.empty:
 else:
     st.caption("Cohen's kappa; for the ordinal grades the linearly and quadratically weighted kappa too. "
                + KAPPA_CI_METHOD + ".")
-    st.dataframe(agreement, hide_index=True)
+    st.dataframe(agreement_for_people(agreement), hide_index=True)
 
 with st.expander("The labels table"):
     st.dataframe(labels, hide_index=True)

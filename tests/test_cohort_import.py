@@ -152,3 +152,62 @@ def test_missing_value_codes_in_a_lab_column_are_missing_in_table_one_and_said_a
     table = table_one(cohort, "split", ["ALB"])
     assert len(table) == 1 and table["test"].iloc[0] != "Pearson χ²"  # one row: a measurement
     assert table["missing"].iloc[0] == len(codes)
+
+
+def test_a_stray_pathology_row_stays_out_of_the_labels_and_near_miss_ids_are_pointed_out(tmp_path):
+    # Found in use: pathology 'P3x' against clinical 'p3 X' was "left out of the cohort" at
+    # import, then Labels refused it for good ("have no split: P3x").
+    from crc_core.labels import label_workspace
+
+    clinical_text = clinical_csv(["train"] * 7 + ["validation"] * 3).replace("\nP3,", "\np3 X,")
+    clinical, pathology = prepared(tmp_path, clinical_text, PATHOLOGY.replace("\nP3,", "\nP3x,"))
+    result = import_prepared(tmp_path / "ws", clinical, pathology)
+    note = [n for n in result.notes if "left out of the cohort" in n][0]
+    assert "differ only by spaces or case: 'P3x' (pathology) and 'p3 X' (clinical)" in note
+    assert "write the ID the same way in both tables" in note
+
+    labelled = label_workspace(result.workspace)
+    assert "P3x" not in set(labelled.labels["patient_id"]) and len(labelled.labels) == 9
+    stray = [w for w in labelled.warnings if "P3x (row 5)" in w][0]
+    assert "left out of the labels" in stray and "'P3x' (pathology) and 'p3 X' (clinical)" in stray
+    saved = pd.read_csv(result.workspace.labels_csv)
+    assert "P3x" not in set(saved["patient_id"])
+
+
+def test_ids_that_differ_otherwise_are_not_called_near_misses():
+    from crc_core.cohort import near_misses
+
+    assert near_misses(["CRC007", "CRC 008", "A-1"], ["crc 007", "CRC8", "A1", "CRC008"]) == [
+        ("CRC007", "crc 007"), ("CRC 008", "CRC008")]
+
+
+@pytest.mark.parametrize("kind", ["semicolon", "tab", "xlsx"])
+def test_decimal_commas_with_a_missing_code_are_numbers_with_the_missing_counted(writable_workspace, tmp_path, kind):
+    # Found in use: ALB written 34,6 (a German Excel) with one n.d. became 39 levels in Table 1,
+    # with "Missing 0".
+    from tests.table_files import workbook_bytes
+
+    from crc_core.cohort import load_workspace_cohort
+    from crc_core.stats import table_one
+
+    table = pd.read_csv(writable_workspace / "clinical.csv", dtype=str, keep_default_na=False)
+    table["ALB"] = table["ALB"].str.replace(".", ",", regex=False)
+    table.loc[4, "ALB"] = "n.d."
+    if kind == "xlsx":
+        path = tmp_path / "labs.xlsx"
+        path.write_bytes(workbook_bytes({"Labor": [list(table.columns), *table.to_numpy().tolist()]}))
+    else:
+        path = tmp_path / ("labs.csv" if kind == "semicolon" else "labs.tsv")
+        table.to_csv(path, index=False, sep=";" if kind == "semicolon" else "\t")
+    read = read_table(path)
+    assert any("decimal commas read as decimal points in" in n and "ALB" in n for n in read.notes), read.notes
+    clinical = prepare_table(read, "clinical", group_column="split")
+    assert clinical.mapping.type_overrides["ALB"] == "continuous"
+    assert any("1 cell read as missing" in n and "ALB 1 ('n.d.')" in n for n in clinical.missing_notes)
+    pathology = prepare_table(read_table(writable_workspace / "pathology.csv"), "pathology")
+    result = import_prepared(tmp_path / "ws", clinical, pathology)
+    cohort = load_workspace_cohort(result.workspace)
+    expected = pd.read_csv(writable_workspace / "clinical.csv")["ALB"].drop(index=4)
+    assert cohort["ALB"].drop(index=4).tolist() == pytest.approx(expected.tolist())
+    row = table_one(cohort, "split", ["ALB"])
+    assert len(row) == 1 and row["missing"].iloc[0] == 1

@@ -148,3 +148,18 @@ def test_bad_inputs():
         kappa_from_table(SKIN_CONDITION, weights="cubic")
     with pytest.raises(CrcInputError, match="confidence level must be between 0 and 1"):
         kappa_from_table(SKIN_CONDITION, confidence=95)
+
+
+def test_the_agreement_table_for_people_has_words_and_one_number_of_decimals_per_column():
+    # Found in use: the Labels page showed item/weights/ci_low with raw names and 0.6 beside 0.61234.
+    import pandas as pd
+
+    from crc_core.kappa import agreement_for_people
+
+    raw = pd.DataFrame({"item": ["tsr_percent", "til_grade"], "weights": ["none", "quadratic"], "n": [315, 315],
+                        "percent_agreement": [60.0, 71.42857], "kappa": [0.6, 0.812345], "se": [0.04, 0.0251],
+                        "ci_low": [0.52, 0.763], "ci_high": [0.68, 0.8615]})
+    shown = agreement_for_people(raw)
+    assert list(shown.columns) == ["Reading", "Kappa", "Patients", "Agreement (%)", "κ", "SE", "95% CI"]
+    assert shown.iloc[0].tolist() == ["TSR (% stroma)", "unweighted", 315, "60.0", "0.600", "0.040", "0.520 to 0.680"]
+    assert shown.iloc[1].tolist() == ["TIL grade (0-3)", "quadratic weights", 315, "71.4", "0.812", "0.025", "0.763 to 0.862"]

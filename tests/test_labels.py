@@ -506,3 +506,23 @@ def test_label_crosstab_counts_with_totals():
     assert table.loc[0, "total"] == 3 and table.loc["total", 1] == 3 and table.loc["total", "total"] == 6
     with pytest.raises(CrcInputError, match="no 'stage' column"):
         lab.label_crosstab(labels, "tsr_high", "stage")
+
+
+def test_pathology_columns_are_recognised_with_the_markers_plus_sign():
+    # Found in use: a table with "CD3+ CT", "CD8+ IM" ... was not mapped.
+    from crc_core.pathology import detect_pathology_columns
+
+    found = detect_pathology_columns(["ID", "TSR (%)", "TILs", "CD3+ CT", "CD3+ IM", "CD8+ CT", "CD8+ IM"])
+    assert found == {"tsr_percent": "TSR (%)", "til_grade": "TILs", "cd3_ca": "CD3+ CT", "cd3_im": "CD3+ IM",
+                     "cd8_ca": "CD8+ CT", "cd8_im": "CD8+ IM"}
+
+
+def test_a_cutoff_that_puts_everyone_in_one_class_is_warned_about():
+    # Found in use: TSR > 0% made all 315 patients TSR-high and was saved without a word.
+    table = pathology_frame(10)
+    result = build_labels(table, None, given_config(tsr_cutoff_percent=0))
+    assert result.labels["tsr_high"].tolist() == [1] * 10
+    warned = [w for w in result.warnings if w.startswith("TSR high:")]
+    assert warned == ["TSR high: every one of the 10 patients is high by the rule TSR > 0%, so the label separates "
+                      "no one and no model can learn it. Choose another cut-off."]
+    assert not [w for w in build_labels(table, None, given_config()).warnings if w.startswith("TSR high:")]

@@ -114,6 +114,7 @@ def test_cohort_split_form_saves_the_seed_it_was_given(writable_workspace, use_w
     use_workspace(writable_workspace)
     app = run_page("cohort")
     app.number_input(key="split_seed").set_value(11)
+    app.checkbox(key="replace_table_split").check()  # the sample's split is its table's own
     [b for b in app.button if "split" in str(b.label).lower()][0].click().run()
     assert not app.exception, app.exception
     saved = json.loads((writable_workspace / "split.json").read_text())
@@ -199,6 +200,7 @@ def test_cohort_split_form_holds_out_an_external_centre(writable_workspace, use_
     app.radio[0].set_value("external")
     [s for s in app.selectbox if s.label.startswith("Centre column")][0].set_value("centre")
     [t for t in app.text_input if t.label.startswith("External centres")][0].set_value("B")
+    app.checkbox(key="replace_table_split").check()  # the sample's split is its table's own
     [b for b in app.button if "split" in str(b.label).lower()][0].click().run()
     assert not app.exception, app.exception
     split = pd.read_csv(writable_workspace / "split.csv")

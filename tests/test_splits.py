@@ -270,3 +270,17 @@ def test_align_split_names_patients_without_a_split():
     assert align_split(split, ["b", "a"], what="the labels") == (["validation", "train"], ["1 patient(s) in the split are not in the labels: c."])
     with pytest.raises(CrcInputError, match=r"2 patient\(s\) of the labels have no split: c, d"):
         align_split(split, ["a", "c", "d"], what="the labels")
+
+
+def test_replacing_the_tables_own_split_asks_first(tmp_path):
+    # Found in use: one click on the split form replaced the table's own Group split with a random one.
+    from crc_core.splits import SavedSplit, SplitConfig, replaces_table_split
+
+    table = pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "split": ["train", "train", "validation"]})
+    own = SavedSplit(table, SplitConfig(method="column", column="cohort"), "split.csv")
+    question = replaces_table_split(own, SplitConfig(method="random"))
+    assert "your table's own (column 'cohort': 2 train / 1 validation)" in question and "random split replaces it" in question
+    assert replaces_table_split(own, SplitConfig(method="column", column="cohort")) == ""
+    assert replaces_table_split(SavedSplit(table, None, "clinical.csv"), SplitConfig(method="kfold")) != ""
+    assert replaces_table_split(SavedSplit(table, SplitConfig(method="random"), "split.csv"), SplitConfig(seed=3)) == ""
+    assert replaces_table_split(None, SplitConfig()) == ""

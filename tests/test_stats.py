@@ -57,10 +57,33 @@ def test_lilliefors_p_is_five_percent_at_published_critical_values(n, critical_d
     assert stats._dallal_wilkinson_p(critical_d, n) == pytest.approx(0.05, abs=0.005)
 
 
-def test_lilliefors_p_above_point_two_is_reported_as_spss_does():
-    x = sps.norm.ppf((np.arange(1, 51) - 0.5) / 50)  # as normal as 50 values get
+# R 4.2.2, nortest 1.0.4: lillie.test((1:n)^power), printed with 17 digits. Above 0.1 lillie.test
+# leaves Dallal-Wilkinson for Stephens' modified statistic (found in use: FBG 0.1278 against R's
+# 0.1335); the cases cover both of its reachable intervals, n over 100, and below 0.1.
+LILLIE_TEST = [
+    (20, 1.5, 0.10734327769794544, 0.78966590607232767),  # D* in (0.302, 0.5]
+    (50, 1.0, 0.064912870022925784, 0.86330371389727256),  # D* in (0.302, 0.5]
+    (30, 2.0, 0.13199720049471131, 0.20095551343457885),  # D* in (0.5, 0.9]
+    (80, 1.2, 0.074842915235092067, 0.32715379485291773),
+    (150, 1.0, 0.059764947457377482, 0.21160378715156725),  # n > 100
+    (50, 2.0, 0.13174122900503954, 0.02998287840669011),  # Dallal-Wilkinson
+    (220, 1.0, 0.058946667926800922, 0.061011578755226781),
+    (150, 1.2, 0.07276800063924424, 0.050262268231595325),
+]
+
+
+@pytest.mark.parametrize(("n", "power", "d", "p"), LILLIE_TEST)
+def test_lilliefors_p_equals_r_nortest_lillie_test_above_and_below_point_one(n, power, d, p):
+    result = stats.ks_lilliefors(np.arange(1, n + 1) ** power)
+    assert result.statistic == pytest.approx(d, rel=1e-12)
+    assert result.p_value == pytest.approx(p, rel=1e-9)
+    assert not result.p_is_lower_bound
+
+
+def test_lilliefors_p_of_values_as_normal_as_they_get_is_one_as_r_prints():
+    x = sps.norm.ppf((np.arange(1, 51) - 0.5) / 50)  # R: D = 0.01062908215848013, p = 1
     result = stats.ks_lilliefors(x)
-    assert result.p_value == stats.KS_P_CAP and result.p_is_lower_bound
+    assert result.statistic == pytest.approx(0.01062908215848013, rel=1e-9) and result.p_value == 1.0
 
 
 @pytest.mark.parametrize("values", [[1.0, 2.0, 3.0], [4.0, 4.0, 4.0, 4.0, 4.0]])
@@ -465,3 +488,18 @@ def test_a_word_in_a_measurement_is_refused_naming_it():
     df.loc[3, "crp"] = "n.d.x"
     with pytest.raises(CrcInputError, match=r"Column 'crp' holds text where numbers are expected: 'n\.d\.x'"):
         stats.table_one(df, "split", ["crp"])
+
+
+def test_a_date_column_is_left_out_of_table_one_and_said_in_a_footnote():
+    # Found in use: an operation date (dd.mm.yyyy) became a categorical row with one level per day.
+    df = pd.DataFrame({
+        "split": ["train"] * 6 + ["validation"] * 4,
+        "op_date": [f"{d:02d}.03.2021" for d in range(1, 11)],
+        "sex": list("MFMFMFMFMF"),
+    })
+    table = stats.table_one(df, "split", ["op_date", "sex"])
+    assert set(table["variable"]) == {"sex"}
+    assert "op_date holds dates (e.g. 01.03.2021) and is left out; mark it categorical or continuous to compare it." \
+        in stats.used_footnotes(table)
+    chosen = stats.table_one(df, "split", ["op_date"], ["op_date"])  # the user's choice wins
+    assert "op_date" in set(chosen["variable"])

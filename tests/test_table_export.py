@@ -64,3 +64,22 @@ def test_unknown_suffix_is_refused_and_nothing_written(table, tmp_path):
 def test_export_bytes_is_deterministic_for_text_formats(table):
     assert export_bytes(table, ".md") == export_bytes(table, ".md")
     assert export_bytes(table, ".csv") == export_bytes(table, ".csv")
+
+
+def test_xlsx_keeps_numbers_as_numbers_printed_as_the_table_prints_them(table, tmp_path):
+    # Found in use: every statistic and P value of the Table 1 sheet was text, so Excel could not
+    # sort or compute with them.
+    import openpyxl
+
+    path = export_table_one(table, tmp_path / "t1.xlsx")
+    sheet = openpyxl.load_workbook(path)["Table 1"]
+    header = [c.value for c in sheet[1]]
+    statistic, test, p = header.index("t/Z/χ² value") + 1, header.index("Test") + 1, header.index("P value") + 1
+    tested = table[table["test"] != ""].reset_index(drop=True)
+    cells = [row for row in sheet.iter_rows(min_row=2) if row[p - 1].value is not None]
+    assert len(cells) == len(tested)
+    for row, (_, expected) in zip(cells, tested.iterrows()):
+        assert isinstance(row[p - 1].value, float) and row[p - 1].value == pytest.approx(expected["p_value"])
+        assert row[p - 1].number_format == '[<0.001]"< 0.001";0.000'
+        assert isinstance(row[statistic - 1].value, float) and row[statistic - 1].number_format == "0.000"
+        assert row[test - 1].value in ("¹", "²", "³", "³ᵃ", "⁴", "⁵")

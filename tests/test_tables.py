@@ -250,3 +250,47 @@ def test_a_patient_id_is_never_a_path_and_is_refused_by_file_and_row(bad, why):
 def test_ids_with_dots_and_spaces_inside_are_kept():
     table = pd.DataFrame({"patient_id": ["CRC.001", "St Mary 12", "a..b", "病例1"]})
     assert patient_ids(table, what="t").tolist() == ["CRC.001", "St Mary 12", "a..b", "病例1"]
+
+
+@pytest.mark.parametrize("name, data", [
+    ("clinical.csv", b"patient_id,age,sex,age\nP1,50,F,51\nP2,60,M,61\n"),
+    ("clinical.tsv", b"patient_id\tage\tsex\tage \nP1\t50\tF\t51\n"),
+    ("clinical.csv", "patient_id;age;sex;age\nP1;50,5;F;51\n".encode()),
+])
+def test_a_column_named_twice_in_a_text_table_is_refused_by_name(tmp_path, name, data):
+    # Found in use: `age` twice was read silently as age and age.1, one taken for the other.
+    with pytest.raises(CrcInputError, match=rf"{re.escape(name)}: the header names a column more than once: 'age' \(columns 2, 4\)"):
+        read_table(write(tmp_path / name, data))
+
+
+def test_a_column_named_twice_in_a_workbook_is_refused_by_name_and_letter(tmp_path):
+    # Found in use: a repeated header in an XLSX ended in a TypeError from to_numeric.
+    data = workbook_bytes({"Labs": [["patient_id", "ALB", "age", "ALB", "age"], ["P1", 34.6, 50, 35, 51]]})
+    with pytest.raises(CrcInputError) as refused:
+        read_table(write(tmp_path / "labs.xlsx", data))
+    assert str(refused.value).startswith("labs.xlsx (sheet 'Labs'): the header names columns more than once: "
+                                         "'ALB' (columns B, D); 'age' (columns C, E).")
+
+
+def test_blank_header_cells_are_not_a_repeated_name(tmp_path):
+    read = read_table(write(tmp_path / "c.csv", b"patient_id,,age,\nP1,x,50,y\n"))
+    assert read.table.columns.tolist() == ["patient_id", "Unnamed: 1", "age", "Unnamed: 3"]
+
+
+def test_decimal_commas_are_read_beside_missing_codes_but_not_beside_words_or_points(tmp_path):
+    read = read_table(write(tmp_path / "eu.csv", "patient_id;alb;note;mix\nP1;34,6;a;1.234\nP2;n.d.;b;2,5\nP3;40;c;3\n".encode()))
+    assert read.table["alb"].tolist() == ["34.6", "n.d.", "40"]  # the code is read as missing later
+    assert read.table["mix"].tolist() == ["1.234", "2,5", "3"]  # 1.234 may be a German thousand: left as is
+    assert read.notes == ("eu.csv was read with semicolons between columns.",
+                          "eu.csv: decimal commas read as decimal points in alb.")
+    words = read_table(write(tmp_path / "w.csv", b"patient_id;alb\nP1;34,6\nP2;high\n"))
+    assert words.table["alb"].tolist() == ["34,6", "high"]  # a word: refused by row at import, with the hint
+
+
+def test_decimal_commas_typed_as_text_in_a_workbook_are_read(tmp_path):
+    data = workbook_bytes({"Labor": [["patient_id", "ALB", "PLT"], ["P1", "34,6", 210], ["P2", 35.2, "n.d."],
+                                     ["P3", "N.D.", 199]]})
+    read = read_table(write(tmp_path / "labor.xlsx", data))
+    assert read.table["ALB"].tolist() == ["34.6", "35.2", "N.D."]
+    assert read.table["PLT"].tolist() == ["210", "n.d.", "199"]
+    assert "labor.xlsx: decimal commas read as decimal points in ALB." in read.notes

@@ -77,3 +77,33 @@ def test_missing_codes_become_missing_and_are_counted_in_a_note():
     assert read["ALB"].isna().sum() == 3 and read["ALB"].dropna().tolist() == list(range(30, 50))
     assert read["sex"].iloc[-1] == "n.d."  # a text column keeps its words
     assert notes == ["labs.csv: 3 cells read as missing in numeric columns: ALB 3 ('n.d.', 'ND', '-')."]
+
+
+def test_a_variable_in_both_type_lists_goes_where_the_user_moved_it():
+    from crc_core.variables import chosen_types
+
+    saved = {"ALB": "categorical", "age": "continuous", "pT": "ordinal"}
+    assert chosen_types(["ALB", "pT", "age"], ["ALB", "age", "FBG"], saved) == (["pT", "age"], ["ALB", "FBG"])
+    assert chosen_types(["pT"], ["pT"], saved) == ([], ["pT"])
+    assert chosen_types(["sex"], ["sex"], {}) == (["sex"], [])  # no saved type: categorical was the choice
+
+
+@pytest.mark.parametrize("cells", [
+    ["04.03.2021", "17.11.2020", "n.d.", "01.01.21"],
+    ["2021-03-04", "2020-11-17 00:00:00", None],  # ISO, and a workbook's date cells read as text
+    ["03/04/2021", "17/11/2020"],
+    ["2021年3月4日", "2020年11月17日"],
+])
+def test_a_column_of_dates_is_typed_a_date(cells):
+    # Found in use: an operation date written dd.mm.yyyy was typed categorical, 300 levels in Table 1.
+    from crc_core.variables import DATE, detect_variable_type
+
+    assert detect_variable_type(pd.Series(cells, name="OP-Datum")) == DATE
+
+
+@pytest.mark.parametrize("cells", [["1.5", "2.25", "3.0"], ["32.13.2020", "01.01.2020"], ["04.03.2021", "high"],
+                                   ["1.2.3", "4.5.6"]])
+def test_numbers_and_words_are_not_dates(cells):
+    from crc_core.variables import DATE, detect_variable_type
+
+    assert detect_variable_type(pd.Series(cells, name="x")) != DATE

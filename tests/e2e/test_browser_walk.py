@@ -290,6 +290,7 @@ def test_saving_a_split_updates_the_sidebar_at_once(app_url, browser_page, tmp_p
     sidebar = browser_page.locator('[data-testid="stSidebar"]')
     assert "220 train / 95 validation" in sidebar.inner_text()
     browser_page.get_by_text("k-fold", exact=True).click()
+    browser_page.get_by_text("Replace the table's own split", exact=True).click()  # its split is the table's own
     browser_page.get_by_role("button", name="Apply and save the split").click()
     sidebar.get_by_text("315 train in 5 folds").wait_for(timeout=30_000)
     wait_for_script(browser_page)
