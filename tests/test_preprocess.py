@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -368,3 +368,97 @@ def test_a_folder_manifest_may_name_files_anywhere_on_this_machine(tmp_path):
     assert manifest["mask"][0] == str(elsewhere / "P1_mask.nii.gz")
     result = preprocess.preprocess_cohort(tmp_path / "ws", imaging.PreprocessConfig(size=16), workers=1)
     assert (result.index["status"] == "ok").all()
+
+
+# ---------------------------------------------------------------------------------------------
+# DICOM series, whatever their files are called (found in use: a `.dcm` series was taken for one
+# slice, `slice_013.dcm`: 176 × 176 × 1, or each file for a patient)
+
+
+def write_dicom_series(folder: Path, n: int = 6, *, name: str = "slice_{i:03d}.dcm", series_uid: str | None = None) -> str:
+    """A real CT series: pydicom's CT_small slice written ``n`` times 5 mm apart, one file each."""
+    import copy
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    series_uid = series_uid or generate_uid()
+    x, y, z = (float(v) for v in template.ImagePositionPatient)
+    for i in range(n):
+        dataset = copy.deepcopy(template)
+        dataset.SeriesInstanceUID = series_uid
+        dataset.SOPInstanceUID = generate_uid()
+        dataset.InstanceNumber = i + 1
+        dataset.ImagePositionPatient = [x, y, z + 5.0 * i]
+        dataset.SliceLocation = z + 5.0 * i
+        dataset.save_as(folder / name.format(i=i, uid=series_uid[-6:]))
+    return series_uid
+
+
+def write_mask_on(series: Path, path: Path) -> None:
+    """An ROI on the series' own grid (slices 2-3, a 20 × 30 box)."""
+    image = imaging.read_volume(series)
+    roi = np.zeros(sitk.GetArrayFromImage(image).shape, np.uint8)
+    roi[2:4, 40:60, 50:80] = 1
+    mask = sitk.GetImageFromArray(roi)
+    mask.CopyInformation(image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(mask, str(path))
+
+
+def dicom_cohort(root: Path, name: str, *, inside: str = "ct") -> Path:
+    """Two patients, each a DICOM series (files called ``name``) and a NIfTI mask."""
+    for patient in ("P1", "P2"):
+        series = root / patient / inside if inside else root / patient
+        write_dicom_series(series, name=name)
+        write_mask_on(series, root / patient / "mask.nii.gz")
+    return root
+
+
+def zipped(folder: Path, wrapper: str = "") -> io.BytesIO:
+    return zip_bytes({str(PurePosixPath(wrapper) / p.relative_to(folder).as_posix()) if wrapper else p.relative_to(folder).as_posix():
+                      p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()})
+
+
+DICOM_NAMES = ["slice_{i:03d}.dcm", "IM{i:04d}.DCM", "{i}.ima", "IM{i:04d}", "1.2.840.{i}", "slice.{i:03d}"]
+
+
+@pytest.mark.parametrize("name", DICOM_NAMES)
+@pytest.mark.parametrize("inside", ["ct", ""])  # P1/ct/<slices> and P1/<slices> beside the mask
+def test_a_dicom_series_is_one_image_whatever_its_files_are_called_from_a_folder_and_a_zip(tmp_path, name, inside):
+    folder = dicom_cohort(tmp_path / "pacs", name, inside=inside)
+    for how in ("folder", "zip"):
+        workspace = tmp_path / f"ws-{how}"
+        if how == "folder":
+            archive.import_imaging(workspace, folder=folder)
+        else:
+            archive.import_imaging(workspace, zip_file=zipped(folder, "export"), zip_name="export.zip")
+        manifest = preprocess.read_manifest(Workspace(workspace))
+        assert list(manifest["patient_id"]) == ["P1", "P2"], how
+        for row in manifest.itertuples():
+            assert Path(row.image).is_dir() and Path(row.image).name == (inside or row.patient_id), (how, row.image)
+            assert imaging.read_volume(row.image).GetSize() == (128, 128, 6)
+        result = preprocess.preprocess_cohort(workspace, imaging.PreprocessConfig(size=16), workers=1)
+        assert (result.index["status"] == "ok").all(), (how, result.failures.to_dict("records"))
+        assert set(result.index["slice_index"].astype(int)) <= {2, 3}
+
+
+def test_a_folder_with_two_dicom_series_is_one_image_read_by_series_uid(tmp_path):
+    folder = tmp_path / "pacs"
+    write_dicom_series(folder / "P1" / "ct", 6, name="{uid}_{i:03d}.dcm")
+    write_dicom_series(folder / "P1" / "ct", 3, name="{uid}_{i:03d}.dcm")  # a scout series beside the CT
+    write_mask_on(folder / "P1" / "ct", folder / "P1" / "mask.nii.gz")
+    for extracted in (folder, None):
+        workspace = tmp_path / ("ws-folder" if extracted else "ws-zip")
+        if extracted:
+            archive.import_imaging(workspace, folder=folder)
+        else:
+            archive.import_imaging(workspace, zip_file=zipped(folder), zip_name="pacs.zip")
+        manifest = preprocess.read_manifest(Workspace(workspace))
+        assert list(manifest["patient_id"]) == ["P1"] and Path(manifest["image"][0]).name == "ct"
+        assert imaging.read_volume(manifest["image"][0]).GetSize()[2] == 6  # the longer series, by its UID
+        result = preprocess.preprocess_cohort(workspace, imaging.PreprocessConfig(size=16), workers=1)
+        assert result.n_ok == 1
