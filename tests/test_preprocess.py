@@ -462,3 +462,106 @@ def test_a_folder_with_two_dicom_series_is_one_image_read_by_series_uid(tmp_path
         assert imaging.read_volume(manifest["image"][0]).GetSize()[2] == 6  # the longer series, by its UID
         result = preprocess.preprocess_cohort(workspace, imaging.PreprocessConfig(size=16), workers=1)
         assert result.n_ok == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile and damaged zips: a clear refusal naming the zip and the member, nothing left behind
+
+
+def patched_zip(entries: dict[str, bytes], member: str, *, flags: int | None = None, size: int | None = None) -> io.BytesIO:
+    """A deflated zip whose ``member`` declares other flags (bit 0: encrypted) or another size, in
+    its local header and the central directory, as a damaged or hostile zip does."""
+    import struct
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive_file:
+        for name, data in entries.items():
+            archive_file.writestr(name, data)
+    data = bytearray(buffer.getvalue())
+    name = member.encode()
+    for signature, name_length_at, name_at, flags_at, size_at in ((b"PK\x03\x04", 26, 30, 6, 22), (b"PK\x01\x02", 28, 46, 8, 24)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            length = struct.unpack_from("<H", data, start + name_length_at)[0]
+            if bytes(data[start + name_at : start + name_at + length]) == name:
+                if flags is not None:
+                    struct.pack_into("<H", data, start + flags_at, flags)
+                if size is not None:
+                    struct.pack_into("<I", data, start + size_at, size)
+            start += 4
+    return io.BytesIO(bytes(data))
+
+
+def case_bytes(value: int = 1) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "v.nii.gz"
+        write_case(path, value)
+        return path.read_bytes()
+
+
+def test_a_zip_member_under_a_folder_called_tilde_stays_inside_the_zip(tmp_path, monkeypatch):
+    # Found in review: discovery expanded '~' and the manifest then pointed into the user's home.
+    home = tmp_path / "home"
+    write_case(home / "ct.nii.gz", value=999)
+    write_case(home / "mask.nii.gz")
+    monkeypatch.setenv("HOME", str(home))
+    workspace = tmp_path / "ws"
+    source = zip_bytes({"manifest.csv": b"patient_id,image,mask\nP1,~/ct.nii.gz,~/mask.nii.gz\n",
+                        "~/ct.nii.gz": case_bytes(300), "~/mask.nii.gz": case_bytes()})
+    archive.import_imaging(workspace, zip_file=source, zip_name="cohort.zip")
+    manifest = preprocess.read_manifest(Workspace(workspace))
+    extracted = (workspace / "imaging" / "cohort").resolve()
+    for column in ("image", "mask"):
+        assert Path(manifest[column][0]).is_relative_to(extracted), manifest[column][0]
+        assert not Path(manifest[column][0]).is_relative_to(home)
+    assert "~" not in (workspace / "manifest.csv").read_text().split("\n")[0]
+    assert (workspace / "manifest.csv").read_text().count("imaging/cohort/~/") == 2
+
+
+def hostile_zips() -> dict[str, tuple[io.BytesIO, str]]:
+    ok = {"P1/ct.nii.gz": b"x" * 300, "P1/mask.nii.gz": b"y" * 300}
+    return {
+        "file and folder": (zip_bytes({**ok, "P2/ct": b"z", "P2/ct/IM0001.dcm": b"z"}),
+                            r"cohort\.zip: P2/ct is both a file and a folder in the zip; nothing was extracted\. Rename"),
+        "long name": (zip_bytes({**ok, f"P2/{'a' * 300}_ct.nii.gz": b"z"}),
+                      r"cohort\.zip: the name of 'P2/aaaa.*' is longer than 255 bytes.*nothing was extracted\. Give the file"),
+        "encrypted": (patched_zip(ok, "P1/mask.nii.gz", flags=0x1),
+                      r"cohort\.zip is encrypted \(password-protected: P1/mask\.nii\.gz\); nothing was extracted\. Zip the "
+                      r"folder again without a password"),
+        "size lies": (patched_zip(ok, "P1/mask.nii.gz", size=100),
+                      r"cohort\.zip: P1/mask\.nii\.gz cannot be unpacked \(BadZipFile: .*\) — its data do not match what the "
+                      r"zip declares .*nothing was extracted\. Copy or zip the folder again"),
+    }
+
+
+@pytest.mark.parametrize("kind", list(hostile_zips()))
+def test_a_damaged_or_hostile_zip_is_refused_naming_the_member_and_leaves_nothing(tmp_path, kind):
+    source, message = hostile_zips()[kind]
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    before = tree(tmp_path)
+    with pytest.raises(CrcInputError, match=message):
+        archive.import_imaging(workspace, zip_file=source, zip_name="cohort.zip")
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("folder_name, why", [("..P001", "starts with a dot"), ("P\t001", "contains a control character"),
+                                              ("P\x07001", "contains a control character")])
+def test_a_folder_name_that_is_no_patient_id_is_refused_naming_the_folder(tmp_path, folder_name, why):
+    entries = {f"{folder_name}/ct.nii.gz": case_bytes(300), f"{folder_name}/mask.nii.gz": case_bytes(),
+               "P002/ct.nii.gz": case_bytes(300), "P002/mask.nii.gz": case_bytes()}
+    message = rf"the folder {re.escape(repr(folder_name))} gives the patient ID {re.escape(repr(folder_name))}, which {why}.*Nothing was imported"
+    folder = tmp_path / "pacs"
+    for name, data in entries.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    before = tree(workspace)
+    with pytest.raises(CrcInputError, match=message):
+        archive.import_imaging(workspace, folder=folder)
+    with pytest.raises(CrcInputError, match=message):
+        archive.import_imaging(workspace, zip_file=zip_bytes(entries), zip_name="cohort.zip")
+    assert tree(workspace) == before
