@@ -89,9 +89,10 @@ def show_crops() -> int | None:
         return None
     try:
         if job is not None and job.state == "failed" and job.result.get("key"):
-            failed_run = preprocess.read_crop_set(workspace.crops_dir / job.result["key"])
-            st.markdown("**Why no patient could be cropped**, by reason:")
-            show_failures(failed_run.index, "failed")
+            failed_run = preprocess.failed_run(workspace, job.result["key"])
+            if failed_run is not None:
+                st.markdown("**Why no patient could be cropped**, by reason:")
+                show_failures(failed_run, "failed")
         crops = preprocess.latest_crops(workspace)
     except CrcInputError as exc:
         _ui.show_input_error(exc)

@@ -565,3 +565,76 @@ def test_a_folder_name_that_is_no_patient_id_is_refused_naming_the_folder(tmp_pa
     with pytest.raises(CrcInputError, match=message):
         archive.import_imaging(workspace, zip_file=zip_bytes(entries), zip_name="cohort.zip")
     assert tree(workspace) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# What a crop may not be: NaN or infinite; and a run that crops nobody never empties the set in use
+
+
+def _float_ct_with(path: Path, mask_path: Path, where: str, value: float, count: int | None = None) -> int:
+    """The CT stored as float32 with ``value`` written into ``count`` voxels of the ROI (``where``:
+    "roi") or into every voxel just outside it ("around"); returns how many voxels were set."""
+    from scipy import ndimage
+
+    image = sitk.ReadImage(str(path))
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    roi = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path))) != 0
+    chosen = roi if where == "roi" else ndimage.binary_dilation(roi, iterations=2) & ~roi
+    positions = np.flatnonzero(chosen)[:count] if count else np.flatnonzero(chosen)
+    hu.flat[positions] = value
+    out = sitk.GetImageFromArray(hu)
+    out.CopyInformation(image)
+    sitk.WriteImage(out, str(path))
+    return len(positions)
+
+
+def test_nan_or_infinite_voxels_in_the_roi_fail_that_patient_with_their_count(cohort):
+    # Found in review: NaN voxels gave NaN crops that were kept, and a training on them failed later.
+    manifest = preprocess.read_manifest(Workspace(cohort))
+    ids = list(manifest["patient_id"])
+    _float_ct_with(Path(manifest["image"][0]), Path(manifest["mask"][0]), "roi", np.nan, count=3)
+    _float_ct_with(Path(manifest["image"][1]), Path(manifest["mask"][1]), "roi", np.inf, count=1)
+    _float_ct_with(Path(manifest["image"][2]), Path(manifest["mask"][2]), "around", np.nan)
+    result = preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=32, margin_px=10), workers=1)
+    failed = result.failures.set_index("patient_id")["message"]
+    assert sorted(failed.index) == sorted(ids[:3])
+    assert failed[ids[0]].startswith("3 non-finite voxels in the ROI (NaN or ±Inf in the CT inside ")
+    assert failed[ids[1]].startswith("1 non-finite voxels in the ROI")
+    assert re.match(r"\d+ non-finite pixels in the crop \(NaN or ±Inf in the CT around the ROI", failed[ids[2]])
+    assert "leave this patient out" in failed[ids[0]]
+    for row in result.index[result.index["status"] == "ok"].to_dict("records"):
+        assert np.isfinite(preprocess.load_crop(result.folder, row).pixels).all()
+    reasons = preprocess.failure_groups(result.index)["reason"]
+    assert any(r.startswith("3 non-finite voxels in the ROI (NaN or ±Inf in the CT inside the mask)") for r in reasons)
+
+
+def test_a_run_in_which_every_mask_is_empty_keeps_the_crop_set_in_use_as_it_was(cohort):
+    # Found in review: the set in use was rewritten with every patient failed: it read as empty.
+    good = preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=32), workers=1)
+    for path in preprocess.read_manifest(Workspace(cohort))["mask"]:
+        mask = sitk.ReadImage(path)
+        sitk.WriteImage(mask * 0, path)
+    with pytest.raises(preprocess.NothingCropped, match=r"all 12 patients failed — 12 × the mask is empty.*"
+                                                       r"The crop set in use is unchanged"):
+        preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=32), workers=1)
+    crops = preprocess.latest_crops(Workspace(cohort))
+    assert crops.folder == good.folder and len(crops.ok) == 12
+    failed = preprocess.failed_run(Workspace(cohort), good.folder.name)
+    assert len(failed) == 12 and (failed["status"] == "failed").all()
+
+
+def test_a_label_no_listed_mask_holds_never_makes_a_set_of_unlisted_patients_the_one_in_use(cohort):
+    # A set cut earlier with label 7 holds two patients the manifest no longer lists: a run with
+    # label 7 that crops none of the listed ones must not put that set in use.
+    manifest_path = Workspace(cohort).manifest_csv
+    manifest = preprocess.read_manifest(Workspace(cohort))
+    for path in manifest["mask"][:2]:
+        mask = sitk.ReadImage(path)
+        sitk.WriteImage(mask * 7, path)
+    preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=32, label=7), workers=1)
+    good = preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=32), workers=1)
+    listed = pd.read_csv(manifest_path, dtype=str)
+    listed.iloc[2:].to_csv(manifest_path, index=False)
+    with pytest.raises(preprocess.NothingCropped, match=r"all 10 patients failed — 10 × the mask has no voxels with label 7"):
+        preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=32, label=7), workers=1)
+    assert preprocess.latest_crops(Workspace(cohort)).folder == good.folder
