@@ -609,19 +609,23 @@ def _earlier_manifest(path: Path) -> pd.DataFrame:
 
 
 def _combine(path: Path, new: pd.DataFrame, mode: str | None) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """The manifest to write, the patients whose files change, the patients no longer listed."""
+    """The manifest to write, the patients listed before that take new files, and those no longer
+    listed. Replace needs nothing of the earlier list but its IDs (a damaged one is simply replaced)."""
     if mode is None or not path.exists():
         return new, [], []
-    earlier = _earlier_manifest(path) if mode == MERGE or path.exists() else None
     ids = set(new["patient_id"])
-    before = list(earlier["patient_id"]) if earlier is not None else []
     if mode == REPLACE:
+        try:
+            before = list(_earlier_manifest(path)["patient_id"])
+        except CrcInputError:
+            before = []
         return new, [p for p in before if p in ids], [p for p in before if p not in ids]
+    earlier = _earlier_manifest(path)
     kept = earlier[~earlier["patient_id"].isin(ids)]
     combined = pd.concat([kept, new], ignore_index=True).astype(object).fillna("")
     columns = ["patient_id", *[c for c in PATH_COLUMNS if c in combined.columns],
                *[c for c in combined.columns if c not in ("patient_id", *PATH_COLUMNS)]]
-    return combined[columns], [p for p in before if p in ids], []
+    return combined[columns], [p for p in earlier["patient_id"] if p in ids], []
 
 
 def import_imaging(workspace, *, zip_file: BinaryIO | None = None, zip_name: str | None = None,
@@ -632,12 +636,16 @@ def import_imaging(workspace, *, zip_file: BinaryIO | None = None, zip_name: str
     manifest exists, ``mode`` must say what becomes of its patients (:data:`MERGE` or
     :data:`REPLACE`; else :class:`ManifestExists`, before anything is unpacked); the crop set in
     use then lists only the patients still listed, with the files they are listed with."""
+    from crc_core.preprocess import keep_crops_of_manifest
+
     workspace = Workspace.of(workspace)
     if (zip_file is None) == (folder is None or not str(folder).strip()):
         raise CrcInputError("Give either a zip of volumes and masks or a folder on this machine, not both or neither.")
     if mode is not None and mode not in IMPORT_MODES:
         raise CrcInputError(f"An import into a workspace with a manifest merges or replaces; got {mode!r}.")
     path = workspace.manifest_csv
+    if path.exists() and mode is None:
+        raise ManifestExists(path, listed_patients(workspace))
     if mode == MERGE and path.exists():
         _earlier_manifest(path)  # a damaged list to merge into is named before anything is unpacked
     skipped: list[str] = []
@@ -668,4 +676,5 @@ def import_imaging(workspace, *, zip_file: BinaryIO | None = None, zip_name: str
         source, skipped = extracted.folder, extracted.skipped
     combined, replaced, dropped = _combine(path, new, mode)
     atomic_write_csv(path, combined)
+    keep_crops_of_manifest(workspace)
     return ImagingImport(combined, source, skipped, mode if mode else None, list(new["patient_id"]), replaced, dropped)

@@ -409,7 +409,8 @@ def read_crop_set(folder: Path) -> CropSet:
 
 
 def latest_crops(workspace: Workspace) -> CropSet | None:
-    """The crop set in use (named by ``crops/latest.json``), or None when there is none."""
+    """The crop set in use (named by ``crops/latest.json``), or None when there is none; it lists
+    only the patients ``manifest.csv`` lists (a patient an import dropped is no longer in use)."""
     workspace = Workspace.of(workspace)
     pointer = workspace.crops_pointer
     if not pointer.exists():
@@ -418,7 +419,54 @@ def latest_crops(workspace: Workspace) -> CropSet | None:
         key = json.loads(pointer.read_text(encoding="utf-8"))["key"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CrcInputError(f"{pointer} is damaged ({exc}); run preprocessing again.") from exc
-    return read_crop_set(workspace.crops_dir / str(key))
+    crops = read_crop_set(workspace.crops_dir / str(key))
+    listed = listed_ids(workspace)
+    if listed is None:
+        return crops
+    return CropSet(crops.folder, crops.config, crops.index[crops.index["patient_id"].isin(listed)].reset_index(drop=True))
+
+
+def listed_ids(workspace: Workspace) -> set[str] | None:
+    """The patient IDs ``manifest.csv`` lists; None when there is none or it cannot be read (its
+    own page says why)."""
+    path = Workspace.of(workspace).manifest_csv
+    if not path.exists():
+        return None
+    try:
+        read = read_table(path)
+        return set(patient_ids(read.table, what=str(path), row_numbers=read.row_numbers))
+    except CrcInputError:
+        return None
+
+
+def _variant_of(folder: Path) -> str:
+    suffix = folder.name.rpartition("-")[2] if "-" in folder.name else "reader1"
+    return suffix if suffix in MASK_VARIANTS else "reader1"
+
+
+def keep_crops_of_manifest(workspace: Workspace | Path) -> int:
+    """After an import: drop from every crop set the rows of patients ``manifest.csv`` no longer
+    lists, or lists with other files than the crop was cut from (a merged or replaced patient), so
+    that no crop of files a patient no longer has is served. Returns the rows dropped."""
+    workspace = Workspace.of(workspace)
+    if not workspace.crops_dir.is_dir():
+        return 0
+    manifest = read_manifest(workspace)
+    mask_column = {"reader2": "mask_r2"}
+    dropped = 0
+    for folder in sorted(p for p in workspace.crops_dir.iterdir() if (p / INDEX_CSV).is_file()):
+        column = mask_column.get(_variant_of(folder), "mask")
+        sources = {row["patient_id"]: f"{file_stamp(row['image'])}|{file_stamp(row.get(column, ''))}"
+                   for row in manifest.to_dict("records")}
+        try:
+            index = _read_index(folder)
+        except CrcInputError:
+            continue  # a damaged index is named where it is read
+        current = [sources.get(p) == s for p, s in zip(index["patient_id"], index["source"])]
+        if not all(current):
+            dropped += len(current) - sum(current)
+            atomic_write_csv(folder / INDEX_CSV, index[current])
+    return dropped
 
 
 def load_crop(folder: Path, row: dict) -> imaging.CaseCrop | None:

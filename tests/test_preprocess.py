@@ -638,3 +638,80 @@ def test_a_label_no_listed_mask_holds_never_makes_a_set_of_unlisted_patients_the
     with pytest.raises(preprocess.NothingCropped, match=r"all 10 patients failed — 10 × the mask has no voxels with label 7"):
         preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=32, label=7), workers=1)
     assert preprocess.latest_crops(Workspace(cohort)).folder == good.folder
+
+
+# ---------------------------------------------------------------------------------------------
+# A second import: merge or replace, said explicitly; the crops follow the manifest
+# (found in use: manifest.csv replaced without a word, "1 of 4 cropped" against 3 listed)
+
+
+def nifti_cohort(folder: Path, patients: dict[str, int]) -> Path:
+    """``<patient>/ct.nii.gz`` and ``mask.nii.gz`` per patient; the value tells the CTs apart."""
+    for patient, value in patients.items():
+        write_case(folder / patient / "ct.nii.gz", value=value)
+        write_case(folder / patient / "mask.nii.gz")
+    return folder
+
+
+def test_an_import_into_a_workspace_with_a_manifest_must_say_merge_or_replace(tmp_path):
+    workspace = tmp_path / "ws"
+    first = nifti_cohort(tmp_path / "first", {"P1": 100, "P2": 100})
+    second = nifti_cohort(tmp_path / "second", {"P2": 300, "P3": 300})
+    archive.import_imaging(workspace, folder=first)
+    listed = (workspace / "manifest.csv").read_bytes()
+    before = tree(tmp_path)
+    with pytest.raises(archive.ManifestExists, match=r"manifest\.csv lists 2 patients already\. Choose to merge .* or to "
+                                                    r"replace .*nothing was changed"):
+        archive.import_imaging(workspace, folder=second)
+    with pytest.raises(archive.ManifestExists):
+        archive.import_imaging(workspace, zip_file=zipped(second), zip_name="second.zip")
+    assert tree(tmp_path) == before and (workspace / "manifest.csv").read_bytes() == listed
+    with pytest.raises(CrcInputError, match="merges or replaces; got 'append'"):
+        archive.import_imaging(workspace, folder=second, mode="append")
+
+    merged = archive.import_imaging(workspace, folder=second, mode=archive.MERGE)
+    manifest = preprocess.read_manifest(Workspace(workspace)).set_index("patient_id")
+    assert list(manifest.index) == ["P1", "P2", "P3"]
+    assert manifest.loc["P1", "image"] == str(first / "P1" / "ct.nii.gz")
+    assert manifest.loc["P2", "image"] == str(second / "P2" / "ct.nii.gz")  # listed in both: the new files
+    assert merged.replaced == ["P2"] and "3 patients: 2 from" in merged.describe() and "P2" in merged.describe()
+
+    replaced = archive.import_imaging(workspace, zip_file=zipped(first), zip_name="first.zip", mode=archive.REPLACE)
+    manifest = preprocess.read_manifest(Workspace(workspace))
+    assert list(manifest["patient_id"]) == ["P1", "P2"]
+    assert all(Path(p).is_relative_to((workspace / "imaging" / "first").resolve()) for p in manifest["image"])
+    assert replaced.dropped == ["P3"] and "no longer listed: P3" in replaced.describe()
+
+
+def test_the_crop_set_in_use_lists_only_the_patients_the_manifest_lists_with_their_files(tmp_path):
+    workspace = tmp_path / "ws"
+    first = nifti_cohort(tmp_path / "first", {"P1": 100, "P2": 100, "P3": 100, "P4": 100})
+    archive.import_imaging(workspace, folder=first)
+    config = imaging.PreprocessConfig(size=16)
+    preprocess.preprocess_cohort(workspace, config, workers=1)
+    assert len(preprocess.latest_crops(Workspace(workspace)).ok) == 4
+
+    second = nifti_cohort(tmp_path / "second", {"P2": 300, "P3": 100})
+    archive.import_imaging(workspace, folder=second, mode=archive.REPLACE)
+    crops = preprocess.latest_crops(Workspace(workspace))
+    # P1 and P4 are no longer listed; P2 and P3 now have other files: no crop of theirs is in use
+    assert crops.index.empty, crops.index[["patient_id", "status"]]
+    again = preprocess.preprocess_cohort(workspace, config, workers=1)
+    assert (again.processed, again.cached) == (2, 0)
+    assert sorted(preprocess.latest_crops(Workspace(workspace)).ok["patient_id"]) == ["P2", "P3"]
+    row = again.index[again.index["patient_id"] == "P2"].iloc[0].to_dict()
+    assert preprocess.load_crop(again.folder, row).pixels.max() > 0.9  # the new CT (300 HU), not the old (100 HU: 0.65)
+
+    merged = nifti_cohort(tmp_path / "third", {"P5": 100})
+    archive.import_imaging(workspace, folder=merged, mode=archive.MERGE)  # P2 and P3 keep their files and crops
+    crops = preprocess.latest_crops(Workspace(workspace))
+    assert sorted(crops.ok["patient_id"]) == ["P2", "P3"] and "P5" not in set(crops.index["patient_id"])
+
+
+def test_a_crop_set_never_lists_a_patient_the_manifest_dropped_by_hand(cohort):
+    preprocess.preprocess_cohort(cohort, imaging.PreprocessConfig(size=16), workers=1)
+    manifest_path = Workspace(cohort).manifest_csv
+    listed = pd.read_csv(manifest_path, dtype=str)
+    listed.iloc[3:].to_csv(manifest_path, index=False)
+    crops = preprocess.latest_crops(Workspace(cohort))
+    assert sorted(crops.index["patient_id"]) == sorted(listed["patient_id"][3:])
