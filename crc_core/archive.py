@@ -585,10 +585,10 @@ class ImagingImport:
     dropped: list[str] = field(default_factory=list)  # listed before, no longer listed
 
     def describe(self) -> str:
-        text = f"manifest.csv lists {len(self.manifest)} patients from {self.source}."
+        text = f"manifest.csv lists {_patients(len(self.manifest))} from {self.source}."
         if self.mode == MERGE:
             kept = len(self.manifest) - len(self.imported)
-            text = (f"manifest.csv lists {len(self.manifest)} patients: {len(self.imported)} from {self.source} "
+            text = (f"manifest.csv lists {_patients(len(self.manifest))}: {len(self.imported)} from {self.source} "
                     f"merged with {kept} listed before.")
             if self.replaced:
                 text += f" {len(self.replaced)} were listed before and take the new files: {listing(self.replaced, 5)}."
@@ -598,6 +598,10 @@ class ImagingImport:
         if self.skipped:
             text += f" Skipped {len(self.skipped)} files that are not images: {', '.join(self.skipped[:10])}."
         return text
+
+
+def _patients(n: int) -> str:
+    return f"{n} patient" if n == 1 else f"{n} patients"
 
 
 def _earlier_manifest(path: Path) -> pd.DataFrame:

@@ -52,3 +52,12 @@ def test_a_second_import_warns_and_offers_merge_or_replace(writable_workspace, u
     assert any("manifest.csv lists 317 patients: 2 from" in s.value and "merged with 315" in s.value for s in app.success)
     manifest = pd.read_csv(writable_workspace / "manifest.csv")
     assert len(manifest) == 317 and list(manifest["patient_id"][-2:]) == ["A1", "A2"]
+
+
+def test_a_folder_holding_one_patient_is_imported_as_that_patient(writable_workspace, use_workspace, tmp_path):
+    write_patient(tmp_path / "CRC009")
+    use_workspace(writable_workspace)
+    app = import_folder(run_page(), tmp_path / "CRC009", "replace")
+    assert not app.error, [e.value for e in app.error]
+    assert any("manifest.csv lists 1 patient from" in s.value for s in app.success)
+    assert pd.read_csv(writable_workspace / "manifest.csv")["patient_id"].tolist() == ["CRC009"]

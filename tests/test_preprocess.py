@@ -715,3 +715,45 @@ def test_a_crop_set_never_lists_a_patient_the_manifest_dropped_by_hand(cohort):
     listed.iloc[3:].to_csv(manifest_path, index=False)
     crops = preprocess.latest_crops(Workspace(cohort))
     assert sorted(crops.index["patient_id"]) == sorted(listed["patient_id"][3:])
+
+
+# ---------------------------------------------------------------------------------------------
+# A folder (or a zip) holding one patient (found in use: "no image or no mask for: CRC009, ct")
+
+
+def one_patient(folder: Path, layout: str) -> Path:
+    if layout == "nifti":
+        write_case(folder / "ct.nii.gz", value=300)
+        write_case(folder / "mask.nii.gz")
+    elif layout == "dicom folder":  # as the issue met it: ct/ and a mask named by the patient
+        write_dicom_series(folder / "ct")
+        write_mask_on(folder / "ct", folder / f"{folder.name}_mask.nii.gz")
+    else:  # "dicom files": the slices beside the mask
+        write_dicom_series(folder, name="IM{i:04d}.dcm")
+        write_mask_on(folder, folder / "seg.nii.gz")
+    return folder
+
+
+@pytest.mark.parametrize("layout", ["nifti", "dicom folder", "dicom files"])
+def test_a_folder_holding_one_patient_is_that_patient_named_by_the_folder(tmp_path, layout):
+    folder = one_patient(tmp_path / "CRC009", layout)
+    imports = {
+        "folder": dict(folder=folder),
+        "zip with the folder": dict(zip_file=zipped(folder, "CRC009"), zip_name="export.zip"),
+        "zip of the files": dict(zip_file=zipped(folder), zip_name="CRC009.zip"),
+    }
+    for how, source in imports.items():
+        workspace = tmp_path / f"ws-{how}"
+        imported = archive.import_imaging(workspace, **source)
+        assert list(imported.manifest["patient_id"]) == ["CRC009"], how
+        result = preprocess.preprocess_cohort(workspace, imaging.PreprocessConfig(size=16), workers=1)
+        assert result.n_ok == 1, (how, result.failures.to_dict("records"))
+
+
+def test_files_named_by_their_patient_keep_that_name_in_a_folder_named_otherwise(tmp_path):
+    write_case(tmp_path / "batch" / "P1_ct.nii.gz", value=300)
+    write_case(tmp_path / "batch" / "P1_mask.nii.gz")
+    assert list(archive.discover_cases(tmp_path / "batch")["patient_id"]) == ["P1"]
+    write_case(tmp_path / "CRC010" / "ct.nii.gz", value=300)
+    with pytest.raises(CrcInputError, match=r"No image or no mask found for: CRC010 \(a CT, no mask\)"):
+        archive.discover_cases(tmp_path / "CRC010")
