@@ -93,13 +93,19 @@ def show_failures(index, what: str) -> None:
         st.dataframe(index[index["status"] != "ok"][["patient_id", "message"]], hide_index=True)
 
 
+def before_this_manifest(job) -> bool:
+    """A job's outcome belongs to the images it worked on: once manifest.csv is written again (an
+    import since), its failure is history, not an alert about the images listed now."""
+    return _ui.stamp(workspace.manifest_csv) > job.started_at * 1e9
+
+
 def show_crops() -> int | None:
     """The last run's outcome, then the crop set in use: failures and gallery. Returns its mask label."""
-    job, running = _jobs.show_job(workspace, "preprocess", "Preprocessing")
+    job, running = _jobs.show_job(workspace, "preprocess", "Preprocessing", settled=before_this_manifest)
     if running:
         return None
     try:
-        if job is not None and job.state == "failed" and job.result.get("key"):
+        if job is not None and job.state == "failed" and job.result.get("key") and not before_this_manifest(job):
             failed_run = preprocess.failed_run(workspace, job.result["key"])
             if failed_run is not None:
                 st.markdown("**Why no patient could be cropped**, by reason:")
@@ -160,4 +166,4 @@ with crops_tab:
 with viewer_tab:
     show_viewer(crop_label)
 with agreement_tab:
-    _reader_agreement.draw(workspace, has_reader2)
+    _reader_agreement.draw(workspace, has_reader2, settled=before_this_manifest)
