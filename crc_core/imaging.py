@@ -37,8 +37,9 @@ ZSCORE_RANGE = 3.0  # z-scores are shown and fed as [-3, 3] SD mapped to [0, 1]
 ORIENTATION = "LPS"
 #: Raised whenever the code that turns a volume into pixels, or names the files it writes, changes,
 #: so that crops cached by older code are never served as if they were new ones (3: crop files are
-#: named by a hash of the patient ID, no longer by the ID itself).
-PREPROCESS_VERSION = 3
+#: named by a hash of the patient ID, no longer by the ID itself; 4: NaN and ±Inf in a NIfTI are
+#: read as stored, no longer as 0, and refused in the ROI).
+PREPROCESS_VERSION = 4
 
 
 class GeometryError(CrcInputError):
@@ -134,7 +135,8 @@ def read_volume(path: Path | str, *, series_uid: str | None = None) -> sitk.Imag
     if path.is_dir():
         image = read_dicom_series(path, series_uid)
     else:
-        if path.name.lower().endswith((".nii", ".nii.gz")):
+        nifti = path.name.lower().endswith((".nii", ".nii.gz"))
+        if nifti:
             _check_nifti_complete(path)
         try:
             image = sitk.ReadImage(str(path))
@@ -143,6 +145,8 @@ def read_volume(path: Path | str, *, series_uid: str | None = None) -> sitk.Imag
                 f"{path} cannot be read as an image ({_first_line(exc)}); it may be truncated or of "
                 "another format. Export it again from the viewer."
             ) from exc
+        if nifti:
+            image = _with_non_finite_kept(path, image)
     if image.GetDimension() == 4 or (image.GetDimension() == 3 and image.GetSize()[2] == 0):
         raise CrcInputError(f"{path} is a 4D image (e.g. several phases); save the one phase that was segmented.")
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -153,6 +157,27 @@ def read_volume(path: Path | str, *, series_uid: str | None = None) -> sitk.Imag
     if image.GetDimension() == 2:  # a single DICOM slice: a volume one slice thick
         image = sitk.JoinSeries(image)
     return reorient(image)
+
+
+def _with_non_finite_kept(path: Path, image: sitk.Image) -> sitk.Image:
+    """ITK reads NaN and ±Inf in a float NIfTI as 0 without a word, which would make missing data
+    water inside an ROI: put them back from the file (nibabel reads the voxels as stored, in the
+    same order), so the crop can refuse them (:func:`preprocess_case`)."""
+    if image.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64) or image.GetDimension() != 3:
+        return image
+    import nibabel
+
+    stored = np.asanyarray(nibabel.load(str(path)).dataobj)
+    if stored.ndim != 3 or stored.dtype.kind != "f":
+        return image
+    missing = ~np.isfinite(stored.T)  # nibabel: x, y, z; SimpleITK's arrays: z, y, x
+    if not missing.any() or missing.shape != tuple(reversed(image.GetSize())):
+        return image
+    voxels = sitk.GetArrayFromImage(image)
+    voxels[missing] = stored.T[missing]
+    restored = sitk.GetImageFromArray(voxels)
+    restored.CopyInformation(image)
+    return restored
 
 
 def reorient(image: sitk.Image, orientation: str = ORIENTATION) -> sitk.Image:
@@ -479,6 +504,16 @@ def _resize(plane: np.ndarray, size: int, nearest: bool) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
+def _check_finite(values: np.ndarray, where: str, detail: str) -> None:
+    """Refuse NaN and ±Inf (a float CT's marks for missing data): a crop holding them is no input
+    for a model, and training on it fails later, far from the cause."""
+    if values.dtype.kind == "f":
+        n = int(values.size - np.count_nonzero(np.isfinite(values)))
+        if n:
+            raise CrcInputError(f"{n} non-finite {where} ({detail}). Export the CT again with a HU value in every "
+                                "voxel, or leave this patient out.")
+
+
 def preprocess_case(
     image: sitk.Image,
     mask: sitk.Image,
@@ -498,6 +533,7 @@ def preprocess_case(
     check_geometry(image, mask)
     roi_volume = sitk.GetArrayFromImage(binary_mask(mask, config.label, where=where)).astype(bool)
     hu = sitk.GetArrayViewFromImage(image)
+    _check_finite(hu[roi_volume], "voxels in the ROI", f"NaN or ±Inf in the CT inside {where}")
     z = largest_roi_slice(roi_volume)
     if config.context == "2.5d":
         planes = [max(z - 1, 0), z, min(z + 1, hu.shape[0] - 1)]
@@ -523,6 +559,7 @@ def preprocess_case(
     if config.mask_outside:
         crops = crops * roi_crop[None]
     pixels = np.stack([_resize(c, config.size, nearest=False) for c in crops]).clip(0.0, 1.0)
+    _check_finite(pixels, "pixels in the crop", f"NaN or ±Inf in the CT around the ROI of {where}")
     area = float(roi_volume[z].sum() * spacing_x * spacing_y)
     return CaseCrop(
         pixels=pixels.astype(np.float32),

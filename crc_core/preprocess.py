@@ -7,8 +7,12 @@ index), named by a hash of the patient ID (:func:`crop_file_stem`), ``index.csv`
 patient: the ID, status, slice, box, the two file names, the source files' size and time stamps)
 and ``params.json``. A re-run with the same parameters reuses every crop whose source files
 are unchanged. ``crops/latest.json`` names the crop set the later steps (Train) use; a run in which
-no patient could be cropped leaves it on the last good set. A failing patient gets a row with its
-message; the others go on.
+no patient of the manifest could be cropped (every mask empty, a label no mask holds) leaves it on
+the last good set, with that set's index untouched, and writes its rows to ``failed-run.csv``. A
+failing patient gets a row with its message (a CT with NaN or infinite voxels in the ROI is one);
+the others go on. A crop set follows the manifest: it lists only the patients ``manifest.csv``
+lists (:func:`latest_crops`), and an import that changes a patient's files drops that patient's
+crops (:func:`keep_crops_of_manifest`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from crc_core.tables import listing, patient_ids, read_table
 from crc_core.workspace import Workspace, atomic_write_bytes, atomic_write_csv, atomic_write_text
 
 INDEX_CSV = "index.csv"
+#: The rows of a run in which no patient could be cropped (the set's own index stays as it was).
+FAILED_RUN_CSV = "failed-run.csv"
 PARAMS_JSON = "params.json"
 MANIFEST_COLUMNS = ("patient_id", "image", "mask")
 INDEX_COLUMNS = [
@@ -290,6 +296,7 @@ def preprocess_cohort(
     _check_variant(variant)
     set_in_use = set_in_use and variant == "reader1"
     manifest = read_manifest(workspace)
+    listed = set(manifest["patient_id"])
     if variant == "reader2":
         if "mask_r2" not in manifest.columns:
             raise CrcInputError(f"{workspace.manifest_csv} has no mask_r2 column: no second reader's masks are listed. "
@@ -325,22 +332,47 @@ def preprocess_cohort(
         rows[row["patient_id"]] = row
     order = list(manifest["patient_id"])
     index = pd.DataFrame([rows[p] for p in order]).reindex(columns=INDEX_COLUMNS)
-    # Keep earlier rows of patients not in this run (a subset run must not forget the rest).
-    earlier = {p: r for p, r in cached.items() if p not in rows}
+    # Keep earlier rows of the manifest's patients not in this run (a subset run must not forget
+    # the rest); a patient the manifest no longer lists leaves the set.
+    earlier = {p: r for p, r in cached.items() if p not in rows and p in listed}
     if earlier:
         index = pd.concat([pd.DataFrame(list(earlier.values())).reindex(columns=INDEX_COLUMNS), index], ignore_index=True)
-    atomic_write_csv(folder / INDEX_CSV, index)
     result = PreprocessResult(folder, index, processed=len(tasks), cached=len(manifest) - len(tasks),
                               seconds=time.perf_counter() - started)
     if result.n_ok == 0:
+        atomic_write_csv(folder / FAILED_RUN_CSV, index)
+        if not _in_use(workspace, folder):  # the set in use keeps its crops: a run that cropped nothing never empties it
+            atomic_write_csv(folder / INDEX_CSV, index)
         raise NothingCropped(
             f"Nothing was cropped: all {len(index)} patients failed — {describe_failures(index)}. "
             "The crop set in use is unchanged.",
             config_key(config),
         )
+    atomic_write_csv(folder / INDEX_CSV, index)
+    (folder / FAILED_RUN_CSV).unlink(missing_ok=True)
     if set_in_use:
         atomic_write_text(workspace.crops_pointer, json.dumps({"key": config_key(config)}))
     return result
+
+
+def _in_use(workspace: Workspace, folder: Path) -> bool:
+    try:
+        return json.loads(workspace.crops_pointer.read_text(encoding="utf-8")).get("key") == folder.name
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def failed_run(workspace: Workspace | Path, key: str) -> pd.DataFrame | None:
+    """The rows of the last run of crop set ``key`` in which no patient could be cropped (None:
+    no such run), for saying why."""
+    path = Workspace.of(workspace).crops_dir / str(key) / FAILED_RUN_CSV
+    if not path.exists():
+        return None
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise CrcInputError(f"{path} cannot be read ({exc}); run preprocessing again.") from exc
+    return table.reindex(columns=INDEX_COLUMNS, fill_value="")
 
 
 @dataclass(frozen=True)
@@ -377,7 +409,8 @@ def read_crop_set(folder: Path) -> CropSet:
 
 
 def latest_crops(workspace: Workspace) -> CropSet | None:
-    """The crop set in use (named by ``crops/latest.json``), or None when there is none."""
+    """The crop set in use (named by ``crops/latest.json``), or None when there is none; it lists
+    only the patients ``manifest.csv`` lists (a patient an import dropped is no longer in use)."""
     workspace = Workspace.of(workspace)
     pointer = workspace.crops_pointer
     if not pointer.exists():
@@ -386,7 +419,54 @@ def latest_crops(workspace: Workspace) -> CropSet | None:
         key = json.loads(pointer.read_text(encoding="utf-8"))["key"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CrcInputError(f"{pointer} is damaged ({exc}); run preprocessing again.") from exc
-    return read_crop_set(workspace.crops_dir / str(key))
+    crops = read_crop_set(workspace.crops_dir / str(key))
+    listed = listed_ids(workspace)
+    if listed is None:
+        return crops
+    return CropSet(crops.folder, crops.config, crops.index[crops.index["patient_id"].isin(listed)].reset_index(drop=True))
+
+
+def listed_ids(workspace: Workspace) -> set[str] | None:
+    """The patient IDs ``manifest.csv`` lists; None when there is none or it cannot be read (its
+    own page says why)."""
+    path = Workspace.of(workspace).manifest_csv
+    if not path.exists():
+        return None
+    try:
+        read = read_table(path)
+        return set(patient_ids(read.table, what=str(path), row_numbers=read.row_numbers))
+    except CrcInputError:
+        return None
+
+
+def _variant_of(folder: Path) -> str:
+    suffix = folder.name.rpartition("-")[2] if "-" in folder.name else "reader1"
+    return suffix if suffix in MASK_VARIANTS else "reader1"
+
+
+def keep_crops_of_manifest(workspace: Workspace | Path) -> int:
+    """After an import: drop from every crop set the rows of patients ``manifest.csv`` no longer
+    lists, or lists with other files than the crop was cut from (a merged or replaced patient), so
+    that no crop of files a patient no longer has is served. Returns the rows dropped."""
+    workspace = Workspace.of(workspace)
+    if not workspace.crops_dir.is_dir():
+        return 0
+    manifest = read_manifest(workspace)
+    mask_column = {"reader2": "mask_r2"}
+    dropped = 0
+    for folder in sorted(p for p in workspace.crops_dir.iterdir() if (p / INDEX_CSV).is_file()):
+        column = mask_column.get(_variant_of(folder), "mask")
+        sources = {row["patient_id"]: f"{file_stamp(row['image'])}|{file_stamp(row.get(column, ''))}"
+                   for row in manifest.to_dict("records")}
+        try:
+            index = _read_index(folder)
+        except CrcInputError:
+            continue  # a damaged index is named where it is read
+        current = [sources.get(p) == s for p, s in zip(index["patient_id"], index["source"])]
+        if not all(current):
+            dropped += len(current) - sum(current)
+            atomic_write_csv(folder / INDEX_CSV, index[current])
+    return dropped
 
 
 def load_crop(folder: Path, row: dict) -> imaging.CaseCrop | None:

@@ -12,7 +12,9 @@ from crc_core.workspace import Workspace
 from pages import _jobs, _ui
 
 
-def draw(workspace: Workspace, has_reader2: bool) -> None:
+def draw(workspace: Workspace, has_reader2: bool, settled=None) -> None:
+    """The tab; ``settled(job)`` says when the last job's outcome no longer concerns the images
+    listed now (an import since), so its failure is not shown as if it did."""
     if not has_reader2:
         st.info("manifest.csv lists no second reader's masks (column mask_r2): there is nothing to compare.")
         return
@@ -26,7 +28,7 @@ def draw(workspace: Workspace, has_reader2: bool) -> None:
                                 help="Needs PyRadiomics, which `make run` installs where a C compiler exists.")
     if st.button("Compute reader agreement"):
         _jobs.start_step(workspace, "agreement", AgreementConfig(with_features=with_features))
-    _, running = _jobs.show_job(workspace, "agreement", "Reader agreement")
+    _, running = _jobs.show_job(workspace, "agreement", "Reader agreement", settled=settled)
     if running:
         return
     try:

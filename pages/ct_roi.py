@@ -7,6 +7,7 @@ import streamlit as st
 from crc_core import archive, preprocess, viewer
 from crc_core.errors import CrcInputError
 from crc_core.imaging import INTENSITY_MODES, MARGINS_PX, PreprocessConfig
+from crc_core.tables import listing
 from pages import _jobs, _reader_agreement, _ui
 
 GALLERY_COLUMNS, GALLERY_PAGE = 6, 24
@@ -25,10 +26,20 @@ with st.expander("Bring your own imaging (zip or folder)"):
              f"A zip may be up to {archive.MAX_EXTRACTED_MB:,} MB unpacked; it stays on this machine.")
     upload = st.file_uploader("Zip of volumes and masks", type=["zip"], max_upload_size=archive.MAX_EXTRACTED_MB)
     folder_text = st.text_input("…or a folder on this machine")
-    if st.button("Use these images", disabled=upload is None and not folder_text.strip()):
+    mode = None
+    if workspace.manifest_csv.exists():
+        listed = archive.listed_patients(workspace)
+        st.warning(f"This workspace lists {listed if listed is not None else 'some'} patients in `manifest.csv` already. "
+                   "Say what the new images do with them:")
+        mode = st.radio("The patients listed now", archive.IMPORT_MODES, index=None, key="import_mode", format_func={
+            archive.MERGE: "Merge: keep them and add the new patients (one listed in both takes the new files)",
+            archive.REPLACE: "Replace: list only the new patients (the crops of the others leave the crop set in use)",
+        }.get)
+    chosen = upload is not None or bool(folder_text.strip())
+    if st.button("Use these images", disabled=not chosen or (workspace.manifest_csv.exists() and mode is None)):
         try:
             imported = archive.import_imaging(workspace, zip_file=upload, zip_name=getattr(upload, "name", None),
-                                              folder=None if upload is not None else folder_text)
+                                              folder=None if upload is not None else folder_text, mode=mode)
         except CrcInputError as exc:
             _ui.show_input_error(exc)
         else:
@@ -82,16 +93,23 @@ def show_failures(index, what: str) -> None:
         st.dataframe(index[index["status"] != "ok"][["patient_id", "message"]], hide_index=True)
 
 
+def before_this_manifest(job) -> bool:
+    """A job's outcome belongs to the images it worked on: once manifest.csv is written again (an
+    import since), its failure is history, not an alert about the images listed now."""
+    return _ui.stamp(workspace.manifest_csv) > job.started_at * 1e9
+
+
 def show_crops() -> int | None:
     """The last run's outcome, then the crop set in use: failures and gallery. Returns its mask label."""
-    job, running = _jobs.show_job(workspace, "preprocess", "Preprocessing")
+    job, running = _jobs.show_job(workspace, "preprocess", "Preprocessing", settled=before_this_manifest)
     if running:
         return None
     try:
-        if job is not None and job.state == "failed" and job.result.get("key"):
-            failed_run = preprocess.read_crop_set(workspace.crops_dir / job.result["key"])
-            st.markdown("**Why no patient could be cropped**, by reason:")
-            show_failures(failed_run.index, "failed")
+        if job is not None and job.state == "failed" and job.result.get("key") and not before_this_manifest(job):
+            failed_run = preprocess.failed_run(workspace, job.result["key"])
+            if failed_run is not None:
+                st.markdown("**Why no patient could be cropped**, by reason:")
+                show_failures(failed_run, "failed")
         crops = preprocess.latest_crops(workspace)
     except CrcInputError as exc:
         _ui.show_input_error(exc)
@@ -100,7 +118,11 @@ def show_crops() -> int | None:
         st.info("No crops in use yet: choose the parameters and run preprocessing.")
         return None
     ok, failed = crops.ok, crops.failed
-    st.success(f"In use: {len(ok)} of {len(crops.index)} patients cropped ({crops.config.describe()}) in `{crops.folder}`.")
+    st.success(f"In use: {len(ok)} of {len(manifest)} patients cropped ({crops.config.describe()}) in `{crops.folder}`.")
+    uncut = sorted(set(manifest["patient_id"]) - set(crops.index["patient_id"]))
+    if uncut:
+        st.info(f"{len(uncut)} listed patients have no crop in this set yet (imported, or their files changed, since it was "
+                f"cut): {listing(uncut, 5)}. Run preprocessing to add them.")
     if len(failed):
         st.warning(f"{len(failed)} patients could not be cropped and are left out; the reasons:")
         show_failures(crops.index, "left-out")
@@ -144,4 +166,4 @@ with crops_tab:
 with viewer_tab:
     show_viewer(crop_label)
 with agreement_tab:
-    _reader_agreement.draw(workspace, has_reader2)
+    _reader_agreement.draw(workspace, has_reader2, settled=before_this_manifest)

@@ -346,3 +346,26 @@ def test_a_mask_stored_differently_from_its_ct_still_lies_on_its_grid(tmp_path):
     sitk.WriteImage(stored_three_ways(roi)["mirrored"], str(tmp_path / "mask.nii.gz"))
     crop = imaging.preprocess_case(imaging.read_volume(tmp_path / "ct.nii.gz"), imaging.read_volume(tmp_path / "mask.nii.gz"))
     assert crop.slice_index in (2, 3) and crop.roi.any()
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd"])
+def test_nan_and_infinite_voxels_are_read_as_stored_never_as_zero(tmp_path, suffix):
+    # ITK reads them from a NIfTI as 0: missing data would become water inside the ROI.
+    array = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4) - 5
+    array[1, 2, 3], array[0, 1, 2], array[1, 0, 0] = np.nan, np.inf, -np.inf
+    path = tmp_path / f"ct{suffix}"
+    sitk.WriteImage(volume(array), str(path))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(imaging.read_volume(path)), array)
+
+
+def test_a_crop_with_nan_in_the_roi_is_refused_with_the_count():
+    image, mask = ct_and_mask()
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    hu[4, 25, 30] = hu[4, 26, 30] = np.nan
+    nan_image = volume(hu)
+    with pytest.raises(CrcInputError, match=r"^2 non-finite voxels in the ROI \(NaN or ±Inf in the CT inside this case\)"):
+        imaging.preprocess_case(nan_image, mask)
+    hu[4, 25, 30] = hu[4, 26, 30] = 40.0
+    hu[4, 19, 30] = np.nan  # beside the ROI, inside its crop
+    with pytest.raises(CrcInputError, match=r"^\d+ non-finite pixels in the crop"):
+        imaging.preprocess_case(volume(hu), mask, imaging.PreprocessConfig(margin_px=10))

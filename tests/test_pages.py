@@ -343,7 +343,8 @@ def test_ct_roi_page_takes_imaging_from_a_folder_and_names_incomplete_patients(w
     use_workspace(writable_workspace)
     app = run_page("ct_roi")
     [t for t in app.text_input if t.label.startswith("…or a folder")][0].set_value(str(folder))
-    app.run()  # the button is enabled once a folder is typed
+    app.radio(key="import_mode").set_value("replace")  # the workspace lists patients already
+    app.run()  # the button is enabled once a folder is typed and merge or replace chosen
     [b for b in app.button if b.label == "Use these images"][0].click().run()
     assert not app.exception, app.exception
     assert any("manifest.csv lists 2 patients" in s.value for s in app.success)
