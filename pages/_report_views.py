@@ -45,6 +45,9 @@ def differences(built: ReportConfig, wanted: ReportConfig, evaluated: list[str])
     by an earlier version meant every cohort evaluated."""
     from crc_core.run_views import cohort_name
 
+    def names(cohorts: set[str]) -> str:
+        return ", ".join(cohort_name(c) for c in sorted(cohorts)) or "none"
+
     said = []
     for field, (name, words) in CHOICE_WORDS.items():
         then, now = getattr(built, field), getattr(wanted, field)
@@ -52,7 +55,6 @@ def differences(built: ReportConfig, wanted: ReportConfig, evaluated: list[str])
             said.append(f"{name}: {words.get(then, then)} (now {words.get(now, now)})")
     then, now = set(built.cohorts or evaluated), set(wanted.cohorts or evaluated)
     if then != now:
-        names = lambda cohorts: ", ".join(cohort_name(c) for c in sorted(cohorts)) or "none"  # noqa: E731
         said.append(f"cohorts: {names(then)} (now {names(now)})")
     return said
 
