@@ -25,7 +25,7 @@ def _compute(workspace: Workspace, run: RunRecord, cohort: str, method: str, *, 
     """The layer choice and the button that starts ``crc-time cam`` in a worker."""
     layers = cam.layer_choices(run)
     left, right = st.columns([2, 1], vertical_alignment="bottom")
-    layer = left.selectbox("Layer", layers, key="cam_layer", help="Deepest first: the last convolutional block is Grad-CAM's "
+    layer = left.selectbox("Layer", layers, key="cam_layer", persist_state="page", help="Deepest first: the last convolutional block is Grad-CAM's "
                            "usual choice; an earlier stage gives a finer map (and is needed on small crops).")
     label = f"Compute {cam.METHOD_NAMES[method]} {'again ' if again else ''}for the {cohort} cohort"
     if right.button(label, type="secondary" if again else "primary", key="cam_compute"):
@@ -42,9 +42,9 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
     from crc_core.run_views import cohort_name
 
     cohort = left.radio("Cohort", cohorts, index=cohorts.index("validation") if "validation" in cohorts else 0,
-                        horizontal=True, key="cam_cohort", format_func=cohort_name)
+                        horizontal=True, key="cam_cohort", format_func=cohort_name, persist_state="page")
     method = right.radio("Method", cam.METHODS, horizontal=True, key="cam_method",
-                         format_func=cam.METHOD_NAMES.get)
+                         format_func=cam.METHOD_NAMES.get, persist_state="page")
     _, running = _jobs.show_job(workspace, "cam", "Grad-CAM")
     if running:
         return
@@ -74,14 +74,14 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
     predictions = store.predictions(run.run_id, cohort).set_index("patient_id")
     threshold = result.metrics.get(cohort, {}).get("threshold", 0.5)
     cases = cam.confident_cases(predictions.reset_index(), maps, threshold=threshold)
-    show = st.radio("Patients", ["all", "right", "wrong"], horizontal=True, key="cam_filter", format_func={
+    show = st.radio("Patients", ["all", "right", "wrong"], horizontal=True, key="cam_filter", persist_state="page", format_func={
         "all": "all", "right": "most confident right calls", "wrong": "most confident wrong calls"}.get,
         help=f"Called high when p(high) ≥ {threshold:.3f}, the threshold of Table 2; confidence is the distance from it.")
     choices = maps.patient_ids if show == "all" else cases[show]
     if not choices:
         st.info("No such patient in this cohort.")
         return
-    patient = st.selectbox("Patient", choices, key="cam_patient", format_func=lambda p: (
+    patient = st.selectbox("Patient", choices, key="cam_patient", persist_state="page", format_func=lambda p: (
         f"{p} · true {cam.CLASS_NAMES.get(predictions.loc[p, 'y_true'], '?')}"
         f" · p(high) {predictions.loc[p, 'prob']:.2f}"))
     try:

@@ -100,8 +100,9 @@ def centres(workspace: Workspace, result: me.RunEvaluation) -> None:
     if external:
         st.markdown("**Calibration in another centre, and updating the model to it**")
         left, right = st.columns(2)
-        cohort = left.radio("External cohort", external, format_func=cohort_name, key="recalibration_cohort")
-        method = right.radio("Update", ["intercept", "logistic"], key="recalibration_method", format_func={
+        cohort = left.radio("External cohort", external, format_func=cohort_name, key="recalibration_cohort",
+                           persist_state="page")
+        method = right.radio("Update", ["intercept", "logistic"], key="recalibration_method", persist_state="page", format_func={
             "intercept": "intercept only (calibration-in-the-large)", "logistic": "intercept and slope"}.get)
         try:
             updated = ex.recalibrate_cohort(result, cohort, method)
@@ -131,8 +132,9 @@ def sample_size(result: me.RunEvaluation) -> None:
                "its C-statistic and, at a threshold, its net benefit precisely — Riley et al. 2021 (Stat Med 40:4230), "
                "as the pmvalsampsize package computes it, from this run's validation C-statistic, prevalence and "
                "linear-predictor distribution. The largest of the criteria is the answer.")
-    use_threshold = st.checkbox("Include net benefit at a threshold", key="size_with_threshold")
-    threshold = st.slider("Threshold probability", 0.05, 0.95, 0.3, 0.05, key="size_threshold") if use_threshold else None
+    use_threshold = st.checkbox("Include net benefit at a threshold", key="size_with_threshold", persist_state="page")
+    threshold = st.slider("Threshold probability", 0.05, 0.95, 0.3, 0.05, key="size_threshold",
+                          persist_state="page") if use_threshold else None
     try:
         table = ex.validation_size(result, threshold=threshold)
     except CrcInputError as exc:

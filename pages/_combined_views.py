@@ -9,6 +9,31 @@ import streamlit as st
 from crc_core import figures
 from crc_core import model_evaluation as me
 from crc_core.errors import CrcInputError
+from crc_core.workspace import Workspace
+from pages import _ui
+
+
+def _tables_stamp(workspace: Workspace) -> tuple[int, ...]:
+    """The times of the files the cohort is read from, so the cache below follows them."""
+    return tuple(_ui.stamp(path) for path in (workspace.clinical_csv, workspace.pathology_csv, workspace.labels_csv,
+                                              workspace.split_csv, workspace.split_json, workspace.column_mapping_json))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _clinical_columns(root: str, stamp: tuple[int, ...]) -> list[str]:
+    from pathlib import Path
+
+    return [c for c in Workspace(Path(root)).read_clinical().columns if c not in ("patient_id", "split", "fold")]
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _reference_choices(root: str, stamp: tuple[int, ...], variables: tuple[str, ...]) -> dict:
+    # Read once per cohort and choice, not on every click of the page (the tables take about a second).
+    from pathlib import Path
+
+    from crc_core.combined_model import reference_choices
+
+    return reference_choices(Workspace(Path(root)), variables)
 
 
 def _chart(figure, key: str) -> None:
@@ -29,8 +54,7 @@ def _added_value(run) -> None:
 
 
 def draw(workspace, result: me.RunEvaluation) -> None:
-    from crc_core.combined_model import (CombinedConfig, fit_combined, nomogram_figure, odds_ratio_table, reference_choices,
-                                         stored_combined)
+    from crc_core.combined_model import CombinedConfig, fit_combined, nomogram_figure, odds_ratio_table, stored_combined
 
     if result.run.mode == "combined":
         variables = tuple(result.run.config.get("variables", ()))
@@ -50,13 +74,14 @@ def draw(workspace, result: me.RunEvaluation) -> None:
                "glm(binomial)). A training patient's DL score is the one from the run's inner cross-validation model that "
                "never saw that patient (a fine-tuned run has none, and says so). It is stored as a run of its own, so its "
                "ROC, decision and calibration curves sit beside the DL model's.")
-    columns = [c for c in workspace.read_clinical().columns if c not in ("patient_id", "split", "fold")]
-    chosen = st.multiselect("Clinical variables", columns, key="combined_variables")
+    stamp = _tables_stamp(workspace)
+    columns = _clinical_columns(str(workspace.root), stamp)
+    chosen = st.multiselect("Clinical variables", columns, key="combined_variables", persist_state="page")
     references = {}
-    choices = reference_choices(workspace, tuple(chosen))
+    choices = _reference_choices(str(workspace.root), stamp, tuple(chosen))
     for column, (name, levels) in zip(st.columns(max(len(choices), 1)), choices.items()):
         references[name] = column.selectbox(f"{name}: odds ratios relative to", [level for level, _ in levels],
-                                            key=f"combined_reference_{name}",
+                                            key=f"combined_reference_{name}", persist_state="page",
                                             format_func=lambda level, n=dict(levels): f"{level} ({n[level]} training patients)",
                                             help="The largest level by default: a small reference level makes every odds "
                                                  "ratio of the variable unstable.")

@@ -32,7 +32,8 @@ def draw(workspace: Workspace, result: me.RunEvaluation) -> None:
     cohorts = [c for c in result.metrics if c != "train"] or list(result.metrics)
     if not cohorts:
         return
-    cohort = st.radio("Cohort", cohorts, horizontal=True, key="robustness_cohort", format_func=cohort_name)
+    cohort = st.radio("Cohort", cohorts, horizontal=True, key="robustness_cohort", format_func=cohort_name,
+                      persist_state="page")
     _, running = _jobs.show_job(workspace, "robustness", "Reader check")
     if running:
         return

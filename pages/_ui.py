@@ -8,6 +8,7 @@ opened by URL, after a restart, or alone under AppTest.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -21,15 +22,22 @@ WORKSPACE_PARAM = "workspace"
 FLASH_KEY = "flash_messages"
 
 
+def absolute(path: Path | str) -> Path:
+    """``path`` from the root, ``~`` and ``..`` spelled out (symbolic links kept): a workspace in a
+    URL or remembered for a new tab must mean the same folder after a restart elsewhere."""
+    return Path(os.path.abspath(os.path.expanduser(str(path))))
+
+
 def active_workspace() -> Workspace:
     """The workspace in the URL, else ``$CRC_TIME_WORKSPACE``, else the last one chosen, else
-    ``./workspace``."""
+    ``./workspace`` — as an absolute path."""
     chosen = st.query_params.get(WORKSPACE_PARAM)
-    return Workspace(Path(chosen) if chosen else start_workspace_path())
+    return Workspace(absolute(chosen if chosen else start_workspace_path()))
 
 
 def switch_workspace(path: Path | str) -> None:
     """Make ``path`` the active workspace of this tab (the URL) and the one a new tab opens."""
+    path = absolute(path)
     remember_workspace(path)  # first, so a tab opened as soon as the URL changes finds it
     st.query_params[WORKSPACE_PARAM] = str(path)
 

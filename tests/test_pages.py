@@ -19,6 +19,11 @@ def run_page(name: str) -> AppTest:
     return app.run()
 
 
+def open_view(app: AppTest, view: str) -> AppTest:
+    """Click a view on the Evaluate page's bar (only the chosen view is drawn)."""
+    return app.segmented_control(key="tab").set_value(view).run()
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_on_the_sample(page, sample_workspace, use_workspace):
     use_workspace(sample_workspace)
@@ -460,12 +465,13 @@ def test_evaluate_page_opens_on_the_latest_run_and_remembers_the_choice_in_the_u
     app = run_page("evaluate")
     assert not app.exception, app.exception
     assert app.selectbox(key="evaluate_run").value == latest
-    assert app.query_params["run"] == latest
+    open_view(app, "table-2")
     table = [d.value for d in app.dataframe if "Cohort" in d.value.columns][0]
     assert table["Cohort"].tolist() == ["training", "validation"] and table["Model"].iloc[0] == "ResNet-50 (frozen features)"
     assert table["AUC"].str.fullmatch(r"\d\.\d{3}").all() and table["95% CI"].str.fullmatch(r"\d\.\d{3}-\d\.\d{3}").all()
-    assert len(app.get("plotly_chart")) >= 4  # ROC, violin, decision curve and its impact view, calibration
     assert [b.label for b in app.get("download_button")][:2] == ["metrics.csv", "Table 2 (Excel)"]
+    charts = {view: len(open_view(app, view).get("plotly_chart")) for view in ("roc", "violin", "decision", "calibration")}
+    assert charts == {"roc": 1, "violin": 1, "decision": 2, "calibration": 1}  # the decision curve and its impact view
     app.selectbox(key="evaluate_run").set_value(older).run()
     assert app.query_params["run"] == older
     reopened = AppTest.from_file(str(REPO_ROOT / "pages" / "evaluate.py"), default_timeout=TIMEOUT_S)
@@ -480,7 +486,7 @@ def test_grad_cam_is_computed_in_a_worker_and_shown_over_the_crops(training_work
 
     run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), device="cpu"))
     use_workspace(training_workspace)
-    app = run_page("evaluate")
+    app = open_view(run_page("evaluate"), "grad-cam")
     assert any("No maps yet" in i.value for i in app.info)
     [b for b in app.button if b.label.startswith("Compute Grad-CAM for")][0].click().run()
     job = wait_for_job(training_workspace, "cam", 120)
@@ -512,7 +518,7 @@ def test_the_combined_model_is_fitted_from_the_page_and_stored_as_a_run(writable
 
     workspace, run_id, _ = make_dl_run(writable_workspace)
     use_workspace(workspace)
-    app = run_page("evaluate")
+    app = open_view(run_page("evaluate"), "combined")
     assert app.button(key="fit_combined").disabled  # found in use: a click with nothing chosen stored a run
     app.multiselect(key="combined_variables").set_value(["age", "pT"]).run()
     app.button(key="fit_combined").click().run()
@@ -529,6 +535,7 @@ def test_the_combined_model_is_fitted_from_the_page_and_stored_as_a_run(writable
     pd.testing.assert_frame_equal(stored, odds)  # the fit as stored, shown again without refitting
     assert any(f"combined model of run {run_id}" in c.value for c in app.caption)
     # Its Grad-CAM tab points to the DL run rather than offering a computation that must fail.
+    open_view(app, "grad-cam")
     assert any(f"DL score comes from run {run_id}" in i.value for i in app.info)
     assert not [b for b in app.button if b.key == "cam_compute"]
 
@@ -538,7 +545,7 @@ def test_the_report_is_built_in_a_worker_and_offered_for_download(writable_works
 
     workspace, run_id, _ = make_dl_run(writable_workspace)
     use_workspace(workspace)
-    app = run_page("evaluate")
+    app = open_view(run_page("evaluate"), "report")
     assert app.checkbox(key="report_pseudonymise").value is True  # pseudonyms unless the user says otherwise
     assert not [b for b in app.get("download_button") if b.label.startswith("Download the report")]
     app.button(key="build_report").click().run()
@@ -577,12 +584,14 @@ def test_the_evaluate_page_answers_for_other_centres_sample_size_and_the_checkli
         (root / name).write_text("patient_id,x\nP1,1\nP2,2\n")
     stored_run(RunStore(root), cohorts=("train", "validation", "external:Lanzhou"), n=90)
     use_workspace(root)
-    app = run_page("evaluate")
+    app = open_view(run_page("evaluate"), "sample-size")
     assert not app.exception, app.exception
     assert any(m.label == "Patients needed (the largest criterion)" for m in app.metric)
+    open_view(app, "centres")
     assert any("Pooled by DerSimonian-Laird" in c.value for c in app.caption)
     assert any(r.label == "External cohort" for r in app.radio)  # recalibration offered for the external cohort
     assert any("This updates the model to the centre" in c.value for c in app.caption)
+    open_view(app, "report")
     labels = [b.label for b in app.get("download_button")]
     assert "Checklist (Markdown)" in labels and "Checklist (Word)" in labels
     assert any("TRIPOD+AI checklist" in m.value for m in app.markdown)
@@ -596,7 +605,7 @@ def test_a_second_centre_is_built_from_the_page_and_offered_to_predict(writable_
 
     workspace, _, _ = make_dl_run(writable_workspace)
     use_workspace(workspace)
-    app = run_page("evaluate")
+    app = open_view(run_page("evaluate"), "centres")
     folder = [t for t in app.text_input if t.label == "Folder for it"][0]
     assert folder.value == str(workspace.parent / "workspace-lanzhou")
     folder.set_value(str(workspace))  # the workspace open now: refused, nothing started
@@ -651,7 +660,7 @@ def test_rebuilding_this_workspaces_own_sample_is_not_announced_as_a_second_cent
     _write(folder, JobStatus(job_id, "sample", "done", message=f"sample cohort written to {workspace}: 315 patients",
                              started_at=time.time(), finished_at=time.time(), heartbeat_at=time.time()))
     use_workspace(workspace)
-    app = run_page("evaluate")
+    app = open_view(run_page("evaluate"), "centres")
     assert not app.exception, app.exception
     assert not any("Predict its patients" in s.value for s in app.success)
     assert {t.label: t.value for t in app.text_input}["Another centre's workspace folder"] == ""

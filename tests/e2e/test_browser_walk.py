@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 import pytest
@@ -125,6 +125,11 @@ def wait_for_script(page) -> None:
         "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'",
         timeout=60_000,
     )
+
+
+def open_view(page, name: str) -> None:
+    """Click a view on the Evaluate page's bar of views (a segmented control keyed "tab")."""
+    page.locator(".st-key-tab").get_by_text(name, exact=True).click()
 
 
 @pytest.mark.parametrize("page_path", list(PAGES))
@@ -373,21 +378,38 @@ def test_a_trained_runs_evaluation_opens_in_the_browser(app_url, browser_page, t
     from crc_core.training import TrainConfig, train_run
 
     run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",)))
-    browser_page.goto(f"{app_url}/evaluate?workspace={training_workspace}")
+    browser_page.goto(f"{app_url}/train?workspace={training_workspace}")
+    wait_for_script(browser_page)
+    browser_page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').get_by_text("Evaluate").click()
     wait_for_script(browser_page)
     browser_page.get_by_text("validation: AUC").first.wait_for(timeout=60_000)  # the ROC legend
-    assert run_id in unquote(browser_page.url)
-    browser_page.get_by_role("tab", name="Table 2").click()
+    browser_page.get_by_text(run_id).first.wait_for(timeout=30_000)  # the latest run, in the Run box
+    # Found in use: Back from Evaluate needed two presses (the first render wrote ?run= into the URL).
+    assert run_id not in unquote(browser_page.url)
+    browser_page.go_back()
+    wait_for_script(browser_page)
+    assert urlparse(browser_page.url).path.endswith("/train"), browser_page.url
+    browser_page.go_forward()
+    wait_for_script(browser_page)
+    browser_page.get_by_text("validation: AUC").first.wait_for(timeout=60_000)
+    open_view(browser_page, "Table 2")
     browser_page.get_by_text("95% CI of the AUC: DeLong").wait_for(timeout=30_000)
-    browser_page.get_by_role("tab", name="Calibration").click()
+    open_view(browser_page, "Calibration")
     browser_page.get_by_text("Intercept and slope of the logistic recalibration").wait_for(timeout=30_000)
-    # Every tab, the new ones included, opens without a traceback.
+    # Every view, the new ones included, opens without a traceback.
     for tab, words in (("Robustness", "Not checked yet"), ("Other centres", "One held-out cohort only"),
                        ("Sample size", "How many patients an external validation"), ("Compare runs", "Runs of TSR to compare"),
                        ("Combined model", "Clinical variables"), ("Report & exports", "TRIPOD+AI checklist")):
-        browser_page.get_by_role("tab", name=tab).click()
+        open_view(browser_page, tab)
         browser_page.get_by_text(words).first.wait_for(timeout=30_000)
     assert browser_page.locator('[data-testid="stException"]').count() == 0
+    # Found in use: twelve tabs overflowed, half hidden at 1024 px. The bar wraps: every view in sight.
+    browser_page.set_viewport_size({"width": 1024, "height": 768})
+    browser_page.wait_for_timeout(500)
+    for view in ("ROC", "Table 2", "Violin", "Decision curve", "Calibration", "Compare runs", "Grad-CAM", "Combined model",
+                 "Robustness", "Other centres", "Sample size", "Report & exports"):
+        box = browser_page.locator(".st-key-tab").get_by_text(view, exact=True).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 1024, (view, box)
     browser_page.wait_for_timeout(1000)
     browser_page.screenshot(path=str(SCREENSHOTS / "evaluate_run.png"), full_page=True)
 
@@ -399,7 +421,7 @@ def test_the_report_is_built_and_downloaded_in_the_browser(app_url, browser_page
     train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",)))
     browser_page.goto(f"{app_url}/evaluate?workspace={training_workspace}")
     wait_for_script(browser_page)
-    browser_page.get_by_role("tab", name="Report & exports").click()
+    open_view(browser_page, "Report & exports")
     browser_page.get_by_role("button", name="Build the report").click()
     download_button = browser_page.get_by_role("button", name=re.compile(r"^Download the report"))
     download_button.wait_for(timeout=120_000)
