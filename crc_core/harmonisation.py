@@ -172,8 +172,10 @@ class ComBatModel:
     """A fitted ComBat: for a patient of centre b with covariate row c, feature j becomes
     ((x − m − c·β)/σ − γ*_b)/√δ*_b · σ + m + c·β, where m = ``grand_mean``, σ² = ``var_pooled``,
     γ* = ``gamma_star``, δ* = ``delta_star`` (rows in ``batches`` order), β = ``covariate_beta``
-    (rows ``covariate_terms``). A feature constant within every training centre (``flat``) carries
-    nothing but its centre: it becomes its training mean."""
+    (rows ``covariate_terms``). A feature with no variance within at least one training centre
+    (``flat``) is left as it is, as R ``sva::ComBat`` leaves it ("uniform expression within a
+    single batch ... will not be adjusted"): its pooled SD would be estimated from the other centres
+    only and its scale factor for that centre would be 0/0. :attr:`unadjusted` names them."""
 
     features: tuple[str, ...]
     batches: tuple[str, ...]
@@ -190,6 +192,11 @@ class ComBatModel:
     continuous: tuple[str, ...] = ()
     #: True when the patients it is applied to took part in fitting it (:func:`combat_transductive`).
     transductive: bool = False
+
+    @property
+    def unadjusted(self) -> tuple[str, ...]:
+        """The features left as they are (no variance within some training centre), to be said."""
+        return tuple(name for name, flat in zip(self.features, self.flat) if flat)
 
     def apply(self, features, batch: Sequence, covariates: pd.DataFrame | None = None):
         """The harmonised features of new patients of centres seen in training (same columns, same
@@ -214,7 +221,7 @@ class ComBatModel:
         sd = np.sqrt(np.where(self.flat, 1.0, self.var_pooled))
         standardised = (x - self.grand_mean - covariate_effect) / sd
         adjusted = (standardised - self.gamma_star[rows]) / np.sqrt(self.delta_star[rows])
-        out = np.where(self.flat, self.grand_mean, adjusted * sd + self.grand_mean + covariate_effect)
+        out = np.where(self.flat, x, adjusted * sd + self.grand_mean + covariate_effect)
         return pd.DataFrame(out, index=table.index, columns=list(self.features)) if named else out
 
     def _covariate_design(self, covariates, n: int, index: pd.Index) -> np.ndarray:
@@ -302,10 +309,10 @@ def fit_combat(features, batch: Sequence, covariates: pd.DataFrame | None = None
     ``neuroCombat.neuroCombat(dat, covars, batch_col, categorical_cols, continuous_cols)`` with its
     defaults (parametric empirical Bayes, no reference centre).
 
-    Features constant within every centre are kept out of the fit (ComBat divides by the pooled
-    within-centre SD) and set to their training mean. Refuses: one centre ("ComBat needs at least
+    Features with no variance within some centre are kept out of the fit and left unadjusted, as
+    ``sva::ComBat`` does (:attr:`ComBatModel.unadjusted` names them). Refuses: one centre ("ComBat needs at least
     two centres"), a centre with fewer than two patients, missing values (by feature and patient),
-    a covariate confounded with the centre, and fewer than two features that vary within a centre
+    a covariate confounded with the centre, and fewer than two features that vary within every centre
     (the empirical-Bayes priors pool the features)."""
     from neuroCombat import neuroCombat
 
@@ -329,9 +336,11 @@ def fit_combat(features, batch: Sequence, covariates: pd.DataFrame | None = None
         _refuse_confounded(centres, batches, covariate_table, categorical_levels, continuous)
 
     x = table.to_numpy()
-    flat = np.array([all(np.ptp(x[centres == b, j]) == 0 for b in batches) for j in range(x.shape[1])])
+    # As sva::ComBat: a feature with no variance within any one centre stays out of the fit and
+    # unadjusted (neuroCombat fits it and moves it by up to a feature's SD where R does not).
+    flat = np.array([any(np.ptp(x[centres == b, j]) == 0 for b in batches) for j in range(x.shape[1])])
     if (~flat).sum() < 2:
-        raise CrcInputError(f"Only {int((~flat).sum())} feature(s) vary within a centre; ComBat's empirical-Bayes step "
+        raise CrcInputError(f"Only {int((~flat).sum())} feature(s) vary within every centre; ComBat's empirical-Bayes step "
                             "pools the features and needs at least two.")
     covars = pd.DataFrame({BATCH_COLUMN: centres})
     if covariate_table is not None:

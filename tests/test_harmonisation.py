@@ -216,26 +216,41 @@ def test_centre_mean_gap_by_hand():
 # Features ComBat cannot divide by
 
 
-def test_a_feature_constant_within_one_centre_is_harmonised_as_neurocombat_does():
+def test_features_without_variance_in_some_centre_are_left_as_r_sva_combat_leaves_them():
+    # harmonisation_flat.R: feature_6 constant within centre A, feature_7 the centre and nothing
+    # else, feature_8 the same for everyone. sva leaves all three unadjusted and fits the rest
+    # without them; neuroCombat would move feature_6 by up to a feature's SD.
+    data = pd.read_csv(REFERENCE / "harmonisation_flat_data.csv", index_col="patient")
+    r = json.loads((REFERENCE / "harmonisation_flat_r.json").read_text())
+    features = data.filter(like="feature_")
+    plain, model = hm.combat_transductive(features, data["centre"])
+    assert model.unadjusted == ("feature_6", "feature_7", "feature_8")
+    assert np.allclose(plain.to_numpy(), np.array(r["combat"]), rtol=0, atol=1e-12)
+    with_covariates, _ = hm.combat_transductive(features, data["centre"], data[["sex", "age"]])
+    assert np.allclose(with_covariates.to_numpy(), np.array(r["combat_sex_age"]), rtol=0, atol=1e-12)
+    assert (plain[["feature_6", "feature_7", "feature_8"]] == features[["feature_6", "feature_7", "feature_8"]]).all().all()
+
+
+def test_a_feature_constant_within_one_centre_is_no_longer_moved_as_neurocombat_moves_it():
     features, batch, _ = synthetic(seed=6)
     features.loc[batch == "C", "feature_3"] = 1.5  # constant in centre C only
-    harmonised, _ = hm.combat_transductive(features, batch)
-    expected = package_combat(features.to_numpy(), batch)["data"].T
-    assert np.isfinite(harmonised.to_numpy()).all()
-    assert np.allclose(harmonised.to_numpy(), expected, rtol=0, atol=1e-10)
-
-
-def test_features_constant_within_every_centre_become_their_training_mean():
-    features, batch, _ = synthetic(seed=7)
-    features["constant"] = 3.0  # the same for everyone
-    features["centre_only"] = np.select([batch == "A", batch == "B"], [1.0, 2.0], 4.0)  # the centre and nothing else
     harmonised, model = hm.combat_transductive(features, batch)
-    assert model.flat.tolist() == [False] * 10 + [True, True]
-    assert (harmonised["constant"] == 3.0).all()
-    assert np.allclose(harmonised["centre_only"], features["centre_only"].mean(), rtol=0, atol=1e-12)
-    # The other features are harmonised as if those two were not there.
-    without = package_combat(features.iloc[:, :10].to_numpy(), batch)["data"].T
-    assert np.allclose(harmonised.iloc[:, :10].to_numpy(), without, rtol=0, atol=1e-10)
+    assert model.unadjusted == ("feature_3",)
+    assert np.isfinite(harmonised.to_numpy()).all()
+    assert (harmonised["feature_3"] == features["feature_3"]).all()
+    # The other features are harmonised as if feature_3 were not there.
+    rest = features.drop(columns="feature_3")
+    without = package_combat(rest.to_numpy(), batch)["data"].T
+    assert np.allclose(harmonised.drop(columns="feature_3").to_numpy(), without, rtol=0, atol=1e-10)
+
+
+def test_an_unadjusted_feature_of_new_patients_keeps_their_own_values():
+    features, batch, _ = synthetic(seed=7)
+    features["centre_only"] = np.select([batch == "A", batch == "B"], [1.0, 2.0], 4.0)
+    model = hm.fit_combat(features, batch)
+    new = features.iloc[:5].copy()
+    new["centre_only"] = [7.0, 8.0, 9.0, 10.0, 11.0]
+    assert model.apply(new, batch[:5])["centre_only"].tolist() == [7.0, 8.0, 9.0, 10.0, 11.0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,7 +365,7 @@ def test_refuses_bad_covariates():
 def test_refuses_fewer_than_two_varying_features():
     features, batch, _ = synthetic(n_features=2)
     features["feature_1"] = 1.0
-    with pytest.raises(CrcInputError, match=r"Only 1 feature\(s\) vary within a centre"):
+    with pytest.raises(CrcInputError, match=r"Only 1 feature\(s\) vary within every centre"):
         hm.fit_combat(features, batch)
 
 
