@@ -311,7 +311,7 @@ def _cmd_predict(args: argparse.Namespace, progress: Progress | None) -> StepOut
 
 def _cmd_validation_size(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
     from crc_core import model_evaluation as me
-    from crc_core.external import validation_size
+    from crc_core.external import events_needed, validation_size
     from crc_core.runs import RunStore
     from crc_core.workspace import atomic_write_csv
 
@@ -321,11 +321,12 @@ def _cmd_validation_size(args: argparse.Namespace, progress: Progress | None) ->
 
     check_output_folder(args.out.parent if str(args.out.parent) else Path("."))
     result = me.evaluate_run(RunStore(Workspace(args.workspace)), args.run_id)
-    table = validation_size(result, threshold=args.threshold)
+    table = validation_size(result, cohort=args.cohort, threshold=args.threshold)
     atomic_write_csv(args.out, table)
     largest = table[table["criterion"] == "largest"].iloc[0]
     return StepOutcome(f"run {args.run_id}: an external validation needs {int(largest['n'])} patients "
-                       f"({largest['events']:.0f} of the high class); {len(table) - 1} criteria in {args.out}")
+                       f"({events_needed(largest['events'])} of the high class), from its {table['source_cohort'].iloc[0]} cohort; "
+                       f"{len(table) - 1} criteria in {args.out}")
 
 
 def _cmd_evaluate(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
@@ -551,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     size = steps.add_parser("validation-size", help="patients an external validation of a run's model needs (Riley 2021), CSV")
     size.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID", help="the run")
     size.add_argument("--threshold", type=float, help="also the net benefit criterion at this threshold probability")
+    size.add_argument("--cohort", help="the held-out cohort to start from: validation (default), cv or external:NAME")
     size.add_argument("--out", type=Path, required=True, help="the CSV file to write")
     size.set_defaults(run=_cmd_validation_size)
 

@@ -7,6 +7,7 @@ updating the model), and the sample size an external validation would need
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,10 +120,17 @@ def recalibration_figure(recalibrated: Recalibrated, title: str):
 def validation_size(result, cohort: str | None = None, threshold: float | None = None) -> pd.DataFrame:
     """The sample size needed to validate the run's model externally (Riley et al. 2021, as
     ``pmvalsampsize``), from its validation (or cross-validated) C-statistic, prevalence and
-    linear-predictor distribution: one row per criterion, the inputs as columns."""
+    linear-predictor distribution: one row per criterion, the inputs as columns. ``cohort``: the
+    held-out cohort to start from (``validation``, ``cv`` or ``external:NAME`` — an external
+    centre's C-statistic, prevalence and linear predictor, for planning the next centre); by default
+    the validation (or cross-validated) predictions."""
     from crc_core.model_evaluation import labelled
     from crc_core.sample_size import linear_predictor_summary, validation_sample_size
 
+    if cohort is not None and cohort not in held_out_cohorts(result):
+        offered = ", ".join(held_out_cohorts(result)) or "none"
+        raise CrcInputError(f"Run {result.run.run_id} has no held-out cohort {cohort!r} to start the sample size from; "
+                            f"it has: {offered}. (The training cohort is not held out: its C-statistic is optimistic.)")
     cohort = cohort or next((c for c in HELD_OUT if c in result.metrics), None)
     if cohort is None:
         raise CrcInputError(f"Run {result.run.run_id} has no validation or cross-validated predictions to start from.")
@@ -136,11 +144,21 @@ def validation_size(result, cohort: str | None = None, threshold: float | None =
     return table.assign(source_cohort=cohort)
 
 
+def events_needed(events: float) -> int:
+    """Patients of the high class the sample must hold, rounded up as pmvalsampsize prints them
+    (1034.2 → 1035: fewer would not meet the criterion); a float's last-digit noise is not a patient.
+
+    >>> events_needed(1034.2), events_needed(81.792), events_needed(4544 * 0.25)
+    (1035, 82, 1136)
+    """
+    return int(math.ceil(round(float(events), 9)))
+
+
 def validation_size_in_words(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`validation_size`'s criteria as the page and the report show them: whole patients,
     column names in words, no CI width on the "largest" row."""
     shown = table[["criterion", "n", "events", "target_ci_width"]].rename(columns={
         "criterion": "Criterion", "n": "Patients", "events": "High class", "target_ci_width": "CI width aimed at"})
-    shown["High class"] = shown["High class"].round(0).astype(int)
+    shown["High class"] = shown["High class"].map(events_needed)
     shown["CI width aimed at"] = shown["CI width aimed at"].map(lambda width: "" if pd.isna(width) else f"{width:g}")
     return shown

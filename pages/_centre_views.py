@@ -132,17 +132,21 @@ def sample_size(result: me.RunEvaluation) -> None:
                "its C-statistic and, at a threshold, its net benefit precisely — Riley et al. 2021 (Stat Med 40:4230), "
                "as the pmvalsampsize package computes it, from this run's validation C-statistic, prevalence and "
                "linear-predictor distribution. The largest of the criteria is the answer.")
+    cohorts = ex.held_out_cohorts(result)
+    cohort = st.selectbox("Start from the cohort", cohorts, format_func=cohort_name, key="size_cohort",
+                          help="An external centre's C-statistic, prevalence and predictions plan the next centre's "
+                               "sample better than the internal validation's.") if len(cohorts) > 1 else None
     use_threshold = st.checkbox("Include net benefit at a threshold", key="size_with_threshold", persist_state="page")
     threshold = st.slider("Threshold probability", 0.05, 0.95, 0.3, 0.05, key="size_threshold",
                           persist_state="page") if use_threshold else None
     try:
-        table = ex.validation_size(result, threshold=threshold)
+        table = ex.validation_size(result, cohort=cohort, threshold=threshold)
     except CrcInputError as exc:
         st.error(str(exc))
         return
     largest = table[table["criterion"] == "largest"].iloc[0]
     st.metric("Patients needed (the largest criterion)", f"{int(largest['n']):,}",
-              help=f"With about {largest['events']:.0f} patients of the high class at this prevalence.")
+              help=f"With at least {ex.events_needed(largest['events'])} patients of the high class at this prevalence.")
     st.dataframe(ex.validation_size_in_words(table), hide_index=True)
     first = table.iloc[0]
     st.caption(f"From the {cohort_name(first['source_cohort'])} cohort: C-statistic {first['cstatistic']:.3f}, prevalence "

@@ -206,3 +206,34 @@ def test_predict_refuses_the_workspace_itself_or_its_own_patients_volumes(tmp_pa
     other = build_sample_workspace(tmp_path / "lanzhou", SampleConfig(n_patients=12, centre="Lanzhou", workers=1))
     check_other_patients(Workspace(home), other)
     check_other_patients(Workspace(home), build_sample_workspace(tmp_path / "seed", SampleConfig(n_patients=12, seed=4, workers=1)))
+
+
+def test_validation_size_starts_from_an_external_cohort_when_asked_and_rounds_events_up(tmp_path, capsys):
+    import math
+
+    from pmvalsampsize.pmvalsampsize import pmvalsampsize
+    from sklearn.metrics import roc_auc_score
+
+    store = RunStore(tmp_path / "ws")
+    run_id = stored_run(store, n=150, cohorts=("train", "validation", "external:Lanzhou"))
+    result = me.evaluate_run(store, run_id)
+    lanzhou = store.predictions(run_id, "external:Lanzhou")
+    table = ex.validation_size(result, cohort="external:Lanzhou")
+    first = table.iloc[0]
+    assert first["source_cohort"] == "external:Lanzhou"
+    assert first["cstatistic"] == pytest.approx(roc_auc_score(lanzhou["y_true"].astype(int), lanzhou["prob"]), abs=1e-12)
+    assert first["prevalence"] == pytest.approx(lanzhou["y_true"].mean(), abs=1e-12)
+    assert table.iloc[0]["cstatistic"] != ex.validation_size(result).iloc[0]["cstatistic"]
+    with pytest.raises(CrcInputError, match=r"no held-out cohort 'train'.*validation, external:Lanzhou"):
+        ex.validation_size(result, cohort="train")
+    # Events as pmvalsampsize prints them: "with 82 events" for 4544 × 0.018 = 81.8, never 81.
+    theirs = pmvalsampsize(type="b", noprint=True, cstatistic=first["cstatistic"], prevalence=first["prevalence"],
+                           lpnormal=(first["lp_mean"], first["lp_sd"]))
+    words = ex.validation_size_in_words(table)
+    assert words["High class"].iloc[-1] == math.ceil(theirs["events"]) == ex.events_needed(theirs["events"])
+    out = tmp_path / "size.csv"
+    assert main(["--workspace", str(tmp_path / "ws"), "validation-size", "--run", run_id, "--cohort", "external:Lanzhou",
+                 "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"({math.ceil(theirs['events'])} of the high class), from its external:Lanzhou cohort" in said
+    assert pd.read_csv(out)["source_cohort"].iloc[0] == "external:Lanzhou"
