@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 from streamlit.testing.v1 import AppTest
+from tests.test_pages import wait_for_job  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,20 +62,6 @@ def test_a_folder_holding_one_patient_is_imported_as_that_patient(writable_works
     assert not app.error, [e.value for e in app.error]
     assert any("manifest.csv lists 1 patient from" in s.value for s in app.success)
     assert pd.read_csv(writable_workspace / "manifest.csv")["patient_id"].tolist() == ["CRC009"]
-
-
-def wait_for_job(root: Path, step: str, timeout_s: float = 120.0):
-    import time
-
-    from crc_core.jobs import latest_job
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = latest_job(root, step)
-        if job is not None and job.finished:
-            return job
-        time.sleep(0.5)
-    raise TimeoutError(f"the {step} job did not finish in {timeout_s} s")
 
 
 def test_an_alert_belongs_to_the_import_or_run_that_raised_it(writable_workspace, use_workspace, tmp_path):
