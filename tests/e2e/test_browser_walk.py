@@ -137,7 +137,9 @@ def test_every_page_opens_without_an_exception(app_url, browser_page, page_path,
     # The default page lives at the root URL; Streamlit has no /home route for it.
     browser_page.goto(f"{app_url}/{'' if page_path == 'home' else page_path}?workspace={sample_workspace}")
     wait_for_script(browser_page)
-    browser_page.get_by_text(PAGES[page_path]).first.wait_for(timeout=30_000)
+    # The first visible match: a page may also hold the words in a hidden element (a radio's
+    # label not yet shown, a collapsed help), which .first alone would wait on forever.
+    browser_page.get_by_text(PAGES[page_path]).filter(visible=True).first.wait_for(timeout=30_000)
     # Opened by deep link, the page still runs under app.py's navigation and sidebar.
     browser_page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').nth(5).wait_for(timeout=30_000)
     sidebar = browser_page.locator('[data-testid="stSidebar"]').inner_text()
@@ -383,7 +385,10 @@ def test_a_trained_runs_evaluation_opens_in_the_browser(app_url, browser_page, t
     browser_page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').get_by_text("Evaluate").click()
     wait_for_script(browser_page)
     browser_page.get_by_text("validation: AUC").first.wait_for(timeout=60_000)  # the ROC legend
-    browser_page.get_by_text(run_id).first.wait_for(timeout=30_000)  # the latest run, in the Run box
+    # The latest run, in the Run box (Streamlit shows a selectbox's choice as its input's value).
+    from playwright.sync_api import expect
+
+    expect(browser_page.get_by_role("combobox", name="Run")).to_have_value(re.compile(re.escape(run_id)), timeout=30_000)
     # Found in use: Back from Evaluate needed two presses (the first render wrote ?run= into the URL).
     assert run_id not in unquote(browser_page.url)
     browser_page.go_back()
