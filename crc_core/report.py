@@ -105,16 +105,157 @@ _PATH = re.compile(r"(?:[A-Za-z]:\\|/)[^\s'\"<>]*[/\\][^\s'\"<>]*")
 
 def pseudonymised_text(text: str, names: dict[str, str]) -> str:
     """``text`` with every whole patient ID replaced by its pseudonym (longest IDs first, so that
-    "CRC1" never eats into "CRC10")."""
+    "CRC1" never eats into "CRC10"), and every list of them ("Patient 017, Patient 203" or
+    "Patient 017 (why); Patient 203 (why)") put in pseudonym order: a list kept in the order of
+    the IDs would give each pseudonym back to anyone holding the sorted IDs."""
     for real, alias in sorted(names.items(), key=lambda pair: -len(pair[0])):
         if real != alias:
             text = re.sub(rf"(?<![\w-]){re.escape(real)}(?![\w-])", alias, text)
-    return text
+    return _lists_in_pseudonym_order(text, names)
+
+
+_LIST_SEPARATOR = r"(?:, |; )"
+
+
+def _alias_pattern(names: dict[str, str]) -> str | None:
+    aliases = sorted({alias for real, alias in names.items() if alias != real}, key=len, reverse=True)
+    return "|".join(map(re.escape, aliases)) if aliases else None
+
+
+def _lists_in_pseudonym_order(text: str, names: dict[str, str]) -> str:
+    aliases = _alias_pattern(names)
+    if aliases is None:
+        return text
+    item = rf"(?<![\w-])(?:{aliases})(?![\w-])(?: \([^()<>]*\))?"
+
+    def ordered(match: re.Match) -> str:
+        parts = re.split(f"({_LIST_SEPARATOR})", match.group(0))
+        items, separators = sorted(parts[0::2]), parts[1::2]
+        return "".join(piece for pair in zip(items, [*separators, ""]) for piece in pair)
+
+    return re.sub(rf"{item}(?:{_LIST_SEPARATOR}{item})+", ordered, text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Never in the order of the IDs
+#
+# A pseudonymised output lists patients by pseudonym or by value, never in the order of their
+# original IDs (or of the cohort's file): whoever holds the list of IDs would otherwise pair the
+# i-th ID with the i-th pseudonym (215 of 215 patients were recovered from one report's hover
+# text). Tables, trace points and lists in text all pass through here.
+
+#: Plotly traces whose points can be patients; their order draws nothing (a line's would).
+_POINT_TRACES = ("scatter", "scattergl", "box", "violin", "histogram")
+#: Every per-point array of those traces, moved together.
+_POINT_ARRAYS = ("x", "y", "text", "hovertext", "customdata", "ids", "marker.size", "marker.color", "marker.symbol",
+                 "marker.opacity", "marker.line.color", "marker.line.width", "textposition", "error_x.array",
+                 "error_x.arrayminus", "error_y.array", "error_y.arrayminus")
+
+
+def _property(trace, path: str) -> Any:
+    try:
+        return trace[path]
+    except KeyError:  # a property this kind of trace does not have (plotly's error is a KeyError)
+        return None
+
+
+def _as_points(value: Any) -> np.ndarray | None:
+    if isinstance(value, dict) and "bdata" in value:  # plotly's base64 encoding of a numeric array
+        import base64
+
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return array.reshape([int(n) for n in str(shape).split(",")]) if shape else array
+    if value is None or isinstance(value, (str, bytes, dict)) or np.ndim(value) == 0:
+        return None
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(list(value))
+    except ValueError:  # ragged (custom data of unequal rows)
+        return np.asarray(list(value), dtype=object)
+
+
+def _axis_key(values: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A sort key for one axis' values, and whether they are categories: a categorical axis keeps
+    the order its categories first appear in (plotly draws them in that order); a numeric one
+    sorts by value."""
+    series = pd.Series(values.tolist())
+    try:
+        return pd.to_numeric(series, errors="raise").to_numpy(dtype=float), False
+    except (TypeError, ValueError):
+        return pd.factorize(series.astype(str))[0].astype(float), True
+
+
+def trace_in_pseudonym_order(trace, names: dict[str, str]) -> None:
+    """Reorder, in place, the points of a plotly trace whose points may be patients: by the
+    pseudonym its hover text or custom data names (within each category of a categorical axis),
+    else by value. Lines, filled shapes and heatmaps are left as drawn."""
+    if trace.type not in _POINT_TRACES:
+        return
+    if trace.type in ("scatter", "scattergl") and ("lines" in (trace.mode or "lines") or trace.fill not in (None, "none")):
+        return
+    arrays = {path: _as_points(_property(trace, path)) for path in _POINT_ARRAYS}
+    arrays = {path: value for path, value in arrays.items() if value is not None}
+    primary = next((arrays[axis] for axis in ("y", "x") if axis in arrays), None)
+    if primary is None or len(primary) < 2:
+        return
+    n = len(primary)
+    arrays = {path: value for path, value in arrays.items() if len(value) == n}
+    aliases = _alias_pattern(names)
+    found = None
+    for path in ("text", "hovertext", "customdata"):
+        if path in arrays and aliases:
+            labels = [re.search(aliases, str(v)) for v in arrays[path].tolist()]
+            if any(labels):
+                found = np.asarray([m.group(0) if m else "" for m in labels], dtype=object)
+                break
+    axes = ["x", "y"] if trace.type == "histogram" or _property(trace, "orientation") == "h" else ["y", "x"]
+    keyed = {axis: _axis_key(arrays[axis]) for axis in axes if axis in arrays}
+    # Categories first (plotly places them in the order they first appear), then the pseudonym,
+    # or the values where no pseudonym is named.
+    keys = [key for key, categorical in keyed.values() if categorical]
+    if found is not None:
+        keys.append(pd.factorize(pd.Series(found), sort=True)[0].astype(float))
+    else:
+        keys.extend(key for key, categorical in keyed.values() if not categorical)
+    if not keys:
+        return
+    order = np.lexsort(tuple(reversed(keys)))
+    for path, value in arrays.items():
+        trace[path] = value[order] if value.dtype.kind in "biuf" else value[order].tolist()
+
+
+def figure_in_pseudonym_order(figure, names: dict[str, str]):
+    """``figure`` (modified) with every trace's points in pseudonym or value order."""
+    for trace in figure.data:
+        trace_in_pseudonym_order(trace, names)
+    return figure
+
+
+def pseudonymised_frame(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """A table with patient IDs replaced in every text cell (and in its column names), its rows in
+    the order of the first column that names patients (by pseudonym), never in the IDs' order."""
+    renamed = frame.rename(columns=lambda c: pseudonymised_text(str(c), names) if isinstance(c, str) else c)
+    renamed = renamed.apply(lambda column: column if pd.api.types.is_numeric_dtype(column) else
+                            column.map(lambda v: pseudonymised_text(v, names) if isinstance(v, str) else v))
+    aliases = _alias_pattern(names)
+    if aliases is None:
+        return renamed
+    for column in renamed.columns:
+        if pd.api.types.is_numeric_dtype(renamed[column]):
+            continue
+        found = renamed[column].map(lambda v: (m.group(0) if (m := re.search(aliases, v)) else None) if isinstance(v, str) else None)
+        if found.notna().any():
+            return renamed.assign(_order=found.fillna("")).sort_values("_order", kind="stable").drop(columns="_order") \
+                .reset_index(drop=True)
+    return renamed
 
 
 def pseudonymised_figure(figure, names: dict[str, str]):
     """A copy of a plotly figure with patient IDs replaced in every string it holds (titles, trace
-    names, hover text), leaving its binary-encoded numbers alone."""
+    names, hover text), leaving its binary-encoded numbers alone, and its points in pseudonym (or
+    value) order, never the IDs' (:func:`figure_in_pseudonym_order`)."""
     import plotly.graph_objects as go
 
     def walk(value: Any, key: str = "") -> Any:
@@ -130,7 +271,7 @@ def pseudonymised_figure(figure, names: dict[str, str]):
             return np.asarray([walk(v) for v in value.tolist()], dtype=object)
         return value
 
-    return go.Figure(walk(figure.to_plotly_json()))
+    return figure_in_pseudonym_order(go.Figure(walk(figure.to_plotly_json())), names)
 
 
 def without_paths(value: Any) -> Any:
@@ -397,6 +538,10 @@ class _ReportContext:
         """HTML of tables and text with patient IDs pseudonymised when asked."""
         return pseudonymised_text(value, self.names) if self.pseudonymise else value
 
+    def table(self, frame: pd.DataFrame, caption: str = "") -> str:
+        """A table as HTML; pseudonymised when asked, its rows then in pseudonym order."""
+        return _table(pseudonymised_frame(frame, self.names) if self.pseudonymise else frame, caption)
+
     @property
     def random_init(self) -> bool:
         return self.run.random_init
@@ -427,7 +572,7 @@ def _table_one_section(ctx: _ReportContext) -> str:
     except CrcInputError as exc:
         return f"<p>{html.escape(str(exc))}</p>"
     notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in used_footnotes(table))
-    return ctx.text(_table(journal_view(table), "Baseline characteristics by cohort (the paper's Table 1).") + notes)
+    return ctx.text(ctx.table(journal_view(table), "Baseline characteristics by cohort (the paper's Table 1).") + notes)
 
 
 def _labels_section(ctx: _ReportContext) -> str:
@@ -438,7 +583,7 @@ def _labels_section(ctx: _ReportContext) -> str:
         return "<p>No labels yet (Labels page).</p>"
     split = read_split(ctx.workspace)
     prevalence = label_prevalence(ctx.workspace.read_table(ctx.workspace.labels_csv), split.table if split else None)
-    return ctx.text(_table(prevalence_for_people(prevalence), "Patients with each label high, by cohort."))
+    return ctx.text(ctx.table(prevalence_for_people(prevalence), "Patients with each label high, by cohort."))
 
 
 def _methods_section(ctx: _ReportContext) -> str:
@@ -453,7 +598,7 @@ def _models_section(ctx: _ReportContext, store) -> str:
     from crc_core.run_views import runs_overview
 
     models = runs_overview(store, status="done", target=ctx.run.target)
-    return ctx.text(_table(models, f"Every finished run of {ctx.run.target.upper()} in this workspace."))
+    return ctx.text(ctx.table(models, f"Every finished run of {ctx.run.target.upper()} in this workspace."))
 
 
 def _table_two_section(ctx: _ReportContext) -> str:
@@ -468,7 +613,7 @@ def _table_two_section(ctx: _ReportContext) -> str:
     if ctx.config.cohorts:
         shown = [cohort_name(c) for c in ctx.config.cohorts]
         table = table[[any(str(c).startswith(k) for k in shown) for c in table["Cohort"]]]
-    return ctx.text(_table(table, f"Threshold: {rule} AUC 95% CI: {method}.") + notes)
+    return ctx.text(ctx.table(table, f"Threshold: {rule} AUC 95% CI: {method}.") + notes)
 
 
 def _figures_section(ctx: _ReportContext) -> str:
@@ -479,9 +624,9 @@ def _figures_section(ctx: _ReportContext) -> str:
 
         odds = odds_ratio_table(pd.DataFrame(ctx.run.info["odds_ratios"]))
         added = added_value_table(ctx.run)
-        parts.insert(0, _table(odds, "Combined model: odds ratios with Wald 95% CIs, fitted on the training cohort.")
+        parts.insert(0, ctx.table(odds, "Combined model: odds ratios with Wald 95% CIs, fitted on the training cohort.")
                      + (f"<p class='caption'>{html.escape(lr_test_words(ctx.run))}</p>" if lr_test_words(ctx.run) else "")
-                     + (_table(added, "What the clinical variables add to the DL model alone: category-free NRI and IDI "
+                     + (ctx.table(added, "What the clinical variables add to the DL model alone: category-free NRI and IDI "
                                       "(PredictABEL's definitions) with bootstrap 95% CIs.") if len(added) else ""))
     return "".join(parts)
 
@@ -529,7 +674,7 @@ def _robustness_section(ctx: _ReportContext) -> str:
         notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in kept.notes)
         parts = [_figure(ctx.figures[f"{stem}-{suffix}"]) for stem in ("robustness_auc", "robustness_bland_altman")
                  if f"{stem}-{suffix}" in ctx.figures]
-        out.append(_table(summary_for_people(kept), f"{_first_upper(cohort_name(kept.cohort))} cohort: the run's model on "
+        out.append(ctx.table(summary_for_people(kept), f"{_first_upper(cohort_name(kept.cohort))} cohort: the run's model on "
                                                     "crops cut with reader 2's ROI and with reader 1's eroded or dilated "
                                                     "in-plane (Zwanenburg et al. 2019): ICC(2,1) of the probabilities "
                                                     "against reader 1's, DeLong's paired test, class changes at Table 2's "
@@ -558,14 +703,14 @@ def _sample_size_section(ctx: _ReportContext) -> str:
         return f"<p>{html.escape(str(exc))}</p>"
     first = table.iloc[0]
     shown = ex.validation_size_in_words(table)[["Criterion", "Patients", "High class"]]
-    return _table(shown, f"Riley et al. 2021 (pmvalsampsize), from the {first['source_cohort']} cohort: C-statistic "
+    return ctx.table(shown, f"Riley et al. 2021 (pmvalsampsize), from the {first['source_cohort']} cohort: C-statistic "
                          f"{first['cstatistic']:.3f}, prevalence {first['prevalence']:.3f}; the largest criterion is the answer.")
 
 
 def _tripod_section(ctx: _ReportContext) -> str:
     from crc_core.tripod import NOTE, checklist
 
-    return ctx.text(_table(checklist(ctx.workspace, ctx.result), NOTE))
+    return ctx.text(ctx.table(checklist(ctx.workspace, ctx.result), NOTE))
 
 
 def _configuration_section(ctx: _ReportContext) -> str:
