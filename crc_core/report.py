@@ -296,7 +296,7 @@ class ReportConfig(JsonConfig):
     patient IDs become pseudonyms, and the file (or folder) written."""
 
     run_id: str = ""
-    threshold_rule: str = "training"
+    threshold_rule: str = "out_of_fold"  # model_evaluation.DEFAULT_THRESHOLD_RULE
     ci_method: str = "delong"
     cohorts: tuple[str, ...] = ()
     pseudonymise: bool = False
@@ -590,7 +590,7 @@ def _methods_section(ctx: _ReportContext) -> str:
     from crc_core.methods import methods_text
 
     rows = "".join(f"<dt>{html.escape(topic)}</dt><dd>{html.escape(text)}</dd>"
-                   for topic, text in methods_text(ctx.run, ctx.config.threshold_rule, ctx.config.ci_method))
+                   for topic, text in methods_text(ctx.run, ctx.result.threshold_rule, ctx.result.ci_method))
     return ctx.text(f"<dl class='methods'>{rows}</dl>")
 
 
@@ -602,8 +602,7 @@ def _models_section(ctx: _ReportContext, store) -> str:
 
 
 def _table_two_section(ctx: _ReportContext) -> str:
-    rule = ("Youden's optimum on the training cohort, applied unchanged to the others." if ctx.result.threshold_rule == "training"
-            else "each cohort's own optimum (optimistic).")
+    rule = ctx.result.threshold_words
     method = "DeLong" if ctx.result.ci_method == "delong" else "stratified bootstrap (2000)"
     notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in ctx.result.notes)
     from crc_core import model_evaluation as me

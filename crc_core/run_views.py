@@ -26,6 +26,9 @@ EVALUATION_NAMES = {"holdout": "saved split", "kfold": "k-fold", "repeated": "re
 #: Cohorts stored for other models to use, not evaluated as cohorts (a features run's out-of-fold
 #: training scores).
 AUXILIARY_COHORTS = (OUT_OF_FOLD,)
+#: The overview's names of the two training AUCs: the fitted model's own training patients give
+#: its apparent (resubstituted, so optimistic) AUC; their out-of-fold scores, an honest one.
+OVERVIEW_COHORTS = {"train": "training (apparent: resubstituted)", OUT_OF_FOLD: "training (out-of-fold)"}
 
 
 def cohort_name(cohort: str) -> str:
@@ -70,6 +73,15 @@ def summaries(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, di
     return out
 
 
+def out_of_fold_aucs(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """run id → {auc, sd, n} of the training patients' out-of-fold scores, for the runs that keep them."""
+    predictions = store.predictions(list(run_ids))
+    predictions = predictions[predictions["cohort"] == OUT_OF_FOLD]
+    aucs = grouped_auc(predictions, ["run_id"]) if len(predictions) else pd.DataFrame(columns=["run_id", "auc"])
+    return {row["run_id"]: {"auc": float(row["auc"]), "sd": math.nan, "n": 1} for _, row in aucs.iterrows()
+            if pd.notna(row["auc"])}
+
+
 def summary(store: RunStore, run_id: str) -> dict[str, dict[str, Any]]:
     """AUCs of one run, per cohort (see :func:`summaries`)."""
     return summaries(store, [run_id]).get(run_id, {})
@@ -100,14 +112,18 @@ def _last_epochs(store: RunStore, run_ids: Sequence[str]) -> dict[str, str]:
 
 def runs_overview(store: RunStore, *, status: str | None = None, target: str | None = None) -> pd.DataFrame:
     """One row per run for people: target, model, mode, evaluation, status, starting weights, the
-    AUC of each cohort (or mean ± SD over folds), a fine-tune's last epoch, and the run's id last.
-    ``status``: only runs in it (the report lists finished runs alone)."""
+    AUC of each cohort (or mean ± SD over folds) — the training cohort's labelled apparent
+    (resubstituted), beside its out-of-fold one where a run keeps those scores —, a fine-tune's
+    last epoch, and the run's id last. ``status``: only runs in it (the report lists finished runs
+    alone)."""
     runs = store.runs(target=target, status=status)
     ids = [r.run_id for r in runs]
     aucs = summaries(store, ids)  # one query for every run
+    for run_id, value in out_of_fold_aucs(store, ids).items():
+        aucs.setdefault(run_id, {})[OUT_OF_FOLD] = value
     epochs = _last_epochs(store, [r.run_id for r in runs if r.mode is RunMode.FINETUNE])
-    cohorts = sorted({c for run in aucs.values() for c in run},
-                     key=lambda c: (list(COHORT_NAMES).index(c) if c in COHORT_NAMES else 9, c))
+    order = ["train", OUT_OF_FOLD, *[c for c in COHORT_NAMES if c != "train"]]
+    cohorts = sorted({c for run in aucs.values() for c in run}, key=lambda c: (order.index(c) if c in order else 9, c))
     rows = []
     for run in runs:
         harmonised = run.config.get("harmonise", "none")
@@ -116,7 +132,7 @@ def runs_overview(store: RunStore, *, status: str | None = None, target: str | N
                "Evaluation": EVALUATION_NAMES.get(run.evaluation, run.evaluation), "Status": run.status,
                "Weights": run.starting_weights}
         for cohort in cohorts:
-            row[f"AUC {cohort_name(cohort)}"] = auc_text(aucs.get(run.run_id, {}).get(cohort, {}))
+            row[f"AUC {OVERVIEW_COHORTS.get(cohort, cohort_name(cohort))}"] = auc_text(aucs.get(run.run_id, {}).get(cohort, {}))
         if epochs:
             row["Last epoch"] = epochs.get(run.run_id, "")
         row["Run"] = run.run_id

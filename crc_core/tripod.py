@@ -173,8 +173,7 @@ def _imbalance(ctx: _Context) -> str | None:
 
 def _output(ctx: _Context) -> str | None:
     threshold = next(iter(ctx.result.metrics.values()), {}).get("threshold")
-    rule = ("Youden's optimum on the training cohort, applied unchanged to the others" if ctx.result.threshold_rule == "training"
-            else "each cohort's own Youden optimum")
+    rule = ctx.result.threshold_words.rstrip(".")
     return f"The probability of the high class; a patient is called high at ≥ {threshold:.3f} ({rule})." if threshold else None
 
 

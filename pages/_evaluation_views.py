@@ -55,8 +55,7 @@ def table_two(result: me.RunEvaluation) -> None:
     st.caption("95% CI of the AUC: " + ("DeLong (pROC::ci.auc)." if result.ci_method == "delong"
                                         else "2000 stratified bootstrap resamples, percentile interval (pROC::ci.auc).")
                + " Every proportion's Wilson 95% CI is in the downloads. Threshold: "
-               + ("Youden's optimum on the training cohort, applied unchanged to the others."
-                  if result.threshold_rule == "training" else "each cohort's own Youden optimum (optimistic)."))
+               + result.threshold_words)
     left, right = st.columns(2)
     left.download_button("metrics.csv", result.metrics_table().to_csv(index=False), f"{result.run.run_id}-metrics.csv")
     right.download_button("Table 2 (Excel)", me.table2_xlsx([result]), f"{result.run.run_id}-table2.xlsx")

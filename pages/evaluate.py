@@ -40,8 +40,8 @@ labels = {r.run_id: f"{r.target.upper()} · {me.model_label(r)} · {r.config.get
 left, middle, right = st.columns([3, 2, 2])
 run_id = left.selectbox("Run", ids, key="evaluate_run", format_func=labels.get)
 st.query_params["run"] = run_id  # a reload or a link opens the same run
-rule = middle.radio("Threshold", me.THRESHOLD_RULES, horizontal=True, key="evaluate_rule", format_func={
-    "training": "Youden on training, applied to all", "per_cohort": "each cohort's own (optimistic, as the paper)"}.get)
+rule = middle.radio("Threshold", me.THRESHOLD_RULES, horizontal=True, key="evaluate_rule",
+                    format_func=me.THRESHOLD_RULE_NAMES.get)
 ci_method = right.radio("AUC 95% CI", ["delong", "bootstrap"], horizontal=True, key="evaluate_ci",
                         format_func={"delong": "DeLong", "bootstrap": "bootstrap (2000, stratified)"}.get)
 
