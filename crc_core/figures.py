@@ -479,10 +479,38 @@ def cam_overlays(panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], t
     return figure
 
 
+#: A nomogram's x axis runs over 120 units (points -8 … 112); on the page's narrowest chart
+#: (about 700 px of plot) a 15-px character takes about 1.6 of them.
+NOMOGRAM_UNITS_PER_CHARACTER = 1.6
+#: Where a scale's labels may stand, nearest first (px above + or below − the line).
+NOMOGRAM_LABEL_SHIFTS = (13, -13, 29, -29)
+
+
+def label_rows(x: np.ndarray, labels: list[str], units_per_character: float = NOMOGRAM_UNITS_PER_CHARACTER) -> list[int]:
+    """For labels centred at ``x`` (axis units), the index of the row each is drawn in (0, 1, …:
+    :data:`NOMOGRAM_LABEL_SHIFTS`' order): the nearest row where it touches no label already
+    placed, left to right, so crowded levels never run together ("T3T2"); the least crowded row
+    when all are taken."""
+    x = np.asarray(x, dtype=float)
+    half = np.array([len(str(label)) * units_per_character / 2 for label in labels])
+    ends: list[float] = [-np.inf] * len(NOMOGRAM_LABEL_SHIFTS)  # each row's rightmost label edge so far
+    rows = [0] * len(x)
+    for index in np.argsort(x, kind="stable"):
+        if not str(labels[index]):
+            continue
+        left = x[index] - half[index]
+        free = [row for row, end in enumerate(ends) if end + 0.5 <= left]
+        row = free[0] if free else int(np.argmin(ends))
+        rows[index] = row
+        ends[row] = x[index] + half[index]
+    return rows
+
+
 def nomogram(axes: pd.DataFrame, outcome: dict, title: str) -> go.Figure:
     """A nomogram: a points scale (0-100), one scale per variable with its values (a categorical
     variable's levels) at their points, total points, and the probability of the high class at
-    round probabilities read off the total."""
+    round probabilities read off the total. A scale's labels stand above and below it in as many
+    rows as they need never to overlap (:func:`label_rows`)."""
     terms = list(dict.fromkeys(axes["term"]))
     names = dict(zip(axes["term"], axes["scale"]))
     rows = ["Points", *[names[t] for t in terms], "Total points", "Probability of high"]
@@ -490,18 +518,14 @@ def nomogram(axes: pd.DataFrame, outcome: dict, title: str) -> go.Figure:
     figure = go.Figure()
 
     def scale_line(x, row, labels, colour):
-        # Labels that would touch alternate above and below the line.
         x = np.asarray(x, dtype=float)
-        order = np.argsort(x)
-        position = np.array(["top center"] * len(x), dtype=object)
-        crowded = np.r_[False, np.diff(x[order]) < 6]
-        flip = False
-        for i, index in enumerate(order):
-            flip = (not flip) if crowded[i] else False
-            position[index] = "bottom center" if flip else "top center"
-        figure.add_scatter(x=x, y=[y[row]] * len(x), mode="lines+markers+text", text=list(labels), textposition=list(position),
-                           marker={"symbol": "line-ns-open", "size": 12, "color": colour}, line={"color": colour},
-                           showlegend=False, hoverinfo="skip", textfont={"size": 15})
+        labels = [str(label) for label in labels]
+        figure.add_scatter(x=x, y=[y[row]] * len(x), mode="lines+markers", marker={"symbol": "line-ns-open", "size": 12,
+                           "color": colour}, line={"color": colour}, showlegend=False, hoverinfo="skip")
+        for value, label, slot in zip(x, labels, label_rows(x, labels)):
+            if label:
+                figure.add_annotation(x=value, y=y[row], text=label, showarrow=False, font={"size": 15, "color": colour},
+                                      yshift=NOMOGRAM_LABEL_SHIFTS[slot], xanchor="center", yanchor="middle")
 
     ticks = np.linspace(0, 100, 11)
     scale_line(ticks, "Points", [f"{t:.0f}" for t in ticks], "#333333")
@@ -516,4 +540,4 @@ def nomogram(axes: pd.DataFrame, outcome: dict, title: str) -> go.Figure:
     scale_line(at / most * 100, "Probability of high", [f"{p:g}" for p in outcome["probability"]], "#D55E00")
     figure.update_yaxes(tickvals=list(y.values()), ticktext=list(y.keys()), range=[0.4, len(rows) + 0.8], showgrid=False)
     figure.update_xaxes(visible=False, range=[-8, 112])
-    return styled(figure, title, height=120 + 75 * len(rows))
+    return styled(figure, title, height=140 + 90 * len(rows))
