@@ -434,6 +434,12 @@ def forest_plot(rows: pd.DataFrame, title: str, *, axis: str = "AUC (95% CI)", p
 # Grad-CAM
 
 
+#: The colour map of every Grad-CAM drawing (page, report, PNG/SVG): perceptually uniform, its
+#: lightness rising steadily from 0 to 1, and readable with any colour vision (a rainbow such as
+#: Turbo or Jet puts false edges where its hue turns, and its reds and greens merge for 1 in 12 men).
+CAM_COLOURSCALE = "Inferno"
+
+
 def _cam_traces(grey: np.ndarray, cam: np.ndarray, roi: np.ndarray, show_scale: bool):
     from crc_core.imaging import outline
 
@@ -442,7 +448,7 @@ def _cam_traces(grey: np.ndarray, cam: np.ndarray, roi: np.ndarray, show_scale: 
     return [
         go.Heatmap(z=(np.clip(grey, 0, 1) * 255).astype(np.uint8)[::-1], colorscale="gray", zmin=0, zmax=255, showscale=False,
                    hoverinfo="skip"),
-        go.Heatmap(z=np.asarray(cam, dtype=np.float32)[::-1], colorscale="Turbo", zmin=0, zmax=1, opacity=0.45,
+        go.Heatmap(z=np.asarray(cam, dtype=np.float32)[::-1], colorscale=CAM_COLOURSCALE, zmin=0, zmax=1, opacity=0.45,
                    showscale=show_scale, colorbar={"title": {"text": "Grad-CAM", "side": "right"}, "len": 0.8, "x": 1.02},
                    hovertemplate="Grad-CAM %{z:.2f}<extra></extra>"),
         go.Scatter(x=edge[:, 1], y=grey.shape[0] - 1 - edge[:, 0], mode="markers", marker={"size": 2, "color": "white"},
@@ -457,7 +463,7 @@ CAM_COLUMNS = 3
 def cam_overlays(panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], title: str) -> go.Figure:
     """Grad-CAM maps over the CT crops with the ROI outlined in white, on a grid of equal square
     panels (the paper's Figure 5: the same patient across backbones, or several patients of one
-    model), one colour bar (Turbo, 0-1) for all. Each panel: (caption, grey crop in [0, 1], map in
+    model), one colour bar (:data:`CAM_COLOURSCALE`, 0-1) for all. Each panel: (caption, grey crop in [0, 1], map in
     [0, 1], ROI mask); a caption may break its line with ``<br>``."""
     columns = min(CAM_COLUMNS, max(len(panels), 1))
     rows = -(-len(panels) // columns)

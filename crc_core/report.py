@@ -474,7 +474,9 @@ def _cam_panels(workspace: Workspace, result, maps, cohort: str, patients: list[
         return []
     for patient, (grey, cam_map, roi) in images.items():
         truth = cam.CLASS_NAMES.get(predictions.loc[patient, "y_true"], "?")
-        caption = f"{patient}: true {truth}, p = {predictions.loc[patient, 'prob']:.2f}<br>confident {kind} call"
+        # The model's probability of the high class, in words: "p = 0.96" read as a p value.
+        caption = (f"{patient}: true {truth}, predicted probability of high {predictions.loc[patient, 'prob']:.2f}"
+                   f"<br>confident {kind} call")
         panels.append((caption, grey, cam_map, roi, patient))
     return panels
 

@@ -83,3 +83,29 @@ def test_a_legend_under_the_plot_stays_inside_the_figure_whatever_the_number_of_
     legend_top_px = -layout.legend.y * plot_height  # below the plot's bottom edge
     assert legend_top_px == pytest.approx(70)
     assert legend_top_px + 26 * runs <= layout.margin.b + 1  # every entry within the figure
+
+
+def _lightness(rgb: str) -> float:
+    """CIELAB L* of an sRGB colour "rgb(r, g, b)" (D65): the lightness a reader sees."""
+    r, g, b = (float(v) / 255 for v in rgb[rgb.index("(") + 1:-1].split(","))
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    y = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return 116 * (y ** (1 / 3) if y > 216 / 24389 else (24389 / 27 * y + 16) / 116) - 16
+
+
+def test_grad_cam_is_drawn_in_a_perceptually_uniform_colour_map():
+    """Found in use: Grad-CAM in Turbo, a rainbow whose lightness rises and falls again (false edges,
+    and hot and cold alike for a colour-blind reader). The map's lightness rises steadily with the
+    value, so its order survives any colour vision and a grey print; page and report draw the same."""
+    import numpy as np
+    from plotly.colors import sample_colorscale
+
+    grey = np.zeros((8, 8))
+    roi = np.zeros((8, 8), bool)
+    roi[2:6, 2:6] = True
+    figure = figures.cam_overlays([("a", grey, np.linspace(0, 1, 64).reshape(8, 8), roi)], "t")
+    heatmaps = [trace for trace in figure.data if trace.type == "heatmap"]
+    scale = heatmaps[1].colorscale  # the map over the grey crop
+    lightness = [_lightness(c) for c in sample_colorscale([list(step) for step in scale], list(np.linspace(0, 1, 41)))]
+    assert all(b > a for a, b in zip(lightness, lightness[1:])), lightness
+    assert lightness[-1] - lightness[0] > 60  # the whole range from dark to light

@@ -82,7 +82,7 @@ def test_the_report_opens_offline_with_every_section_and_pseudonyms(reported_run
         browser.close()
     assert headings == SECTION_TITLES
     # ROC, violin, and the decision curve, clinical impact and calibration of both cohorts; Grad-CAM
-    # drawn as on the page (the same Turbo figure), not as pictures of another palette.
+    # drawn as on the page (the same figure and colour map), not as pictures of another palette.
     assert rendered == 9 and gradcam == 1
     assert [url for url in requests if not url.startswith("file:")] == [] and problems == []
     assert "with the logistic regression on the frozen features drawn at random" in text
@@ -167,6 +167,8 @@ def test_the_report_shows_what_the_page_chose(reported_run):
     assert "Calibration, training cohort" not in document and "Calibration, validation cohort" in document
     default = report.build_report(root, run_id)
     assert "own threshold: optimistic" not in document.split("Table 2")[0] and "DeLong" in default
+    # A Grad-CAM panel names the model's probability in words: "p = 0.96" read as a p value.
+    assert "predicted probability of high 0." in default and not re.search(r"\bp = \d", default)
 
 
 def test_pseudonymising_a_figure_leaves_its_numbers_alone():
