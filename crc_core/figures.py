@@ -402,32 +402,42 @@ def forest_plot(rows: pd.DataFrame, title: str, *, axis: str = "AUC (95% CI)", p
                 reference: float | None = 0.5) -> go.Figure:
     """Estimates with their 95% CIs, one row each (``label``, ``value``, ``low``, ``high``, and
     optionally ``weight`` in % for the marker's size), top to bottom in the table's order; a pooled
-    estimate (``value``, ``low``, ``high``, ``label``) as a diamond below; a dotted line at
-    ``reference`` (chance for an AUC). The values stand in words on the right."""
+    estimate (``value``, ``low``, ``high``, ``label``) as a diamond below — its width the CI, its
+    centre the estimate, as meta-analyses draw it (``metafor::forest``); a dotted line at
+    ``reference`` (chance for an AUC). The values stand in words on the right. Rows sit at 0, 1, …
+    on a numeric axis labelled with their names, so the diamond has a height."""
     labels = list(rows["label"])
+    positions = list(range(len(labels)))
     figure = go.Figure()
     sizes = (8 + 0.4 * rows["weight"].fillna(0).to_numpy()) if "weight" in rows else np.full(len(rows), 11)
-    figure.add_scatter(x=rows["value"], y=labels, mode="markers", marker={"symbol": "square", "size": sizes, "color": "#0072B2"},
+    figure.add_scatter(x=rows["value"], y=positions, mode="markers", marker={"symbol": "square", "size": sizes, "color": "#0072B2"},
                        error_x={"type": "data", "symmetric": False, "array": rows["high"] - rows["value"],
                                 "arrayminus": rows["value"] - rows["low"], "color": "#0072B2", "thickness": 2},
-                       showlegend=False, hovertemplate="%{y}: %{x:.3f}<extra></extra>")
+                       showlegend=False, text=labels, hovertemplate="%{text}: %{x:.3f}<extra></extra>")
     text = [f"{v:.3f} ({lo:.3f}-{hi:.3f})" for v, lo, hi in zip(rows["value"], rows["low"], rows["high"])]
     if pooled is not None:
-        name = pooled.get("label", "pooled")
+        name, at = pooled.get("label", "pooled"), len(labels)
         labels.append(name)
+        positions.append(at)
         figure.add_scatter(x=[pooled["low"], pooled["value"], pooled["high"], pooled["value"], pooled["low"]],
-                           y=[name, name, name, name, name], mode="lines", fill="toself", line={"color": "#D55E00", "width": 8},
-                           showlegend=False, hoverinfo="skip")
+                           y=[at, at - DIAMOND_HALF_HEIGHT, at, at + DIAMOND_HALF_HEIGHT, at], mode="lines", fill="toself",
+                           fillcolor="#D55E00", line={"color": "#D55E00", "width": 1}, showlegend=False, name=name,
+                           hovertemplate=f"{name}: {pooled['value']:.3f}<extra></extra>")
         text.append(f"{pooled['value']:.3f} ({pooled['low']:.3f}-{pooled['high']:.3f})")
-    for label, words in zip(labels, text):
-        figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=label, text=words, showarrow=False, font={"size": 15})
+    for position, words in zip(positions, text):
+        figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=position, text=words, showarrow=False, font={"size": 15})
     if reference is not None:
         figure.add_vline(x=reference, line_dash="dot", line_color="#777777")
-    figure.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=labels, title="")
+    figure.update_yaxes(autorange=False, range=[len(labels) - 0.5, -0.5], tickvals=positions, ticktext=labels, title="",
+                        showgrid=False, zeroline=False)
     figure.update_xaxes(title=axis)
     figure = styled(figure, title, height=160 + 48 * len(labels))
     figure.update_layout(margin={"l": 80, "r": 220, "t": 80, "b": 70})
     return figure
+
+
+#: Half the pooled diamond's height, in rows.
+DIAMOND_HALF_HEIGHT = 0.3
 
 
 # ---------------------------------------------------------------------------------------------

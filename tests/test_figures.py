@@ -109,3 +109,20 @@ def test_grad_cam_is_drawn_in_a_perceptually_uniform_colour_map():
     lightness = [_lightness(c) for c in sample_colorscale([list(step) for step in scale], list(np.linspace(0, 1, 41)))]
     assert all(b > a for a, b in zip(lightness, lightness[1:])), lightness
     assert lightness[-1] - lightness[0] > 60  # the whole range from dark to light
+
+
+def test_a_pooled_estimate_is_drawn_as_a_diamond_across_its_ci():
+    """Found in use: the pooled AUC of the forest plot drawn as a thick bar. A meta-analysis draws it
+    as a diamond: widest (its CI) at its row, pointed above and below at its estimate."""
+    rows = pd.DataFrame({"label": ["validation", "external: A"], "value": [0.8, 0.7], "low": [0.7, 0.6], "high": [0.9, 0.8]})
+    figure = figures.forest_plot(rows, "t", pooled={"value": 0.76, "low": 0.69, "high": 0.83, "label": "pooled"})
+    ticks = dict(zip(figure.layout.yaxis.ticktext, figure.layout.yaxis.tickvals))
+    assert list(ticks) == ["validation", "external: A", "pooled"]
+    diamond = [t for t in figure.data if t.fill == "toself"][0]
+    row = ticks["pooled"]
+    corners = sorted(zip(diamond.x, diamond.y))
+    assert (min(diamond.x), max(diamond.x)) == (0.69, 0.83)  # its width: the CI
+    assert [y for x, y in corners if x in (0.69, 0.83)] == [row, row, row]  # the ends at the row (closed polygon)
+    tips = sorted(y for x, y in zip(diamond.x, diamond.y) if x == 0.76)
+    assert tips[0] < row < tips[-1] and tips[-1] - tips[0] >= 0.4  # a height: a diamond, not a bar
+    assert figure.layout.yaxis.range[0] > figure.layout.yaxis.range[1]  # the table's order, top to bottom
