@@ -68,6 +68,9 @@ def styled(figure: go.Figure, title: str, *, height: int = 480) -> go.Figure:
         # Beside the plot, never over its title, a subplot's title or a curve.
         legend={"orientation": "v", "yanchor": "top", "y": 1.0, "xanchor": "left", "x": 1.02},
     )
+    # Reference lines (add_hline) drawn visible: simple_white gives shapes no line and 30% opacity,
+    # which hid the chance line of a chart (plotly.js reads shape defaults from the template only).
+    figure.layout.template.layout.shapedefaults = {"line": {"width": 1.5}, "opacity": 1.0}
     return figure
 
 
@@ -144,11 +147,37 @@ def icc_by_feature_class(features: pd.DataFrame, reliable_icc: float = 0.75) -> 
         figure.add_box(y=part["icc"], name=f"{name} ({share:.0f}% ≥ {reliable_icc:g})", boxpoints="all",
                        jitter=0.4, pointpos=0, text=part["feature"], marker={"size": 5},
                        hovertemplate="%{text}: ICC %{y:.3f}<extra></extra>")
-    figure.add_hline(y=reliable_icc, line_dash="dash", line_color="#333333", line_width=1.5,
-                     annotation_text=f"ICC {reliable_icc:g} (good reliability)", annotation_position="bottom left")
-    figure.update_yaxes(title=axis_title("icc"), range=[min(-0.1, float(scored["icc"].min()) - 0.05) if len(scored) else 0, 1.02])
+    figure.add_hline(y=reliable_icc, line_dash="dash", line_color="#333333", line_width=1.5)
+    low = min(-0.1, float(scored["icc"].min()) - 0.05) if len(scored) else 0
+    figure.update_yaxes(title=axis_title("icc"), range=[low, 1.02])
     figure.update_layout(showlegend=False)
-    return styled(figure, "Feature reproducibility between the two readers, by feature class")
+    figure = styled(figure, "Feature reproducibility between the two readers, by feature class")
+    return labels_beside(figure, [(reliable_icc, f"ICC {reliable_icc:g}<br>(good reliability)")], (low, 1.02))
+
+
+#: Vertical room one label beside the plot takes (px): two lines of 14-px type.
+SIDE_LABEL_PX = 36
+
+
+def labels_beside(figure: go.Figure, labels: list[tuple[float, str]], y_range: tuple[float, float]) -> go.Figure:
+    """Reference lines' labels (value on the y axis, text) to the right of the plot, never over its
+    points: each at its line's height, moved apart (:data:`SIDE_LABEL_PX`) where lines lie close."""
+    layout = figure.layout
+    plot_px = (layout.height or 480) - (layout.margin.t or 0) - (layout.margin.b or 0)
+    low, high = y_range
+    per_px = (high - low) / plot_px if high > low else 1.0
+    placed: list[float] = []  # each label's centre, px above the axis' bottom
+    for value, _ in sorted(labels, key=lambda item: -item[0]):  # top down
+        at = (value - low) / per_px
+        if placed and placed[-1] - at < SIDE_LABEL_PX:
+            at = placed[-1] - SIDE_LABEL_PX
+        placed.append(at)
+    for (value, text), at in zip(sorted(labels, key=lambda item: -item[0]), placed):
+        figure.add_annotation(x=1.0, xref="paper", xanchor="left", xshift=8, y=value, yref="y", yanchor="middle",
+                              yshift=at - (value - low) / per_px, text=text, showarrow=False, align="left",
+                              font={"size": 14, "color": "#333333"})
+    figure.update_layout(margin={**layout.margin.to_plotly_json(), "r": max(layout.margin.r or 0, 170)})
+    return figure
 
 
 def bland_altman(first: pd.Series, second: pd.Series, labels: pd.Series | None = None, *,
@@ -169,13 +198,17 @@ def bland_altman(first: pd.Series, second: pd.Series, labels: pd.Series | None =
     figure = go.Figure(go.Scatter(x=mean, y=difference, mode="markers", text=text, name="patients",
                                   marker={"color": READER_COLOURS[0], "size": 7},
                                   hovertemplate="%{text}: mean %{x:.2f}, difference %{y:.2f}<extra></extra>"))
-    for value, name, dash in ((bias, "bias", "solid"), (bias - 1.96 * sd, "lower limit of agreement", "dash"),
-                              (bias + 1.96 * sd, "upper limit of agreement", "dash")):
-        figure.add_hline(y=value, line_dash=dash, line_color="#333333", line_width=1.5,
-                         annotation_text=f"{name} {value:.2f}", annotation_position="top left")
+    lines = ((bias + 1.96 * sd, "upper limit of<br>agreement", "dash"), (bias, "bias", "solid"),
+             (bias - 1.96 * sd, "lower limit of<br>agreement", "dash"))
+    for value, _, dash in lines:
+        figure.add_hline(y=value, line_dash=dash, line_color="#333333", line_width=1.5)
+    # The axis spans the points and the lines with a margin, so the labels beside it can be placed.
+    top, bottom = max(float(difference.max()), bias + 1.96 * sd), min(float(difference.min()), bias - 1.96 * sd)
+    pad = 0.08 * (top - bottom or 1.0)
     figure.update_xaxes(title=f"Mean of the two readers — {what}")
-    figure.update_yaxes(title=f"Reader 1 − reader 2 — {what}")
-    return styled(figure, f"Bland-Altman: {what}, {subject + ', ' if subject else ''}{a.size} patients")
+    figure.update_yaxes(title=f"Reader 1 − reader 2 — {what}", range=[bottom - pad, top + pad])
+    figure = styled(figure, f"Bland-Altman: {what}, {subject + ', ' if subject else ''}{a.size} patients")
+    return labels_beside(figure, [(value, f"{name} {value:.2f}") for value, name, _ in lines], (bottom - pad, top + pad))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,22 +288,30 @@ def normalised_losses(curves: dict[str, pd.DataFrame]) -> go.Figure:
 
 
 def auc_by_fold(aucs: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
-    """Every fold's or repeat's AUC per run, with its mean ± SD: the spread one split hides. Runs
-    are named on the axis in two short lines, never rotated; the mean ± SD stands above each."""
+    """Every fold's or repeat's AUC per run, with its mean ± SD: the spread one split hides. One
+    row per run (its name in two short lines on the left, its mean ± SD on the right), so labels
+    never run into each other however many runs are compared; the chance line at AUC 0.5 is
+    labelled where it stands."""
     figure = go.Figure()
+    names = []
     for run_id, rows in aucs.groupby("run_id", sort=False):
         values = rows["auc"].dropna()
-        name = wrapped(labels.get(run_id, run_id), 22)
+        name = wrapped(labels.get(run_id, run_id), 28)
+        names.append(name)
         summary = f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values.mean():.3f}"
-        figure.add_box(x=[name] * len(values), y=values, name=name, boxpoints="all", jitter=0.4, pointpos=0, boxmean="sd",
-                       hovertemplate="AUC %{y:.3f}<extra></extra>")
-        figure.add_annotation(x=name, y=1.0, text=summary, showarrow=False, yanchor="bottom", font={"size": 14})
-    figure.add_hline(y=0.5, line_dash="dot", line_color="#777777", annotation_text="chance (0.5)",
-                     annotation_position="bottom right")
-    figure.update_yaxes(title="AUC of each fold or repeat", range=[0, 1.08])
-    figure.update_xaxes(tickangle=0)
+        figure.add_box(y=[name] * len(values), x=values, name=name, orientation="h", boxpoints="all", jitter=0.4, pointpos=0,
+                       boxmean="sd", hovertemplate="AUC %{x:.3f}<extra></extra>")
+        figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=name, yref="y", yanchor="middle", text=summary,
+                              showarrow=False, font={"size": 15})
+    figure.add_vline(x=0.5, line_dash="dot", line_color="#777777")
+    figure.add_annotation(x=0.5, xref="x", xanchor="center", y=1.0, yref="paper", yanchor="bottom", text="chance (0.5)",
+                          showarrow=False, font={"size": 14, "color": "#555555"})
+    figure.update_xaxes(title="AUC of each fold or repeat", range=[0, 1.02])
+    figure.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=names, automargin=True, title="")
     figure.update_layout(showlegend=False)
-    return styled(figure, "AUC across folds and repeated splits")
+    figure = styled(figure, "AUC across folds and repeated splits", height=190 + 70 * max(len(names), 1))
+    figure.update_layout(margin={"l": 80, "r": 150, "t": 100, "b": 70})
+    return figure
 
 
 def penalty_curves(curves: dict[str, pd.DataFrame], c_grid: np.ndarray) -> go.Figure:
