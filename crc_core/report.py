@@ -394,7 +394,9 @@ def export_images(figures: dict[str, Any], folder: Path, formats: tuple[str, ...
 FIGURE_NAMES = {"roc": "ROC", "violin": "Predicted probability by true class", "decision_curve": "Decision curve",
                 "clinical_impact": "Clinical impact", "calibration": "Calibration", "nomogram": "Nomogram of the combined model",
                 "gradcam": "Grad-CAM", "robustness_auc": "AUC by ROI", "robustness_bland_altman": "Bland-Altman of the readers",
-                "centres": "AUC by cohort and centre"}
+                "centres": "AUC by cohort and centre", "recalibration": "Calibration after recalibration",
+                "compare_aucs": "AUC across folds of the target's runs", "compare_losses": "Loss curves of the target's runs",
+                "compare_penalty": "Penalty paths of the target's runs"}
 
 
 def figure_name(stem: str) -> str:
@@ -405,8 +407,11 @@ def figure_name(stem: str) -> str:
 
 def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = None) -> dict[str, Any]:
     """Every figure of a run's evaluation by file stem, as the page draws them: ROC and violin, each
-    cohort's decision curve, clinical impact and calibration; a combined model's nomogram; and the
-    Grad-CAM panels of the most confident right and wrong calls where maps were computed."""
+    cohort's decision curve, clinical impact and calibration; a combined model's nomogram; the
+    other centres' forest plot and each labelled external cohort's calibration after recalibration
+    (calibration-in-the-large); the reader check; the Compare-runs figures of the target's
+    finished runs (when there are two or more); and the Grad-CAM panels of the most confident right
+    and wrong calls where maps were computed."""
     from crc_core import figures
     from crc_core import model_evaluation as me
 
@@ -428,11 +433,21 @@ def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = No
                                                                           "AUC by cohort and centre")
         except CrcInputError:
             pass
+    for cohort, recalibrated in _recalibrations(result).items():
+        if config and config.shown_cohorts and cohort not in config.shown_cohorts:
+            continue
+        out[f"recalibration-{cohort.replace(':', '-')}"] = ex.recalibration_figure(
+            recalibrated, f"{result.run.target.upper()}: {result.label}, {cohort.replace(':', ': ', 1)} cohort, "
+                          "recalibrated (calibration-in-the-large)")
     from crc_core.robustness import kept_checks, robustness_figures
 
     for kept in kept_checks(workspace, result.run, result.metrics):
         suffix = kept.cohort.replace(":", "-")
         out.update({f"{stem}-{suffix}": figure for stem, figure in robustness_figures(kept, result.run.target).items()})
+    from crc_core.run_views import comparison_figures
+    from crc_core.runs import RunStore
+
+    out.update(comparison_figures(RunStore(workspace), _compared_runs(workspace, result.run)))
     maps, cohort, cases = _cached_cam(workspace, result)
     if maps is not None:
         panels = [panel for kind in ("right", "wrong") for panel in _cam_panels(workspace, result, maps, cohort, cases[kind], kind)]
@@ -440,6 +455,28 @@ def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = No
             out["gradcam"] = figures.cam_overlays([(caption, grey, m, roi) for caption, grey, m, roi, _ in panels],
                                                   _cam_title(result, maps, cohort))
     return out
+
+
+def _recalibrations(result) -> dict[str, Any]:
+    """Each labelled external cohort's calibration-in-the-large (the update the Other centres tab
+    offers first), by cohort; a cohort that cannot be recalibrated (one class) is left out."""
+    from crc_core import external as ex
+
+    out = {}
+    for cohort in ex.external_cohorts(result):
+        try:
+            out[cohort] = ex.recalibrate_cohort(result, cohort, "intercept")
+        except CrcInputError:
+            continue
+    return out
+
+
+def _compared_runs(workspace: Workspace, run) -> list[str]:
+    """The finished runs of the run's target, the run first: what the Models section compares."""
+    from crc_core.runs import RunStore
+
+    others = [r.run_id for r in RunStore(workspace).runs(target=run.target, status="done") if r.run_id != run.run_id]
+    return [run.run_id, *others]
 
 
 def _cam_title(result, maps, cohort: str) -> str:
@@ -600,7 +637,9 @@ def _models_section(ctx: _ReportContext, store) -> str:
     from crc_core.run_views import runs_overview
 
     models = runs_overview(store, status="done", target=ctx.run.target)
-    return ctx.text(ctx.table(models, f"Every finished run of {ctx.run.target.upper()} in this workspace."))
+    compared = "".join(f"<h3>{html.escape(figure_name(stem))}</h3>{_figure(ctx.figures[stem])}"
+                       for stem in ("compare_aucs", "compare_losses", "compare_penalty") if stem in ctx.figures)
+    return ctx.text(ctx.table(models, f"Every finished run of {ctx.run.target.upper()} in this workspace.") + compared)
 
 
 def _table_two_section(ctx: _ReportContext) -> str:
@@ -619,7 +658,7 @@ def _table_two_section(ctx: _ReportContext) -> str:
 
 def _figures_section(ctx: _ReportContext) -> str:
     parts = [f"<h3>{html.escape(figure_name(stem))}</h3>{_figure(figure)}" for stem, figure in ctx.figures.items()
-             if stem not in ("gradcam", "centres") and not stem.startswith("robustness")]
+             if stem not in ("gradcam", "centres") and not stem.startswith(("robustness", "compare_", "recalibration"))]
     if ctx.run.mode == "combined" and "odds_ratios" in ctx.run.info:
         from crc_core.combined_model import added_value_table, lr_test_words
 
@@ -692,7 +731,26 @@ def _centres_section(ctx: _ReportContext) -> str:
         return f"<p>{html.escape(str(exc))}</p>"
     notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in comparison.notes)
     figure = ctx.figures.get("centres")
-    return ctx.text(notes + (_figure(figure) if figure is not None else ""))
+    updated = []
+    for cohort, recalibrated in _recalibrations(ctx.result).items():
+        stem = f"recalibration-{cohort.replace(':', '-')}"
+        if stem in ctx.figures:
+            updated.append(f"<h3>{html.escape(figure_name(stem))}</h3><p class='caption'>"
+                           f"{html.escape(recalibration_words(recalibrated))}</p>{_figure(ctx.figures[stem])}")
+    return ctx.text(notes + (_figure(figure) if figure is not None else "") + "".join(updated))
+
+
+def recalibration_words(recalibrated) -> str:
+    """A recalibration in a sentence: the new intercept with its CI, and the calibration intercept
+    before and after (what the update changed)."""
+    from crc_core.run_views import cohort_name
+
+    fit = recalibrated.fit
+    return (f"Updated to the {cohort_name(recalibrated.cohort)} cohort by calibration-in-the-large (R glm(y ~ "
+            f"offset(logit(p)), binomial)), fitted on its {fit['n']} patients' outcomes: intercept {fit['intercept']:.3f} "
+            f"(95% CI {fit['intercept_low']:.3f} to {fit['intercept_high']:.3f}); calibration intercept "
+            f"{recalibrated.before['intercept']:.3f} before, {recalibrated.after['intercept']:.3f} after. The numbers "
+            "after describe an updated model, not the run's.")
 
 
 def _sample_size_section(ctx: _ReportContext) -> str:

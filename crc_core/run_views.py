@@ -188,3 +188,40 @@ def live_status(store: RunStore, run_id: str) -> LiveStatus:
     device = run.info.get("device", {})
     return LiveStatus(run, done, total, eta, images_per_s,
                       f"{device.get('device', '')} {device.get('precision', '')}".strip(), run.weights)
+
+
+def comparison_labels(store: RunStore, run_ids: Sequence[str]) -> dict[str, str]:
+    """Each run's short name for a chart of several: target × model · mode, random init, and the
+    end of its id (two runs of one model stay apart)."""
+    out = {}
+    for run_id in run_ids:
+        run = store.run(run_id)
+        out[run_id] = (f"{run.target.upper()} × {model_name(run)} · {MODE_NAMES[run.mode]}"
+                       f"{', random init' if run.random_init else ''} · {run_id[-4:]}")
+    return out
+
+
+def comparison_figures(store: RunStore, run_ids: Sequence[str]) -> dict[str, Any]:
+    """The Compare-runs figures of several runs, by file stem: their loss curves normalised as the
+    paper's Figure 4 (fine-tuned runs), the fast modes' penalty paths, and the AUC of every fold
+    or repeat of their held-out cohorts. Empty for fewer than two runs."""
+    from crc_core import figures
+    from crc_core.linear_models import C_GRID
+
+    run_ids = list(run_ids)
+    if len(run_ids) < 2:
+        return {}
+    short = comparison_labels(store, run_ids)
+    charts: dict[str, Any] = {}
+    steps = store.metrics(run_ids, "step")
+    curves = {short[r]: rows for r, rows in steps[steps["name"] == "train_loss"].groupby("run_id", sort=False)}
+    if curves:
+        charts["compare_losses"] = figures.normalised_losses(curves)
+    penalty = {short[r]: rows for r, rows in store.metrics(run_ids, "penalty").groupby("run_id", sort=False)}
+    if penalty:
+        charts["compare_penalty"] = figures.penalty_curves(penalty, C_GRID)
+    aucs = fold_aucs(store, run_ids)
+    held_out = aucs[aucs["cohort"].isin(HELD_OUT)]
+    if len(held_out):
+        charts["compare_aucs"] = figures.auc_by_fold(held_out, short)
+    return charts

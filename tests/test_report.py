@@ -78,12 +78,14 @@ def test_the_report_opens_offline_with_every_section_and_pseudonyms(reported_run
         headings = page.locator("h2").all_inner_texts()
         rendered = page.locator(".js-plotly-plot").count()
         gradcam = page.locator("#gradcam .js-plotly-plot").count()
+        models = page.locator("#models .js-plotly-plot").count()
         text = page.locator("body").inner_text()
         browser.close()
     assert headings == SECTION_TITLES
     # ROC, violin, and the decision curve, clinical impact and calibration of both cohorts; Grad-CAM
     # drawn as on the page (the same figure and colour map), not as pictures of another palette.
-    assert rendered == 9 and gradcam == 1
+    # With the Models section's Compare-runs figures (the combined model is the target's second run).
+    assert rendered == 11 and gradcam == 1 and models == 2
     assert [url for url in requests if not url.startswith("file:")] == [] and problems == []
     assert "with the logistic regression on the frozen features drawn at random" in text
     assert "Fine-tuning" not in text and "L2-penalised logistic regression" in text  # the methods of this run's mode
@@ -104,8 +106,10 @@ def test_figures_as_png_and_svg_at_publication_size(reported_run, tmp_path):
     assert main(["--workspace", str(root), "figures", "--run", run_id, "--out", str(out), "--pseudonymise"]) == 0
     with zipfile.ZipFile(out) as archive:
         names = set(archive.namelist())
-        stems = {"roc", "violin", "gradcam"} | {f"{kind}-{cohort}" for kind in ("decision_curve", "clinical_impact", "calibration")
-                                               for cohort in ("train", "validation")}
+        # With the combined model beside it, the run's target has two finished runs: the Compare-runs
+        # figures come along (the penalty path of the fast mode, and the AUC of each run's folds).
+        stems = {"roc", "violin", "gradcam", "compare_aucs", "compare_penalty"} | {
+            f"{kind}-{cohort}" for kind in ("decision_curve", "clinical_impact", "calibration") for cohort in ("train", "validation")}
         assert names == {f"{s}.{fmt}" for s in stems for fmt in ("png", "svg")}
         archive.extractall(tmp_path / "unzipped")
         svgs = "".join(archive.read(name).decode() for name in names if name.endswith(".svg"))
@@ -117,8 +121,8 @@ def test_figures_as_png_and_svg_at_publication_size(reported_run, tmp_path):
 
     said = []
     folder = report.write_figures(root, combined_id, tmp_path / "combined", progress=lambda d, t, m="": said.append(m))
-    assert {p.name for p in folder} >= {"nomogram.png", "nomogram.svg", "roc.png", "clinical_impact-validation.svg"}
-    assert said[0] == "evaluating the run" and said[1] == "ROC as PNG: 1 of 18"
+    assert {p.name for p in folder} >= {"nomogram.png", "nomogram.svg", "roc.png", "clinical_impact-validation.svg", "compare_aucs.svg"}
+    assert said[0] == "evaluating the run" and said[1] == "ROC as PNG: 1 of 22"
     assert not list((tmp_path / "combined").glob(".export-*"))  # the scratch folder is gone
 
 
@@ -495,3 +499,41 @@ def test_the_order_of_a_pseudonymised_figures_zip_gives_no_patient_back(attacked
     guessed = [by_rank[r] for r in pixel_rank]  # the pseudonym of each drawn point, in drawing order
     assert sorted(truth[a] for a in guessed) == sorted(orders["validation, sorted"])  # the attack reads the points right
     assert_chance("Bland-Altman SVG", *_positional_attack(guessed, truth, orders))
+
+
+def test_tripod_items_say_what_the_workspace_knows_and_never_point_to_themselves(tmp_path):
+    """Found in review: item 23b said "see item 23b", and model updating (12f, 24) read "to write"
+    beside an external cohort the Other centres tab recalibrates. The figures zip lacked the
+    recalibration and Compare-runs figures."""
+    from crc_core import evaluation as ev
+    from crc_core import external as ex
+    from crc_core import tripod
+    from crc_core.model_evaluation import evaluate_run
+    from crc_core.runs import RunStore
+    from tests.test_model_evaluation import stored_run
+
+    store = RunStore(tmp_path)
+    run_id = stored_run(store, cohorts=("train", "validation", "external:Lanzhou"), n=90)
+    rows = store.predictions(run_id, "external:Lanzhou")  # a scanner that shifts every logit up by 1
+    store.set_predictions(run_id, "external:Lanzhou", rows.assign(prob=1 / (1 + np.exp(-(ev.logit(rows["prob"].to_numpy()) + 1)))))
+    result = evaluate_run(store, run_id)
+    items = tripod.checklist(tmp_path, result).set_index("Item")
+    for item, row in items.iterrows():
+        assert f"item {item}" not in row["In this work"], (item, row["In this work"])
+    updated = ex.recalibrate_cohort(result, "external:Lanzhou", "intercept")
+    assert items.loc["12f", "Status"] == items.loc["24", "Status"] == tripod.DOCUMENTED
+    assert "calibration-in-the-large" in items.loc["12f", "In this work"]
+    assert f"intercept {updated.fit['intercept']:.3f}" in items.loc["24", "In this work"]
+    pooled = ex.compare_centres(result).pooled
+    assert f"pooled {pooled['auc']:.3f}" in items.loc["23b", "In this work"] and "I²" in items.loc["23b", "In this work"]
+    assert "DerSimonian-Laird" in items.loc["12d", "In this work"]
+    assert items.loc["18f", "Status"] == tripod.DOCUMENTED
+
+    plain = evaluate_run(store, stored_run(store, seed=4))
+    assert tripod.checklist(tmp_path, plain).set_index("Item").loc["24", "In this work"] == "No model updating was done."
+
+    figures = report.run_figures(tmp_path, result)
+    assert "recalibration-external-Lanzhou" in figures and "compare_aucs" in figures  # two finished TSR runs
+    assert report.figure_name("recalibration-external-Lanzhou") == "Calibration after recalibration, external: Lanzhou cohort"
+    compared = figures["compare_aucs"]
+    assert {trace.name.split("·")[-1].strip() for trace in compared.data} == {run_id[-4:], plain.run.run_id[-4:]}
