@@ -559,8 +559,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = steps.add_parser("evaluate", help="Table 2, calibration and figures of a run into a folder")
     evaluate.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID", help="the run to evaluate")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for metrics.csv, predictions.csv and figures")
-    evaluate.add_argument("--threshold", choices=("training", "per_cohort"), default="training",
-                          help="Youden on training applied to all (default), or each cohort's own (the paper's table)")
+    evaluate.add_argument("--threshold", choices=("out_of_fold", "training", "per_cohort"), default="out_of_fold",
+                          help="Youden on the training patients' out-of-fold scores applied to all (default; the fitted "
+                               "training scores where a run keeps none), on the fitted training scores, or each cohort's "
+                               "own (the paper's table)")
     evaluate.add_argument("--ci", choices=("delong", "bootstrap"), default="delong", help="AUC CI (default DeLong)")
     evaluate.set_defaults(run=_cmd_evaluate)
 
@@ -589,8 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
         export = steps.add_parser(name, help=text)
         export.add_argument("--run", dest="run_id", metavar="RUN_ID", help="the run")
         export.add_argument("--out", type=Path, help=out_help)
-        export.add_argument("--threshold", choices=("training", "per_cohort"),
-                            help="Youden on training applied to all (default), or each cohort's own (the paper's table)")
+        export.add_argument("--threshold", choices=("out_of_fold", "training", "per_cohort"),
+                            help="Youden on the training patients' out-of-fold scores applied to all (default), on the "
+                                 "fitted training scores, or each cohort's own (the paper's table)")
         export.add_argument("--ci", choices=("delong", "bootstrap"), help="AUC CI (default DeLong)")
         export.add_argument("--cohorts", help="the cohorts to show, separated by commas (default: every one)")
         export.add_argument("--pseudonymise", action="store_true", help="replace patient IDs by pseudonyms (Patient 017, …)")

@@ -345,12 +345,24 @@ def nomogram_figure(result: CombinedResult, target: str, variables: tuple[str, .
 
 
 def _nice_ticks(low: float, high: float, count: int = 6) -> np.ndarray:
-    """Round numbers from ``low`` to ``high``, about ``count`` of them."""
+    """Round numbers from ``low`` to ``high`` (multiples of 1, 2, 2.5 or 5 × 10^k), about ``count``
+    of them (R's ``pretty``, as ``rms::nomogram`` labels its axes)."""
     span = max(high - low, 1e-12)
     raw = span / max(count - 1, 1)
     magnitude = 10 ** np.floor(np.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    return np.arange(np.ceil(low / step) * step, high + step * 1e-9, step)
+
+    def ticks(step: float) -> np.ndarray:
+        return np.arange(np.ceil(low / step - 1e-9) * step, high + step * 1e-9, step) + 0.0  # no "-0"
+
+    # The step whose ticks come nearest ``count`` (of two as near, the rounder: the larger).
+    steps = [m * magnitude for m in (1, 2, 2.5, 5, 10)]
+    step = min(reversed(steps), key=lambda candidate: abs(len(ticks(candidate)) - count))
+    return ticks(step)
+
+
+def _round_label(value: float) -> str:
+    """A round tick value as printed: 40, 2.5, 0.465 — never 37.2 nor 0.46500000001."""
+    return f"{round(float(value), 10):g}"
 
 
 def nomogram_axes(coefficients: pd.Series, ranges: dict[str, tuple[float, float]],
@@ -370,19 +382,21 @@ def nomogram_axes(coefficients: pd.Series, ranges: dict[str, tuple[float, float]
         variables.setdefault(name, []).append((term, float(coefficients[term]), level or None))
     contributions: dict[str, list[tuple[float, str, float]]] = {}  # variable → (log-odds, label, value)
     for name, terms in variables.items():
-        if terms[0][2] is None:  # continuous (or the DL score): its training range
+        if terms[0][2] is None:  # continuous (or the DL score): its training range, labelled at round values
             term, beta, _ = terms[0]
             low, high = ranges[term]
-            span = abs(beta) * (high - low)
-            widest_first = 5 if span else 2
-            values = np.linspace(low, high, widest_first)
-            marks = []
-            for value in values:
-                label = f"{value:.3g}"
-                if term == DL_SCORE and dl_scaling is not None:
-                    label = f"{1 / (1 + np.exp(-(dl_scaling[0] + dl_scaling[1] * value))):.3f}"
-                marks.append((beta * value, label, float(value)))
-            contributions[name] = marks
+            marks = [(beta * low, "", float(low)), (beta * high, "", float(high))]  # the ends: the scale's extent
+            if term == DL_SCORE and dl_scaling is not None:
+                # Round probabilities of the DL model, each at its standardised logit.
+                mean, sd = dl_scaling
+                ends = sorted(1 / (1 + np.exp(-(mean + sd * v))) for v in (low, high))
+                for probability in _nice_ticks(*ends, count=5):
+                    if 0 < probability < 1:
+                        value = (np.log(probability / (1 - probability)) - mean) / sd
+                        marks.append((beta * value, _round_label(probability), float(value)))
+            else:
+                marks += [(beta * value, _round_label(value), float(value)) for value in _nice_ticks(low, high, count=6)]
+            contributions[name] = sorted(marks, key=lambda mark: mark[2])
         else:  # categorical: the reference level at 0, each other level at its coefficient
             marks = [(0.0, references.get(name, "reference"), 0.0)]
             marks += [(beta, level, 1.0) for _, beta, level in terms]

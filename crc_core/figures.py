@@ -68,6 +68,9 @@ def styled(figure: go.Figure, title: str, *, height: int = 480) -> go.Figure:
         # Beside the plot, never over its title, a subplot's title or a curve.
         legend={"orientation": "v", "yanchor": "top", "y": 1.0, "xanchor": "left", "x": 1.02},
     )
+    # Reference lines (add_hline) drawn visible: simple_white gives shapes no line and 30% opacity,
+    # which hid the chance line of a chart (plotly.js reads shape defaults from the template only).
+    figure.layout.template.layout.shapedefaults = {"line": {"width": 1.5}, "opacity": 1.0}
     return figure
 
 
@@ -144,11 +147,37 @@ def icc_by_feature_class(features: pd.DataFrame, reliable_icc: float = 0.75) -> 
         figure.add_box(y=part["icc"], name=f"{name} ({share:.0f}% ≥ {reliable_icc:g})", boxpoints="all",
                        jitter=0.4, pointpos=0, text=part["feature"], marker={"size": 5},
                        hovertemplate="%{text}: ICC %{y:.3f}<extra></extra>")
-    figure.add_hline(y=reliable_icc, line_dash="dash", line_color="#333333", line_width=1.5,
-                     annotation_text=f"ICC {reliable_icc:g} (good reliability)", annotation_position="bottom left")
-    figure.update_yaxes(title=axis_title("icc"), range=[min(-0.1, float(scored["icc"].min()) - 0.05) if len(scored) else 0, 1.02])
+    figure.add_hline(y=reliable_icc, line_dash="dash", line_color="#333333", line_width=1.5)
+    low = min(-0.1, float(scored["icc"].min()) - 0.05) if len(scored) else 0
+    figure.update_yaxes(title=axis_title("icc"), range=[low, 1.02])
     figure.update_layout(showlegend=False)
-    return styled(figure, "Feature reproducibility between the two readers, by feature class")
+    figure = styled(figure, "Feature reproducibility between the two readers, by feature class")
+    return labels_beside(figure, [(reliable_icc, f"ICC {reliable_icc:g}<br>(good reliability)")], (low, 1.02))
+
+
+#: Vertical room one label beside the plot takes (px): two lines of 14-px type.
+SIDE_LABEL_PX = 36
+
+
+def labels_beside(figure: go.Figure, labels: list[tuple[float, str]], y_range: tuple[float, float]) -> go.Figure:
+    """Reference lines' labels (value on the y axis, text) to the right of the plot, never over its
+    points: each at its line's height, moved apart (:data:`SIDE_LABEL_PX`) where lines lie close."""
+    layout = figure.layout
+    plot_px = (layout.height or 480) - (layout.margin.t or 0) - (layout.margin.b or 0)
+    low, high = y_range
+    per_px = (high - low) / plot_px if high > low else 1.0
+    placed: list[float] = []  # each label's centre, px above the axis' bottom
+    for value, _ in sorted(labels, key=lambda item: -item[0]):  # top down
+        at = (value - low) / per_px
+        if placed and placed[-1] - at < SIDE_LABEL_PX:
+            at = placed[-1] - SIDE_LABEL_PX
+        placed.append(at)
+    for (value, text), at in zip(sorted(labels, key=lambda item: -item[0]), placed):
+        figure.add_annotation(x=1.0, xref="paper", xanchor="left", xshift=8, y=value, yref="y", yanchor="middle",
+                              yshift=at - (value - low) / per_px, text=text, showarrow=False, align="left",
+                              font={"size": 14, "color": "#333333"})
+    figure.update_layout(margin={**layout.margin.to_plotly_json(), "r": max(layout.margin.r or 0, 170)})
+    return figure
 
 
 def bland_altman(first: pd.Series, second: pd.Series, labels: pd.Series | None = None, *,
@@ -169,13 +198,17 @@ def bland_altman(first: pd.Series, second: pd.Series, labels: pd.Series | None =
     figure = go.Figure(go.Scatter(x=mean, y=difference, mode="markers", text=text, name="patients",
                                   marker={"color": READER_COLOURS[0], "size": 7},
                                   hovertemplate="%{text}: mean %{x:.2f}, difference %{y:.2f}<extra></extra>"))
-    for value, name, dash in ((bias, "bias", "solid"), (bias - 1.96 * sd, "lower limit of agreement", "dash"),
-                              (bias + 1.96 * sd, "upper limit of agreement", "dash")):
-        figure.add_hline(y=value, line_dash=dash, line_color="#333333", line_width=1.5,
-                         annotation_text=f"{name} {value:.2f}", annotation_position="top left")
+    lines = ((bias + 1.96 * sd, "upper limit of<br>agreement", "dash"), (bias, "bias", "solid"),
+             (bias - 1.96 * sd, "lower limit of<br>agreement", "dash"))
+    for value, _, dash in lines:
+        figure.add_hline(y=value, line_dash=dash, line_color="#333333", line_width=1.5)
+    # The axis spans the points and the lines with a margin, so the labels beside it can be placed.
+    top, bottom = max(float(difference.max()), bias + 1.96 * sd), min(float(difference.min()), bias - 1.96 * sd)
+    pad = 0.08 * (top - bottom or 1.0)
     figure.update_xaxes(title=f"Mean of the two readers — {what}")
-    figure.update_yaxes(title=f"Reader 1 − reader 2 — {what}")
-    return styled(figure, f"Bland-Altman: {what}, {subject + ', ' if subject else ''}{a.size} patients")
+    figure.update_yaxes(title=f"Reader 1 − reader 2 — {what}", range=[bottom - pad, top + pad])
+    figure = styled(figure, f"Bland-Altman: {what}, {subject + ', ' if subject else ''}{a.size} patients")
+    return labels_beside(figure, [(value, f"{name} {value:.2f}") for value, name, _ in lines], (bottom - pad, top + pad))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,22 +288,30 @@ def normalised_losses(curves: dict[str, pd.DataFrame]) -> go.Figure:
 
 
 def auc_by_fold(aucs: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
-    """Every fold's or repeat's AUC per run, with its mean ± SD: the spread one split hides. Runs
-    are named on the axis in two short lines, never rotated; the mean ± SD stands above each."""
+    """Every fold's or repeat's AUC per run, with its mean ± SD: the spread one split hides. One
+    row per run (its name in two short lines on the left, its mean ± SD on the right), so labels
+    never run into each other however many runs are compared; the chance line at AUC 0.5 is
+    labelled where it stands."""
     figure = go.Figure()
+    names = []
     for run_id, rows in aucs.groupby("run_id", sort=False):
         values = rows["auc"].dropna()
-        name = wrapped(labels.get(run_id, run_id), 22)
+        name = wrapped(labels.get(run_id, run_id), 28)
+        names.append(name)
         summary = f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values.mean():.3f}"
-        figure.add_box(x=[name] * len(values), y=values, name=name, boxpoints="all", jitter=0.4, pointpos=0, boxmean="sd",
-                       hovertemplate="AUC %{y:.3f}<extra></extra>")
-        figure.add_annotation(x=name, y=1.0, text=summary, showarrow=False, yanchor="bottom", font={"size": 14})
-    figure.add_hline(y=0.5, line_dash="dot", line_color="#777777", annotation_text="chance (0.5)",
-                     annotation_position="bottom right")
-    figure.update_yaxes(title="AUC of each fold or repeat", range=[0, 1.08])
-    figure.update_xaxes(tickangle=0)
+        figure.add_box(y=[name] * len(values), x=values, name=name, orientation="h", boxpoints="all", jitter=0.4, pointpos=0,
+                       boxmean="sd", hovertemplate="AUC %{x:.3f}<extra></extra>")
+        figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=name, yref="y", yanchor="middle", text=summary,
+                              showarrow=False, font={"size": 15})
+    figure.add_vline(x=0.5, line_dash="dot", line_color="#777777")
+    figure.add_annotation(x=0.5, xref="x", xanchor="center", y=1.0, yref="paper", yanchor="bottom", text="chance (0.5)",
+                          showarrow=False, font={"size": 14, "color": "#555555"})
+    figure.update_xaxes(title="AUC of each fold or repeat", range=[0, 1.02])
+    figure.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=names, automargin=True, title="")
     figure.update_layout(showlegend=False)
-    return styled(figure, "AUC across folds and repeated splits")
+    figure = styled(figure, "AUC across folds and repeated splits", height=190 + 70 * max(len(names), 1))
+    figure.update_layout(margin={"l": 80, "r": 150, "t": 100, "b": 70})
+    return figure
 
 
 def penalty_curves(curves: dict[str, pd.DataFrame], c_grid: np.ndarray) -> go.Figure:
@@ -402,36 +443,52 @@ def forest_plot(rows: pd.DataFrame, title: str, *, axis: str = "AUC (95% CI)", p
                 reference: float | None = 0.5) -> go.Figure:
     """Estimates with their 95% CIs, one row each (``label``, ``value``, ``low``, ``high``, and
     optionally ``weight`` in % for the marker's size), top to bottom in the table's order; a pooled
-    estimate (``value``, ``low``, ``high``, ``label``) as a diamond below; a dotted line at
-    ``reference`` (chance for an AUC). The values stand in words on the right."""
+    estimate (``value``, ``low``, ``high``, ``label``) as a diamond below — its width the CI, its
+    centre the estimate, as meta-analyses draw it (``metafor::forest``); a dotted line at
+    ``reference`` (chance for an AUC). The values stand in words on the right. Rows sit at 0, 1, …
+    on a numeric axis labelled with their names, so the diamond has a height."""
     labels = list(rows["label"])
+    positions = list(range(len(labels)))
     figure = go.Figure()
     sizes = (8 + 0.4 * rows["weight"].fillna(0).to_numpy()) if "weight" in rows else np.full(len(rows), 11)
-    figure.add_scatter(x=rows["value"], y=labels, mode="markers", marker={"symbol": "square", "size": sizes, "color": "#0072B2"},
+    figure.add_scatter(x=rows["value"], y=positions, mode="markers", marker={"symbol": "square", "size": sizes, "color": "#0072B2"},
                        error_x={"type": "data", "symmetric": False, "array": rows["high"] - rows["value"],
                                 "arrayminus": rows["value"] - rows["low"], "color": "#0072B2", "thickness": 2},
-                       showlegend=False, hovertemplate="%{y}: %{x:.3f}<extra></extra>")
+                       showlegend=False, text=labels, hovertemplate="%{text}: %{x:.3f}<extra></extra>")
     text = [f"{v:.3f} ({lo:.3f}-{hi:.3f})" for v, lo, hi in zip(rows["value"], rows["low"], rows["high"])]
     if pooled is not None:
-        name = pooled.get("label", "pooled")
+        name, at = pooled.get("label", "pooled"), len(labels)
         labels.append(name)
+        positions.append(at)
         figure.add_scatter(x=[pooled["low"], pooled["value"], pooled["high"], pooled["value"], pooled["low"]],
-                           y=[name, name, name, name, name], mode="lines", fill="toself", line={"color": "#D55E00", "width": 8},
-                           showlegend=False, hoverinfo="skip")
+                           y=[at, at - DIAMOND_HALF_HEIGHT, at, at + DIAMOND_HALF_HEIGHT, at], mode="lines", fill="toself",
+                           fillcolor="#D55E00", line={"color": "#D55E00", "width": 1}, showlegend=False, name=name,
+                           hovertemplate=f"{name}: {pooled['value']:.3f}<extra></extra>")
         text.append(f"{pooled['value']:.3f} ({pooled['low']:.3f}-{pooled['high']:.3f})")
-    for label, words in zip(labels, text):
-        figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=label, text=words, showarrow=False, font={"size": 15})
+    for position, words in zip(positions, text):
+        figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=position, text=words, showarrow=False, font={"size": 15})
     if reference is not None:
         figure.add_vline(x=reference, line_dash="dot", line_color="#777777")
-    figure.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=labels, title="")
+    figure.update_yaxes(autorange=False, range=[len(labels) - 0.5, -0.5], tickvals=positions, ticktext=labels, title="",
+                        showgrid=False, zeroline=False)
     figure.update_xaxes(title=axis)
     figure = styled(figure, title, height=160 + 48 * len(labels))
     figure.update_layout(margin={"l": 80, "r": 220, "t": 80, "b": 70})
     return figure
 
 
+#: Half the pooled diamond's height, in rows.
+DIAMOND_HALF_HEIGHT = 0.3
+
+
 # ---------------------------------------------------------------------------------------------
 # Grad-CAM
+
+
+#: The colour map of every Grad-CAM drawing (page, report, PNG/SVG): perceptually uniform, its
+#: lightness rising steadily from 0 to 1, and readable with any colour vision (a rainbow such as
+#: Turbo or Jet puts false edges where its hue turns, and its reds and greens merge for 1 in 12 men).
+CAM_COLOURSCALE = "Inferno"
 
 
 def _cam_traces(grey: np.ndarray, cam: np.ndarray, roi: np.ndarray, show_scale: bool):
@@ -442,7 +499,7 @@ def _cam_traces(grey: np.ndarray, cam: np.ndarray, roi: np.ndarray, show_scale: 
     return [
         go.Heatmap(z=(np.clip(grey, 0, 1) * 255).astype(np.uint8)[::-1], colorscale="gray", zmin=0, zmax=255, showscale=False,
                    hoverinfo="skip"),
-        go.Heatmap(z=np.asarray(cam, dtype=np.float32)[::-1], colorscale="Turbo", zmin=0, zmax=1, opacity=0.45,
+        go.Heatmap(z=np.asarray(cam, dtype=np.float32)[::-1], colorscale=CAM_COLOURSCALE, zmin=0, zmax=1, opacity=0.45,
                    showscale=show_scale, colorbar={"title": {"text": "Grad-CAM", "side": "right"}, "len": 0.8, "x": 1.02},
                    hovertemplate="Grad-CAM %{z:.2f}<extra></extra>"),
         go.Scatter(x=edge[:, 1], y=grey.shape[0] - 1 - edge[:, 0], mode="markers", marker={"size": 2, "color": "white"},
@@ -457,7 +514,7 @@ CAM_COLUMNS = 3
 def cam_overlays(panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], title: str) -> go.Figure:
     """Grad-CAM maps over the CT crops with the ROI outlined in white, on a grid of equal square
     panels (the paper's Figure 5: the same patient across backbones, or several patients of one
-    model), one colour bar (Turbo, 0-1) for all. Each panel: (caption, grey crop in [0, 1], map in
+    model), one colour bar (:data:`CAM_COLOURSCALE`, 0-1) for all. Each panel: (caption, grey crop in [0, 1], map in
     [0, 1], ROI mask); a caption may break its line with ``<br>``."""
     columns = min(CAM_COLUMNS, max(len(panels), 1))
     rows = -(-len(panels) // columns)
@@ -479,10 +536,38 @@ def cam_overlays(panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], t
     return figure
 
 
+#: A nomogram's x axis runs over 120 units (points -8 … 112); on the page's narrowest chart
+#: (about 700 px of plot) a 15-px character takes about 1.6 of them.
+NOMOGRAM_UNITS_PER_CHARACTER = 1.6
+#: Where a scale's labels may stand, nearest first (px above + or below − the line).
+NOMOGRAM_LABEL_SHIFTS = (13, -13, 29, -29)
+
+
+def label_rows(x: np.ndarray, labels: list[str], units_per_character: float = NOMOGRAM_UNITS_PER_CHARACTER) -> list[int]:
+    """For labels centred at ``x`` (axis units), the index of the row each is drawn in (0, 1, …:
+    :data:`NOMOGRAM_LABEL_SHIFTS`' order): the nearest row where it touches no label already
+    placed, left to right, so crowded levels never run together ("T3T2"); the least crowded row
+    when all are taken."""
+    x = np.asarray(x, dtype=float)
+    half = np.array([len(str(label)) * units_per_character / 2 for label in labels])
+    ends: list[float] = [-np.inf] * len(NOMOGRAM_LABEL_SHIFTS)  # each row's rightmost label edge so far
+    rows = [0] * len(x)
+    for index in np.argsort(x, kind="stable"):
+        if not str(labels[index]):
+            continue
+        left = x[index] - half[index]
+        free = [row for row, end in enumerate(ends) if end + 0.5 <= left]
+        row = free[0] if free else int(np.argmin(ends))
+        rows[index] = row
+        ends[row] = x[index] + half[index]
+    return rows
+
+
 def nomogram(axes: pd.DataFrame, outcome: dict, title: str) -> go.Figure:
     """A nomogram: a points scale (0-100), one scale per variable with its values (a categorical
     variable's levels) at their points, total points, and the probability of the high class at
-    round probabilities read off the total."""
+    round probabilities read off the total. A scale's labels stand above and below it in as many
+    rows as they need never to overlap (:func:`label_rows`)."""
     terms = list(dict.fromkeys(axes["term"]))
     names = dict(zip(axes["term"], axes["scale"]))
     rows = ["Points", *[names[t] for t in terms], "Total points", "Probability of high"]
@@ -490,18 +575,14 @@ def nomogram(axes: pd.DataFrame, outcome: dict, title: str) -> go.Figure:
     figure = go.Figure()
 
     def scale_line(x, row, labels, colour):
-        # Labels that would touch alternate above and below the line.
         x = np.asarray(x, dtype=float)
-        order = np.argsort(x)
-        position = np.array(["top center"] * len(x), dtype=object)
-        crowded = np.r_[False, np.diff(x[order]) < 6]
-        flip = False
-        for i, index in enumerate(order):
-            flip = (not flip) if crowded[i] else False
-            position[index] = "bottom center" if flip else "top center"
-        figure.add_scatter(x=x, y=[y[row]] * len(x), mode="lines+markers+text", text=list(labels), textposition=list(position),
-                           marker={"symbol": "line-ns-open", "size": 12, "color": colour}, line={"color": colour},
-                           showlegend=False, hoverinfo="skip", textfont={"size": 15})
+        labels = [str(label) for label in labels]
+        figure.add_scatter(x=x, y=[y[row]] * len(x), mode="lines+markers", marker={"symbol": "line-ns-open", "size": 12,
+                           "color": colour}, line={"color": colour}, showlegend=False, hoverinfo="skip")
+        for value, label, slot in zip(x, labels, label_rows(x, labels)):
+            if label:
+                figure.add_annotation(x=value, y=y[row], text=label, showarrow=False, font={"size": 15, "color": colour},
+                                      yshift=NOMOGRAM_LABEL_SHIFTS[slot], xanchor="center", yanchor="middle")
 
     ticks = np.linspace(0, 100, 11)
     scale_line(ticks, "Points", [f"{t:.0f}" for t in ticks], "#333333")
@@ -516,4 +597,4 @@ def nomogram(axes: pd.DataFrame, outcome: dict, title: str) -> go.Figure:
     scale_line(at / most * 100, "Probability of high", [f"{p:g}" for p in outcome["probability"]], "#D55E00")
     figure.update_yaxes(tickvals=list(y.values()), ticktext=list(y.keys()), range=[0.4, len(rows) + 0.8], showgrid=False)
     figure.update_xaxes(visible=False, range=[-8, 112])
-    return styled(figure, title, height=120 + 75 * len(rows))
+    return styled(figure, title, height=140 + 90 * len(rows))

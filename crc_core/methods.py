@@ -4,7 +4,7 @@ the report's Methods section and the TRIPOD+AI checklist."""
 from __future__ import annotations
 
 
-def methods_text(run, threshold_rule: str = "training", ci_method: str = "delong") -> list[tuple[str, str]]:
+def methods_text(run, threshold_rule: str = "out_of_fold", ci_method: str = "delong") -> list[tuple[str, str]]:
     """The run's methods as (topic, sentence) pairs, each setting named by its source: the paper's,
     or ours and why."""
     from crc_core.finetune import FinetuneConfig
@@ -40,9 +40,14 @@ def methods_text(run, threshold_rule: str = "training", ci_method: str = "delong
     items += [("Labels", "TSR > 50%, TIL grade 2-3, Immune Score > 2 from CD3/CD8 at core and margin, TIME 2-3 (the paper's "
                          "cut-offs); marker cut-offs are medians of each training part's patients (ours: the paper does not "
                          "state them)"),
-              ("Threshold", "Youden's optimum on the training cohort, applied unchanged to the others (ours: a fixed rule, as "
-                            "a deployed model would use)" if threshold_rule == "training" else
-                            "each cohort's own Youden optimum (the paper's Table 2; optimistic)"),
+              ("Threshold", {"out_of_fold": "Youden's optimum on the training patients' out-of-fold scores of the inner "
+                                            "cross-validation, applied unchanged to every cohort (ours: a fixed rule, as a "
+                                            "deployed model would use, from scores of patients each model never saw; the "
+                                            "fitted model's own training predictions are resubstituted, so optimistic)",
+                             "training": "Youden's optimum on the training cohort, applied unchanged to the others (ours: a "
+                                         "fixed rule, as a deployed model would use; from the fitted model's resubstituted "
+                                         "training predictions, so optimistic)"}.get(
+                  threshold_rule, "each cohort's own Youden optimum (the paper's Table 2; optimistic)")),
               ("AUC 95% CI", "DeLong (pROC::ci.auc, as the paper's R)" if ci_method == "delong" else
                              "2000 stratified bootstrap resamples, percentile interval (pROC::ci.auc)")]
     return items

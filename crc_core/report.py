@@ -105,16 +105,157 @@ _PATH = re.compile(r"(?:[A-Za-z]:\\|/)[^\s'\"<>]*[/\\][^\s'\"<>]*")
 
 def pseudonymised_text(text: str, names: dict[str, str]) -> str:
     """``text`` with every whole patient ID replaced by its pseudonym (longest IDs first, so that
-    "CRC1" never eats into "CRC10")."""
+    "CRC1" never eats into "CRC10"), and every list of them ("Patient 017, Patient 203" or
+    "Patient 017 (why); Patient 203 (why)") put in pseudonym order: a list kept in the order of
+    the IDs would give each pseudonym back to anyone holding the sorted IDs."""
     for real, alias in sorted(names.items(), key=lambda pair: -len(pair[0])):
         if real != alias:
             text = re.sub(rf"(?<![\w-]){re.escape(real)}(?![\w-])", alias, text)
-    return text
+    return _lists_in_pseudonym_order(text, names)
+
+
+_LIST_SEPARATOR = r"(?:, |; )"
+
+
+def _alias_pattern(names: dict[str, str]) -> str | None:
+    aliases = sorted({alias for real, alias in names.items() if alias != real}, key=len, reverse=True)
+    return "|".join(map(re.escape, aliases)) if aliases else None
+
+
+def _lists_in_pseudonym_order(text: str, names: dict[str, str]) -> str:
+    aliases = _alias_pattern(names)
+    if aliases is None:
+        return text
+    item = rf"(?<![\w-])(?:{aliases})(?![\w-])(?: \([^()<>]*\))?"
+
+    def ordered(match: re.Match) -> str:
+        parts = re.split(f"({_LIST_SEPARATOR})", match.group(0))
+        items, separators = sorted(parts[0::2]), parts[1::2]
+        return "".join(piece for pair in zip(items, [*separators, ""]) for piece in pair)
+
+    return re.sub(rf"{item}(?:{_LIST_SEPARATOR}{item})+", ordered, text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Never in the order of the IDs
+#
+# A pseudonymised output lists patients by pseudonym or by value, never in the order of their
+# original IDs (or of the cohort's file): whoever holds the list of IDs would otherwise pair the
+# i-th ID with the i-th pseudonym (215 of 215 patients were recovered from one report's hover
+# text). Tables, trace points and lists in text all pass through here.
+
+#: Plotly traces whose points can be patients; their order draws nothing (a line's would).
+_POINT_TRACES = ("scatter", "scattergl", "box", "violin", "histogram")
+#: Every per-point array of those traces, moved together.
+_POINT_ARRAYS = ("x", "y", "text", "hovertext", "customdata", "ids", "marker.size", "marker.color", "marker.symbol",
+                 "marker.opacity", "marker.line.color", "marker.line.width", "textposition", "error_x.array",
+                 "error_x.arrayminus", "error_y.array", "error_y.arrayminus")
+
+
+def _property(trace, path: str) -> Any:
+    try:
+        return trace[path]
+    except KeyError:  # a property this kind of trace does not have (plotly's error is a KeyError)
+        return None
+
+
+def _as_points(value: Any) -> np.ndarray | None:
+    if isinstance(value, dict) and "bdata" in value:  # plotly's base64 encoding of a numeric array
+        import base64
+
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return array.reshape([int(n) for n in str(shape).split(",")]) if shape else array
+    if value is None or isinstance(value, (str, bytes, dict)) or np.ndim(value) == 0:
+        return None
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(list(value))
+    except ValueError:  # ragged (custom data of unequal rows)
+        return np.asarray(list(value), dtype=object)
+
+
+def _axis_key(values: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A sort key for one axis' values, and whether they are categories: a categorical axis keeps
+    the order its categories first appear in (plotly draws them in that order); a numeric one
+    sorts by value."""
+    series = pd.Series(values.tolist())
+    try:
+        return pd.to_numeric(series, errors="raise").to_numpy(dtype=float), False
+    except (TypeError, ValueError):
+        return pd.factorize(series.astype(str))[0].astype(float), True
+
+
+def trace_in_pseudonym_order(trace, names: dict[str, str]) -> None:
+    """Reorder, in place, the points of a plotly trace whose points may be patients: by the
+    pseudonym its hover text or custom data names (within each category of a categorical axis),
+    else by value. Lines, filled shapes and heatmaps are left as drawn."""
+    if trace.type not in _POINT_TRACES:
+        return
+    if trace.type in ("scatter", "scattergl") and ("lines" in (trace.mode or "lines") or trace.fill not in (None, "none")):
+        return
+    arrays = {path: _as_points(_property(trace, path)) for path in _POINT_ARRAYS}
+    arrays = {path: value for path, value in arrays.items() if value is not None}
+    primary = next((arrays[axis] for axis in ("y", "x") if axis in arrays), None)
+    if primary is None or len(primary) < 2:
+        return
+    n = len(primary)
+    arrays = {path: value for path, value in arrays.items() if len(value) == n}
+    aliases = _alias_pattern(names)
+    found = None
+    for path in ("text", "hovertext", "customdata"):
+        if path in arrays and aliases:
+            labels = [re.search(aliases, str(v)) for v in arrays[path].tolist()]
+            if any(labels):
+                found = np.asarray([m.group(0) if m else "" for m in labels], dtype=object)
+                break
+    axes = ["x", "y"] if trace.type == "histogram" or _property(trace, "orientation") == "h" else ["y", "x"]
+    keyed = {axis: _axis_key(arrays[axis]) for axis in axes if axis in arrays}
+    # Categories first (plotly places them in the order they first appear), then the pseudonym,
+    # or the values where no pseudonym is named.
+    keys = [key for key, categorical in keyed.values() if categorical]
+    if found is not None:
+        keys.append(pd.factorize(pd.Series(found), sort=True)[0].astype(float))
+    else:
+        keys.extend(key for key, categorical in keyed.values() if not categorical)
+    if not keys:
+        return
+    order = np.lexsort(tuple(reversed(keys)))
+    for path, value in arrays.items():
+        trace[path] = value[order] if value.dtype.kind in "biuf" else value[order].tolist()
+
+
+def figure_in_pseudonym_order(figure, names: dict[str, str]):
+    """``figure`` (modified) with every trace's points in pseudonym or value order."""
+    for trace in figure.data:
+        trace_in_pseudonym_order(trace, names)
+    return figure
+
+
+def pseudonymised_frame(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """A table with patient IDs replaced in every text cell (and in its column names), its rows in
+    the order of the first column that names patients (by pseudonym), never in the IDs' order."""
+    renamed = frame.rename(columns=lambda c: pseudonymised_text(str(c), names) if isinstance(c, str) else c)
+    renamed = renamed.apply(lambda column: column if pd.api.types.is_numeric_dtype(column) else
+                            column.map(lambda v: pseudonymised_text(v, names) if isinstance(v, str) else v))
+    aliases = _alias_pattern(names)
+    if aliases is None:
+        return renamed
+    for column in renamed.columns:
+        if pd.api.types.is_numeric_dtype(renamed[column]):
+            continue
+        found = renamed[column].map(lambda v: (m.group(0) if (m := re.search(aliases, v)) else None) if isinstance(v, str) else None)
+        if found.notna().any():
+            return renamed.assign(_order=found.fillna("")).sort_values("_order", kind="stable").drop(columns="_order") \
+                .reset_index(drop=True)
+    return renamed
 
 
 def pseudonymised_figure(figure, names: dict[str, str]):
     """A copy of a plotly figure with patient IDs replaced in every string it holds (titles, trace
-    names, hover text), leaving its binary-encoded numbers alone."""
+    names, hover text), leaving its binary-encoded numbers alone, and its points in pseudonym (or
+    value) order, never the IDs' (:func:`figure_in_pseudonym_order`)."""
     import plotly.graph_objects as go
 
     def walk(value: Any, key: str = "") -> Any:
@@ -130,7 +271,7 @@ def pseudonymised_figure(figure, names: dict[str, str]):
             return np.asarray([walk(v) for v in value.tolist()], dtype=object)
         return value
 
-    return go.Figure(walk(figure.to_plotly_json()))
+    return figure_in_pseudonym_order(go.Figure(walk(figure.to_plotly_json())), names)
 
 
 def without_paths(value: Any) -> Any:
@@ -155,7 +296,7 @@ class ReportConfig(JsonConfig):
     patient IDs become pseudonyms, and the file (or folder) written."""
 
     run_id: str = ""
-    threshold_rule: str = "training"
+    threshold_rule: str = "out_of_fold"  # model_evaluation.DEFAULT_THRESHOLD_RULE
     ci_method: str = "delong"
     cohorts: tuple[str, ...] = ()
     pseudonymise: bool = False
@@ -253,7 +394,9 @@ def export_images(figures: dict[str, Any], folder: Path, formats: tuple[str, ...
 FIGURE_NAMES = {"roc": "ROC", "violin": "Predicted probability by true class", "decision_curve": "Decision curve",
                 "clinical_impact": "Clinical impact", "calibration": "Calibration", "nomogram": "Nomogram of the combined model",
                 "gradcam": "Grad-CAM", "robustness_auc": "AUC by ROI", "robustness_bland_altman": "Bland-Altman of the readers",
-                "centres": "AUC by cohort and centre"}
+                "centres": "AUC by cohort and centre", "recalibration": "Calibration after recalibration",
+                "compare_aucs": "AUC across folds of the target's runs", "compare_losses": "Loss curves of the target's runs",
+                "compare_penalty": "Penalty paths of the target's runs"}
 
 
 def figure_name(stem: str) -> str:
@@ -264,8 +407,11 @@ def figure_name(stem: str) -> str:
 
 def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = None) -> dict[str, Any]:
     """Every figure of a run's evaluation by file stem, as the page draws them: ROC and violin, each
-    cohort's decision curve, clinical impact and calibration; a combined model's nomogram; and the
-    Grad-CAM panels of the most confident right and wrong calls where maps were computed."""
+    cohort's decision curve, clinical impact and calibration; a combined model's nomogram; the
+    other centres' forest plot and each labelled external cohort's calibration after recalibration
+    (calibration-in-the-large); the reader check; the Compare-runs figures of the target's
+    finished runs (when there are two or more); and the Grad-CAM panels of the most confident right
+    and wrong calls where maps were computed."""
     from crc_core import figures
     from crc_core import model_evaluation as me
 
@@ -287,11 +433,21 @@ def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = No
                                                                           "AUC by cohort and centre")
         except CrcInputError:
             pass
+    for cohort, recalibrated in _recalibrations(result).items():
+        if config and config.shown_cohorts and cohort not in config.shown_cohorts:
+            continue
+        out[f"recalibration-{cohort.replace(':', '-')}"] = ex.recalibration_figure(
+            recalibrated, f"{result.run.target.upper()}: {result.label}, {cohort.replace(':', ': ', 1)} cohort, "
+                          "recalibrated (calibration-in-the-large)")
     from crc_core.robustness import kept_checks, robustness_figures
 
     for kept in kept_checks(workspace, result.run, result.metrics):
         suffix = kept.cohort.replace(":", "-")
         out.update({f"{stem}-{suffix}": figure for stem, figure in robustness_figures(kept, result.run.target).items()})
+    from crc_core.run_views import comparison_figures
+    from crc_core.runs import RunStore
+
+    out.update(comparison_figures(RunStore(workspace), _compared_runs(workspace, result.run)))
     maps, cohort, cases = _cached_cam(workspace, result)
     if maps is not None:
         panels = [panel for kind in ("right", "wrong") for panel in _cam_panels(workspace, result, maps, cohort, cases[kind], kind)]
@@ -299,6 +455,28 @@ def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = No
             out["gradcam"] = figures.cam_overlays([(caption, grey, m, roi) for caption, grey, m, roi, _ in panels],
                                                   _cam_title(result, maps, cohort))
     return out
+
+
+def _recalibrations(result) -> dict[str, Any]:
+    """Each labelled external cohort's calibration-in-the-large (the update the Other centres tab
+    offers first), by cohort; a cohort that cannot be recalibrated (one class) is left out."""
+    from crc_core import external as ex
+
+    out = {}
+    for cohort in ex.external_cohorts(result):
+        try:
+            out[cohort] = ex.recalibrate_cohort(result, cohort, "intercept")
+        except CrcInputError:
+            continue
+    return out
+
+
+def _compared_runs(workspace: Workspace, run) -> list[str]:
+    """The finished runs of the run's target, the run first: what the Models section compares."""
+    from crc_core.runs import RunStore
+
+    others = [r.run_id for r in RunStore(workspace).runs(target=run.target, status="done") if r.run_id != run.run_id]
+    return [run.run_id, *others]
 
 
 def _cam_title(result, maps, cohort: str) -> str:
@@ -333,7 +511,9 @@ def _cam_panels(workspace: Workspace, result, maps, cohort: str, patients: list[
         return []
     for patient, (grey, cam_map, roi) in images.items():
         truth = cam.CLASS_NAMES.get(predictions.loc[patient, "y_true"], "?")
-        caption = f"{patient}: true {truth}, p = {predictions.loc[patient, 'prob']:.2f}<br>confident {kind} call"
+        # The model's probability of the high class, in words: "p = 0.96" read as a p value.
+        caption = (f"{patient}: true {truth}, predicted probability of high {predictions.loc[patient, 'prob']:.2f}"
+                   f"<br>confident {kind} call")
         panels.append((caption, grey, cam_map, roi, patient))
     return panels
 
@@ -397,6 +577,10 @@ class _ReportContext:
         """HTML of tables and text with patient IDs pseudonymised when asked."""
         return pseudonymised_text(value, self.names) if self.pseudonymise else value
 
+    def table(self, frame: pd.DataFrame, caption: str = "") -> str:
+        """A table as HTML; pseudonymised when asked, its rows then in pseudonym order."""
+        return _table(pseudonymised_frame(frame, self.names) if self.pseudonymise else frame, caption)
+
     @property
     def random_init(self) -> bool:
         return self.run.random_init
@@ -427,7 +611,7 @@ def _table_one_section(ctx: _ReportContext) -> str:
     except CrcInputError as exc:
         return f"<p>{html.escape(str(exc))}</p>"
     notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in used_footnotes(table))
-    return ctx.text(_table(journal_view(table), "Baseline characteristics by cohort (the paper's Table 1).") + notes)
+    return ctx.text(ctx.table(journal_view(table), "Baseline characteristics by cohort (the paper's Table 1).") + notes)
 
 
 def _labels_section(ctx: _ReportContext) -> str:
@@ -438,14 +622,14 @@ def _labels_section(ctx: _ReportContext) -> str:
         return "<p>No labels yet (Labels page).</p>"
     split = read_split(ctx.workspace)
     prevalence = label_prevalence(ctx.workspace.read_table(ctx.workspace.labels_csv), split.table if split else None)
-    return ctx.text(_table(prevalence_for_people(prevalence), "Patients with each label high, by cohort."))
+    return ctx.text(ctx.table(prevalence_for_people(prevalence), "Patients with each label high, by cohort."))
 
 
 def _methods_section(ctx: _ReportContext) -> str:
     from crc_core.methods import methods_text
 
     rows = "".join(f"<dt>{html.escape(topic)}</dt><dd>{html.escape(text)}</dd>"
-                   for topic, text in methods_text(ctx.run, ctx.config.threshold_rule, ctx.config.ci_method))
+                   for topic, text in methods_text(ctx.run, ctx.result.threshold_rule, ctx.result.ci_method))
     return ctx.text(f"<dl class='methods'>{rows}</dl>")
 
 
@@ -453,12 +637,13 @@ def _models_section(ctx: _ReportContext, store) -> str:
     from crc_core.run_views import runs_overview
 
     models = runs_overview(store, status="done", target=ctx.run.target)
-    return ctx.text(_table(models, f"Every finished run of {ctx.run.target.upper()} in this workspace."))
+    compared = "".join(f"<h3>{html.escape(figure_name(stem))}</h3>{_figure(ctx.figures[stem])}"
+                       for stem in ("compare_aucs", "compare_losses", "compare_penalty") if stem in ctx.figures)
+    return ctx.text(ctx.table(models, f"Every finished run of {ctx.run.target.upper()} in this workspace.") + compared)
 
 
 def _table_two_section(ctx: _ReportContext) -> str:
-    rule = ("Youden's optimum on the training cohort, applied unchanged to the others." if ctx.result.threshold_rule == "training"
-            else "each cohort's own optimum (optimistic).")
+    rule = ctx.result.threshold_words
     method = "DeLong" if ctx.result.ci_method == "delong" else "stratified bootstrap (2000)"
     notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in ctx.result.notes)
     from crc_core import model_evaluation as me
@@ -468,20 +653,20 @@ def _table_two_section(ctx: _ReportContext) -> str:
     if ctx.config.cohorts:
         shown = [cohort_name(c) for c in ctx.config.cohorts]
         table = table[[any(str(c).startswith(k) for k in shown) for c in table["Cohort"]]]
-    return ctx.text(_table(table, f"Threshold: {rule} AUC 95% CI: {method}.") + notes)
+    return ctx.text(ctx.table(table, f"Threshold: {rule} AUC 95% CI: {method}.") + notes)
 
 
 def _figures_section(ctx: _ReportContext) -> str:
     parts = [f"<h3>{html.escape(figure_name(stem))}</h3>{_figure(figure)}" for stem, figure in ctx.figures.items()
-             if stem not in ("gradcam", "centres") and not stem.startswith("robustness")]
+             if stem not in ("gradcam", "centres") and not stem.startswith(("robustness", "compare_", "recalibration"))]
     if ctx.run.mode == "combined" and "odds_ratios" in ctx.run.info:
         from crc_core.combined_model import added_value_table, lr_test_words
 
         odds = odds_ratio_table(pd.DataFrame(ctx.run.info["odds_ratios"]))
         added = added_value_table(ctx.run)
-        parts.insert(0, _table(odds, "Combined model: odds ratios with Wald 95% CIs, fitted on the training cohort.")
+        parts.insert(0, ctx.table(odds, "Combined model: odds ratios with Wald 95% CIs, fitted on the training cohort.")
                      + (f"<p class='caption'>{html.escape(lr_test_words(ctx.run))}</p>" if lr_test_words(ctx.run) else "")
-                     + (_table(added, "What the clinical variables add to the DL model alone: category-free NRI and IDI "
+                     + (ctx.table(added, "What the clinical variables add to the DL model alone: category-free NRI and IDI "
                                       "(PredictABEL's definitions) with bootstrap 95% CIs.") if len(added) else ""))
     return "".join(parts)
 
@@ -529,7 +714,7 @@ def _robustness_section(ctx: _ReportContext) -> str:
         notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in kept.notes)
         parts = [_figure(ctx.figures[f"{stem}-{suffix}"]) for stem in ("robustness_auc", "robustness_bland_altman")
                  if f"{stem}-{suffix}" in ctx.figures]
-        out.append(_table(summary_for_people(kept), f"{_first_upper(cohort_name(kept.cohort))} cohort: the run's model on "
+        out.append(ctx.table(summary_for_people(kept), f"{_first_upper(cohort_name(kept.cohort))} cohort: the run's model on "
                                                     "crops cut with reader 2's ROI and with reader 1's eroded or dilated "
                                                     "in-plane (Zwanenburg et al. 2019): ICC(2,1) of the probabilities "
                                                     "against reader 1's, DeLong's paired test, class changes at Table 2's "
@@ -546,7 +731,26 @@ def _centres_section(ctx: _ReportContext) -> str:
         return f"<p>{html.escape(str(exc))}</p>"
     notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in comparison.notes)
     figure = ctx.figures.get("centres")
-    return ctx.text(notes + (_figure(figure) if figure is not None else ""))
+    updated = []
+    for cohort, recalibrated in _recalibrations(ctx.result).items():
+        stem = f"recalibration-{cohort.replace(':', '-')}"
+        if stem in ctx.figures:
+            updated.append(f"<h3>{html.escape(figure_name(stem))}</h3><p class='caption'>"
+                           f"{html.escape(recalibration_words(recalibrated))}</p>{_figure(ctx.figures[stem])}")
+    return ctx.text(notes + (_figure(figure) if figure is not None else "") + "".join(updated))
+
+
+def recalibration_words(recalibrated) -> str:
+    """A recalibration in a sentence: the new intercept with its CI, and the calibration intercept
+    before and after (what the update changed)."""
+    from crc_core.run_views import cohort_name
+
+    fit = recalibrated.fit
+    return (f"Updated to the {cohort_name(recalibrated.cohort)} cohort by calibration-in-the-large (R glm(y ~ "
+            f"offset(logit(p)), binomial)), fitted on its {fit['n']} patients' outcomes: intercept {fit['intercept']:.3f} "
+            f"(95% CI {fit['intercept_low']:.3f} to {fit['intercept_high']:.3f}); calibration intercept "
+            f"{recalibrated.before['intercept']:.3f} before, {recalibrated.after['intercept']:.3f} after. The numbers "
+            "after describe an updated model, not the run's.")
 
 
 def _sample_size_section(ctx: _ReportContext) -> str:
@@ -558,14 +762,14 @@ def _sample_size_section(ctx: _ReportContext) -> str:
         return f"<p>{html.escape(str(exc))}</p>"
     first = table.iloc[0]
     shown = ex.validation_size_in_words(table)[["Criterion", "Patients", "High class"]]
-    return _table(shown, f"Riley et al. 2021 (pmvalsampsize), from the {first['source_cohort']} cohort: C-statistic "
+    return ctx.table(shown, f"Riley et al. 2021 (pmvalsampsize), from the {first['source_cohort']} cohort: C-statistic "
                          f"{first['cstatistic']:.3f}, prevalence {first['prevalence']:.3f}; the largest criterion is the answer.")
 
 
 def _tripod_section(ctx: _ReportContext) -> str:
     from crc_core.tripod import NOTE, checklist
 
-    return ctx.text(_table(checklist(ctx.workspace, ctx.result), NOTE))
+    return ctx.text(ctx.table(checklist(ctx.workspace, ctx.result), NOTE))
 
 
 def _configuration_section(ctx: _ReportContext) -> str:

@@ -26,6 +26,9 @@ EVALUATION_NAMES = {"holdout": "saved split", "kfold": "k-fold", "repeated": "re
 #: Cohorts stored for other models to use, not evaluated as cohorts (a features run's out-of-fold
 #: training scores).
 AUXILIARY_COHORTS = (OUT_OF_FOLD,)
+#: The overview's names of the two training AUCs: the fitted model's own training patients give
+#: its apparent (resubstituted, so optimistic) AUC; their out-of-fold scores, an honest one.
+OVERVIEW_COHORTS = {"train": "training (apparent: resubstituted)", OUT_OF_FOLD: "training (out-of-fold)"}
 
 
 def cohort_name(cohort: str) -> str:
@@ -70,6 +73,15 @@ def summaries(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, di
     return out
 
 
+def out_of_fold_aucs(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """run id → {auc, sd, n} of the training patients' out-of-fold scores, for the runs that keep them."""
+    predictions = store.predictions(list(run_ids))
+    predictions = predictions[predictions["cohort"] == OUT_OF_FOLD]
+    aucs = grouped_auc(predictions, ["run_id"]) if len(predictions) else pd.DataFrame(columns=["run_id", "auc"])
+    return {row["run_id"]: {"auc": float(row["auc"]), "sd": math.nan, "n": 1} for _, row in aucs.iterrows()
+            if pd.notna(row["auc"])}
+
+
 def summary(store: RunStore, run_id: str) -> dict[str, dict[str, Any]]:
     """AUCs of one run, per cohort (see :func:`summaries`)."""
     return summaries(store, [run_id]).get(run_id, {})
@@ -100,14 +112,18 @@ def _last_epochs(store: RunStore, run_ids: Sequence[str]) -> dict[str, str]:
 
 def runs_overview(store: RunStore, *, status: str | None = None, target: str | None = None) -> pd.DataFrame:
     """One row per run for people: target, model, mode, evaluation, status, starting weights, the
-    AUC of each cohort (or mean ± SD over folds), a fine-tune's last epoch, and the run's id last.
-    ``status``: only runs in it (the report lists finished runs alone)."""
+    AUC of each cohort (or mean ± SD over folds) — the training cohort's labelled apparent
+    (resubstituted), beside its out-of-fold one where a run keeps those scores —, a fine-tune's
+    last epoch, and the run's id last. ``status``: only runs in it (the report lists finished runs
+    alone)."""
     runs = store.runs(target=target, status=status)
     ids = [r.run_id for r in runs]
     aucs = summaries(store, ids)  # one query for every run
+    for run_id, value in out_of_fold_aucs(store, ids).items():
+        aucs.setdefault(run_id, {})[OUT_OF_FOLD] = value
     epochs = _last_epochs(store, [r.run_id for r in runs if r.mode is RunMode.FINETUNE])
-    cohorts = sorted({c for run in aucs.values() for c in run},
-                     key=lambda c: (list(COHORT_NAMES).index(c) if c in COHORT_NAMES else 9, c))
+    order = ["train", OUT_OF_FOLD, *[c for c in COHORT_NAMES if c != "train"]]
+    cohorts = sorted({c for run in aucs.values() for c in run}, key=lambda c: (order.index(c) if c in order else 9, c))
     rows = []
     for run in runs:
         harmonised = run.config.get("harmonise", "none")
@@ -116,7 +132,7 @@ def runs_overview(store: RunStore, *, status: str | None = None, target: str | N
                "Evaluation": EVALUATION_NAMES.get(run.evaluation, run.evaluation), "Status": run.status,
                "Weights": run.starting_weights}
         for cohort in cohorts:
-            row[f"AUC {cohort_name(cohort)}"] = auc_text(aucs.get(run.run_id, {}).get(cohort, {}))
+            row[f"AUC {OVERVIEW_COHORTS.get(cohort, cohort_name(cohort))}"] = auc_text(aucs.get(run.run_id, {}).get(cohort, {}))
         if epochs:
             row["Last epoch"] = epochs.get(run.run_id, "")
         row["Run"] = run.run_id
@@ -172,3 +188,40 @@ def live_status(store: RunStore, run_id: str) -> LiveStatus:
     device = run.info.get("device", {})
     return LiveStatus(run, done, total, eta, images_per_s,
                       f"{device.get('device', '')} {device.get('precision', '')}".strip(), run.weights)
+
+
+def comparison_labels(store: RunStore, run_ids: Sequence[str]) -> dict[str, str]:
+    """Each run's short name for a chart of several: target × model · mode, random init, and the
+    end of its id (two runs of one model stay apart)."""
+    out = {}
+    for run_id in run_ids:
+        run = store.run(run_id)
+        out[run_id] = (f"{run.target.upper()} × {model_name(run)} · {MODE_NAMES[run.mode]}"
+                       f"{', random init' if run.random_init else ''} · {run_id[-4:]}")
+    return out
+
+
+def comparison_figures(store: RunStore, run_ids: Sequence[str]) -> dict[str, Any]:
+    """The Compare-runs figures of several runs, by file stem: their loss curves normalised as the
+    paper's Figure 4 (fine-tuned runs), the fast modes' penalty paths, and the AUC of every fold
+    or repeat of their held-out cohorts. Empty for fewer than two runs."""
+    from crc_core import figures
+    from crc_core.linear_models import C_GRID
+
+    run_ids = list(run_ids)
+    if len(run_ids) < 2:
+        return {}
+    short = comparison_labels(store, run_ids)
+    charts: dict[str, Any] = {}
+    steps = store.metrics(run_ids, "step")
+    curves = {short[r]: rows for r, rows in steps[steps["name"] == "train_loss"].groupby("run_id", sort=False)}
+    if curves:
+        charts["compare_losses"] = figures.normalised_losses(curves)
+    penalty = {short[r]: rows for r, rows in store.metrics(run_ids, "penalty").groupby("run_id", sort=False)}
+    if penalty:
+        charts["compare_penalty"] = figures.penalty_curves(penalty, C_GRID)
+    aucs = fold_aucs(store, run_ids)
+    held_out = aucs[aucs["cohort"].isin(HELD_OUT)]
+    if len(held_out):
+        charts["compare_aucs"] = figures.auc_by_fold(held_out, short)
+    return charts

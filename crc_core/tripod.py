@@ -173,8 +173,7 @@ def _imbalance(ctx: _Context) -> str | None:
 
 def _output(ctx: _Context) -> str | None:
     threshold = next(iter(ctx.result.metrics.values()), {}).get("threshold")
-    rule = ("Youden's optimum on the training cohort, applied unchanged to the others" if ctx.result.threshold_rule == "training"
-            else "each cohort's own Youden optimum")
+    rule = ctx.result.threshold_words.rstrip(".")
     return f"The probability of the high class; a patient is called high at ≥ {threshold:.3f} ({rule})." if threshold else None
 
 
@@ -183,10 +182,73 @@ def _external(ctx: _Context) -> list[str]:
 
 
 def _heterogeneity(ctx: _Context) -> str | None:
+    """Item 12d, the method: how cohorts and centres were kept apart and pooled."""
     external = _external(ctx)
     if not external:
         return None
-    return f"AUC per cohort and centre (validation and {', '.join(external)}) shown side by side; see item 23b."
+    harmonise = ctx.run.config.get("harmonise", "none")
+    combat = (" Features harmonised across centres by ComBat (sva::ComBat) before the model." if harmonise not in
+              ("none", None) else "")
+    return (f"Each held-out cohort evaluated on its own (validation and {', '.join(external)}); their AUCs pooled by "
+            "DerSimonian-Laird random effects on the logit AUC, with I², Cochran's Q and τ² for heterogeneity." + combat)
+
+
+def _heterogeneity_results(ctx: _Context) -> str | None:
+    """Item 23b, the results: each cohort's AUC and the pooled one with its heterogeneity."""
+    from crc_core import external as ex
+
+    if not _external(ctx):
+        return None
+    comparison = ex.compare_centres(ctx.result)
+    parts = [f"{row['label']} AUC {row['value']:.3f} ({row['low']:.3f}-{row['high']:.3f})"
+             for _, row in comparison.cohorts.iterrows()]
+    pooled = comparison.pooled
+    if pooled is not None:
+        parts.append(f"pooled {pooled['auc']:.3f} ({pooled['auc_low']:.3f}-{pooled['auc_high']:.3f}), "
+                     f"I² {pooled['i2_percent']:.0f}%, τ² {pooled['tau2']:.3f}")
+    return "; ".join(parts) + "."
+
+
+def _updating(ctx: _Context) -> str | None:
+    """Item 12f: recalibration to each labelled external cohort, or none."""
+    from crc_core.report import _recalibrations
+
+    cohorts = list(_recalibrations(ctx.result))
+    if not cohorts:
+        return "None: the model is evaluated as trained, without updating to any cohort."
+    return (f"Recalibration to {', '.join(cohorts)} by calibration-in-the-large (R glm(y ~ offset(logit(p)), binomial)), "
+            "fitted on that cohort's outcomes; every other number is the unchanged model's.")
+
+
+def _updating_results(ctx: _Context) -> str | None:
+    """Item 24: what the recalibration changed."""
+    from crc_core.report import _recalibrations, recalibration_words
+
+    updated = _recalibrations(ctx.result)
+    if not updated:
+        return "No model updating was done."
+    return " ".join(recalibration_words(r) for r in updated.values())
+
+
+def _comparison(ctx: _Context) -> str | None:
+    """Item 20c: Table 1 compares the cohorts."""
+    from crc_core.splits import read_split
+
+    if read_split(ctx.workspace) is None:
+        return None
+    external = _external(ctx)
+    return ("Table 1 of this report compares the training and validation cohorts with the paper's tests"
+            + (f"; the external cohorts ({', '.join(external)}) are described by their centres' own tables." if external
+               else "."))
+
+
+def _code(ctx: _Context) -> str | None:
+    """Item 18f: the software that computed every number."""
+    from crc_core.report import software_versions
+
+    versions = software_versions()
+    return (f"CRC-TIME {versions['CRC-TIME']} (Python {versions['Python']}); every package's version is in the "
+            "report's Software section.")
 
 
 def _characteristics(ctx: _Context) -> str | None:
@@ -236,9 +298,10 @@ FILLERS: dict[str, Callable[[_Context], str | None]] = {
     "5a": _source, "7": _preparation, "8a": _outcome, "9a": _predictors, "9b": _predictors, "10": _sample_size,
     "11": _missing, "12a": _data_use, "12b": lambda ctx: "Pixel intensities by the crop set's window; features "
     "standardised with their mean and SD learned inside each training part.", "12c": _model, "12d": _heterogeneity,
-    "12e": _measures, "12g": lambda ctx: "Each patient's probability from the model that never saw that patient "
-    "(its fold's, or the holdout model).", "13": _imbalance, "15": _output, "20b": _characteristics, "21": _counts,
-    "22": _full_model, "23a": _performance, "23b": _heterogeneity, "26": _limitations,
+    "12e": _measures, "12f": _updating, "12g": lambda ctx: "Each patient's probability from the model that never saw that patient "
+    "(its fold's, or the holdout model).", "13": _imbalance, "15": _output, "18f": _code, "20b": _characteristics, "20c": _comparison,
+    "21": _counts, "22": _full_model, "23a": _performance, "23b": _heterogeneity_results, "24": _updating_results,
+    "26": _limitations,
 }
 
 

@@ -91,8 +91,7 @@ def table_two(result: me.RunEvaluation) -> None:
     st.caption("95% CI of the AUC: " + ("DeLong (pROC::ci.auc)." if result.ci_method == "delong"
                                         else "2000 stratified bootstrap resamples, percentile interval (pROC::ci.auc).")
                + " Every proportion's Wilson 95% CI is in the downloads. Threshold: "
-               + ("Youden's optimum on the training cohort, applied unchanged to the others."
-                  if result.threshold_rule == "training" else "each cohort's own Youden optimum (optimistic)."))
+               + result.threshold_words)
     left, right = st.columns(2)
     # Built when downloaded, not on every click of the page.
     left.download_button("metrics.csv", lambda: result.metrics_table().to_csv(index=False), f"{result.run.run_id}-metrics.csv",
@@ -177,7 +176,6 @@ def delong_on_screen(pairs: pd.DataFrame) -> pd.DataFrame:
 
 # --- The page's header: which run, evaluated how ------------------------------------------------
 
-THRESHOLD_NAMES = {"training": "Youden on training, applied to all", "per_cohort": "each cohort's own (optimistic, as the paper)"}
 CI_NAMES = {"delong": "DeLong", "bootstrap": "bootstrap (2000, stratified)"}
 
 
@@ -234,7 +232,7 @@ def open_run() -> EvaluateContext:
         st.stop()
     left, middle, right = st.columns([3, 2, 2])
     run_id = _run_choice(finished, left)
-    rule = middle.radio("Threshold", me.THRESHOLD_RULES, horizontal=True, key="evaluate_rule", format_func=THRESHOLD_NAMES.get)
+    rule = middle.radio("Threshold", me.THRESHOLD_RULES, horizontal=True, key="evaluate_rule", format_func=me.THRESHOLD_RULE_NAMES.get)
     ci_method = right.radio("AUC 95% CI", ["delong", "bootstrap"], horizontal=True, key="evaluate_ci", format_func=CI_NAMES.get)
     by_id = {r.run_id: r for r in finished}
     try:

@@ -65,6 +65,47 @@ def test_odds_ratios_equal_an_unpenalised_fit_on_the_training_cohort_only(dl_run
     assert 0 < outcome["probability"][0] < outcome["probability"][-1] < 1
 
 
+def assert_round(values) -> None:
+    """Evenly spaced multiples of a step of 1, 2, 2.5 or 5 × 10^k (as R's pretty())."""
+    values = np.asarray(values, dtype=float)
+    steps = np.diff(values)
+    assert steps == pytest.approx(np.full(len(steps), steps[0]))
+    magnitude = 10 ** np.floor(np.log10(steps[0]) + 1e-9)
+    assert any(steps[0] == pytest.approx(m * magnitude) for m in (1, 2, 2.5, 5))
+    assert values / steps[0] == pytest.approx(np.round(values / steps[0]))
+
+
+def test_a_nomograms_ticks_are_round_and_its_labels_never_run_together():
+    """Found in use: age ticks at 37.2, 48.9, …, and the T levels printed over each other ("T3T2")."""
+    from crc_core import figures
+
+    coefficients = pd.Series({"const": -1.0, DL_SCORE: 1.2, "age": 0.03, "T = T2": 0.05, "T = T3": 0.12, "T = T4": 1.5})
+    ranges = {DL_SCORE: (-2.1, 2.3), "age": (31.3, 84.7), "T = T2": (0, 1), "T = T3": (0, 1), "T = T4": (0, 1)}
+    axes, outcome = nomogram_axes(coefficients, ranges, references={"T": "T1"})
+    age = axes[axes["term"] == "age"]
+    assert age["value"].min() == pytest.approx(31.3) and age["value"].max() == pytest.approx(84.7)  # the range's extent
+    shown = age[age["label"] != ""]
+    assert_round(shown["value"]) and len(shown) >= 3
+    assert shown["label"].tolist() == [f"{v:g}" for v in shown["value"]]
+
+    figure = figures.nomogram(axes, outcome, "t")
+    # Every label as drawn: (x, the line it belongs to, how far above or below it, text); a label
+    # of a scatter trace's text stands at its textposition.
+    drawn = [(a.x, a.y, a.yshift or 0, a.text) for a in figure.layout.annotations]
+    for trace in figure.data:
+        if trace.text is not None:
+            positions = trace.textposition if isinstance(trace.textposition, (list, tuple)) else [trace.textposition] * len(trace.x)
+            drawn += [(x, y, position, text) for x, y, position, text in zip(trace.x, trace.y, positions, trace.text)]
+    levels = [text for *_, text in drawn if text in ("T1", "T2", "T3", "T4")]
+    assert sorted(levels) == ["T1", "T2", "T3", "T4"]
+    # Two labels on one side of one line never overlap on the page's narrowest chart (~700 px for
+    # 120 units: a 15-px character is ~1.5 units).
+    for i, (x1, y1, shift1, text1) in enumerate(drawn):
+        for x2, y2, shift2, text2 in drawn[i + 1:]:
+            if text1 and text2 and y1 == y2 and shift1 == shift2:
+                assert abs(x1 - x2) >= 1.5 * (len(str(text1)) + len(str(text2))) / 2, (text1, text2, x1, x2)
+
+
 def test_a_constant_or_empty_variable_is_named(dl_run):
     workspace, run_id, _ = dl_run
     clinical = pd.read_csv(workspace / "clinical.csv")
@@ -121,8 +162,13 @@ def test_a_regularised_score_with_a_narrow_spread_gets_a_readable_odds_ratio(wri
     ticks = axes[axes["term"] == DL_SCORE]
     train_probs = squeezed[table["split"] == "train"]
     assert set(ticks["scale"]) == {"DL model's probability"}
-    assert float(ticks["label"].iloc[0]) == pytest.approx(train_probs.min(), abs=1e-3)
-    assert float(ticks["label"].iloc[-1]) == pytest.approx(train_probs.max(), abs=1e-3)
+    # The scale spans the training patients' DL probabilities, labelled at round ones inside them.
+    mean, sd = tight.dl_scaling
+    ends = 1 / (1 + np.exp(-(mean + sd * ticks["value"].iloc[[0, -1]].to_numpy())))
+    assert ends == pytest.approx([train_probs.min(), train_probs.max()], abs=1e-6)
+    labelled = ticks[ticks["label"] != ""]["label"].astype(float).to_numpy()
+    assert len(labelled) >= 3 and (train_probs.min() <= labelled).all() and (labelled <= train_probs.max()).all()
+    assert_round(labelled)
     printed = odds_ratio_table(pd.DataFrame({"term": ["x", "y"], "odds_ratio": [3.456e42, 0.9718], "low": [6.28e12, 0.8401],
                                              "high": [1.9e72, 1.1242], "p": [0.0051, 0.0004]}))
     assert printed["OR (95% CI)"].tolist() == ["3.46e+42 (6.28e+12–1.90e+72)", "0.972 (0.84–1.12)"]

@@ -83,3 +83,111 @@ def test_a_legend_under_the_plot_stays_inside_the_figure_whatever_the_number_of_
     legend_top_px = -layout.legend.y * plot_height  # below the plot's bottom edge
     assert legend_top_px == pytest.approx(70)
     assert legend_top_px + 26 * runs <= layout.margin.b + 1  # every entry within the figure
+
+
+def _lightness(rgb: str) -> float:
+    """CIELAB L* of an sRGB colour "rgb(r, g, b)" (D65): the lightness a reader sees."""
+    r, g, b = (float(v) / 255 for v in rgb[rgb.index("(") + 1:-1].split(","))
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    y = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return 116 * (y ** (1 / 3) if y > 216 / 24389 else (24389 / 27 * y + 16) / 116) - 16
+
+
+def test_grad_cam_is_drawn_in_a_perceptually_uniform_colour_map():
+    """Found in use: Grad-CAM in Turbo, a rainbow whose lightness rises and falls again (false edges,
+    and hot and cold alike for a colour-blind reader). The map's lightness rises steadily with the
+    value, so its order survives any colour vision and a grey print; page and report draw the same."""
+    import numpy as np
+    from plotly.colors import sample_colorscale
+
+    grey = np.zeros((8, 8))
+    roi = np.zeros((8, 8), bool)
+    roi[2:6, 2:6] = True
+    figure = figures.cam_overlays([("a", grey, np.linspace(0, 1, 64).reshape(8, 8), roi)], "t")
+    heatmaps = [trace for trace in figure.data if trace.type == "heatmap"]
+    scale = heatmaps[1].colorscale  # the map over the grey crop
+    lightness = [_lightness(c) for c in sample_colorscale([list(step) for step in scale], list(np.linspace(0, 1, 41)))]
+    assert all(b > a for a, b in zip(lightness, lightness[1:])), lightness
+    assert lightness[-1] - lightness[0] > 60  # the whole range from dark to light
+
+
+def test_a_pooled_estimate_is_drawn_as_a_diamond_across_its_ci():
+    """Found in use: the pooled AUC of the forest plot drawn as a thick bar. A meta-analysis draws it
+    as a diamond: widest (its CI) at its row, pointed above and below at its estimate."""
+    rows = pd.DataFrame({"label": ["validation", "external: A"], "value": [0.8, 0.7], "low": [0.7, 0.6], "high": [0.9, 0.8]})
+    figure = figures.forest_plot(rows, "t", pooled={"value": 0.76, "low": 0.69, "high": 0.83, "label": "pooled"})
+    ticks = dict(zip(figure.layout.yaxis.ticktext, figure.layout.yaxis.tickvals))
+    assert list(ticks) == ["validation", "external: A", "pooled"]
+    diamond = [t for t in figure.data if t.fill == "toself"][0]
+    row = ticks["pooled"]
+    corners = sorted(zip(diamond.x, diamond.y))
+    assert (min(diamond.x), max(diamond.x)) == (0.69, 0.83)  # its width: the CI
+    assert [y for x, y in corners if x in (0.69, 0.83)] == [row, row, row]  # the ends at the row (closed polygon)
+    tips = sorted(y for x, y in zip(diamond.x, diamond.y) if x == 0.76)
+    assert tips[0] < row < tips[-1] and tips[-1] - tips[0] >= 0.4  # a height: a diamond, not a bar
+    assert figure.layout.yaxis.range[0] > figure.layout.yaxis.range[1]  # the table's order, top to bottom
+
+
+def test_auc_across_folds_labels_stand_apart_and_chance_is_labelled_on_its_line():
+    """Found in use: with several runs the mean ± SD labels ran into each other above the boxes, and
+    "chance (0.5)" stood under its line (near 0.33 on a short chart)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    runs = [f"run{i}" for i in range(8)]
+    aucs = pd.DataFrame([{"run_id": r, "auc": v} for r in runs for v in rng.uniform(0.55, 0.9, 5)])
+    figure = figures.auc_by_fold(aucs, {r: f"DenseNet-121 (frozen features) k-fold {r}" for r in runs})
+    summaries = [a for a in figure.layout.annotations if "±" in a.text]
+    assert len(summaries) == 8 and len({a.y for a in summaries}) == 8  # one row each: never side by side
+    boxes = [t for t in figure.data if t.type == "box"]
+    for box, note in zip(boxes, summaries):
+        values = np.asarray(box.x if box.orientation == "h" else box.y, dtype=float)
+        assert note.text == f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+    chance = [a for a in figure.layout.annotations if a.text.startswith("chance")][0]
+    line = [s for s in figure.layout.shapes if s.line.dash == "dot"][0]
+    assert_drawn(figure, line)
+    # The label is centred on the line, along the AUC axis.
+    if line.x0 == line.x1:  # a vertical line: AUC on x
+        assert line.x0 == 0.5 and chance.x == 0.5 and chance.xref == "x" and chance.xanchor == "center"
+    else:
+        assert line.y0 == 0.5 and chance.y == 0.5 and chance.yref == "y" and chance.yanchor == "middle"
+
+
+def assert_drawn(figure, shape) -> None:
+    """A line plotly.js draws visibly: its own width or the template's default (simple_white's is 0,
+    at 30% opacity), opaque."""
+    defaults = figure.layout.template.layout.shapedefaults
+    width = shape.line.width if shape.line.width is not None else defaults.line.width
+    opacity = shape.opacity if shape.opacity is not None else defaults.opacity
+    assert width and width > 0 and (opacity is None or opacity >= 0.8), (width, opacity)
+
+
+def _outside_the_plot(annotation) -> bool:
+    return annotation.xref == "paper" and annotation.x >= 1.0 and annotation.xanchor == "left"
+
+
+def test_bland_altman_and_icc_labels_stand_beside_the_plot_not_over_its_points():
+    """Found in use: "bias 0.12" and the limits' labels written over the patients' points (and the
+    ICC line's over the features). They stand right of the plot, at their lines' heights, apart."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    first = rng.normal(0, 1, 40)
+    second = first + rng.normal(0.05, 0.02, 40)  # close limits: the labels must move apart
+    figure = figures.bland_altman(pd.Series(first), pd.Series(second), pd.Series([f"P{i}" for i in range(40)]))
+    notes = list(figure.layout.annotations)
+    assert len(notes) == 3 and all(_outside_the_plot(n) for n in notes)
+    for shape in figure.layout.shapes:
+        assert_drawn(figure, shape)
+    plot_px = figure.layout.height - figure.layout.margin.t - figure.layout.margin.b
+    low, high = figure.layout.yaxis.range
+    centres = sorted((n.y - low) / (high - low) * plot_px + (n.yshift or 0) for n in notes)
+    assert min(np.diff(centres)) >= 30  # two lines of 14-px type each
+    words = " ".join(n.text for n in notes)
+    assert "bias" in words and "upper limit" in words and "lower limit" in words
+    assert min(figure.data[0].y) >= low and max(figure.data[0].y) <= high  # every point inside the axis
+
+    features = pd.DataFrame({"feature": ["original_shape_Volume", "original_glcm_Contrast"], "icc": [0.95, 0.7]})
+    icc = figures.icc_by_feature_class(features)
+    assert [_outside_the_plot(n) for n in icc.layout.annotations] == [True]
+    assert icc.layout.annotations[0].y == 0.75 and "good reliability" in icc.layout.annotations[0].text

@@ -40,11 +40,83 @@ def test_the_training_threshold_is_applied_unchanged_and_the_table_has_the_paper
     table = result.table2()
     assert list(table.columns) == ["Model", "ACC", "AUC", "95% CI", "Sensitivity", "Specificity", "PPV", "NPV",
                                    "Precision", "Recall", "F1", "Threshold", "Cohort"]
-    assert table["Cohort"].tolist() == ["training", "validation"]
+    assert table["Cohort"].tolist() == ["training (apparent: resubstituted)", "validation"]
     per_cohort = me.evaluate_run(store, run_id, threshold_rule="per_cohort")
-    assert per_cohort.table2()["Cohort"].tolist() == ["training", "validation (own threshold: optimistic)"]
+    assert per_cohort.table2()["Cohort"].tolist() == ["training (apparent: resubstituted)", "validation (own threshold: optimistic)"]
     validation = predictions[predictions["cohort"] == "validation"]
     assert per_cohort.metrics["validation"]["threshold"] == ev.youden_threshold(validation["y_true"].astype(int), validation["prob"])
+
+
+def sklearn_youden(y, prob) -> float:
+    """Youden's optimum by scikit-learn's ROC (every threshold kept; of tied ones, the lowest). pROC
+    (and ours) puts its thresholds midway between scores, so the two give the same calls, not the
+    same number (:func:`same_calls`)."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thresholds = roc_curve(y, prob, drop_intermediate=False)
+    finite = np.isfinite(thresholds)
+    j = tpr - fpr
+    return float(thresholds[finite & np.isclose(j, j[finite].max(), rtol=0, atol=1e-12)].min())
+
+
+def same_calls(prob, threshold: float, other: float) -> bool:
+    prob = np.asarray(prob)
+    return bool(((prob >= threshold) == (prob >= other)).all())
+
+
+def test_the_default_threshold_comes_from_the_training_patients_out_of_fold_scores(tmp_path):
+    """Found in an audit: Youden on the fitted model's own training predictions (resubstituted,
+    optimistic) gave TSR 0.42 where the stored out-of-fold scores give 0.54. Where a run keeps
+    out-of-fold training scores they set the threshold by default, said as ours; the training
+    cohort's rule stays selectable; Table 2 labels the training AUC apparent and shows the
+    out-of-fold one beside it."""
+    from sklearn.metrics import roc_auc_score
+
+    from crc_core.methods import methods_text
+    from crc_core.run_views import runs_overview
+    from crc_core.runs import OUT_OF_FOLD
+
+    store = RunStore(tmp_path)
+    run_id = stored_run(store, signal=1.5)
+    train = store.predictions(run_id, "train")
+    # Out-of-fold: the same patients scored by models that never saw them — less separated, shifted.
+    rng = np.random.default_rng(5)
+    oof = train.assign(prob=1 / (1 + np.exp(-(0.6 * (2 * train["y_true"] - 1) + 0.8 + rng.normal(0, 1, len(train))))))
+    store.set_predictions(run_id, OUT_OF_FOLD, oof[["patient_id", "y_true", "prob"]])
+    y_oof, y_train = oof["y_true"].astype(int), train["y_true"].astype(int)
+    honest, resubstituted = sklearn_youden(y_oof, oof["prob"]), sklearn_youden(y_train, train["prob"])
+    assert abs(honest - resubstituted) > 0.05  # the two rules differ here
+
+    result = me.evaluate_run(store, run_id)
+    assert result.threshold_rule == "out_of_fold" and me.DEFAULT_THRESHOLD_RULE == "out_of_fold"
+    chosen = result.metrics["validation"]["threshold"]
+    assert same_calls(oof["prob"], chosen, honest) and not same_calls(oof["prob"], chosen, resubstituted)
+    assert result.metrics["train"]["threshold"] == chosen
+    validation = store.predictions(run_id, "validation")
+    called = validation["prob"] >= chosen
+    high = validation["y_true"] == 1
+    assert result.metrics["validation"]["sensitivity"] == pytest.approx((called & high).sum() / high.sum())
+    assert result.metrics["validation"]["specificity"] == pytest.approx((~called & ~high).sum() / (~high).sum())
+    table = result.table2()
+    assert table["Cohort"].tolist() == ["training (apparent: resubstituted)", "training (out-of-fold)", "validation"]
+    assert table["AUC"].tolist()[:2] == pytest.approx([roc_auc_score(y_train, train["prob"]), roc_auc_score(y_oof, oof["prob"])])
+    assert "out-of-fold" in result.threshold_words and "ours" in result.threshold_words
+    assert "ours" in dict(methods_text(result.run, result.threshold_rule))["Threshold"]
+    assert result.metrics_table()["threshold_from"].tolist()[-1] == "training patients' out-of-fold scores"
+
+    paper = me.evaluate_run(store, run_id, threshold_rule="training")
+    assert same_calls(train["prob"], paper.metrics["validation"]["threshold"], resubstituted)
+    overview = runs_overview(store).iloc[0]
+    assert overview["AUC training (apparent: resubstituted)"] == f"{roc_auc_score(y_train, train['prob']):.3f}"
+    assert overview["AUC training (out-of-fold)"] == f"{roc_auc_score(y_oof, oof['prob']):.3f}"
+
+    # A run that keeps no out-of-fold scores (a fine-tune) falls back to its training cohort, and says so.
+    plain = stored_run(store, seed=3)
+    fallback = me.evaluate_run(store, plain)
+    assert fallback.threshold_rule == "training" and any("no out-of-fold scores" in n for n in fallback.notes)
+    fallback_train = store.predictions(plain, "train")
+    assert same_calls(fallback_train["prob"], fallback.metrics["validation"]["threshold"],
+                      sklearn_youden(fallback_train["y_true"].astype(int), fallback_train["prob"]))
 
 
 def test_cohorts_that_cannot_be_evaluated_are_noted_and_the_rest_works(tmp_path):

@@ -467,7 +467,7 @@ def test_evaluate_page_opens_on_the_latest_run_and_remembers_the_choice_in_the_u
     assert app.selectbox(key="evaluate_run").value == latest
     open_view(app, "table-2")
     table = [d.value for d in app.dataframe if "Cohort" in d.value.columns][0]
-    assert table["Cohort"].tolist() == ["training", "validation"] and table["Model"].iloc[0] == "ResNet-50 (frozen features)"
+    assert table["Cohort"].tolist() == ["training (apparent: resubstituted)", "validation"] and table["Model"].iloc[0] == "ResNet-50 (frozen features)"
     assert table["AUC"].str.fullmatch(r"\d\.\d{3}").all() and table["95% CI"].str.fullmatch(r"\d\.\d{3}-\d\.\d{3}").all()
     assert [b.label for b in app.get("download_button")][:2] == ["metrics.csv", "Table 2 (Excel)"]
     charts = {view: len(open_view(app, view).get("plotly_chart")) for view in ("roc", "violin", "decision", "calibration")}
