@@ -21,7 +21,8 @@ def _output(workspace: Workspace, run: RunRecord, kind: str, pseudonymise: bool)
 
 
 #: The choices a download is built with, in the words of the page's header.
-CHOICE_WORDS = {"threshold_rule": ("threshold", {"training": "Youden on training", "per_cohort": "each cohort's own"}),
+CHOICE_WORDS = {"threshold_rule": ("threshold", {"out_of_fold": "Youden on training out-of-fold", "training": "Youden on training",
+                                                 "per_cohort": "each cohort's own"}),
                 "ci_method": ("AUC 95% CI", {"delong": "DeLong", "bootstrap": "bootstrap"})}
 
 

@@ -197,7 +197,7 @@ def test_a_report_built_with_other_choices_is_marked_out_of_date(writable_worksp
     app.radio(key="evaluate_rule").set_value("per_cohort").run()
     assert offered().startswith("Download the out-of-date report (")
     said = [w.value for w in app.warning if w.value.startswith("Out of date")]
-    assert len(said) == 1 and "threshold: Youden on training (now each cohort's own)" in said[0]
+    assert len(said) == 1 and "threshold: Youden on training out-of-fold (now each cohort's own)" in said[0]
     assert app.button(key="build_report").label == "Rebuild the report with the choices above"
     app.radio(key="evaluate_rule").set_value("training").run()
     app.multiselect(key="evaluate_cohorts").set_value(["validation"]).run()
