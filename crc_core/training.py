@@ -235,20 +235,139 @@ def train_run(workspace: Workspace, config: TrainConfig | None, *, store: RunSto
 
 def train_grid(workspace: Workspace, config: TrainConfig, *, progress: Progress | None = None, say: Say | None = None,
                job_id: str | None = None) -> list[str]:
-    """Every target × backbone of ``config``, one after the other, each its own run."""
+    """Every target × backbone of ``config``, one after the other, each its own run. A grid of
+    several runs keeps its plan in the run store first (:meth:`RunStore.set_plan`), so a Stop leaves
+    a record of the runs that never started and :func:`resume_job` goes on with them."""
     import uuid
 
     store = RunStore(workspace)
     cells = config.cells()
     group = uuid.uuid4().hex[:8] if len(cells) > 1 else None
-    ids = []
-    for i, cell in enumerate(cells):
-        def cell_progress(done: int, total: int, message: str = "", i: int = i) -> None:
-            if progress:
-                where = f" ({i + 1} of {len(cells)})" if len(cells) > 1 else ""
-                progress(i * 1000 + int(1000 * done / max(total, 1)), len(cells) * 1000, f"{cell.describe()}{where}: {message}")
+    if group:
+        store.set_plan(group, config.to_dict())
+    return _train_cells(workspace, store, cells, list(range(len(cells))), group, progress=progress, say=say, job_id=job_id)
 
-        ids.append(train_run(workspace, cell, store=store, progress=cell_progress, say=say, group_id=group, job_id=job_id))
+
+def queued_cells(store: RunStore, group_id: str | None) -> list[TrainConfig]:
+    """The runs a job of several asked for that never started (no run of its group has their target
+    and backbone), in the order they were to run; none for a single run."""
+    plan = store.plan(group_id)
+    if plan is None:
+        return []
+    started = {(r.target, r.backbone) for r in store.runs() if r.group_id == group_id}
+    return [c for c in TrainConfig.from_dict(plan, source=f"the plan of job group {group_id}").cells()
+            if (c.target, c.backbone) not in started]
+
+
+def never_started_text(cells: list[TrainConfig]) -> str:
+    """``the 1 run of this job that never started: TIL × ResNet-34 (frozen features)``."""
+    if not cells:
+        return ""
+    return (f"the {len(cells)} run{'s' if len(cells) > 1 else ''} of this job that never started: "
+            + ", ".join(c.describe() for c in cells))
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A training job with work left: its stopped or interrupted run (None when the job stopped
+    between two runs) and the runs it asked for that never started. ``run_id`` is what
+    ``crc-time train --resume`` takes to go on with both."""
+
+    run_id: str
+    stopped: Any  # the stopped or interrupted RunRecord, or None
+    queued: list[TrainConfig]
+
+    def describe(self) -> str:
+        """What Resume does, in words."""
+        rest = never_started_text(self.queued)
+        if self.stopped is None:
+            return f"The training job stopped before {rest}. Resume trains them."
+        run = self.stopped
+        head = f"Run {run.run_id} ({_described(run)}) is {run.status}: {run.message}."
+        return head + (f" Resume goes on with it, then trains {rest}." if rest else "")
+
+
+def unfinished(store: RunStore) -> list[Unfinished]:
+    """Every training job with work left, newest first: a stopped or interrupted run (with the runs
+    of its job that never started), or a job whose runs all finished but which stopped before the
+    rest of its runs started."""
+    runs = store.runs()
+    found, seen_groups = [], set()
+    for run in runs:  # newest first
+        if not run.mode.trained or run.status == "running":
+            if run.group_id:
+                seen_groups.add(run.group_id)  # a running job's queue is its own business
+            continue
+        if run.group_id in seen_groups and run.group_id:
+            continue
+        if run.status in ("stopped", "interrupted"):
+            found.append(Unfinished(run.run_id, run, queued_cells(store, run.group_id)))
+        elif run.group_id:
+            queued = queued_cells(store, run.group_id)
+            if queued and not any(r.group_id == run.group_id and r.status in ("stopped", "interrupted") for r in runs):
+                found.append(Unfinished(run.run_id, None, queued))
+        if run.group_id:
+            seen_groups.add(run.group_id)
+    return found
+
+
+def resume_job(workspace: Workspace, run_id: str, *, restart: bool = False, progress: Progress | None = None,
+               say: Say | None = None, job_id: str | None = None) -> list[str]:
+    """Go on with the job ``run_id`` belongs to: the run itself from its last checkpoints when it
+    was stopped or interrupted (``restart``: its unfinished folds from epoch 0), then every run its
+    job asked for that never started. Returns the ids of the runs trained."""
+    workspace = Workspace.of(workspace)
+    store = RunStore(workspace)
+    run = store.run(run_id)
+    queued = queued_cells(store, run.group_id)
+    plan = store.plan(run.group_id)
+    order = [(c.target, c.backbone) for c in TrainConfig.from_dict(plan).cells()] if plan else [(run.target, run.backbone)]
+    ids = []
+    if not run.done or not queued:
+        cell_progress = _cell_progress(progress, order.index((run.target, run.backbone)), len(order), _described(run))
+        ids.append(train_run(workspace, None, store=store, progress=cell_progress, say=say, job_id=job_id, resume=run_id,
+                             restart=restart))
+    positions = [order.index((c.target, c.backbone)) for c in queued]
+    return ids + _train_cells(workspace, store, queued, positions, run.group_id, progress=progress, say=say, job_id=job_id,
+                              of=len(order))
+
+
+def _described(run) -> str:
+    try:
+        return TrainConfig.from_dict(run.config).describe()
+    except CrcInputError:
+        return f"{run.target.upper()} × {run.backbone}"
+
+
+def _cell_progress(progress: Progress | None, position: int, of: int, what: str) -> Progress | None:
+    """A run's progress as part of its job: run ``position`` of ``of`` on one counter that only goes forward."""
+    if progress is None:
+        return None
+
+    def tell(done: int, total: int, message: str = "") -> None:
+        where = f" ({position + 1} of {of})" if of > 1 else ""
+        progress(position * 1000 + int(1000 * done / max(total, 1)), of * 1000, f"{what}{where}: {message}")
+
+    return tell
+
+
+def _train_cells(workspace: Workspace, store: RunStore, cells: list[TrainConfig], positions: list[int], group: str | None,
+                 *, progress: Progress | None, say: Say | None, job_id: str | None, of: int | None = None) -> list[str]:
+    """Train ``cells`` one after the other (``positions``: where each stands in its job of ``of``
+    runs). A Stop names, on the stopped run and on the terminal, the runs that never started."""
+    of = of or len(cells)
+    ids = []
+    try:
+        for cell, position in zip(cells, positions):
+            ids.append(train_run(workspace, cell, store=store, progress=_cell_progress(progress, position, of, cell.describe()),
+                                 say=say, group_id=group, job_id=job_id))
+    except (JobStopped, KeyboardInterrupt):
+        left = queued_cells(store, group)
+        mine = [r for r in store.runs() if r.group_id == group]  # newest first
+        if left and mine and say:
+            say(f"Stopped before {never_started_text(left)}; `crc-time train --resume {mine[0].run_id}` goes on with "
+                "the job and trains them.")
+        raise
     return ids
 
 
@@ -718,4 +837,4 @@ def readiness(workspace: Workspace) -> list[str]:
     return missing
 
 
-__all__ = ["TrainConfig", "FinetuneConfig", "train_run", "train_grid", "partitions", "MODES", "EVALUATIONS"]
+__all__ = ["TrainConfig", "FinetuneConfig", "train_run", "train_grid", "resume_job", "queued_cells", "unfinished", "partitions", "MODES", "EVALUATIONS"]

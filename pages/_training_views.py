@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from crc_core import figures, run_views
+from crc_core import figures, run_views, training
 from crc_core.errors import CrcInputError
 from crc_core.runs import RunMode, RunStore
 from crc_core.workspace import Workspace
@@ -81,20 +81,22 @@ def runs_table(store: RunStore) -> pd.DataFrame:
 
 
 def resume(workspace: Workspace) -> None:
-    """A stopped or interrupted run offers Resume (and, where its checkpoint is lost, a fresh start)."""
-    store = RunStore(workspace)
-    stopped = [r for r in store.runs() if r.status in ("stopped", "interrupted") and r.mode.trained]
-    if not stopped:
+    """A training job with work left offers Resume: its stopped or interrupted run goes on (or,
+    where its checkpoint is lost, starts again), then the runs the job asked for that never started."""
+    left = training.unfinished(RunStore(workspace))
+    if not left:
         return
-    run = stopped[0]
-    left, middle, right = st.columns([4, 1, 1], vertical_alignment="center")
-    left.info(f"Run {run.run_id} ({run.target.upper()} × {run_views.model_name(run)}) is {run.status}: {run.message}")
-    if middle.button("Resume", key=f"resume_{run.run_id}", type="primary",
-                     help="Goes on from the last finished epoch of each unfinished fold."):
-        _jobs.start_step(workspace, "train", args=("--resume", run.run_id))
-    if right.button("Start again", key=f"restart_{run.run_id}",
-                    help="Trains the unfinished folds again from epoch 0, forgetting their epochs."):
-        _jobs.start_step(workspace, "train", args=("--resume", run.run_id, "--restart"))
+    job = left[0]
+    columns = st.columns([4, 1, 1] if job.stopped is not None else [5, 1], vertical_alignment="center")
+    columns[0].info(job.describe())
+    if columns[1].button("Resume", key=f"resume_{job.run_id}", type="primary",
+                         help="Goes on from the last finished epoch of each unfinished fold, then trains the runs of the "
+                              "job that never started."):
+        _jobs.start_step(workspace, "train", args=("--resume", job.run_id))
+    if job.stopped is not None and columns[2].button(
+            "Start again", key=f"restart_{job.run_id}",
+            help="Trains the unfinished folds again from epoch 0, forgetting their epochs, then the runs that never started."):
+        _jobs.start_step(workspace, "train", args=("--resume", job.run_id, "--restart"))
 
 
 def compare(workspace: Workspace) -> None:
