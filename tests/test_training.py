@@ -467,8 +467,10 @@ def test_progress_says_what_the_fast_mode_is_doing(training_workspace):
     said = []
     train_run(training_workspace, TrainConfig(backbones=("resnet34",), **QUICK),
               progress=lambda done, total, message="": said.append(message))
-    assert said[0] == "features of 48 crops" and "features: 48 of 48 crops" in said
-    assert "fitting TSR" in said and said[-1].endswith("done")
+    assert said[0] == "starting · reading the labels, the split and the crops"
+    assert any(m.startswith("step 2 of 3 · features of 48 crops: 48 of 48 crops · ") for m in said)
+    assert any(m.startswith("step 3 of 3 · fitting TSR: ") and " fits · ETA " in m for m in said)
+    assert said[-1].endswith("done")
 
 
 def test_combat_harmonises_the_features_across_centres_learned_on_training_patients(training_workspace):
@@ -557,10 +559,8 @@ def test_a_job_stopped_between_its_runs_offers_to_train_the_rest(training_worksp
     with pytest.raises(JobStopped):
         train_grid(training_workspace, config, progress=stop_when_the_second_starts)
     store = RunStore(training_workspace)
-    second = next(r for r in store.runs() if r.target == "til")
-    # As if the Stop had come between the first run and the second: the second never started.
-    with store._connect(write=True) as db:
-        db.execute("DELETE FROM runs WHERE run_id = ?", (second.run_id,))
+    # The Stop came as the second run began reading its data, before it was written: it never started.
+    assert [r.target for r in store.runs()] == ["tsr"]
     (left,) = unfinished(store)
     assert left.stopped is None and store.run(left.run_id).target == "tsr"
     assert left.describe() == ("The training job stopped before the 2 runs of this job that never started: "
