@@ -489,6 +489,10 @@ class StepMeter:
         self.tell(phase, last.total if last else 1, last.total if last else 1, last.unit if last else "")
 
 
+#: What a worker says before its step's first progress (importing PyTorch alone takes seconds).
+WORKER_STARTING = "starting: loading the worker's libraries"
+
+
 class JobReporter:
     """The worker's side (the CLI's ``--job``): progress, a heartbeat thread, Stop, the outcome."""
 
@@ -499,7 +503,7 @@ class JobReporter:
         previous = read_job(self.workspace, self.folder.name)
         self.status = JobStatus(
             job_id=self.folder.name, step=step, state="running", pid=os.getpid(), host=socket.gethostname(),
-            started_at=previous.started_at if previous else now, heartbeat_at=now,
+            started_at=previous.started_at if previous else now, heartbeat_at=now, message=WORKER_STARTING,
         )
         self._lock = threading.Lock()
         self._stop_seen = threading.Event()
