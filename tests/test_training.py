@@ -326,12 +326,16 @@ def test_stop_ends_a_training_job_and_marks_its_run_stopped(training_workspace):
         while time.monotonic() < deadline and "batch" not in read_job(training_workspace, job.job_id).message:
             time.sleep(0.05)  # the batches of the next epoch, after the epoch's own line
         running = read_job(training_workspace, job.job_id).message
-        assert re.search(r"epoch \d+ of 200 · batch \d of \d · [\d.]+ images/s · ETA", running), running
+        in_progress = re.search(r"epoch (\d+) of 200 · batch (\d+) of (\d+) · [\d.]+ images/s · ETA", running)
+        assert in_progress, running
         request_stop(training_workspace, job.job_id)
-        asked = time.monotonic()
         while time.monotonic() < deadline and not read_job(training_workspace, job.job_id).finished:
             time.sleep(0.1)
-        assert time.monotonic() - asked < 10  # within the batch at hand, not the epoch
+        # Within the batch at hand, not at the end of the epoch (counted, never timed: a busy
+        # machine is slow, not wrong): the epoch in progress ends only if its last batch was at hand.
+        epoch, batch, batches = (int(n) for n in in_progress.groups())
+        finished_epochs = store.metrics([store.runs()[0].run_id], "epoch")["epoch"].nunique()
+        assert finished_epochs <= (epoch if batch == batches else epoch - 1), (finished_epochs, running)
         assert latest_job(training_workspace, "train").state == "stopped"
         run = store.runs()[0]
         assert run.status == "stopped" and f"--resume {run.run_id}" in run.message
