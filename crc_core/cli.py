@@ -265,15 +265,14 @@ def _say(line: str) -> None:
 def _cmd_train(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
     from crc_core.run_views import COHORT_NAMES, summary
     from crc_core.runs import OUT_OF_FOLD, RunStore
-    from crc_core.training import train_grid, train_run
+    from crc_core.training import resume_job, train_grid
 
     workspace = Workspace(args.workspace)
     job_id = args.job.name if args.job else None
     if args.restart and not args.resume:
         raise CrcInputError("--restart starts an interrupted run again from epoch 0: name it with --resume RUN_ID.")
     if args.resume:
-        run_ids = [train_run(workspace, None, resume=args.resume, restart=args.restart, progress=progress, say=_say,
-                             job_id=job_id)]
+        run_ids = resume_job(workspace, args.resume, restart=args.restart, progress=progress, say=_say, job_id=job_id)
     else:
         run_ids = train_grid(workspace, train_config_from_flags(args), progress=progress, say=_say, job_id=job_id)
     store = RunStore(workspace)
@@ -534,7 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--harmonise", choices=("none", "training", "transductive"),
                        help="ComBat across centres (features, radiomics): learned on the training patients, or transductive")
     train.add_argument("--centre-column", help="the clinical column naming each patient's centre (default centre)")
-    train.add_argument("--resume", metavar="RUN_ID", help="go on with a stopped or interrupted run from its last checkpoint")
+    train.add_argument("--resume", metavar="RUN_ID",
+                       help="go on with a stopped or interrupted run from its last checkpoint, then train the runs of its "
+                            "job that never started")
     train.add_argument("--restart", action="store_true",
                        help="with --resume: start the run's unfinished folds again from epoch 0 (when a checkpoint is lost)")
     _config_option(train, "training")

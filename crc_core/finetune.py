@@ -273,8 +273,10 @@ def train_one_epoch(model, optimizer, x: np.ndarray, y: np.ndarray, loss_fn, pla
     return total / max(seen, 1), seen, step
 
 
-def evaluate(model, x: np.ndarray, y: np.ndarray | None, loss_fn, plan: DevicePlan, batch_size: int = 64) -> tuple[float, np.ndarray]:
-    """The mean loss (nan without labels) and the probability of class 1 for every crop."""
+def evaluate(model, x: np.ndarray, y: np.ndarray | None, loss_fn, plan: DevicePlan, batch_size: int = 64,
+             progress: Callable[[int, int], None] | None = None) -> tuple[float, np.ndarray]:
+    """The mean loss (nan without labels) and the probability of class 1 for every crop;
+    ``progress(done, total)`` after each batch."""
     import torch
 
     model.eval()
@@ -286,6 +288,8 @@ def evaluate(model, x: np.ndarray, y: np.ndarray | None, loss_fn, plan: DevicePl
             if y is not None:
                 targets = torch.from_numpy(y[start:start + batch_size]).long().to(plan.device)
                 total += float(loss_fn(logits, targets).item()) * len(targets)
+            if progress:
+                progress(min(start + batch_size, len(x)), len(x))
     return (total / len(x) if y is not None and len(x) else math.nan), np.concatenate(probs) if probs else np.zeros(0)
 
 

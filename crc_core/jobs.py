@@ -59,6 +59,10 @@ class JobStatus:
     host: str = ""
     heartbeat_at: float = 0.0
     result: dict[str, Any] = field(default_factory=dict)
+    #: What the worker is doing now (a :class:`ProgressNote`'s phase) and the seconds it expects
+    #: the step still to take (None while unknown).
+    phase: str = ""
+    eta_s: float | None = None
 
     @property
     def fraction(self) -> float:
@@ -71,7 +75,10 @@ class JobStatus:
     def describe(self) -> str:
         """``preprocess: 120/315, started 14:02:11 on host`` for messages."""
         started = time.strftime("%H:%M:%S", time.localtime(self.started_at)) if self.started_at else "?"
-        progress = f"{self.done}/{self.total}, " if self.total else ""
+        if self.phase:
+            progress = f"{self.phase}, {100 * self.fraction:.0f}%, "
+        else:
+            progress = f"{self.done}/{self.total}, " if self.total else ""
         return f"{self.step} job {self.job_id} ({progress}started {started} on {self.host or 'an unknown host'})"
 
 
@@ -330,6 +337,162 @@ def request_stop(workspace: Workspace | Path, job_id: str) -> None:
         atomic_write_text(folder / STOP_FILE, str(time.time()))
 
 
+# ---------------------------------------------------------------------------------------------
+# Progress: one way for every worker to say what it does, how far it is and when it will be done
+
+#: The overall counter of a :class:`StepMeter` runs from 0 to this, whatever its phases count.
+METER_SCALE = 1000
+
+
+def eta_text(seconds: float | None) -> str:
+    """``00:02:41`` (or ``1.5 days``; ``—`` while unknown): the one spelling of an ETA."""
+    if seconds is None or seconds != seconds:
+        return "—"
+    seconds = max(0.0, float(seconds))
+    return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 86400:.1f} days"
+
+
+class ProgressNote(str):
+    """A progress message that carries its fields: the phase at hand, how far it is (``done`` of
+    ``total`` ``unit``), and the seconds left (``eta_s``; None until a pace is known). A plain
+    callback ``progress(done, total, message)`` reads it as the message; :class:`JobReporter`
+    writes its fields into the job's status."""
+
+    phase: str
+    done: int
+    total: int
+    unit: str
+    eta_s: float | None
+
+    def __new__(cls, text: str, *, phase: str, done: int, total: int, unit: str = "", eta_s: float | None = None):
+        note = super().__new__(cls, text)
+        note.phase, note.done, note.total, note.unit, note.eta_s = phase, int(done), int(total), unit, eta_s
+        return note
+
+    def retold(self, text: str, within: str = "") -> "ProgressNote":
+        """The same fields under other words, the phase named ``within`` a larger step (a run's
+        note inside its job's: ``TSR × ResNet-34 (1 of 2): starting``)."""
+        phase = f"{within}: {self.phase}" if within else self.phase
+        return ProgressNote(text, phase=phase, done=self.done, total=self.total, unit=self.unit, eta_s=self.eta_s)
+
+
+def retold(message: str, text: str, within: str = "") -> str:
+    """``text`` with the fields of ``message`` when it is a :class:`ProgressNote` (see
+    :meth:`ProgressNote.retold`)."""
+    return message.retold(text, within) if isinstance(message, ProgressNote) else text
+
+
+class StepMeter:
+    """The progress of one long step as named phases, one after another, on one counter that only
+    goes forward (0 … :data:`METER_SCALE`), each tick with an ETA. ``phases``: the phase names in
+    order, or name → weight (its share of the step's time, equal by default); a phase that does not
+    happen (a cache hit) is skipped over. The ETA is the phase's own pace for the rest of it, and
+    the step's pace so far for the phases after it. Every worker reports through one of these, so
+    the page, the terminal and the job's status all read the same fields."""
+
+    def __init__(self, progress: Callable[..., None] | None, phases: Sequence[str] | dict[str, float], *,
+                 clock: Callable[[], float] = time.monotonic):
+        weights = dict(phases) if isinstance(phases, dict) else {name: 1.0 for name in phases}
+        if not weights or any(w < 0 for w in weights.values()):
+            raise ValueError("a meter needs phases with weights of 0 or more")
+        self.progress = progress
+        self.names = list(weights)
+        self.weights = [float(w) for w in weights.values()]
+        self.clock = clock
+        self.started = clock()
+        self.position = -1
+        self.phase_started = self.started
+        self.counter = 0
+        self.last: ProgressNote | None = None
+        # Seconds spent in the weighted phases already over, and their weight: the step's pace.
+        self._spent, self._spent_weight = 0.0, 0.0
+
+    def extend(self, phases: Sequence[str] | dict[str, float]) -> None:
+        """Phases to come after the ones declared, once the step knows them (a run learns its
+        folds after reading its data)."""
+        weights = dict(phases) if isinstance(phases, dict) else {name: 1.0 for name in phases}
+        for name, weight in weights.items():
+            if name in self.names or weight < 0:
+                raise ValueError(f"phase {name!r} is declared already or has a negative weight")
+            self.names.append(name)
+            self.weights.append(float(weight))
+
+    def _enter(self, index: int) -> None:
+        if index != self.position:
+            now = self.clock()
+            if self.position >= 0 and self.weights[self.position] > 0:
+                self._spent += now - self.phase_started
+                self._spent_weight += self.weights[self.position]
+            self.position, self.phase_started = index, now
+
+    def _eta(self, index: int, fraction: float) -> float | None:
+        """The phase's own pace for the rest of it; the pace of the weighted phases so far (seconds
+        per unit of weight) for the phases after it. None while nothing has been measured."""
+        elapsed = self.clock() - self.phase_started
+        weight, after = self.weights[index], sum(self.weights[index + 1:])
+        measured = self._spent_weight + weight * fraction
+        pace = (self._spent + (elapsed if weight > 0 else 0.0)) / measured if measured > 0 else None
+        if fraction > 0:
+            phase_left = elapsed / fraction * (1 - fraction)
+        elif pace is not None:
+            phase_left = pace * weight
+        else:
+            return None
+        if not after:
+            return phase_left
+        return None if pace is None else phase_left + pace * after
+
+    def tell(self, phase: str, done: int, total: int, unit: str = "", detail: str = "", *, count: bool = True,
+             rate: bool = False) -> ProgressNote:
+        """Phase ``phase`` has ``done`` of ``total`` ``unit`` behind it; ``detail``: more words (a
+        batch, an epoch); ``count=False`` leaves the count to the detail; ``rate``: say the pace in
+        ``unit`` per second. Earlier phases count as done; the counter never goes back."""
+        index = self.names.index(phase)
+        # A phase told again after a later one began (a worker's stray last tick) moves nothing back.
+        self._enter(max(index, self.position))
+        total = max(int(total), 0)
+        done = min(max(int(done), 0), total) if total else 0
+        fraction = done / total if total else 0.0
+        whole = sum(self.weights) or 1.0
+        counter = int(METER_SCALE * (sum(self.weights[:index]) + self.weights[index] * fraction) / whole)
+        self.counter = max(self.counter, min(counter, METER_SCALE))
+        eta = self._eta(index, fraction)
+        words = [f"step {index + 1} of {len(self.names)} · {phase}" if len(self.names) > 1 else phase]
+        if count and total:
+            words[0] += f": {done} of {total}{' ' + unit if unit else ''}"
+        if detail:
+            words.append(detail)
+        elapsed = self.clock() - self.phase_started
+        if rate and done and elapsed > 0:
+            words.append(f"{done / elapsed:.1f} {unit or 'items'}/s")
+        if eta is not None:
+            words.append(f"ETA {eta_text(eta)}")
+        note = ProgressNote(" · ".join(words), phase=phase, done=done, total=total, unit=unit, eta_s=eta)
+        self.last = note
+        if self.progress is not None:
+            self.progress(self.counter, METER_SCALE, note)
+        return note
+
+    def part(self, phase: str, unit: str = "", *, rate: bool = False) -> Callable[..., None]:
+        """A ``progress(done, total, message="")`` callback for a library call inside ``phase``
+        (a crop run, a feature batch loop); its own message is replaced by the meter's words."""
+
+        def tell(done: int, total: int, message: str = "") -> None:
+            self.tell(phase, done, total, unit, rate=rate)
+
+        return tell
+
+    def finish(self, phase: str | None = None) -> None:
+        """The last phase (or ``phase``) is over: the counter reaches its end."""
+        phase = phase or self.names[-1]
+        last = self.last if self.last is not None and self.last.phase == phase and self.last.total else None
+        self.tell(phase, last.total if last else 1, last.total if last else 1, last.unit if last else "")
+
+
+#: What a worker says before its step's first progress (importing PyTorch alone takes seconds).
+WORKER_STARTING = "starting: loading the worker's libraries"
+
+
 class JobReporter:
     """The worker's side (the CLI's ``--job``): progress, a heartbeat thread, Stop, the outcome."""
 
@@ -340,7 +503,7 @@ class JobReporter:
         previous = read_job(self.workspace, self.folder.name)
         self.status = JobStatus(
             job_id=self.folder.name, step=step, state="running", pid=os.getpid(), host=socket.gethostname(),
-            started_at=previous.started_at if previous else now, heartbeat_at=now,
+            started_at=previous.started_at if previous else now, heartbeat_at=now, message=WORKER_STARTING,
         )
         self._lock = threading.Lock()
         self._stop_seen = threading.Event()
@@ -367,7 +530,8 @@ class JobReporter:
             self._stop_seen.set()
             raise JobStopped(f"stopped by the user at {done}/{total}")
         with self._lock:
-            self.status = replace(self.status, done=done, total=total, message=message)
+            self.status = replace(self.status, done=done, total=total, message=str(message),
+                                  phase=getattr(message, "phase", ""), eta_s=getattr(message, "eta_s", None))
         self._write()
 
     def finish(self, state: str, message: str, result: dict[str, Any] | None = None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -103,34 +104,47 @@ def _log_loss(y: np.ndarray, prob: np.ndarray) -> float:
     return float(-np.mean(y * np.log(prob) + (1 - y) * np.log(1 - prob)))
 
 
-def _fold_path(x: np.ndarray, y: np.ndarray, fitted: np.ndarray, held: np.ndarray) -> np.ndarray:
-    """The held-out patients' probabilities at every C of :data:`C_GRID` (C × held), everything
-    learned from ``fitted`` alone."""
-    scale = _Standardised(x[fitted])
-    train, test = scale(x[fitted]), scale(x[held])
-    return np.array([_logistic(c).fit(train, y[fitted]).predict_proba(test)[:, 1] for c in C_GRID])
-
-
-def fit_with_out_of_fold(features: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[LinearModel, np.ndarray]:
+def fit_with_out_of_fold(features: np.ndarray, y: np.ndarray, seed: int = 0,
+                         progress: Callable[[int, int], None] | None = None) -> tuple[LinearModel, np.ndarray]:
     """The model of :func:`fit_penalised_logistic`, and each patient's out-of-fold probability at
-    the chosen penalty (:func:`cross_fitted_predictions`), from the same fold fits."""
-    from concurrent.futures import ThreadPoolExecutor
+    the chosen penalty (:func:`cross_fitted_predictions`), from the same fold fits.
+    ``progress(done, total)`` after each of the fits (every inner fold × every C, then the final
+    one), in this thread, so a long fit moves and a Stop is heard between fits."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     x = np.asarray(features, dtype=float)
     y = np.asarray(y, dtype=int)
     folds = list(inner_folds(y, seed).split(x, y))
     if _usable_columns(x).size == 0:
         raise CrcInputError("Every feature is constant or missing on the training patients; there is nothing to learn from.")
-    with ThreadPoolExecutor() as pool:  # sklearn's solver leaves the GIL often enough for the folds to overlap
-        paths = list(pool.map(lambda fold: _fold_path(x, y, *fold), folds))
-    losses = np.array([[_log_loss(y[held], prob) for prob in path] for path, (_, held) in zip(paths, folds)])
+    total = len(folds) * len(C_GRID) + 1
+    scaled = []
+    for fitted, held in folds:  # each fold's columns and standardisation learned from its training part alone
+        scale = _Standardised(x[fitted])
+        scaled.append((scale(x[fitted]), scale(x[held])))
+    paths = np.zeros((len(folds), len(C_GRID)), dtype=object)
+    pool = ThreadPoolExecutor()  # sklearn's solver leaves the GIL often enough for the fits to overlap
+    try:
+        work = {pool.submit(lambda k, j: _logistic(float(C_GRID[j])).fit(scaled[k][0], y[folds[k][0]])
+                            .predict_proba(scaled[k][1])[:, 1], k, j): (k, j)
+                for k in range(len(folds)) for j in range(len(C_GRID))}
+        for done, future in enumerate(as_completed(work), start=1):
+            k, j = work[future]
+            paths[k, j] = future.result()
+            if progress:
+                progress(done, total)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a Stop drops the fits not yet begun
+    losses = np.array([[_log_loss(y[held], paths[k, j]) for j in range(len(C_GRID))] for k, (_, held) in enumerate(folds)])
     cv_log_loss = losses.mean(axis=0)
     chosen = int(np.argmin(cv_log_loss))  # the first (strongest penalty) of equal losses
     scale = _Standardised(x)
     model = _logistic(float(C_GRID[chosen])).fit(scale(x), y)
+    if progress:
+        progress(total, total)
     out_of_fold = np.full(len(y), np.nan)
-    for path, (_, held) in zip(paths, folds):
-        out_of_fold[held] = path[chosen]
+    for k, (_, held) in enumerate(folds):
+        out_of_fold[held] = paths[k, chosen]
     return (LinearModel(scale.mean, scale.scale, model.coef_[0].copy(), float(model.intercept_[0]), float(C_GRID[chosen]),
                         scale.kept, cv_log_loss), out_of_fold)
 

@@ -18,6 +18,7 @@ import pandas as pd
 from crc_core.configs import JsonConfig
 from crc_core.datasets import target_column
 from crc_core.errors import CrcInputError
+from crc_core.jobs import StepMeter
 from crc_core.preprocess import crops_folder, preprocess_cohort, read_crop_set
 from crc_core.runs import RunMode, RunRecord, RunStore, load_run_model
 from crc_core.tables import PATIENT_ID
@@ -150,17 +151,30 @@ def score_images(workspace: Workspace, run: RunRecord, pixels: np.ndarray, folds
     wanted = [None if f is None or f == NO_FOLD else int(f) for f in (folds if folds is not None else [None] * len(pixels))]
     out = np.full(len(pixels), np.nan)
     features = None
-    for fold in dict.fromkeys(wanted):
-        rows = np.array([w == fold for w in wanted])
+    # ``progress`` counts crops through networks, forward only: once for a features run (its folds
+    # share one backbone), once per model for a fine-tuned one.
+    groups = {fold: np.array([w == fold for w in wanted]) for fold in dict.fromkeys(wanted)}
+    passes = len(pixels) if run.mode == RunMode.FEATURES else sum(
+        int(rows.sum()) * (len(every) if fold is None else 1) for fold, rows in groups.items())
+    counted = [0]
+
+    def scored(before: int):
+        return (lambda done, total, message="": progress(before + done, passes)) if progress else None
+
+    for fold, rows in groups.items():
         models = [load_run_model(workspace, run, f) for f in (every if fold is None else [fold])]
         if run.mode == RunMode.FEATURES:
             # The folds share one frozen backbone: its features are computed once.
-            features = deep_features(models[0].network.backbone, pixels, plan, progress) if features is None else features
+            features = deep_features(models[0].network.backbone, pixels, plan, scored(0)) if features is None else features
             out[rows] = np.mean([m.linear.predict(harmonised(workspace, run, m.fold, features[rows], centres, rows))
                                  for m in models], axis=0)
-        else:
-            out[rows] = np.mean([evaluate(m.network.to(plan.device), pixels[rows], None, torch.nn.CrossEntropyLoss(), plan)[1]
-                                 for m in models], axis=0)
+            continue
+        probs = []
+        for model in models:
+            probs.append(evaluate(model.network.to(plan.device), pixels[rows], None, torch.nn.CrossEntropyLoss(), plan,
+                                  progress=scored(counted[0]))[1])
+            counted[0] += int(rows.sum())
+        out[rows] = np.mean(probs, axis=0)
     return out
 
 
@@ -236,9 +250,19 @@ def predict_cohort(workspace: Workspace, run_id: str, source: Workspace | Path, 
         raise CrcInputError(f"Run {run_id} is a combined model: it needs the clinical variables of the new patients as well; "
                             f"predict with its DL run {run.info.get('parent_run', '?')} instead.")
     check_other_patients(workspace, source)
-    crops = _crops_like_the_run(workspace, run, source, progress)
+    # One counter, one named phase after another (found in use: 120/120 of the crops, then back to
+    # 32/120 of the scores).
+    cropping, scoring = "cutting the crops like the run's", ("PyRadiomics features" if run.mode == RunMode.RADIOMICS
+                                                              else "scoring the crops")
+    meter = StepMeter(progress, {cropping: 1.0, "reading the crops": 0.1, scoring: 1.0})
+    meter.tell(cropping, 0, 1, "patients")
+    crops = _crops_like_the_run(workspace, run, source, meter.part(cropping, "patients"))
+    meter.tell("reading the crops", 0, len(crops.ok), "patients")
     ids, pixels = _images(crops)
-    probs = _probabilities(workspace, run, source, ids, pixels, progress)
+    meter.tell(scoring, 0, len(ids), "patients" if run.mode == RunMode.RADIOMICS else "crops")
+    probs = _probabilities(workspace, run, source, ids, pixels,
+                           meter.part(scoring, "patients" if run.mode == RunMode.RADIOMICS else "crops"))
+    meter.finish()
     table = pd.DataFrame({"patient_id": ids, "prob": probs})
     if source.labels_csv.exists():
         labels = source.read_table(source.labels_csv)

@@ -17,12 +17,14 @@ import pandas as pd
 from crc_core import evaluation as ev
 from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
+from crc_core.jobs import StepMeter
 from crc_core.predict import cohort_workspace
 from crc_core.preprocess import MASK_VARIANTS
 from crc_core.workspace import Workspace, atomic_write_csv
 
 VARIANT_NAMES = {"reader1": "reader 1 (the run's own)", "reader2": "reader 2", "erode1": "reader 1 eroded 1 px",
                  "erode2": "reader 1 eroded 2 px", "dilate1": "reader 1 dilated 1 px", "dilate2": "reader 1 dilated 2 px"}
+SUMMARISING = "AUC, ICC and DeLong's test per ROI"
 SUMMARY_COLUMNS = ["variant", "auc", "auc_low", "auc_high", "icc", "icc_low", "icc_high", "flips", "n", "p_vs_reader1"]
 Progress = Callable[..., None]
 
@@ -85,8 +87,7 @@ def _variant_crops(workspace: Workspace, config, variant: str, patients: list[st
     if set(patients) - set(have):
         try:
             preprocess_cohort(workspace, config, patients=patients, variant=variant, set_in_use=False, workers=None,
-                              progress=(lambda d, t, m="": progress(d, t, f"{VARIANT_NAMES[variant]}: cropping {d} of {t}"))
-                              if progress else None)
+                              progress=progress)
         except NothingCropped:
             pass  # every patient failed: each one is named below
     crops = read_crop_set(folder)
@@ -100,6 +101,11 @@ def _variant_crops(workspace: Workspace, config, variant: str, patients: list[st
         else:
             found[patient] = crop.pixels
     return found, failed
+
+
+def _phases(variant: str) -> tuple[str, str]:
+    """The two phases of one ROI variant: its crops cut, then scored by the run's model."""
+    return f"{VARIANT_NAMES[variant]}: cutting the crops", f"{VARIANT_NAMES[variant]}: scoring"
 
 
 def robustness(workspace: Workspace | Path, run_id: str, cohort: str = "validation", *,
@@ -139,27 +145,29 @@ def robustness(workspace: Workspace | Path, run_id: str, cohort: str = "validati
     if not with_second:
         raise CrcInputError(f"No patient of the {cohort} cohort has a second reader's mask (mask_r2 in {source.manifest_csv}): the "
                             "reader check compares two readers' ROIs. Add the second reader's masks on the CT & ROI page.")
-    for i, variant in enumerate(MASK_VARIANTS[1:], start=1):
+    # One counter through every ROI's two phases, each named (found in use: ~100 s phases that did not move).
+    variants = MASK_VARIANTS[1:]
+    meter = StepMeter(progress, {**{name: 1.0 for v in variants for name in _phases(v)}, SUMMARISING: 0.1})
+    for variant in variants:
+        cutting, scoring = _phases(variant)
         chosen = with_second if variant == "reader2" else patients
         skipped = {p: "no second reader's mask in manifest.csv" for p in patients if p not in chosen}
-        if progress:
-            progress(i - 1, len(MASK_VARIANTS) - 1, f"{VARIANT_NAMES[variant]}: cutting the crops")
-        pixels, failed = _variant_crops(source, config, variant, chosen, progress) if chosen else ({}, {})
+        meter.tell(cutting, 0, len(chosen), "patients")
+        pixels, failed = _variant_crops(source, config, variant, chosen, meter.part(cutting, "patients")) if chosen else ({}, {})
         left_out[variant] = {**skipped, **failed}
         if not pixels:
             continue
         ids = list(pixels)
-        if progress:
-            progress(i - 1, len(MASK_VARIANTS) - 1, f"{VARIANT_NAMES[variant]}: scoring {len(ids)} patients")
+        meter.tell(scoring, 0, len(ids), "crops")
         from crc_core.predict import centres_of
 
         probs = score_images(workspace, run, np.stack([pixels[p] for p in ids]).astype(np.float32),
-                             folds=[fold_of[p] for p in ids], centres=centres_of(source, run, ids))
+                             folds=[fold_of[p] for p in ids], centres=centres_of(source, run, ids),
+                             progress=meter.part(scoring, "crops"))
         frames.append(pd.DataFrame({"patient_id": ids, "variant": variant, "prob": probs,
                                     "y_true": stored.set_index("patient_id").loc[ids, "y_true"].to_numpy(),
                                     "fold": [fold_of[p] for p in ids]}))
-    if progress:
-        progress(len(MASK_VARIANTS) - 1, len(MASK_VARIANTS) - 1, "summarising")
+    meter.tell(SUMMARISING, 0, 1)
     scores = pd.concat(frames, ignore_index=True)
     reference = scores[scores["variant"] == "reader1"].set_index("patient_id")
     summary = []
@@ -181,6 +189,7 @@ def robustness(workspace: Workspace | Path, run_id: str, cohort: str = "validati
         elif variant == "reader1":
             row["icc"] = row["icc_low"] = row["icc_high"] = 1.0
         summary.append(row)
+    meter.finish()
     notes = [f"{len(skipped)} patient(s) left out of {VARIANT_NAMES[v]}: " + "; ".join(f"{p} ({why})" for p, why in
              list(skipped.items())[:5]) + (" …" if len(skipped) > 5 else "") for v, skipped in left_out.items() if skipped]
     return RobustnessResult(run_id, cohort, threshold, scores,

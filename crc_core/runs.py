@@ -262,6 +262,8 @@ CREATE TABLE IF NOT EXISTS predictions (
 );
 CREATE TABLE IF NOT EXISTS store (key TEXT PRIMARY KEY, value TEXT);
 """
+#: The key under which the ``store`` table keeps a group's plan (the grid a job asked for).
+_PLAN_KEY = "plan:"
 METRIC_COLUMNS = ["run_id", "fold", "scope", "epoch", "step", "name", "value", "at"]
 _RUN_COLUMNS = ("run_id, created_at, target, backbone, mode, status, message, config, info, group_id, job_id, host, pid, "
                 "heartbeat_at, finished_at")
@@ -452,7 +454,29 @@ class RunStore:
             db.execute("DELETE FROM predictions WHERE run_id = ? AND cohort = ? AND fold = ?", (run_id, cohort, fold_value))
             db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
 
+    def set_plan(self, group_id: str, config: dict[str, Any]) -> None:
+        """Keep what a job of several runs asked for (the whole grid's config), under the group id
+        its runs carry, before its first run starts: a Stop then leaves a record of the runs that
+        never started, and Resume goes on with them."""
+        with self._connect(write=True) as db:
+            db.execute("INSERT OR REPLACE INTO store VALUES (?, ?)", (_PLAN_KEY + group_id, json.dumps(config)))
+
     # -- reading (the pages, the CLI) -----------------------------------------------------------
+
+    def plan(self, group_id: str | None) -> dict[str, Any] | None:
+        """The grid config a group of runs was started with (:meth:`set_plan`), or None (a single
+        run, or a group from before plans were kept)."""
+        if not group_id:
+            return None
+        try:
+            with self._connect() as db:
+                row = db.execute("SELECT value FROM store WHERE key = ?", (_PLAN_KEY + group_id,)).fetchone()
+        except FileNotFoundError:
+            return None
+        try:
+            return json.loads(row[0]) if row else None
+        except ValueError as exc:
+            raise self._damaged(exc) from exc
 
     def _records(self, where: str = "", parameters: Sequence[Any] = ()) -> list[RunRecord]:
         try:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -31,7 +30,7 @@ from crc_core.configs import JsonConfig
 from crc_core.datasets import TARGETS, LabelledCrops, check_classes, labelled_crops, target_column
 from crc_core.errors import CrcInputError
 from crc_core.finetune import FinetuneConfig, TrainingFailed, world
-from crc_core.jobs import HEARTBEAT, JobStopped
+from crc_core.jobs import HEARTBEAT, JobStopped, ProgressNote, StepMeter, retold
 from crc_core.runs import NO_FOLD, OUT_OF_FOLD, RunFolder, RunMode, RunStore, resume_hint
 from crc_core.splits import EXTERNAL, TRAIN, VALIDATION
 from crc_core.workspace import Workspace, atomic_write_text
@@ -42,7 +41,10 @@ EVALUATIONS = ("holdout", "kfold", "repeated")
 #: training patients and applied to the rest (every centre needs training patients); or fitted on
 #: every patient of the partition, validation and external ones too (transductive, named so).
 HARMONISATIONS = ("none", "training", "transductive")
-#: ``progress(done, total, message)``: how far the run is, in words a user reads.
+#: The first phase of every run: reading its data, building its network, loading its weights.
+STARTING = "starting"
+#: ``progress(done, total, message)``: how far the run is, in words a user reads (a
+#: :class:`crc_core.jobs.ProgressNote`, with its phase and ETA).
 Progress = Callable[..., None]
 Say = Callable[[str], None]
 
@@ -197,6 +199,8 @@ def train_run(workspace: Workspace, config: TrainConfig | None, *, store: RunSto
         run_id = None
     if size > 1 and config.mode != RunMode.FINETUNE:
         raise CrcInputError("torchrun spreads fine-tuning over processes; run the features and radiomics modes without it.")
+    meter = StepMeter(progress, {STARTING: 0.0})
+    meter.tell(STARTING, 0, 1, detail="reading the labels, the split and the crops", count=False)
     data = labelled_crops(workspace, config.target, crop_key=config.crop_key, allow_missing_crops=config.allow_missing_crops)
     parts = partitions(workspace, data, config)
     _check_weights(config)
@@ -215,7 +219,7 @@ def train_run(workspace: Workspace, config: TrainConfig | None, *, store: RunSto
     if size > 1:
         _share_run_id(run_id, config.device)
         store.update(run_id, info={"world_size": size})
-    ctx = RunContext(workspace, store, run_id, config, len(parts), progress, say)
+    ctx = RunContext(workspace, store, run_id, config, len(parts), progress, say, meter=meter)
     try:
         with HEARTBEAT.beating(lambda: store.heartbeat(run_id)):
             if not ctx.folder.partitions.exists():
@@ -234,26 +238,147 @@ def train_run(workspace: Workspace, config: TrainConfig | None, *, store: RunSto
         store.finish(run_id, "failed", f"unexpected error: {exc!r}")
         raise
     store.finish(run_id, "done", " ".join(dict.fromkeys(ctx.notes + data.warnings)))
-    ctx.tell(f"{config.describe()}: done", done=True)
+    if progress:
+        progress(1, 1, ProgressNote(f"{config.describe()}: done", phase="done", done=1, total=1, eta_s=0.0))
     return run_id
 
 
 def train_grid(workspace: Workspace, config: TrainConfig, *, progress: Progress | None = None, say: Say | None = None,
                job_id: str | None = None) -> list[str]:
-    """Every target × backbone of ``config``, one after the other, each its own run."""
+    """Every target × backbone of ``config``, one after the other, each its own run. A grid of
+    several runs keeps its plan in the run store first (:meth:`RunStore.set_plan`), so a Stop leaves
+    a record of the runs that never started and :func:`resume_job` goes on with them."""
     import uuid
 
     store = RunStore(workspace)
     cells = config.cells()
     group = uuid.uuid4().hex[:8] if len(cells) > 1 else None
-    ids = []
-    for i, cell in enumerate(cells):
-        def cell_progress(done: int, total: int, message: str = "", i: int = i) -> None:
-            if progress:
-                where = f" ({i + 1} of {len(cells)})" if len(cells) > 1 else ""
-                progress(i * 1000 + int(1000 * done / max(total, 1)), len(cells) * 1000, f"{cell.describe()}{where}: {message}")
+    if group:
+        store.set_plan(group, config.to_dict())
+    return _train_cells(workspace, store, cells, list(range(len(cells))), group, progress=progress, say=say, job_id=job_id)
 
-        ids.append(train_run(workspace, cell, store=store, progress=cell_progress, say=say, group_id=group, job_id=job_id))
+
+def queued_cells(store: RunStore, group_id: str | None) -> list[TrainConfig]:
+    """The runs a job of several asked for that never started (no run of its group has their target
+    and backbone), in the order they were to run; none for a single run."""
+    plan = store.plan(group_id)
+    if plan is None:
+        return []
+    started = {(r.target, r.backbone) for r in store.runs() if r.group_id == group_id}
+    return [c for c in TrainConfig.from_dict(plan, source=f"the plan of job group {group_id}").cells()
+            if (c.target, c.backbone) not in started]
+
+
+def never_started_text(cells: list[TrainConfig]) -> str:
+    """``the 1 run of this job that never started: TIL × ResNet-34 (frozen features)``."""
+    if not cells:
+        return ""
+    return (f"the {len(cells)} run{'s' if len(cells) > 1 else ''} of this job that never started: "
+            + ", ".join(c.describe() for c in cells))
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A training job with work left: its stopped or interrupted run (None when the job stopped
+    between two runs) and the runs it asked for that never started. ``run_id`` is what
+    ``crc-time train --resume`` takes to go on with both."""
+
+    run_id: str
+    stopped: Any  # the stopped or interrupted RunRecord, or None
+    queued: list[TrainConfig]
+
+    def describe(self) -> str:
+        """What Resume does, in words."""
+        rest = never_started_text(self.queued)
+        if self.stopped is None:
+            return f"The training job stopped before {rest}. Resume trains them."
+        run = self.stopped
+        head = f"Run {run.run_id} ({_described(run)}) is {run.status}: {run.message}."
+        return head + (f" Resume goes on with it, then trains {rest}." if rest else "")
+
+
+def unfinished(store: RunStore) -> list[Unfinished]:
+    """Every training job with work left, newest first: a stopped or interrupted run (with the runs
+    of its job that never started), or a job whose runs all finished but which stopped before the
+    rest of its runs started."""
+    runs = store.runs()
+    found, seen_groups = [], set()
+    for run in runs:  # newest first
+        if not run.mode.trained or run.status == "running":
+            if run.group_id:
+                seen_groups.add(run.group_id)  # a running job's queue is its own business
+            continue
+        if run.group_id in seen_groups and run.group_id:
+            continue
+        if run.status in ("stopped", "interrupted"):
+            found.append(Unfinished(run.run_id, run, queued_cells(store, run.group_id)))
+        elif run.group_id:
+            queued = queued_cells(store, run.group_id)
+            if queued and not any(r.group_id == run.group_id and r.status in ("stopped", "interrupted") for r in runs):
+                found.append(Unfinished(run.run_id, None, queued))
+        if run.group_id:
+            seen_groups.add(run.group_id)
+    return found
+
+
+def resume_job(workspace: Workspace, run_id: str, *, restart: bool = False, progress: Progress | None = None,
+               say: Say | None = None, job_id: str | None = None) -> list[str]:
+    """Go on with the job ``run_id`` belongs to: the run itself from its last checkpoints when it
+    was stopped or interrupted (``restart``: its unfinished folds from epoch 0), then every run its
+    job asked for that never started. Returns the ids of the runs trained."""
+    workspace = Workspace.of(workspace)
+    store = RunStore(workspace)
+    run = store.run(run_id)
+    queued = queued_cells(store, run.group_id)
+    plan = store.plan(run.group_id)
+    order = [(c.target, c.backbone) for c in TrainConfig.from_dict(plan).cells()] if plan else [(run.target, run.backbone)]
+    ids = []
+    if not run.done or not queued:
+        cell_progress = _cell_progress(progress, order.index((run.target, run.backbone)), len(order), _described(run))
+        ids.append(train_run(workspace, None, store=store, progress=cell_progress, say=say, job_id=job_id, resume=run_id,
+                             restart=restart))
+    positions = [order.index((c.target, c.backbone)) for c in queued]
+    return ids + _train_cells(workspace, store, queued, positions, run.group_id, progress=progress, say=say, job_id=job_id,
+                              of=len(order))
+
+
+def _described(run) -> str:
+    try:
+        return TrainConfig.from_dict(run.config).describe()
+    except CrcInputError:
+        return f"{run.target.upper()} × {run.backbone}"
+
+
+def _cell_progress(progress: Progress | None, position: int, of: int, what: str) -> Progress | None:
+    """A run's progress as part of its job: run ``position`` of ``of`` on one counter that only goes forward."""
+    if progress is None:
+        return None
+
+    def tell(done: int, total: int, message: str = "") -> None:
+        where = f" ({position + 1} of {of})" if of > 1 else ""
+        # The note keeps its fields (phase, ETA of the run at hand) under the job's words.
+        progress(position * 1000 + int(1000 * done / max(total, 1)), of * 1000, retold(message, f"{what}{where}: {message}", f"{what}{where}"))
+
+    return tell
+
+
+def _train_cells(workspace: Workspace, store: RunStore, cells: list[TrainConfig], positions: list[int], group: str | None,
+                 *, progress: Progress | None, say: Say | None, job_id: str | None, of: int | None = None) -> list[str]:
+    """Train ``cells`` one after the other (``positions``: where each stands in its job of ``of``
+    runs). A Stop names, on the stopped run and on the terminal, the runs that never started."""
+    of = of or len(cells)
+    ids = []
+    try:
+        for cell, position in zip(cells, positions):
+            ids.append(train_run(workspace, cell, store=store, progress=_cell_progress(progress, position, of, cell.describe()),
+                                 say=say, group_id=group, job_id=job_id))
+    except (JobStopped, KeyboardInterrupt):
+        left = queued_cells(store, group)
+        mine = [r for r in store.runs() if r.group_id == group]  # newest first
+        if left and mine and say:
+            say(f"Stopped before {never_started_text(left)}; `crc-time train --resume {mine[0].run_id}` goes on with "
+                "the job and trains them.")
+        raise
     return ids
 
 
@@ -406,6 +531,20 @@ class RunContext:
     progress: Progress | None = None
     say: Say | None = None
     notes: list[str] = field(default_factory=list)
+    #: The run's progress, phase by phase (:class:`crc_core.jobs.StepMeter`); each mode declares its phases.
+    meter: StepMeter | None = None
+
+    def __post_init__(self) -> None:
+        if self.meter is None:
+            self.meter = StepMeter(self.progress, {STARTING: 0.0})
+
+    def starting(self, what: str) -> None:
+        """Say what the run does before its first batch or feature (minutes on a CPU, found in use)."""
+        self.meter.tell(STARTING, 0, 1, detail=what, count=False)
+
+    def fit_phase(self, part: "Partition") -> str:
+        where = self.part_name(part)
+        return f"fitting {self.config.target.upper()}" + (f", {where}" if where else "")
 
     @property
     def folder(self) -> RunFolder:
@@ -414,14 +553,6 @@ class RunContext:
     def sink(self, fold: int | None) -> Callable[[list], None]:
         """Where one fold's metric rows go."""
         return lambda rows: self.store.add_metrics(self.run_id, rows, fold=fold)
-
-    def tell(self, message: str, done: int | bool = 0, total: int = 1, *, line: bool = False) -> None:
-        """Progress for the page (``done`` of ``total``, in words) and, with ``line``, a line for
-        a terminal or the job's log."""
-        if self.progress:
-            self.progress(int(total if done is True else done), total, message)
-        if line and self.say:
-            self.say(message)
 
     def note_weights(self, weights) -> None:
         """Record where the network's weights came from, as soon as that is known, so the page
@@ -485,11 +616,12 @@ def _fast_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition], fea
 
     centres = _centres(ctx, data) if ctx.config.harmonise != "none" else None
     raw = features
-    for i, part in enumerate(parts):
-        where = ctx.part_name(part)
-        ctx.tell(f"fitting {ctx.config.target.upper()}" + (f", {where}" if where else ""), i, len(parts))
+    for part in parts:
+        phase = ctx.fit_phase(part)
+        ctx.meter.tell(phase, 0, 1, "fits")
         features = raw if centres is None else _harmonised(ctx, part, raw, centres)
-        model, out_of_fold = fit_with_out_of_fold(features[part.train], part.y[part.train], seed=ctx.config.seed)
+        model, out_of_fold = fit_with_out_of_fold(features[part.train], part.y[part.train], seed=ctx.config.seed,
+                                                  progress=ctx.meter.part(phase, "fits"))
         model.save(ctx.folder.linear_model(part.fold))
         probs = {cohort: model.predict(features[mask]) for cohort, mask in part.predict.items()}
         if part.fold is None:
@@ -498,24 +630,32 @@ def _fast_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition], fea
         # The fast mode's training curve: cross-validated log-loss along the penalty path.
         ctx.sink(part.fold)([("model", 0, 0, "penalty_C", model.c)]
                             + [("penalty", i_c, 0, "cv_log_loss", loss) for i_c, loss in enumerate(model.cv_log_loss)])
-    ctx.tell(f"fitted {ctx.config.target.upper()}", len(parts), len(parts))
+
+
+def _fit_phases(ctx: RunContext, parts: list[Partition]) -> dict[str, float]:
+    """The fits of the fast modes, together about as long as the features before them."""
+    return {ctx.fit_phase(p): 1.0 / len(parts) for p in parts}
 
 
 def _features_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition]) -> None:
     from crc_core.features import cached_deep_features
 
     config = ctx.config
+    phase = f"features of {len(data)} crops"
+    ctx.meter.extend({phase: 1.0, **_fit_phases(ctx, parts)})
+    ctx.starting("choosing the device")
     plan = _plan(config)
     ctx.store.update(ctx.run_id, info={"device": plan.to_dict()})
+    ctx.starting(f"building {BACKBONES[config.backbone].title} and loading its weights")
 
-    def crops_done(done: int, total: int, message: str = "") -> None:
-        ctx.tell(f"features: {done} of {total} crops", done, total)
+    def weights_known(weights) -> None:
+        ctx.note_weights(weights)
+        ctx.starting("looking for the features in the cache, else loading the crops")
 
-    ctx.tell(f"features of {len(data)} crops", 0, len(data))
     features, weights, cached = cached_deep_features(
         ctx.workspace, config.backbone, data.crops.key, data.patient_ids, data.images, plan, weights=config.weights,
         download=config.download_weights, require_pretrained=config.require_pretrained, seed=config.seed,
-        progress=crops_done, on_weights=ctx.note_weights,
+        progress=ctx.meter.part(phase, "crops", rate=True), on_weights=weights_known,
     )
     ctx.store.update(ctx.run_id, info={"features_cached": cached, "feature_dim": int(features.shape[1])})
     _fast_mode(ctx, data, parts, features)
@@ -524,10 +664,11 @@ def _features_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition])
 def _radiomics_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition]) -> None:
     from crc_core.features import radiomics_table
 
-    def done(done: int, total: int, message: str = "") -> None:
-        ctx.tell(f"PyRadiomics features: {done} of {total} patients", done, total)
-
-    table, cached = radiomics_table(ctx.workspace, data.patient_ids, label=ctx.config.radiomics_label, progress=done)
+    phase = f"PyRadiomics features of {len(data)} patients"
+    ctx.meter.extend({phase: 1.0, **_fit_phases(ctx, parts)})
+    ctx.meter.tell(phase, 0, len(data), "patients")
+    table, cached = radiomics_table(ctx.workspace, data.patient_ids, label=ctx.config.radiomics_label,
+                                    progress=ctx.meter.part(phase, "patients"))
     ctx.store.update(ctx.run_id, info={"features_cached": cached, "feature_dim": int(table.shape[1]),
                                        "weights": {"pretrained": False, "source": "handcrafted", "path": "", "note": ""}})
     _fast_mode(ctx, data, parts, table.to_numpy(dtype=float))
@@ -540,15 +681,21 @@ def _finetune_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition])
     from crc_core.finetune import batches_per_epoch, evaluate, fit, read_checkpoint
 
     config, tune = ctx.config, ctx.config.finetune
+    left = [p for p in parts if not ctx.folder.done_marker(p.fold).exists()]  # a resumed run keeps what finished
+    phases = {p.fold: "fine-tuning" + (f", {ctx.part_name(p)}" if p.fold is not None else "") for p in left}
+    ctx.meter.extend(list(phases.values()))
+    ctx.starting("measuring the precision on this machine" if config.device in ("auto", "cpu") and config.precision == "auto"
+                 else "choosing the device")
     plan = _plan(config, data)
     rank = world()[0]
     ctx.store.update(ctx.run_id, info={"device": plan.to_dict(), "setting_sources": tune.sources(), "selection_note":
                                        SELECTION_NOTE if tune.selection == "validation_loss" else "inner split of the training cohort"})
+    ctx.starting(f"loading {len(data)} crops into memory")
     images = data.images()
-    done_before = sum(ctx.folder.done_marker(p.fold).exists() for p in parts)
-    for i, part in enumerate(parts):
-        if ctx.folder.done_marker(part.fold).exists():
-            continue  # a resumed run keeps what finished
+    name = BACKBONES[config.backbone].title
+    for part in left:
+        phase = phases[part.fold]
+        ctx.meter.tell(phase, 0, 1, detail=f"building {name} and loading its weights", count=False)
         torch.manual_seed(config.seed)
         model, weights = classifier(config.backbone, weights=config.weights, download=config.download_weights,
                                     require_pretrained=config.require_pretrained)
@@ -564,21 +711,22 @@ def _finetune_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition])
         batches = batches_per_epoch(int(train_mask.sum()), tune.batch_size)
         if rank == 0:
             ctx.store.update(ctx.run_id, info={"batches_per_epoch": batches, "batch_size": tune.batch_size})
-        where = ctx.part_name(part)
-        prefix = f"{where} · " if where else ""
-        clock = _Clock(tune.epochs * batches * (len(parts) - done_before) , time.monotonic())
-        offset = (i - done_before) * tune.epochs * batches
+        # Counted from where this process began, so a resumed fold's pace is its own.
+        begun = (int(state["epoch"]) + 1) * batches if state is not None else 0
+        total = max(tune.epochs * batches - begun, 1)
 
-        def on_batch(b, prefix=prefix, offset=offset, clock=clock, batches=batches) -> None:
-            finished = offset + b.epoch * batches + b.batch
-            ctx.tell(f"{prefix}epoch {b.epoch + 1} of {tune.epochs} · batch {b.batch} of {b.batches} · "
-                     f"{b.images_per_s:.1f} images/s · ETA {clock.eta(finished)}", finished, clock.total)
+        def on_batch(b, phase=phase, batches=batches, begun=begun, total=total) -> None:
+            ctx.meter.tell(phase, b.epoch * batches + b.batch - begun, total, count=False,
+                           detail=f"epoch {b.epoch + 1} of {tune.epochs} · batch {b.batch} of {b.batches} · "
+                                  f"{b.images_per_s:.1f} images/s")
 
-        def on_epoch(numbers: dict, prefix=prefix, offset=offset, clock=clock, batches=batches) -> None:
-            finished = offset + (int(numbers["epoch"]) + 1) * batches
-            ctx.tell(f"{prefix}epoch {int(numbers['epoch']) + 1}/{tune.epochs} · train loss {numbers['train_loss']:.4f} · "
-                     f"selection loss {numbers['val_loss']:.4f} · selection AUC {numbers['val_auc']:.3f} · "
-                     f"{numbers['images_per_s']:.1f} images/s · ETA {clock.eta(finished)}", finished, clock.total, line=True)
+        def on_epoch(numbers: dict, phase=phase, batches=batches, begun=begun, total=total) -> None:
+            epoch = int(numbers["epoch"])
+            note = ctx.meter.tell(phase, (epoch + 1) * batches - begun, total, count=False, detail=(
+                f"epoch {epoch + 1}/{tune.epochs} · train loss {numbers['train_loss']:.4f} · selection loss "
+                f"{numbers['val_loss']:.4f} · selection AUC {numbers['val_auc']:.3f} · {numbers['images_per_s']:.1f} images/s"))
+            if ctx.say:
+                ctx.say(str(note))
 
         result = fit(model, (images[train_mask], part.y[train_mask]), (images[select_mask], part.y[select_mask]), tune, plan,
                      ctx.folder.best_checkpoint(part.fold), ctx.folder.last_checkpoint(part.fold), seed=config.seed,
@@ -592,21 +740,6 @@ def _finetune_mode(ctx: RunContext, data: LabelledCrops, parts: list[Partition])
         ctx.store.update(ctx.run_id, info={f"best_epoch{'' if part.fold is None else '-' + str(part.fold)}": result.best_epoch,
                                            f"stopped_early{'' if part.fold is None else '-' + str(part.fold)}": result.stopped_early})
         atomic_write_text(ctx.folder.done_marker(part.fold), str(result.best_epoch))
-
-
-@dataclass
-class _Clock:
-    """ETA from the batches done so far in this process (the first batches give the first one)."""
-
-    total: int
-    started: float
-
-    def eta(self, finished: int) -> str:
-        elapsed = time.monotonic() - self.started
-        if finished <= 0 or elapsed <= 0:
-            return "—"
-        seconds = elapsed / finished * max(self.total - finished, 0)
-        return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 86400:.1f} days"
 
 
 def _selection(data: LabelledCrops, part: Partition, tune: FinetuneConfig, seed: int) -> np.ndarray:
@@ -715,4 +848,4 @@ def readiness(workspace: Workspace) -> list[str]:
     return missing
 
 
-__all__ = ["TrainConfig", "FinetuneConfig", "train_run", "train_grid", "partitions", "MODES", "EVALUATIONS"]
+__all__ = ["TrainConfig", "FinetuneConfig", "train_run", "train_grid", "resume_job", "queued_cells", "unfinished", "partitions", "MODES", "EVALUATIONS"]

@@ -65,7 +65,7 @@ def follow_job(root: str, job_id: str, what: str) -> None:
     if status.message:
         text = f"{what}: {status.message}"
     else:
-        text = f"{what}: {status.done} of {status.total}" if status.total else f"{what}: starting"
+        text = f"{what}: {status.done} of {status.total}" if status.total else f"{what}: starting the worker"
     left.progress(status.fraction, text=text)
     if right.button("Stop", key=f"stop_{job_id}",
                     help=STOP_HELP.get(status.step, "The worker finishes the patient at hand and stops.")):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from crc_core import figures, run_views
+from crc_core import figures, run_views, training
 from crc_core.errors import CrcInputError
 from crc_core.runs import RunMode, RunStore
 from crc_core.workspace import Workspace
@@ -33,10 +33,19 @@ def _new_metrics(store: RunStore, run_id: str) -> pd.DataFrame:
     return fresh
 
 
+def epoch_in_progress(status: run_views.LiveStatus) -> str:
+    """``1 of 2`` while the first of two epochs trains (found in use: "0/2" while the bar moved)."""
+    if not status.epochs_total:
+        return status.epoch_text
+    return f"{min(status.epochs_done + 1, status.epochs_total)} of {status.epochs_total}"
+
+
 @st.fragment(run_every=2.0)
-def live(root: str) -> None:
-    """The run being trained: epoch of all its folds' epochs, ETA, speed, device, weights, its
-    curves, and the runs table as each run starts and ends, every 2 s."""
+def live(root: str, followed: bool = False) -> None:
+    """The run being trained: the epoch in progress of all its folds' epochs, device, weights, its
+    curves, and the runs table as each run starts and ends, every 2 s. ``followed``: the job's
+    progress bar above already says the time left and the speed, so they are not said twice (a run
+    resumed from a terminal has no bar: then they are here)."""
     store = RunStore(Workspace(Path(root)))
     try:
         current = store.runs(status="running")
@@ -48,13 +57,16 @@ def live(root: str) -> None:
         run = status.run
         st.markdown(f"**Now training: {run.target.upper()} × {run_views.model_name(run)} "
                     f"({run_views.MODE_NAMES[run.mode]})** · run `{run.run_id}`")
+        finetune = run.mode is RunMode.FINETUNE
         columns = st.columns(4)
-        if run.mode is RunMode.FINETUNE:
-            columns[0].metric("Epoch (all folds)" if int(run.info.get("n_partitions", 1)) > 1 else "Epoch", status.epoch_text)
-            columns[1].metric("Time left", status.eta_text)
-            columns[2].metric("Images/s", f"{status.images_per_s:.1f}" if status.images_per_s else "—")
+        if finetune:
+            columns[0].metric("Epoch (all folds)" if int(run.info.get("n_partitions", 1)) > 1 else "Epoch",
+                              epoch_in_progress(status))
+            if not followed:
+                columns[1].metric("Time left", status.eta_text)
+                columns[2].metric("Images/s", f"{status.images_per_s:.1f}" if status.images_per_s else "—")
         # A fast or radiomics run has no epochs: its progress is the line in words above.
-        columns[3 if run.mode is RunMode.FINETUNE else 0].metric("Device", status.device or "choosing…")
+        columns[(1 if followed else 3) if finetune else 0].metric("Device", status.device or "choosing…")
         if run.random_init:
             st.warning("Random initialisation: this backbone starts without ImageNet weights "
                        f"({status.weights.get('note') or 'none found'}); its results are not the paper's models.")
@@ -81,20 +93,22 @@ def runs_table(store: RunStore) -> pd.DataFrame:
 
 
 def resume(workspace: Workspace) -> None:
-    """A stopped or interrupted run offers Resume (and, where its checkpoint is lost, a fresh start)."""
-    store = RunStore(workspace)
-    stopped = [r for r in store.runs() if r.status in ("stopped", "interrupted") and r.mode.trained]
-    if not stopped:
+    """A training job with work left offers Resume: its stopped or interrupted run goes on (or,
+    where its checkpoint is lost, starts again), then the runs the job asked for that never started."""
+    left = training.unfinished(RunStore(workspace))
+    if not left:
         return
-    run = stopped[0]
-    left, middle, right = st.columns([4, 1, 1], vertical_alignment="center")
-    left.info(f"Run {run.run_id} ({run.target.upper()} × {run_views.model_name(run)}) is {run.status}: {run.message}")
-    if middle.button("Resume", key=f"resume_{run.run_id}", type="primary",
-                     help="Goes on from the last finished epoch of each unfinished fold."):
-        _jobs.start_step(workspace, "train", args=("--resume", run.run_id))
-    if right.button("Start again", key=f"restart_{run.run_id}",
-                    help="Trains the unfinished folds again from epoch 0, forgetting their epochs."):
-        _jobs.start_step(workspace, "train", args=("--resume", run.run_id, "--restart"))
+    job = left[0]
+    columns = st.columns([4, 1, 1] if job.stopped is not None else [5, 1], vertical_alignment="center")
+    columns[0].info(job.describe())
+    if columns[1].button("Resume", key=f"resume_{job.run_id}", type="primary",
+                         help="Goes on from the last finished epoch of each unfinished fold, then trains the runs of the "
+                              "job that never started."):
+        _jobs.start_step(workspace, "train", args=("--resume", job.run_id))
+    if job.stopped is not None and columns[2].button(
+            "Start again", key=f"restart_{job.run_id}",
+            help="Trains the unfinished folds again from epoch 0, forgetting their epochs, then the runs that never started."):
+        _jobs.start_step(workspace, "train", args=("--resume", job.run_id, "--restart"))
 
 
 def compare(workspace: Workspace) -> None:

@@ -33,9 +33,13 @@ def sourced(label: str, setting: str) -> str:
 
 with st.form("train"):
     left, middle, right = st.columns(3)
-    targets = left.multiselect("Targets", list(TARGETS), default=["tsr"],
-                               format_func=lambda t: f"{t.upper()}: {TARGETS[t][1]}")
-    backbones = middle.multiselect("Backbones", list(BACKBONES), default=["densenet121"],
+    # wrap: directly in a column, Streamlit keeps the chips on one scrolling row, and all but the
+    # last chosen were out of sight (found in use).
+    # Short chips, what each means in the help: a chip of a narrow column shows a dozen letters.
+    targets = left.multiselect("Targets", list(TARGETS), default=["tsr"], format_func=str.upper, wrap=True,
+                               help="Each target × backbone is its own run. "
+                                    + "; ".join(f"**{t.upper()}**: {TARGETS[t][1]}" for t in TARGETS) + ".")
+    backbones = middle.multiselect("Backbones", list(BACKBONES), default=["densenet121"], wrap=True,
                                    format_func=lambda b: BACKBONES[b].title, help="Each target × backbone is its own run.")
     mode = right.radio("Mode", training.MODES, format_func={
         "features": "frozen features + logistic regression (fast, CPU)", "finetune": "fine-tune (the paper; GPU)",
@@ -112,7 +116,7 @@ def overtaken(job) -> bool:
 job, running = _jobs.show_job(workspace, "train", "Training", settled=overtaken)
 if running or any(r.status == "running" for r in runs):
     # A run resumed from a terminal is followed here too: the store, not the job, says it runs.
-    _training_views.live(str(workspace.root))
+    _training_views.live(str(workspace.root), followed=running)
 else:
     _training_views.resume(workspace)
     _training_views.runs_table(RunStore(workspace))
