@@ -730,6 +730,10 @@ def _centres_section(ctx: _ReportContext) -> str:
     except CrcInputError as exc:
         return f"<p>{html.escape(str(exc))}</p>"
     notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in comparison.notes)
+    # The table first: each cohort's AUC with the CI Table 2 gives it, the pooled CI named apart.
+    notes = ctx.table(ex.centre_table(comparison), "AUC by held-out cohort and centre. Each cohort's CI is Table 2's; "
+                                                   "the pooled CI is computed on the logit scale, where pooling "
+                                                   "happens.") + notes
     figure = ctx.figures.get("centres")
     updated = []
     for cohort, recalibrated in _recalibrations(ctx.result).items():

@@ -189,8 +189,10 @@ def _heterogeneity(ctx: _Context) -> str | None:
     harmonise = ctx.run.config.get("harmonise", "none")
     combat = (" Features harmonised across centres by ComBat (sva::ComBat) before the model." if harmonise not in
               ("none", None) else "")
-    return (f"Each held-out cohort evaluated on its own (validation and {', '.join(external)}); their AUCs pooled by "
-            "DerSimonian-Laird random effects on the logit AUC, with I², Cochran's Q and τ² for heterogeneity." + combat)
+    return (f"Each held-out cohort evaluated on its own (validation and {', '.join(external)}); the external centres' "
+            "AUCs pooled by DerSimonian-Laird random effects on the logit AUC (Hartung-Knapp-Sidik-Jonkman CI with fewer "
+            "than five centres), with I², Cochran's Q and τ² for heterogeneity; the internal validation, a random split "
+            "of the development data, kept out of the pooling." + combat)
 
 
 def _heterogeneity_results(ctx: _Context) -> str | None:
@@ -206,6 +208,8 @@ def _heterogeneity_results(ctx: _Context) -> str | None:
     if pooled is not None:
         parts.append(f"pooled {pooled['auc']:.3f} ({pooled['auc_low']:.3f}-{pooled['auc_high']:.3f}), "
                      f"I² {pooled['i2_percent']:.0f}%, τ² {pooled['tau2']:.3f}")
+    elif len(_external(ctx)) == 1:
+        parts.append("one external centre, so nothing to pool")
     return "; ".join(parts) + "."
 
 

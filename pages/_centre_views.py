@@ -86,17 +86,25 @@ def _predict_form(workspace: Workspace, run_id: str, suggested: tuple[str, str] 
 
 
 def centres(workspace: Workspace, result: me.RunEvaluation) -> None:
+    external = ex.external_cohorts(result)
+    include_internal = False
+    if external and len(ex.held_out_cohorts(result)) > len(external):
+        include_internal = st.checkbox(
+            "Pool the internal validation cohort with the external centres", key="centres_include_internal",
+            persist_state="page", help="Off by default: the internal validation is a random split of the development "
+                                       "data, not another centre, so the pooled AUC answers \"how does the model do in "
+                                       "other hospitals\" only without it.")
     try:
-        comparison = ex.compare_centres(result)
+        comparison = ex.compare_centres(result, include_internal=include_internal)
     except CrcInputError as exc:
         st.info(str(exc))
         comparison = None
     if comparison is not None:
         _chart(ex.centre_figure(comparison, f"{result.run.target.upper()}: {result.label}, AUC by cohort and centre"),
                "centres_forest")
+        st.dataframe(ex.centre_table(comparison), hide_index=True)
         for note in comparison.notes:
             st.caption(note)
-    external = ex.external_cohorts(result)
     if external:
         st.markdown("**Calibration in another centre, and updating the model to it**")
         left, right = st.columns(2)

@@ -20,6 +20,16 @@ from tests.test_model_evaluation import stored_run
 COHORTS = ("train", "validation", "external:Lanzhou", "external:Xian")
 
 
+def _logit_effects(result, cohorts):
+    effects, variances = [], []
+    for cohort in cohorts:
+        rows = me.labelled(result.predictions, cohort)
+        auc, variance = ev.auc_variance(rows["y_true"].astype(int), rows["prob"])
+        effects.append(np.log(auc / (1 - auc)))
+        variances.append(variance / (auc * (1 - auc)) ** 2)
+    return np.array(effects), np.array(variances)
+
+
 def test_the_auc_of_every_held_out_cohort_and_centre_is_pooled_as_statsmodels_does(tmp_path):
     from statsmodels.stats.meta_analysis import combine_effects
 
@@ -27,15 +37,10 @@ def test_the_auc_of_every_held_out_cohort_and_centre_is_pooled_as_statsmodels_do
     run_id = stored_run(store, cohorts=COHORTS, n=90)
     result = me.evaluate_run(store, run_id)
     assert ex.held_out_cohorts(result) == ["validation", "external:Lanzhou", "external:Xian"]
-    comparison = ex.compare_centres(result)
+    comparison = ex.compare_centres(result, include_internal=True)
     assert comparison.cohorts["label"].tolist() == ["validation", "external: Lanzhou", "external: Xian"]
-    effects, variances = [], []
-    for cohort in ex.held_out_cohorts(result):
-        rows = me.labelled(result.predictions, cohort)
-        auc, variance = ev.auc_variance(rows["y_true"].astype(int), rows["prob"])
-        effects.append(np.log(auc / (1 - auc)))
-        variances.append(variance / (auc * (1 - auc)) ** 2)
-    reference = combine_effects(np.array(effects), np.array(variances), method_re="dl")
+    effects, variances = _logit_effects(result, ex.held_out_cohorts(result))
+    reference = combine_effects(effects, variances, method_re="dl")
     # With Q below its df, tau² is 0 (as metafor keeps it) and the random-effects mean is the fixed one.
     expected = reference.mean_effect_re if comparison.pooled["tau2"] > 0 else reference.mean_effect_fe
     assert comparison.pooled["logit_auc"] == pytest.approx(expected, rel=1e-9)
@@ -43,7 +48,41 @@ def test_the_auc_of_every_held_out_cohort_and_centre_is_pooled_as_statsmodels_do
     assert comparison.cohorts["weight"].sum() == pytest.approx(100)
     assert "I²" in comparison.notes[0] and "Cochran's Q" in comparison.notes[0]
     single = me.evaluate_run(store, stored_run(store, seed=3))
-    assert ex.compare_centres(single).pooled is None and "One held-out cohort only" in ex.compare_centres(single).notes[0]
+    assert ex.compare_centres(single).pooled is None and "No external centre yet" in ex.compare_centres(single).notes[0]
+
+
+def test_internal_validation_is_kept_out_of_the_pooled_auc_of_the_centres_unless_asked(tmp_path):
+    """Issue 26: the pooled AUC rested on two cohorts, one an internal random split, with
+    DerSimonian-Laird's z CI. By default it pools the external centres only, with
+    Hartung-Knapp-Sidik-Jonkman's CI below five (metafor test = "knha", checked against R in
+    test_meta_analysis), warns that two cannot estimate τ², and with one centre pools nothing."""
+    from crc_core.meta_analysis import pool_logit
+
+    store = RunStore(tmp_path)
+    result = me.evaluate_run(store, stored_run(store, cohorts=COHORTS, n=90))
+    comparison = ex.compare_centres(result)
+    pooled, table = comparison.pooled, comparison.cohorts.set_index("cohort")
+    assert pooled["n_cohorts"] == 2 and pooled["n_patients"] == 180 and pooled["test"] == "knha"
+    assert table["pooled"].to_dict() == {"validation": False, "external:Lanzhou": True, "external:Xian": True}
+    assert np.isnan(table.loc["validation", "weight"]) and table["weight"].sum() == pytest.approx(100)
+    theirs = pool_logit(*_logit_effects(result, ["external:Lanzhou", "external:Xian"]), test="knha")
+    assert (pooled["logit_auc"], pooled["logit_se"]) == pytest.approx((theirs["estimate"], theirs["se"]), rel=1e-12)
+    assert (pooled["auc_low"], pooled["auc_high"]) == pytest.approx(
+        (1 / (1 + np.exp(-theirs["low"])), 1 / (1 + np.exp(-theirs["high"]))), rel=1e-12)
+    words = " ".join(comparison.notes)
+    assert "Pooled over 2 external centres" in words and "Hartung-Knapp-Sidik-Jonkman" in words
+    assert "τ² cannot be estimated from two cohorts" in words
+    assert "internal validation cohort is shown but kept out of the pooled AUC" in words
+    figure = ex.centre_figure(comparison, "t")
+    assert list(figure.layout.yaxis.ticktext) == ["validation (internal, not pooled)", "external: Lanzhou",
+                                                  "external: Xian", "pooled (random effects, HKSJ)"]
+    assert ex.compare_centres(result, include_internal=True).pooled["n_cohorts"] == 3
+
+    one = me.evaluate_run(store, stored_run(store, seed=5, cohorts=("train", "validation", "external:Lanzhou"), n=90))
+    alone = ex.compare_centres(one)
+    assert alone.pooled is None and "One external centre (external: Lanzhou): there is nothing to pool" in alone.notes[0]
+    assert "include the internal validation cohort" in alone.notes[0]
+    assert ex.compare_centres(one, include_internal=True).pooled["n_cohorts"] == 2
 
 
 def test_recalibration_to_an_external_cohort_is_named_as_updating_the_model(tmp_path):
@@ -237,3 +276,48 @@ def test_validation_size_starts_from_an_external_cohort_when_asked_and_rounds_ev
     said = capsys.readouterr().out
     assert f"({math.ceil(theirs['events'])} of the high class), from its external:Lanzhou cohort" in said
     assert pd.read_csv(out)["source_cohort"].iloc[0] == "external:Lanzhou"
+
+
+@pytest.mark.parametrize("ci_method, words", [("delong", "DeLong"), ("bootstrap", "bootstrap")])
+def test_a_cohorts_auc_has_one_ci_table_2_the_centres_table_the_forest_plot_and_the_report_agree(tmp_path, ci_method,
+                                                                                                  words):
+    """Issue 26: the same validation AUC read 0.776-0.932 in Table 2 (DeLong, AUC scale) and
+    0.758-0.916 in the forest plot (logit scale). Each cohort's CI is now Table 2's wherever it is
+    printed, named with its method; the logit-scale CI appears only on the pooled row, named."""
+    import html as html_module
+    import re
+
+    from crc_core import report
+    from crc_core.meta_analysis import cohort_aucs
+
+    store = RunStore(tmp_path)
+    run_id = stored_run(store, cohorts=COHORTS, n=90)
+    result = me.evaluate_run(store, run_id, ci_method=ci_method, n_boot=300)
+    table2 = me.table2_for_people(result).set_index("Cohort")["95% CI"]
+    comparison = ex.compare_centres(result)
+    shown = ex.centre_table(comparison)
+    column = f"95% CI ({words})"
+    assert column in shown.columns and "Pooled CI (logit scale, for pooling)" in shown.columns
+    figure = ex.centre_figure(comparison, "t")
+    annotations = [a.text for a in figure.layout.annotations]
+    assert f"95% CI ({words}, as Table 2)" in figure.layout.xaxis.title.text
+    assert "pooled: 95% CI (logit scale, HKSJ)" in figure.layout.xaxis.title.text
+    ctx = report._ReportContext(None, result.run, result, {}, report.ReportConfig(run_id=run_id),
+                                report.run_figures(tmp_path, result))
+    section = html_module.unescape(report._centres_section(ctx))
+    table_two = html_module.unescape(report._table_two_section(ctx))
+    logit = cohort_aucs(result.predictions[result.predictions["cohort"].isin(["external:Lanzhou", "external:Xian"])])
+    for i, cohort in enumerate(ex.held_out_cohorts(result)):
+        label, m = comparison.cohorts["label"][i], result.metrics[cohort]
+        ci = table2[label]
+        assert ci == f"{m['auc_low']:.3f}-{m['auc_high']:.3f}"
+        assert shown.loc[shown["Cohort"] == label, column].item() == ci  # the page's and the report's table
+        assert annotations[i] == f"{m['auc']:.3f} ({ci})"  # the forest plot, on the page and in the report
+        assert re.search(rf"<td>{re.escape(ci)}</td>", table_two) and re.search(rf"<td>{re.escape(ci)}</td>", section)
+        assert f"{m['auc']:.3f} ({ci})" in section
+    for row in logit.itertuples():  # the logit-scale CIs of the cohorts are not printed as if they were Table 2's
+        assert f"{row.low:.3f}-{row.high:.3f}" not in section and f"({row.low:.3f}-{row.high:.3f})" not in section
+    pooled = comparison.pooled
+    assert annotations[-1] == f"{pooled['auc']:.3f} ({pooled['auc_low']:.3f}-{pooled['auc_high']:.3f})"
+    assert shown["Pooled CI (logit scale, for pooling)"].iloc[-1] == f"{pooled['auc_low']:.3f}-{pooled['auc_high']:.3f}"
+    assert f"Each cohort's 95% CI is Table 2's ({words}, on the AUC scale)" in section

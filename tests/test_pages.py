@@ -582,13 +582,29 @@ def test_the_evaluate_page_answers_for_other_centres_sample_size_and_the_checkli
     root.mkdir()
     for name in ("clinical.csv", "pathology.csv"):
         (root / name).write_text("patient_id,x\nP1,1\nP2,2\n")
-    stored_run(RunStore(root), cohorts=("train", "validation", "external:Lanzhou"), n=90)
+    run_id = stored_run(RunStore(root), cohorts=("train", "validation", "external:Lanzhou"), n=90)
     use_workspace(root)
     app = open_view(run_page("evaluate"), "sample-size")
     assert not app.exception, app.exception
     assert any(m.label == "Patients needed (the largest criterion)" for m in app.metric)
     open_view(app, "centres")
-    assert any("Pooled by DerSimonian-Laird" in c.value for c in app.caption)
+    # One external centre: nothing to pool unless the internal validation is asked in (issue 26).
+    assert any("One external centre (external: Lanzhou): there is nothing to pool" in c.value for c in app.caption)
+    app.checkbox(key="centres_include_internal").check().run()
+    assert not app.exception, app.exception
+    assert any("Pooled over 2 cohorts (the internal validation with the external centres, as chosen): DerSimonian-Laird"
+               in c.value and "Hartung-Knapp-Sidik-Jonkman" in c.value for c in app.caption)
+    assert any("τ² cannot be estimated from two cohorts" in c.value for c in app.caption)
+    # Each cohort's CI on the tab is Table 2's: the same numbers in the table, the forest plot and Table 2.
+    from crc_core.model_evaluation import evaluate_run
+
+    metrics = evaluate_run(RunStore(root), run_id).metrics
+    shown = [d.value for d in app.dataframe if "95% CI (DeLong)" in d.value.columns][0].set_index("Cohort")
+    forest = json.loads(app.get("plotly_chart")[0].proto.spec)["layout"]["annotations"]
+    for i, (cohort, label) in enumerate((("validation", "validation"), ("external:Lanzhou", "external: Lanzhou"))):
+        m = metrics[cohort]
+        ci = f"{m['auc_low']:.3f}-{m['auc_high']:.3f}"
+        assert shown.loc[label, "95% CI (DeLong)"] == ci and forest[i]["text"] == f"{m['auc']:.3f} ({ci})"
     assert any(r.label == "External cohort" for r in app.radio)  # recalibration offered for the external cohort
     assert any("This updates the model to the centre" in c.value for c in app.caption)
     open_view(app, "report")
