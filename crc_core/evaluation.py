@@ -11,6 +11,7 @@ calibration, dcurves for decision curves. Inputs come from the run store's predi
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -426,7 +427,10 @@ def calibration_band(y_true: Sequence, y_prob: Sequence, *, n_boot: int = 200, l
     curves = np.full((n_boot, points), np.nan)
     for k in range(n_boot):
         pick = rng.integers(0, y.size, y.size)
-        smooth = lowess(y[pick], prob[pick], frac=2 / 3, it=0, delta=0.01 * float(np.ptp(prob[pick])), return_sorted=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a resample of one repeated prediction: no curve (nan)
+            smooth = lowess(y[pick], prob[pick], frac=2 / 3, it=0, delta=0.01 * float(np.ptp(prob[pick])),
+                            return_sorted=True)
         x, first = np.unique(smooth[:, 0], return_index=True)
         fitted = smooth[:, 1]
         inside = (grid >= x[0]) & (grid <= x[-1])
@@ -479,9 +483,6 @@ def calibration_stats(y_true: Sequence, y_prob: Sequence, n_bins: int = 10) -> d
     :data:`HL_CAVEAT`), ``ece`` (expected calibration error over ``n_bins`` quantile bins), and
     Spiegelhalter's ``spiegelhalter_z``/``spiegelhalter_p`` (``val.prob``'s "S:z", "S:p")."""
     import statsmodels.api as sm
-
-    import warnings
-
     from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
     y, prob = check_binary(y_true, y_prob)
