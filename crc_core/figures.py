@@ -413,24 +413,52 @@ def clinical_impact(curve: pd.DataFrame, title: str) -> go.Figure:
     return styled(figure, title)
 
 
-def calibration_plot(bins: pd.DataFrame, smooth: pd.DataFrame, probabilities: np.ndarray, stats: dict, title: str) -> go.Figure:
-    """The reliability curve (quantile bins and a LOESS smooth) against the ideal line, with a
-    histogram of the predictions beneath (the paper's Figure 9), the statistics in the title."""
+def calibration_plot(bins: pd.DataFrame, smooth: pd.DataFrame, probabilities: np.ndarray, stats: dict, title: str, *,
+                     band: pd.DataFrame | None = None) -> go.Figure:
+    """The reliability curve against the ideal line, with a histogram of the predictions beneath
+    (the paper's Figure 9), the statistics in the title: the quantile bins with their Wilson 95%
+    CIs (``low``/``high`` when given), the smoothed curve (``rms::val.prob``'s ``lowess(p, y,
+    iter = 0)``) and, when given, its bootstrap 95% band (:func:`crc_core.evaluation.calibration_band`).
+    The title leads with calibration-in-the-large and names val.prob's joint intercept only beside
+    the slope; Hosmer-Lemeshow comes with its weaknesses (:data:`crc_core.evaluation.HL_CAVEAT`)."""
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22], vertical_spacing=0.04)
     figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999999"}, name="ideal", row=1, col=1)
-    figure.add_scatter(x=bins["predicted"], y=bins["observed"], mode="markers+lines", name=f"{len(bins)} quantile bins",
-                       marker={"size": 9, "color": "#0072B2"}, line={"color": "#0072B2", "width": 1}, row=1, col=1)
-    figure.add_scatter(x=smooth["predicted"], y=smooth["observed"].clip(0, 1), mode="lines", name="LOESS",
+    if band is not None and band["low"].notna().any():
+        shown = band.dropna(subset=["low", "high"])
+        figure.add_scatter(x=np.concatenate([shown["predicted"], shown["predicted"][::-1]]),
+                           y=np.concatenate([shown["high"].clip(0, 1), shown["low"].clip(0, 1)[::-1]]), fill="toself",
+                           mode="lines", line={"width": 0}, fillcolor="rgba(213, 94, 0, 0.18)", hoverinfo="skip",
+                           name="95% band of the smoothed curve (bootstrap)", row=1, col=1)
+    errors = {"error_y": {"type": "data", "symmetric": False, "array": bins["high"] - bins["observed"],
+                          "arrayminus": bins["observed"] - bins["low"], "color": "#0072B2", "thickness": 1.5}} \
+        if {"low", "high"} <= set(bins.columns) else {}
+    figure.add_scatter(x=bins["predicted"], y=bins["observed"], mode="markers+lines",
+                       name=f"{len(bins)} quantile bins" + (" (Wilson 95% CI)" if errors else ""),
+                       marker={"size": 9, "color": "#0072B2"}, line={"color": "#0072B2", "width": 1}, row=1, col=1, **errors)
+    figure.add_scatter(x=smooth["predicted"], y=smooth["observed"].clip(0, 1), mode="lines", name="smoothed (lowess)",
                        line={"color": "#D55E00"}, row=1, col=1)
     figure.add_histogram(x=probabilities, nbinsx=40, marker_color="#888888", name="predictions", showlegend=False,
                          row=2, col=1)
     figure.update_xaxes(title="Predicted probability", range=[0, 1], row=2, col=1)
     figure.update_yaxes(title="Observed share of the high class", range=[-0.02, 1.02], row=1, col=1)
     figure.update_yaxes(title="Patients", row=2, col=1)
+    figure = styled(figure, f"{title}<br><sup>{calibration_subtitle(stats)}</sup>", height=660)
+    figure.update_layout(margin={"t": 125})  # the title's two lines of statistics
+    return figure
+
+
+def calibration_subtitle(stats: dict) -> str:
+    """The calibration statistics in the words the page and the report use (two lines)."""
+    citl = ""
+    if stats.get("citl") is not None:
+        citl = f"calibration-in-the-large {_signed_zero_free(stats['citl'], 2)}"
+        if stats.get("citl_low") is not None:
+            citl += f" (95% CI {_signed_zero_free(stats['citl_low'], 2)} to {_signed_zero_free(stats['citl_high'], 2)})"
+        citl += " · "
     slope = "slope undefined (perfect separation)" if stats.get("separated") else \
-        f"intercept {_signed_zero_free(stats['intercept'], 2)} · slope {stats['slope']:.2f}"
-    subtitle = f"Brier {stats['brier']:.3f} · {slope} · HL {p_words(stats['hl_p'])} · ECE {stats['ece']:.3f}"
-    return styled(figure, f"{title}<br><sup>{subtitle}</sup>", height=620)
+        f"slope {stats['slope']:.2f} (intercept with slope {_signed_zero_free(stats['intercept'], 2)})"
+    return (f"Brier {stats['brier']:.3f} · {citl}{slope}<br>Hosmer-Lemeshow {p_words(stats['hl_p'])} "
+            f"(10 groups; depends on the grouping, little power in small cohorts) · ECE {stats['ece']:.3f}")
 
 
 def _signed_zero_free(value: float, digits: int) -> str:

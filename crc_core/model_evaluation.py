@@ -346,14 +346,51 @@ def impact_figure(result: RunEvaluation, cohort: str, thresholds=None):
 
 
 def calibration_figure(result: RunEvaluation, cohort: str):
-    """The calibration curve of ``cohort`` with its statistics (``rms::val.prob``)."""
+    """The calibration curve of ``cohort`` with its statistics (``rms::val.prob``): quantile bins
+    with Wilson CIs, the smoothed curve (``lowess(p, y, iter = 0)``) with its bootstrap 95% band
+    (200 resamples, seed 0: the same band on every drawing)."""
     from crc_core import figures
     from crc_core.run_views import cohort_name
 
     rows = labelled(result.predictions, cohort)
     bins, smooth = ev.calibration_curve(rows["y_true"].astype(int), rows["prob"])
+    band = ev.calibration_band(rows["y_true"].astype(int), rows["prob"])
     return figures.calibration_plot(bins, smooth, rows["prob"].to_numpy(), result.calibration[cohort],
-                                    f"{figure_title(result)}, {cohort_name(cohort)} cohort: calibration")
+                                    f"{figure_title(result)}, {cohort_name(cohort)} cohort: calibration", band=band)
+
+
+def calibration_words(stats: dict) -> str:
+    """A cohort's calibration in sentences, the same on the page and in the report:
+    calibration-in-the-large first (with its CI and what its sign means), the slope with the
+    intercept fitted beside it, Spiegelhalter's z, and Hosmer-Lemeshow with its weaknesses."""
+    from crc_core.stats import p_words
+
+    def shown(value: float) -> str:
+        return f"{round(value, 3) + 0.0:.3f}"  # + 0.0: no "-0.000" for a recalibrated -1e-10
+
+    citl = (f"Calibration-in-the-large {shown(stats['citl'])} (95% CI {shown(stats['citl_low'])} to "
+            f"{shown(stats['citl_high'])}; "
+            "R glm(y ~ offset(logit(p)), binomial): 0 when the mean predicted risk is right, above 0 when the model "
+            "under-predicts, below 0 when it over-predicts).")
+    slope = ("Calibration slope undefined: the probabilities separate the outcomes perfectly." if stats.get("separated") else
+             f"Calibration slope {stats['slope']:.3f} (below 1: predictions too extreme, above 1: too modest) with its "
+             f"intercept (with slope) {shown(stats['intercept_with_slope'])}, fitted together (rms::val.prob's \"Slope\" "
+             "and \"Intercept\"; that intercept is not calibration-in-the-large).")
+    return (f"{citl} {slope} Spiegelhalter z {stats['spiegelhalter_z']:.2f}, {p_words(stats['spiegelhalter_p'])}. "
+            f"Hosmer-Lemeshow χ² {stats['hl_chi2']:.2f} (df {stats['hl_df']}), {p_words(stats['hl_p'])}. {ev.HL_CAVEAT} "
+            "In the figure: quantile bins with Wilson 95% CIs, the smoothed curve (lowess, as rms::val.prob draws it) "
+            "and its bootstrap 95% band (200 resamples of the patients).")
+
+
+#: ``calibration.csv``'s columns, calibration-in-the-large first; val.prob's joint intercept only
+#: beside the slope, named as such (its ``intercept`` key is not written twice).
+CALIBRATION_COLUMNS = ("cohort", "citl", "citl_low", "citl_high", "slope", "intercept_with_slope", "brier", "hl_chi2",
+                       "hl_df", "hl_p", "ece", "spiegelhalter_z", "spiegelhalter_p", "separated", "unreliable")
+
+
+def calibration_table(result: RunEvaluation) -> pd.DataFrame:
+    """One row per cohort: ``calibration.csv`` (:data:`CALIBRATION_COLUMNS`)."""
+    return pd.DataFrame([{"cohort": c, **s} for c, s in result.calibration.items()], columns=list(CALIBRATION_COLUMNS))
 
 
 def evaluation_figures(result: RunEvaluation, cohorts: list[str] | None = None) -> dict[str, Any]:
@@ -374,7 +411,8 @@ def evaluation_figures(result: RunEvaluation, cohorts: list[str] | None = None) 
 
 def export_evaluation(result: RunEvaluation, folder) -> list:
     """Write ``metrics.csv`` (Table 2 with ``cohort``, ``auc``, ``ci``, ``threshold`` and every CI),
-    ``predictions.csv`` (``patient_id``, ``cohort``, ``y_true``, ``prob``), ``calibration.csv`` and
+    ``predictions.csv`` (``patient_id``, ``cohort``, ``y_true``, ``prob``), ``calibration.csv``
+    (:func:`calibration_table`: calibration-in-the-large ``citl`` first) and
     the figures as HTML that open offline (plotly.js written once beside them). Each file atomic."""
     from pathlib import Path
 
@@ -384,8 +422,7 @@ def export_evaluation(result: RunEvaluation, folder) -> list:
     written = [atomic_write_csv(folder / "metrics.csv", result.metrics_table()),
                atomic_write_csv(folder / "predictions.csv",
                                 result.predictions[["patient_id", "cohort", "fold", "y_true", "prob"]]),
-               atomic_write_csv(folder / "calibration.csv",
-                                pd.DataFrame([{"cohort": c, **s} for c, s in result.calibration.items()]))]
+               atomic_write_csv(folder / "calibration.csv", calibration_table(result))]
     for stem, figure in evaluation_figures(result).items():
         html = figure.to_html(include_plotlyjs="directory", full_html=True)
         written.append(atomic_write_text(folder / f"{stem}.html", html))

@@ -657,7 +657,8 @@ def _table_two_section(ctx: _ReportContext) -> str:
 
 
 def _figures_section(ctx: _ReportContext) -> str:
-    parts = [f"<h3>{html.escape(figure_name(stem))}</h3>{_figure(figure)}" for stem, figure in ctx.figures.items()
+    parts = [f"<h3>{html.escape(figure_name(stem))}</h3>{_calibration_caption(ctx, stem)}{_figure(figure)}"
+             for stem, figure in ctx.figures.items()
              if stem not in ("gradcam", "centres") and not stem.startswith(("robustness", "compare_", "recalibration"))]
     if ctx.run.mode == "combined" and "odds_ratios" in ctx.run.info:
         from crc_core.combined_model import added_value_table, lr_test_words
@@ -669,6 +670,18 @@ def _figures_section(ctx: _ReportContext) -> str:
                      + (ctx.table(added, "What the clinical variables add to the DL model alone: category-free NRI and IDI "
                                       "(PredictABEL's definitions) with bootstrap 95% CIs.") if len(added) else ""))
     return "".join(parts)
+
+
+def _calibration_caption(ctx: _ReportContext, stem: str) -> str:
+    """Under a cohort's calibration figure, its statistics in the page's words
+    (:func:`crc_core.model_evaluation.calibration_words`): calibration-in-the-large first, the
+    joint intercept only beside the slope, Hosmer-Lemeshow with its weaknesses."""
+    from crc_core import model_evaluation as me
+
+    for cohort, stats in ctx.result.calibration.items():
+        if stem == f"calibration-{cohort.replace(':', '-')}":
+            return f"<p class='caption'>{html.escape(me.calibration_words(stats))}</p>"
+    return ""
 
 
 def _cam_section(ctx: _ReportContext) -> str:
@@ -745,15 +758,16 @@ def _centres_section(ctx: _ReportContext) -> str:
 
 
 def recalibration_words(recalibrated) -> str:
-    """A recalibration in a sentence: the new intercept with its CI, and the calibration intercept
+    """A recalibration in a sentence: the new intercept with its CI, and calibration-in-the-large
     before and after (what the update changed)."""
     from crc_core.run_views import cohort_name
 
     fit = recalibrated.fit
     return (f"Updated to the {cohort_name(recalibrated.cohort)} cohort by calibration-in-the-large (R glm(y ~ "
             f"offset(logit(p)), binomial)), fitted on its {fit['n']} patients' outcomes: intercept {fit['intercept']:.3f} "
-            f"(95% CI {fit['intercept_low']:.3f} to {fit['intercept_high']:.3f}); calibration intercept "
-            f"{recalibrated.before['intercept']:.3f} before, {recalibrated.after['intercept']:.3f} after. The numbers "
+            f"(95% CI {fit['intercept_low']:.3f} to {fit['intercept_high']:.3f}); calibration-in-the-large "
+            f"{round(recalibrated.before['citl'], 3) + 0.0:.3f} before, {round(recalibrated.after['citl'], 3) + 0.0:.3f} after "
+            "(0 by construction). The numbers "
             "after describe an updated model, not the run's.")
 
 

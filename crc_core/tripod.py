@@ -160,7 +160,8 @@ def _model(ctx: _Context) -> str | None:
 def _measures(ctx: _Context) -> str | None:
     method = "DeLong (pROC)" if ctx.result.ci_method == "delong" else "stratified bootstrap (pROC)"
     return (f"AUC with its 95% CI by {method}; accuracy, sensitivity, specificity, PPV, NPV and F1 with Wilson CIs at "
-            "the threshold below; calibration intercept and slope (rms::val.prob), Hosmer-Lemeshow, Brier score; "
+            "the threshold below; calibration-in-the-large (glm with offset), calibration slope (rms::val.prob), "
+            "Hosmer-Lemeshow, Brier score; "
             "decision curves (dcurves); models compared by DeLong's paired test.")
 
 

@@ -118,7 +118,7 @@ def centres(workspace: Workspace, result: me.RunEvaluation) -> None:
             st.error(str(exc))
         else:
             fit = updated.fit
-            st.caption(f"Before: calibration intercept {updated.before['intercept']:.3f}, slope {updated.before['slope']:.3f} "
+            st.caption(f"Before: calibration-in-the-large {updated.before['citl']:.3f}, slope {updated.before['slope']:.3f} "
                        f"(the Calibration tab). Fitted on this cohort's outcomes: intercept {fit['intercept']:.3f} "
                        f"({fit['intercept_low']:.3f} to {fit['intercept_high']:.3f})"
                        + (f", slope {fit['slope']:.3f} ({fit['slope_low']:.3f} to {fit['slope_high']:.3f})"

@@ -123,9 +123,7 @@ def calibration(result: me.RunEvaluation) -> None:
         return
     stats = result.calibration[cohort]
     _chart(me.calibration_figure(result, cohort), "calibration")
-    st.caption(f"Intercept and slope of the logistic recalibration on logit(p) (rms::val.prob): {stats['intercept']:.3f}, "
-               f"{stats['slope']:.3f}; Hosmer-Lemeshow χ² {stats['hl_chi2']:.2f} (df {stats['hl_df']}), {p_words(stats['hl_p'])}; "
-               f"Spiegelhalter z {stats['spiegelhalter_z']:.2f}, {p_words(stats['spiegelhalter_p'])}.")
+    st.caption(me.calibration_words(stats))
 
 
 @st.cache_data(show_spinner="Comparing…", max_entries=8)

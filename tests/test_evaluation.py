@@ -206,6 +206,92 @@ def test_expected_calibration_error_by_hand():
     assert table["n"].sum() == 200 and len(table) == 10 and len(smooth) == 200  # LOESS may overshoot [0, 1], as in R
 
 
+CALIBRATION_R = json.loads((REFERENCE / "calibration_r.json").read_text())  # tests/reference/calibration.R
+
+
+@pytest.mark.parametrize("name", ["a", "b"])
+def test_calibration_in_the_large_equals_r_glm_with_offset_and_statsmodels(name):
+    # Issue 26.1: the reported intercept was val.prob's joint intercept, fitted with the slope.
+    import statsmodels.api as sm
+
+    stats = ev.calibration_stats(Y, DATA[name])
+    reference = CALIBRATION_R[name]
+    assert stats["citl"] == pytest.approx(reference["citl"], rel=1e-6)  # glm(y ~ offset(qlogis(p)), binomial)
+    assert [stats["citl_low"], stats["citl_high"]] == pytest.approx(reference["citl_ci"], rel=1e-6)  # confint.default
+    offset = np.log(DATA[name] / (1 - DATA[name]))
+    theirs = sm.GLM(Y, np.ones(len(Y)), family=sm.families.Binomial(), offset=offset).fit()
+    assert stats["citl"] == pytest.approx(theirs.params[0], rel=1e-6)
+    assert [stats["citl_low"], stats["citl_high"]] == pytest.approx(theirs.conf_int()[0], rel=1e-6)
+    # The joint intercept stays beside the slope, under its own name, and is another number.
+    assert stats["intercept_with_slope"] == pytest.approx(reference["intercept_with_slope"], rel=1e-6)
+    assert stats["slope"] == pytest.approx(reference["slope"], rel=1e-6)
+    assert abs(stats["citl"] - stats["intercept_with_slope"]) > 0.003
+
+
+@pytest.mark.parametrize("name", ["a", "b"])
+def test_the_smoothed_calibration_curve_is_r_lowess_as_val_prob_draws_it(name):
+    # rms::val.prob draws lowess(p, y, iter = 0), R's delta included; b has ties (two decimals).
+    _, smooth = ev.calibration_curve(Y, DATA[name])
+    np.testing.assert_allclose(smooth["predicted"], CALIBRATION_R[name]["lowess_x"], rtol=1e-12)
+    np.testing.assert_allclose(smooth["observed"], CALIBRATION_R[name]["lowess_y"], rtol=1e-6, atol=1e-12)
+    # val.prob's Eavg, Emax and E90 read that curve at every patient's prediction (approx(Sm, xout = p, ties = mean)).
+    x, first = np.unique(smooth["predicted"], return_index=True)
+    error = np.abs(DATA[name] - np.interp(DATA[name], x, smooth["observed"].to_numpy()[first]))
+    assert [error.mean(), error.max(), np.quantile(error, 0.9)] == pytest.approx(
+        [CALIBRATION_R[name][k] for k in ("eavg", "emax", "e90")], rel=1e-6)
+
+
+def test_calibration_bins_carry_wilson_cis_equal_to_statsmodels():
+    table, _ = ev.calibration_curve(Y, A)
+    events = (table["observed"] * table["n"]).round().astype(int)
+    low, high = proportion_confint(events, table["n"], alpha=0.05, method="wilson")
+    np.testing.assert_allclose(table["low"], low, atol=1e-12)
+    np.testing.assert_allclose(table["high"], high, atol=1e-12)
+    assert ((table["low"] <= table["observed"]) & (table["observed"] <= table["high"])).all()
+
+
+def test_the_calibration_band_is_the_bootstrap_s_percentiles_and_narrows_with_more_patients():
+    from statsmodels.nonparametric.smoothers_lowess import lowess
+
+    band = ev.calibration_band(Y, A, n_boot=100, seed=3, points=9)
+    assert band["predicted"].tolist() == pytest.approx(np.linspace(A.min(), A.max(), 9).tolist())
+    # By hand, with the same resamples: lowess(p, y, iter = 0) of each, read at the grid, then the percentiles.
+    rng = np.random.default_rng(3)
+    draws = []
+    for _ in range(100):
+        pick = rng.integers(0, len(Y), len(Y))
+        fit = lowess(Y[pick], A[pick], frac=2 / 3, it=0, delta=0.01 * np.ptp(A[pick]))
+        grid = band["predicted"].to_numpy()
+        x, first = np.unique(fit[:, 0], return_index=True)
+        draws.append(np.where((grid >= x[0]) & (grid <= x[-1]), np.interp(grid, x, fit[first, 1]), np.nan))
+    middle = slice(1, 8)
+    np.testing.assert_allclose(band["low"][middle], np.nanpercentile(draws, 2.5, axis=0)[middle], atol=1e-12)
+    np.testing.assert_allclose(band["high"][middle], np.nanpercentile(draws, 97.5, axis=0)[middle], atol=1e-12)
+    _, smooth = ev.calibration_curve(Y, A)
+    curve = np.interp(band["predicted"][middle], smooth["predicted"], smooth["observed"])
+    assert ((band["low"][middle] < curve) & (curve < band["high"][middle])).all()
+    wide = (band["high"] - band["low"]).to_numpy()[middle]
+    narrow = ev.calibration_band(np.tile(Y, 4), np.tile(A, 4), n_boot=100, seed=3, points=9)
+    ratio = (narrow["high"] - narrow["low"]).to_numpy()[middle] / wide
+    assert ((0.3 < ratio) & (ratio < 0.75)).all(), ratio
+
+
+def test_the_calibration_band_covers_a_calibrated_model_s_truth_and_not_a_miscalibrated_one():
+    # Simulated cohorts whose outcomes follow the predictions: the band at the middle of the
+    # predictions (0.5) holds the truth in about 95% of them; a model that halves every risk is
+    # caught there (the truth at a prediction q is 2q).
+    covered = []
+    for rep in range(20):
+        rng = np.random.default_rng(rep)
+        risk = rng.uniform(0.05, 0.95, 200)
+        outcome = (rng.uniform(size=200) < risk).astype(int)
+        band = ev.calibration_band(outcome, risk, n_boot=100, seed=rep, points=3)
+        covered.append(band["low"][1] <= band["predicted"][1] <= band["high"][1])
+    assert np.mean(covered) >= 0.8, covered
+    halved = ev.calibration_band(outcome, risk / 2, n_boot=100, points=5)
+    assert (halved["low"][1:4] > halved["predicted"][1:4]).all(), halved
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input
 

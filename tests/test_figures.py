@@ -66,11 +66,13 @@ def test_a_recalibrated_intercept_of_zero_is_printed_without_a_minus():
     import numpy as np
 
     bins = pd.DataFrame({"predicted": [0.2, 0.8], "observed": [0.2, 0.8]})
-    stats = {"brier": 0.1, "intercept": -1e-9, "slope": 1.0, "hl_p": 0.5, "ece": 0.01}
+    stats = {"brier": 0.1, "citl": -1e-9, "citl_low": -0.3, "citl_high": 0.3, "intercept": -1e-9, "slope": 1.0,
+             "hl_p": 0.5, "ece": 0.01}
     title = figures.calibration_plot(bins, bins, np.array([0.2, 0.8]), stats, "t").layout.title.text
-    assert "intercept 0.00 · slope 1.00" in title
+    assert "calibration-in-the-large 0.00 (95% CI -0.30 to 0.30)" in title
+    assert "slope 1.00 (intercept with slope 0.00)" in title
     stats["intercept"] = -0.2
-    assert "intercept -0.20" in figures.calibration_plot(bins, bins, np.array([0.2, 0.8]), stats, "t").layout.title.text
+    assert "(intercept with slope -0.20)" in figures.calibration_plot(bins, bins, np.array([0.2, 0.8]), stats, "t").layout.title.text
 
 
 @pytest.mark.parametrize("runs", [1, 4, 12])

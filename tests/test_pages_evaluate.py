@@ -80,7 +80,7 @@ def test_every_view_is_on_a_bar_that_wraps_and_the_url_keeps_the_one_open(two_ru
     reopened.query_params["tab"] = VIEWS["calibration"][0]  # a reload, a link or Back
     reopened.run()
     assert reopened.segmented_control(key="tab").value == "calibration"
-    assert any(c.value.startswith("Intercept and slope of the logistic recalibration") for c in reopened.caption)
+    assert any(c.value.startswith("Calibration-in-the-large") for c in reopened.caption)
 
 
 def test_a_choice_inside_a_view_survives_a_visit_to_another_view(two_runs, use_workspace):
