@@ -634,10 +634,12 @@ def _methods_section(ctx: _ReportContext) -> str:
 
 
 def _models_section(ctx: _ReportContext, store) -> str:
-    from crc_core.run_views import runs_overview
+    from crc_core.run_views import runs_overview, selection_summary
 
     models = runs_overview(store, status="done", target=ctx.run.target)
-    compared = "".join(f"<h3>{html.escape(figure_name(stem))}</h3>{_figure(ctx.figures[stem])}"
+    picked = "".join(f"<p class='caption'>{html.escape(line)}</p>"
+                     for line in selection_summary(store, _compared_runs(ctx.workspace, ctx.run), ctx.run.run_id))
+    compared = picked + "".join(f"<h3>{html.escape(figure_name(stem))}</h3>{_figure(ctx.figures[stem])}"
                        for stem in ("compare_aucs", "compare_losses", "compare_penalty") if stem in ctx.figures)
     return ctx.text(ctx.table(models, f"Every finished run of {ctx.run.target.upper()} in this workspace.") + compared)
 

@@ -225,3 +225,112 @@ def comparison_figures(store: RunStore, run_ids: Sequence[str]) -> dict[str, Any
     if len(held_out):
         charts["compare_aucs"] = figures.auc_by_fold(held_out, short)
     return charts
+
+
+# ---------------------------------------------------------------------------------------------
+# Picking the best of several runs, and on which cohort
+
+#: Cohorts a comparison can pick the best run on, in words. The training out-of-fold AUC leaves
+#: every cohort that is reported as performance out of the pick.
+SELECTION_COHORTS = {OUT_OF_FOLD: "training out-of-fold", "validation": "validation", "cv": "cross-validated"}
+DEFAULT_SELECTION = OUT_OF_FOLD
+
+
+def selection_name(cohort: str) -> str:
+    return SELECTION_COHORTS.get(cohort, cohort_name(cohort))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The best of several runs by their AUC on one cohort (``by``), and the cohort whose AUC the
+    comparison then reports (``reported``). ``aucs``: run id → AUC on ``by``, for the runs that
+    have labelled scores of both classes there; ``skipped``: the others, in the order given."""
+
+    by: str
+    reported: str
+    aucs: dict[str, float]
+    skipped: tuple[str, ...]
+    names: dict[str, str]
+
+    @property
+    def best(self) -> str | None:
+        """The run with the highest AUC on ``by`` (of tied ones, the first given); None if none has one."""
+        return max(self.aucs, key=lambda r: self.aucs[r]) if self.aucs else None
+
+    @property
+    def optimistic(self) -> bool:
+        """The pick was made on the cohort whose AUC is reported: that AUC is the maximum of several
+        noisy estimates, so it overstates what the chosen model does on new patients."""
+        return self.by == self.reported and self.best is not None and len(self.aucs) > 1
+
+    @property
+    def warning(self) -> str:
+        if not self.optimistic:
+            return ""
+        where = selection_name(self.reported)
+        return (f"The best model was picked on the {where} cohort, and the {where} AUC is what is reported for it: "
+                f"picked as the highest of {len(self.aucs)} runs, that AUC is optimistic (selection makes the winner "
+                "look better than it will on new patients). Pick on the training out-of-fold AUC, or report a cohort "
+                "the pick did not see (an external centre).")
+
+    def describe(self) -> str:
+        """On which cohort the pick was made, the pick and its AUC there, and what was left out."""
+        if self.best is None:
+            text = (f"No run has {selection_name(self.by)} scores to pick on"
+                    + (" (only features and radiomics runs of the saved split keep their training patients' "
+                       "out-of-fold scores)." if self.by == OUT_OF_FOLD else "."))
+            return text
+        best = self.best
+        text = (f"Picked on the {selection_name(self.by)} AUC: {self.names.get(best, best)} "
+                f"({self.aucs[best]:.3f}), the highest of {len(self.aucs)} run{'s' if len(self.aucs) > 1 else ''}.")
+        if self.by != self.reported:
+            text += f" The {selection_name(self.reported)} AUC reported for it took no part in the pick."
+        if self.skipped:
+            why = (" keep no out-of-fold training scores (fine-tuned and k-fold runs, and runs trained before they were kept)"
+                   if self.by == OUT_OF_FOLD else f" have no {selection_name(self.by)} scores of both classes")
+            text += f" Not in the pick: {', '.join(self.names.get(r, r) for r in self.skipped)}, which{why}."
+        return text
+
+
+def select_best(store: RunStore, run_ids: Sequence[str], *, by: str = DEFAULT_SELECTION,
+                reported: str = "validation") -> Selection:
+    """The best of ``run_ids`` by AUC on the cohort ``by`` — the training patients' out-of-fold
+    scores (default; features and radiomics runs of the saved split keep them), the validation
+    cohort, or the pooled cross-validated scores — with the cohort whose AUC is reported, so the
+    pick can say when the two are one (:attr:`Selection.warning`). AUCs as ``pROC::auc`` /
+    scikit-learn's ``roc_auc_score`` (:func:`crc_core.evaluation.grouped_auc`), folds pooled."""
+    run_ids = list(dict.fromkeys(run_ids))
+    predictions = store.predictions(run_ids) if run_ids else pd.DataFrame(columns=["run_id", "cohort", "prob", "y_true"])
+    rows = predictions[predictions["cohort"] == by]
+    aucs = grouped_auc(rows, ["run_id"]) if len(rows) else pd.DataFrame(columns=["run_id", "auc"])
+    found = {row["run_id"]: float(row["auc"]) for _, row in aucs.iterrows() if pd.notna(row["auc"])}
+    ordered = {r: found[r] for r in run_ids if r in found}
+    names = {}
+    for run_id in run_ids:
+        run = store.run(run_id)
+        names[run_id] = f"{model_name(run)} ({MODE_NAMES[run.mode]}) · {run_id[-4:]}"
+    return Selection(by, reported, ordered, tuple(r for r in run_ids if r not in ordered), names)
+
+
+def selection_summary(store: RunStore, run_ids: Sequence[str], run_id: str, *, reported: str = "validation") -> list[str]:
+    """What the report says of picking among ``run_ids`` (two or more): the pick on the training
+    out-of-fold AUC, the pick on the reported cohort with its warning, and which of them the
+    reported run ``run_id`` is. Empty for fewer than two runs."""
+    run_ids = list(dict.fromkeys(run_ids))
+    if len(run_ids) < 2:
+        return []
+    picks = [select_best(store, run_ids, by=by, reported=reported) for by in (DEFAULT_SELECTION, reported)]
+    lines = [" ".join(filter(None, [p.describe(), p.warning])) for p in picks]
+    oof_pick, reported_pick = picks
+    name = oof_pick.names.get(run_id, run_id)
+    if reported_pick.best == run_id and oof_pick.best == run_id:
+        lines.append(f"This report's run, {name}, is the pick on both: the training out-of-fold AUC, which left the "
+                     f"{selection_name(reported)} cohort out, chooses it too.")
+    elif reported_pick.best == run_id:
+        lines.append(f"This report's run, {name}, is the pick on the {selection_name(reported)} AUC: if it was chosen "
+                     f"for it, its {selection_name(reported)} AUC in Table 2 is optimistic.")
+    elif oof_pick.best == run_id:
+        lines.append(f"This report's run, {name}, is the pick on the training out-of-fold AUC.")
+    else:
+        lines.append(f"This report's run, {name}, is neither pick.")
+    return lines

@@ -409,6 +409,98 @@ def read_split(workspace: Workspace) -> SavedSplit | None:
     return SavedSplit(table, None, f"the '{SPLIT_COLUMN}' column of {workspace.clinical_csv.name}")
 
 
+# ---------------------------------------------------------------------------------------------
+# Folds of k-fold cross-validation on a split that has none (the saved 7:3 split's patients)
+
+#: Where drawn folds are kept, one file per target, number of folds and seed.
+FOLDS_FOLDER = "folds"
+LABEL_AT_DRAW = "label_at_draw"
+
+
+def folds_csv(workspace: Workspace, target: str, n_folds: int, seed: int) -> Any:
+    """``folds/<target>-<k>fold-seed<seed>.csv``: patient_id, fold, the label it was stratified on."""
+    return Workspace.of(workspace).root / FOLDS_FOLDER / f"{target}-{int(n_folds)}fold-seed{int(seed)}.csv"
+
+
+@dataclass(frozen=True)
+class FoldAssignment:
+    """Each patient's fold (in the order asked), the labels the folds were stratified on, and what
+    changed since they were saved, in words ('' when nothing did). ``redrawn``: the saved folds no
+    longer fit the patients and were drawn again (``save`` keeps the new ones)."""
+
+    patient_ids: tuple[str, ...]
+    fold: np.ndarray
+    labels_at_draw: np.ndarray
+    message: str = ""
+    redrawn: bool = False
+    path: Any = None
+
+    def save(self) -> Any:
+        table = pd.DataFrame({PATIENT_ID: list(self.patient_ids), FOLD_COLUMN: self.fold.astype(int),
+                              LABEL_AT_DRAW: self.labels_at_draw.astype(int)})
+        return atomic_write_csv(self.path, table)
+
+
+def _draw_folds(labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """scikit-learn's ``StratifiedKFold(n_splits, shuffle=True, random_state=seed)`` on the labels."""
+    from sklearn.model_selection import StratifiedKFold
+
+    fold = np.full(len(labels), -1, dtype=int)
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, held) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        fold[held] = k
+    return fold
+
+
+def _read_folds(path: Any) -> pd.DataFrame:
+    try:
+        table = read_table(path).table
+        missing = [c for c in (PATIENT_ID, FOLD_COLUMN, LABEL_AT_DRAW) if c not in table.columns]
+        if missing:
+            raise CrcInputError(f"it has no {', '.join(missing)} column")
+        table[PATIENT_ID] = patient_ids(table, what=str(path))
+        table[FOLD_COLUMN] = pd.to_numeric(table[FOLD_COLUMN], errors="raise").astype(int)
+        table[LABEL_AT_DRAW] = pd.to_numeric(table[LABEL_AT_DRAW], errors="raise").astype(int)
+    except (CrcInputError, ValueError, KeyError, TypeError) as exc:
+        raise CrcInputError(f"The saved folds {path} are damaged ({exc}). Delete the file to draw the folds again.") from exc
+    return table
+
+
+def kfold_assignment(workspace: Workspace, ids: Sequence[str], labels: Sequence[int], *, target: str, n_folds: int,
+                     seed: int) -> FoldAssignment:
+    """The folds of ``ids``: the saved ones of this target, k and seed when they hold the same
+    patients — every patient keeps its fold even when its label changed since, said in
+    ``message`` (the folds stay stratified on the labels they were drawn on) — else drawn again by
+    :func:`_draw_folds` on today's labels, with a message naming the patients added and removed.
+    Nothing is written: ``save()`` the result once the run goes ahead."""
+    ids = [str(p) for p in ids]
+    labels = np.asarray(labels, dtype=int)
+    path = folds_csv(workspace, target, n_folds, seed)
+    what = f"{int(n_folds)} folds of {target.upper()} (seed {int(seed)})"
+    if not path.exists():
+        return FoldAssignment(tuple(ids), _draw_folds(labels, n_folds, seed), labels, path=path)
+    saved = _read_folds(path).set_index(PATIENT_ID)
+    added = [p for p in ids if p not in saved.index]
+    removed = [p for p in saved.index if p not in set(ids)]
+    if added or removed:
+        changes = []
+        if added:
+            changes.append(f"{len(added)} patient(s) added ({listing(added)})")
+        if removed:
+            changes.append(f"{len(removed)} patient(s) removed ({listing(list(removed))})")
+        message = (f"The saved {what} were drawn again on today's labels: since they were drawn, "
+                   f"{' and '.join(changes)}, so the patients' folds changed and runs before this one used other folds.")
+        return FoldAssignment(tuple(ids), _draw_folds(labels, n_folds, seed), labels, message, True, path)
+    fold = saved.loc[ids, FOLD_COLUMN].to_numpy(dtype=int)
+    at_draw = saved.loc[ids, LABEL_AT_DRAW].to_numpy(dtype=int)
+    changed = [p for p, now, then in zip(ids, labels, at_draw) if now != then]
+    message = ""
+    if changed:
+        message = (f"The labels of {len(changed)} patient(s) ({listing(changed)}) changed since the saved {what} were "
+                   "drawn; every patient keeps its fold (stratified on the labels at the draw), so runs stay comparable.")
+    return FoldAssignment(tuple(ids), fold, at_draw, message, False, path)
+
+
 def align_split(split: pd.DataFrame, ids: Sequence[str], *, what: str) -> tuple[list[str], list[str]]:
     """Each of ``ids``' split (as saved: train/validation/external), and warnings for patients of
     the split that are not among ``ids``. Refuses patients of ``ids`` that have no split, naming
@@ -438,6 +530,8 @@ __all__: Sequence[str] = (
     "save_split",
     "read_split",
     "align_split",
+    "kfold_assignment",
+    "FoldAssignment",
     "replaces_table_split",
     "split_counts",
     "describe_split",

@@ -202,7 +202,11 @@ def train_run(workspace: Workspace, config: TrainConfig | None, *, store: RunSto
     meter = StepMeter(progress, {STARTING: 0.0})
     meter.tell(STARTING, 0, 1, detail="reading the labels, the split and the crops", count=False)
     data = labelled_crops(workspace, config.target, crop_key=config.crop_key, allow_missing_crops=config.allow_missing_crops)
-    parts = partitions(workspace, data, config)
+    fold_notes: list[str] = []
+    parts = partitions(workspace, data, config, notes=fold_notes, save_folds=True)
+    if say:
+        for note in fold_notes:
+            say(note)
     _check_weights(config)
     if config.harmonise != "none":  # what ComBat would refuse about the centres, before anything is written
         from crc_core.harmonisation import check_centres, patient_centres
@@ -219,7 +223,7 @@ def train_run(workspace: Workspace, config: TrainConfig | None, *, store: RunSto
     if size > 1:
         _share_run_id(run_id, config.device)
         store.update(run_id, info={"world_size": size})
-    ctx = RunContext(workspace, store, run_id, config, len(parts), progress, say, meter=meter)
+    ctx = RunContext(workspace, store, run_id, config, len(parts), progress, say, notes=list(fold_notes), meter=meter)
     try:
         with HEARTBEAT.beating(lambda: store.heartbeat(run_id)):
             if not ctx.folder.partitions.exists():
@@ -438,9 +442,14 @@ class Partition:
     cutoffs: dict[str, Any] = field(default_factory=dict)
 
 
-def partitions(workspace: Workspace, data: LabelledCrops, config: TrainConfig) -> list[Partition]:
+def partitions(workspace: Workspace, data: LabelledCrops, config: TrainConfig, *,
+               notes: list[str] | None = None, save_folds: bool = False) -> list[Partition]:
     """The partitions of ``config.evaluation``, each with its labels; external patients are only
-    ever predicted. Refuses a partition whose training or held-out patients hold one class."""
+    ever predicted. Refuses a partition whose training or held-out patients hold one class.
+    k-fold on a split without folds uses the folds saved for it (:func:`crc_core.splits.kfold_assignment`);
+    what changed since they were drawn goes to ``notes``, and ``save_folds`` keeps them once every
+    partition is accepted."""
+    drawn = None
     internal = data.split != EXTERNAL
     external = {"external": data.split == EXTERNAL} if (data.split == EXTERNAL).any() else {}
     if config.evaluation == "holdout":
@@ -452,13 +461,15 @@ def partitions(workspace: Workspace, data: LabelledCrops, config: TrainConfig) -
     elif config.evaluation == "kfold":
         fold = data.fold.copy()
         if (fold[internal] < 0).any():
-            from sklearn.model_selection import StratifiedKFold
+            # A split without folds (the saved 7:3): the folds drawn for it are saved and reused, so
+            # a change of labels does not redraw them; a change of patients does, and says so.
+            from crc_core.splits import kfold_assignment
 
-            fold = np.full(len(data), -1)
             positions = np.flatnonzero(internal)
-            splitter = StratifiedKFold(n_splits=config.n_folds, shuffle=True, random_state=config.seed)
-            for k, (_, held) in enumerate(splitter.split(positions, data.y[positions])):
-                fold[positions[held]] = k
+            drawn = kfold_assignment(workspace, [data.patient_ids[i] for i in positions], data.y[positions],
+                                     target=config.target, n_folds=config.n_folds, seed=config.seed)
+            fold = np.full(len(data), -1)
+            fold[positions] = drawn.fold
         shapes = [(int(k), internal & (fold != k), {"cv": internal & (fold == k)}) for k in sorted(set(fold[internal].tolist()))]
     else:
         from sklearn.model_selection import train_test_split
@@ -480,6 +491,11 @@ def partitions(workspace: Workspace, data: LabelledCrops, config: TrainConfig) -
         if fold is None:
             check_classes(data, predict["validation"], "the validation cohort", y=y)
         parts.append(part)
+    if drawn is not None:
+        if drawn.message and notes is not None:
+            notes.append(drawn.message)
+        if save_folds:
+            drawn.save()
     return parts
 
 

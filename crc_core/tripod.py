@@ -165,6 +165,50 @@ def _measures(ctx: _Context) -> str | None:
             "decision curves (dcurves); models compared by DeLong's paired test.")
 
 
+def _patients(n: Any) -> str:
+    return f"{int(n)} patient{'s' if int(n) != 1 else ''}"
+
+
+def prediction_sources(run: Any, result: Any) -> str | None:
+    """Item 12g: what is true of each cohort's probabilities in this run. A training patient's
+    probability from the model fitted on it is apparent (resubstituted, optimistic); only its
+    out-of-fold score, from an inner-fold model that left it out, and the held-out cohorts come
+    from a model that never saw the patient."""
+    from crc_core.run_views import cohort_name
+
+    harmonise = run.config.get("harmonise", "none")
+    transductive = ", after ComBat fitted with their features too (transductive, labels not used)" \
+        if harmonise == "transductive" else ""
+    tune = run.config.get("finetune") or {}
+    chosen_on_validation = run.mode == "finetune" and tune.get("selection", "validation_loss") == "validation_loss"
+    model = "the combined model" if run.mode == "combined" else "the model"
+    parts = []
+    for cohort, m in result.metrics.items():
+        who = f"{cohort_name(cohort)} ({_patients(m['n'])})"
+        if cohort == "train":
+            parts.append(f"{who}: apparent, each probability from {model} fitted on these same patients "
+                         "(resubstituted, so optimistic)" + (
+                             ", with each patient's out-of-fold DL score as its input" if run.mode == "combined" else ""))
+        elif cohort == "validation":
+            parts.append(f"{who}: held out, from {model} fitted on the training cohort alone"
+                         + (", but the epoch was chosen on this cohort's loss, so it took part in selecting the model"
+                            if chosen_on_validation else "") + transductive)
+        elif cohort == "cv":
+            parts.append(f"{who}: held out, each patient from the model of the fold that left it out" + transductive)
+        elif cohort.startswith("external:"):
+            parts.append(f"{who}: another centre, from {model} developed without its patients, unchanged" + transductive)
+        else:
+            parts.append(f"{who}: held out")
+    if getattr(result, "out_of_fold", None) is not None:
+        parts.insert(1 if "train" in result.metrics else 0,
+                     f"training out-of-fold ({_patients(result.out_of_fold['n'])}): each from the inner "
+                     "cross-validation's model that left the patient out (the penalty was chosen on these same folds)")
+    if run.evaluation == "repeated":
+        parts.append("repeated splits: each repeat's held-out patients from that repeat's model (a patient is held out "
+                     "in several repeats)")
+    return ("; ".join(parts) + ".") if parts else None
+
+
 def _imbalance(ctx: _Context) -> str | None:
     tune = ctx.run.config.get("finetune")
     if tune:
@@ -303,8 +347,7 @@ FILLERS: dict[str, Callable[[_Context], str | None]] = {
     "5a": _source, "7": _preparation, "8a": _outcome, "9a": _predictors, "9b": _predictors, "10": _sample_size,
     "11": _missing, "12a": _data_use, "12b": lambda ctx: "Pixel intensities by the crop set's window; features "
     "standardised with their mean and SD learned inside each training part.", "12c": _model, "12d": _heterogeneity,
-    "12e": _measures, "12f": _updating, "12g": lambda ctx: "Each patient's probability from the model that never saw that patient "
-    "(its fold's, or the holdout model).", "13": _imbalance, "15": _output, "18f": _code, "20b": _characteristics, "20c": _comparison,
+    "12e": _measures, "12f": _updating, "12g": lambda ctx: prediction_sources(ctx.run, ctx.result), "13": _imbalance, "15": _output, "18f": _code, "20b": _characteristics, "20c": _comparison,
     "21": _counts, "22": _full_model, "23a": _performance, "23b": _heterogeneity_results, "24": _updating_results,
     "26": _limitations,
 }

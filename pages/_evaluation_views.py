@@ -153,6 +153,7 @@ def compare(store: RunStore, result: me.RunEvaluation, finished: list[RunRecord]
         st.error(str(exc))
         return
     st.dataframe(me.comparison_for_people(table), hide_index=True)
+    _best_of(store, chosen)
     if curves:  # full width, one under the other: a legend of several models needs the room
         _chart(figures.roc_curves([(label, roc, auc) for label, roc, _, auc in curves], "Validation cohort: ROC"), "compare_roc")
         _chart(figures.decision_curves({label: dca for label, _, dca, _ in curves}, "Validation cohort: decision curves"),
@@ -163,6 +164,21 @@ def compare(store: RunStore, result: me.RunEvaluation, finished: list[RunRecord]
         st.dataframe(delong_on_screen(me.delong_pairs_for_people(pairs, labels)), hide_index=True, column_config={
             "First model": st.column_config.TextColumn(width="medium"),
             "Second model": st.column_config.TextColumn(width="medium")})
+
+
+def _best_of(store: RunStore, chosen: list[str]) -> None:
+    """Which of the compared runs is best, and on which cohort it was picked: the table reports
+    validation AUCs, so a pick on them is flagged optimistic."""
+    from crc_core import run_views
+
+    if len(chosen) < 2:
+        return
+    by = st.radio("Pick the best model on", list(run_views.SELECTION_COHORTS)[:2], horizontal=True, key="compare_select_by",
+                  format_func=lambda c: f"{run_views.selection_name(c)} AUC" + (" (ours)" if c == run_views.DEFAULT_SELECTION else ""),
+                  help="The training out-of-fold AUC leaves the validation cohort out of the choice; picking on the "
+                       "validation AUC and then reporting it overstates the chosen model.")
+    picked = run_views.select_best(store, chosen, by=by, reported="validation")
+    (st.warning if picked.warning else st.info)(" ".join(filter(None, [picked.describe(), picked.warning])))
 
 
 def delong_on_screen(pairs: pd.DataFrame) -> pd.DataFrame:
