@@ -229,6 +229,9 @@ def evaluate_run(store: RunStore, run_id: str, *, threshold_rule: str = DEFAULT_
         if metrics["unreliable"]:
             result.notes.append(f"The {cohort} cohort has fewer than {ev.FEW_CASES} patients in a class: its CIs are unreliable.")
         result.metrics[cohort] = metrics
+    from crc_core.threshold_side import table_two_notes
+
+    result.notes.extend(table_two_notes(result))  # a threshold no patient crosses: miscalibration, said
     folds = ev.grouped_auc(predictions[predictions["fold"] != NO_FOLD], ["cohort", "fold"])
     result.fold_aucs = folds.dropna(subset=["auc"])[["cohort", "fold", "auc"]].reset_index(drop=True)
     return result

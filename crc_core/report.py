@@ -712,6 +712,10 @@ def _robustness_section(ctx: _ReportContext) -> str:
     for kept in checks:
         suffix = kept.cohort.replace(":", "-")
         notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in kept.notes)
+        from crc_core.robustness import threshold_note
+
+        if threshold_note(kept):
+            notes = f"<p class='warning'>{html.escape(threshold_note(kept))}</p>" + notes
         parts = [_figure(ctx.figures[f"{stem}-{suffix}"]) for stem in ("robustness_auc", "robustness_bland_altman")
                  if f"{stem}-{suffix}" in ctx.figures]
         out.append(ctx.table(summary_for_people(kept), f"{_first_upper(cohort_name(kept.cohort))} cohort: the run's model on "

@@ -254,6 +254,25 @@ def write_robustness(result: RobustnessResult, folder: Path) -> list[Path]:
             atomic_write_csv(folder / "robustness_summary.csv", result.summary)]
 
 
+def one_sided_reference(result: RobustnessResult):
+    """Reader 1's patients all on one side of the check's threshold
+    (:class:`crc_core.threshold_side.OneSided`), or None when the threshold splits them."""
+    from crc_core.threshold_side import one_sided
+
+    reference = result.scores.loc[result.scores["variant"] == "reader1", "prob"].to_numpy()
+    return one_sided(result.cohort, reference, result.threshold)
+
+
+def threshold_note(result: RobustnessResult) -> str | None:
+    """Why the class changes say nothing, where reader 1's patients all lie on one side of the
+    threshold (a miscalibrated cohort, not a robust model); None otherwise."""
+    from crc_core.run_views import cohort_name
+    from crc_core.threshold_side import class_change_words
+
+    found = one_sided_reference(result)
+    return class_change_words(found, cohort_name(result.cohort)) if found is not None else None
+
+
 def summary_for_people(result: RobustnessResult) -> pd.DataFrame:
     """The summary in words, three decimals: ROI, patients, AUC (95% CI), ICC with reader 1 (95% CI),
     patients changing class, DeLong p against reader 1."""
@@ -267,7 +286,8 @@ def summary_for_people(result: RobustnessResult) -> pd.DataFrame:
         "ROI": table["variant"].map(VARIANT_NAMES), "Patients": table["n"],
         "AUC (95% CI)": [interval(*r) for r in table[["auc", "auc_low", "auc_high"]].itertuples(index=False)],
         "ICC with reader 1 (95% CI)": [interval(*r) for r in table[["icc", "icc_low", "icc_high"]].itertuples(index=False)],
-        f"Change class at {result.threshold:.3f}": table["flips"],
+        f"Change class at {result.threshold:.3f}" + ("" if one_sided_reference(result) is None else
+                                                      " (every patient on one side of it: see the note)"): table["flips"],
         "DeLong vs reader 1": ["—" if pd.isna(p) else p_words(p) for p in table["p_vs_reader1"]]})
 
 

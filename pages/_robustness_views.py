@@ -51,6 +51,9 @@ def draw(workspace: Workspace, result: me.RunEvaluation) -> None:
     st.caption("ICC(2,1) of the predicted probabilities against reader 1's (psych::ICC); DeLong's paired test of each AUC "
                f"against reader 1's (pROC::roc.test); a class change at Table 2's threshold ({kept.threshold:.3f}). ICC above "
                "0.75 is usually read as good agreement, above 0.9 as excellent.")
+    miscalibrated = rb.threshold_note(kept)
+    if miscalibrated:
+        st.warning(miscalibrated)
     for note in kept.notes:
         st.caption(note)
     for stem, figure in rb.robustness_figures(kept, run.target).items():
