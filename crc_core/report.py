@@ -665,14 +665,20 @@ def _figures_section(ctx: _ReportContext) -> str:
     parts = [f"<h3>{html.escape(figure_name(stem))}</h3>{_figure(figure)}" for stem, figure in ctx.figures.items()
              if stem not in ("gradcam", "centres") and not stem.startswith(("robustness", "compare_", "recalibration"))]
     if ctx.run.mode == "combined" and "odds_ratios" in ctx.run.info:
-        from crc_core.combined_model import added_value_table, lr_test_words
+        from crc_core.combined_model import (NRI_CAVEAT, added_value_table, auc_difference, auc_difference_for_people,
+                                             lr_test_words)
 
         odds = odds_ratio_table(pd.DataFrame(ctx.run.info["odds_ratios"]))
-        added = added_value_table(ctx.run)
+        added, gain, words = added_value_table(ctx.run), auc_difference(ctx.workspace, ctx.run), lr_test_words(ctx.run)
+        # What the clinical variables add, led by the tests that answer it: the likelihood-ratio test and
+        # the AUC difference; the NRI and IDI after them, without p values (Pepe et al. 2014).
         parts.insert(0, ctx.table(odds, "Combined model: odds ratios with Wald 95% CIs, fitted on the training cohort.")
-                     + (f"<p class='caption'>{html.escape(lr_test_words(ctx.run))}</p>" if lr_test_words(ctx.run) else "")
-                     + (ctx.table(added, "What the clinical variables add to the DL model alone: category-free NRI and IDI "
-                                      "(PredictABEL's definitions) with bootstrap 95% CIs.") if len(added) else ""))
+                     + (f"<p><b>{html.escape(words)}</b></p>" if words else "")
+                     + (ctx.table(auc_difference_for_people(gain), "AUC of the combined model against the DL model alone on "
+                                                                   "the same patients (DeLong's paired test).") if len(gain) else "")
+                     + (ctx.table(added, "Reclassification against the DL model alone: category-free NRI and IDI "
+                                         "(PredictABEL's definitions) with bootstrap 95% CIs.")
+                        + f"<p class='caption'>{html.escape(NRI_CAVEAT)}</p>" if len(added) else ""))
     return "".join(parts)
 
 
