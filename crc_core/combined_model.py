@@ -287,29 +287,90 @@ def added_value(design: pd.DataFrame, y: pd.Series, scored: pd.DataFrame) -> dic
     return out
 
 
+#: Why the NRI and IDI are shown without p values, wherever they are shown.
+NRI_CAVEAT = ("The category-free NRI and the IDI are shown without p values: tests of them are invalid and can be "
+              "\"significant\" when the added variables add nothing (Pepe et al., J Natl Cancer Inst 2014;106:dju041; "
+              "Kerr et al., Epidemiology 2014;25:114), and the category-free NRI counts any change, however small, as a "
+              "reclassification. Their CIs describe the sampling of patients only. Whether the clinical variables add to "
+              "the DL score is the likelihood-ratio test's question, and how much they add to discrimination the AUC "
+              "difference's.")
+
+
 def added_value_table(run) -> pd.DataFrame:
-    """A combined run's NRI and IDI per cohort in words: Cohort, Measure, Estimate (95% CI), P."""
+    """A combined run's category-free NRI and IDI per cohort in words: Cohort, Measure, Estimate
+    (95% CI), CI method — no p value (:data:`NRI_CAVEAT`: Pepe et al. 2014)."""
     from crc_core.run_views import cohort_name
-    from crc_core.stats import format_p
 
     rows = []
     for cohort, records in (run.info.get("added_value") or {}).get("reclassification", {}).items():
         for r in records:
             rows.append({"Cohort": cohort_name(cohort), "Measure": r["measure"],
-                         "Estimate (95% CI)": f"{r['estimate']:.3f} ({r['low']:.3f} to {r['high']:.3f})", "P": format_p(r["p"]),
+                         "Estimate (95% CI)": f"{r['estimate']:.3f} ({r['low']:.3f} to {r['high']:.3f})",
                          "CI": r.get("ci", "")})
-    return pd.DataFrame(rows, columns=["Cohort", "Measure", "Estimate (95% CI)", "P", "CI"])
+    return pd.DataFrame(rows, columns=["Cohort", "Measure", "Estimate (95% CI)", "CI"])
+
+
+def auc_difference(workspace: Workspace, run) -> pd.DataFrame:
+    """A combined run's AUC against its DL run's alone on each labelled held-out cohort, on the
+    patients both predicted: ``cohort``, ``n``, ``auc_combined``, ``auc_dl``, ``difference``
+    (combined − DL), ``low``, ``high`` (DeLong's 95% CI) and ``p`` (DeLong's paired test, as
+    ``pROC::roc.test``). Empty where the DL run is gone."""
+    from crc_core.model_evaluation import labelled
+
+    columns = ["cohort", "n", "auc_combined", "auc_dl", "difference", "low", "high", "p"]
+    store = RunStore(Workspace.of(workspace))
+    parent = run.info.get("parent_run")
+    try:
+        dl = store.predictions(parent) if parent else pd.DataFrame()
+    except CrcInputError:
+        dl = pd.DataFrame()
+    if dl.empty:
+        return pd.DataFrame(columns=columns)
+    combined = store.predictions(run.run_id)
+    rows = []
+    for cohort in dict.fromkeys(combined["cohort"]):
+        if cohort in ("train", OUT_OF_FOLD):
+            continue
+        new = labelled(combined[combined["fold"] == -1], cohort).drop_duplicates("patient_id").set_index("patient_id")
+        old = labelled(dl[dl["fold"] == -1], cohort).drop_duplicates("patient_id").set_index("patient_id")
+        shared = new.index.intersection(old.index)
+        y = new.loc[shared, "y_true"].astype(int)
+        if len(shared) < 2 or y.nunique() < 2:
+            continue
+        _, p, difference, (low, high) = ev.delong_difference(y, new.loc[shared, "prob"], old.loc[shared, "prob"])
+        rows.append({"cohort": cohort, "n": len(shared), "auc_combined": ev.auc_ci(y, new.loc[shared, "prob"])[0],
+                     "auc_dl": ev.auc_ci(y, old.loc[shared, "prob"])[0], "difference": difference, "low": low,
+                     "high": high, "p": p})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def auc_difference_for_people(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`auc_difference` in words: Cohort, Patients, AUC combined, AUC DL alone, the
+    difference with its 95% CI, DeLong's p, and what it shows ("no evidence of a difference")."""
+    from crc_core.run_views import cohort_name
+    from crc_core.stats import difference_text, difference_verdict, p_words
+
+    return pd.DataFrame({
+        "Cohort": [cohort_name(c) for c in table["cohort"]], "Patients": table["n"].astype(int),
+        "AUC combined": [f"{v:.3f}" for v in table["auc_combined"]], "AUC DL alone": [f"{v:.3f}" for v in table["auc_dl"]],
+        "AUC difference (95% CI)": [difference_text(d, lo, hi) for d, lo, hi in zip(table["difference"], table["low"],
+                                                                                   table["high"])],
+        "DeLong p": [p_words(p) for p in table["p"]],
+        "What it shows": [difference_verdict(p, lo, hi) for p, lo, hi in zip(table["p"], table["low"], table["high"])]})
 
 
 def lr_test_words(run) -> str:
-    """The likelihood-ratio test of the added variables in a sentence, or ""."""
+    """The likelihood-ratio test of the added variables in a sentence, with what it shows, or ""."""
     from crc_core.stats import p_words
 
     test = (run.info.get("added_value") or {}).get("lr_test")
     if not test:
         return ""
-    return (f"Likelihood-ratio test of {', '.join(test.get('added') or []) or 'the clinical variables'} over the DL score "
-            f"alone (training cohort): χ² {test['lr_statistic']:.2f}, df {int(test['df'])}, {p_words(test['p'])}.")
+    added = ", ".join(test.get("added") or []) or "the clinical variables"
+    shows = ("evidence that they add to the DL score" if test["p"] < 0.05 else
+             "no evidence that they add to the DL score")
+    return (f"Likelihood-ratio test of {added} over the DL score alone (training cohort): χ² {test['lr_statistic']:.2f}, "
+            f"df {int(test['df'])}, {p_words(test['p'])}: {shows}.")
 
 
 def stored_combined(run) -> CombinedResult:

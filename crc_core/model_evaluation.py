@@ -229,6 +229,9 @@ def evaluate_run(store: RunStore, run_id: str, *, threshold_rule: str = DEFAULT_
         if metrics["unreliable"]:
             result.notes.append(f"The {cohort} cohort has fewer than {ev.FEW_CASES} patients in a class: its CIs are unreliable.")
         result.metrics[cohort] = metrics
+    from crc_core.threshold_side import table_two_notes
+
+    result.notes.extend(table_two_notes(result))  # a threshold no patient crosses: miscalibration, said
     folds = ev.grouped_auc(predictions[predictions["fold"] != NO_FOLD], ["cohort", "fold"])
     result.fold_aucs = folds.dropna(subset=["auc"])[["cohort", "fold", "auc"]].reset_index(drop=True)
     return result
@@ -454,14 +457,12 @@ def comparison_for_people(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def delong_pairs_for_people(pairs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
-    """DeLong's tests as one row per pair of models (never a matrix wider than the page): first
-    model, second model, patients, the AUC difference with its 95% CI, and p in words."""
-    return pd.DataFrame({
-        "First model": [labels.get(a, a) for a in pairs["run_a"]], "Second model": [labels.get(b, b) for b in pairs["run_b"]],
-        "Patients": pairs["n"].astype(int),
-        "AUC difference (95% CI)": [f"{d:+.3f} ({lo:+.3f} to {hi:+.3f})"
-                                    for d, lo, hi in zip(pairs["difference"], pairs["low"], pairs["high"])],
-        "p": [p_words(p) for p in pairs["p"]]})
+    """DeLong's tests as one row per pair of models (never a matrix wider than the page): the AUC
+    difference with its 95% CI first, p Holm-adjusted across the pairs, in words
+    (:func:`crc_core.run_views.delong_pairs_in_words`)."""
+    from crc_core.run_views import delong_pairs_in_words
+
+    return delong_pairs_in_words(pairs, labels)
 
 
 def delong_matrix(pairs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:

@@ -10,6 +10,12 @@ sampling of patients, which is the whole uncertainty on a cohort that neither mo
 on the cohort the models were fitted on they miss the fitting, and whether the added variables help
 is then a question for :func:`likelihood_ratio_test` (Pepe et al., Stat Med 2013;32:1467; Kerr et
 al., Epidemiology 2014;25:114).
+
+:func:`reclassification` still returns a p for each measure (PredictABEL prints one), but nothing
+shows it: tests of the NRI are invalid and can be "significant" when the added marker has no value
+(Pepe, Janes & Li, J Natl Cancer Inst 2014;106:dju041). The pages and the report lead with the
+likelihood-ratio test and the AUC difference, and show the NRI and IDI with their CIs and that
+caveat (:data:`crc_core.combined_model.NRI_CAVEAT`).
 """
 
 from __future__ import annotations

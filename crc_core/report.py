@@ -600,18 +600,23 @@ def _cohort_section(ctx: _ReportContext) -> str:
 
 def _table_one_section(ctx: _ReportContext) -> str:
     from crc_core.cohort import load_workspace_cohort
-    from crc_core.stats import journal_view, table_one, used_footnotes
+    from crc_core.splits import read_split
+    from crc_core.stats import TableOneOptions, chance_note, journal_view, split_was_random, table_one, used_footnotes
 
     cohort = load_workspace_cohort(ctx.workspace)
     if "split" not in cohort.columns or cohort["split"].nunique() < 2:
         return "<p>No training/validation split yet (Cohort page).</p>"
     clinical = [c for c in ctx.workspace.read_clinical().columns if c not in ("patient_id", "split", "fold")]
     try:
-        table = table_one(cohort, "split", clinical)
+        # The SMD beside p: between cohorts split at random, p tests chance; the SMD says how large.
+        table = table_one(cohort, "split", clinical, options=TableOneOptions(smd=True))
+        chance = chance_note(table, split_was_random(read_split(ctx.workspace)))
     except CrcInputError as exc:
         return f"<p>{html.escape(str(exc))}</p>"
-    notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in used_footnotes(table))
-    return ctx.text(ctx.table(journal_view(table), "Baseline characteristics by cohort (the paper's Table 1).") + notes)
+    notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in [*used_footnotes(table), *([chance] if chance else [])])
+    return ctx.text(ctx.table(journal_view(table), "Baseline characteristics by cohort (the paper's Table 1), with the "
+                                                   "standardised mean difference (SMD: pooled SD for continuous variables, "
+                                                   "Yang & Dalton 2012 for categorical ones, as R tableone).") + notes)
 
 
 def _labels_section(ctx: _ReportContext) -> str:
@@ -663,14 +668,20 @@ def _figures_section(ctx: _ReportContext) -> str:
              for stem, figure in ctx.figures.items()
              if stem not in ("gradcam", "centres") and not stem.startswith(("robustness", "compare_", "recalibration"))]
     if ctx.run.mode == "combined" and "odds_ratios" in ctx.run.info:
-        from crc_core.combined_model import added_value_table, lr_test_words
+        from crc_core.combined_model import (NRI_CAVEAT, added_value_table, auc_difference, auc_difference_for_people,
+                                             lr_test_words)
 
         odds = odds_ratio_table(pd.DataFrame(ctx.run.info["odds_ratios"]))
-        added = added_value_table(ctx.run)
+        added, gain, words = added_value_table(ctx.run), auc_difference(ctx.workspace, ctx.run), lr_test_words(ctx.run)
+        # What the clinical variables add, led by the tests that answer it: the likelihood-ratio test and
+        # the AUC difference; the NRI and IDI after them, without p values (Pepe et al. 2014).
         parts.insert(0, ctx.table(odds, "Combined model: odds ratios with Wald 95% CIs, fitted on the training cohort.")
-                     + (f"<p class='caption'>{html.escape(lr_test_words(ctx.run))}</p>" if lr_test_words(ctx.run) else "")
-                     + (ctx.table(added, "What the clinical variables add to the DL model alone: category-free NRI and IDI "
-                                      "(PredictABEL's definitions) with bootstrap 95% CIs.") if len(added) else ""))
+                     + (f"<p><b>{html.escape(words)}</b></p>" if words else "")
+                     + (ctx.table(auc_difference_for_people(gain), "AUC of the combined model against the DL model alone on "
+                                                                   "the same patients (DeLong's paired test).") if len(gain) else "")
+                     + (ctx.table(added, "Reclassification against the DL model alone: category-free NRI and IDI "
+                                         "(PredictABEL's definitions) with bootstrap 95% CIs.")
+                        + f"<p class='caption'>{html.escape(NRI_CAVEAT)}</p>" if len(added) else ""))
     return "".join(parts)
 
 
@@ -714,11 +725,8 @@ def _first_upper(text: str) -> str:
 
 
 def _robustness_section(ctx: _ReportContext) -> str:
-    from crc_core.robustness import summary_for_people
-
+    from crc_core.robustness import comparison_sentence, kept_checks, summary_for_people, threshold_note
     from crc_core.run_views import cohort_name
-
-    from crc_core.robustness import kept_checks
 
     checks = kept_checks(ctx.workspace, ctx.run, ctx.result.metrics)
     if not checks:
@@ -727,13 +735,19 @@ def _robustness_section(ctx: _ReportContext) -> str:
     for kept in checks:
         suffix = kept.cohort.replace(":", "-")
         notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in kept.notes)
+        if threshold_note(kept):
+            notes = f"<p class='warning'>{html.escape(threshold_note(kept))}</p>" + notes
         parts = [_figure(ctx.figures[f"{stem}-{suffix}"]) for stem in ("robustness_auc", "robustness_bland_altman")
                  if f"{stem}-{suffix}" in ctx.figures]
         out.append(ctx.table(summary_for_people(kept), f"{_first_upper(cohort_name(kept.cohort))} cohort: the run's model on "
                                                     "crops cut with reader 2's ROI and with reader 1's eroded or dilated "
-                                                    "in-plane (Zwanenburg et al. 2019): ICC(2,1) of the probabilities "
-                                                    "against reader 1's, DeLong's paired test, class changes at Table 2's "
-                                                    "threshold.") + notes + "".join(parts))
+                                                    "in-plane (Zwanenburg et al. 2019): each AUC's difference from reader "
+                                                    "1's with DeLong's 95% CI, DeLong's paired test Holm-adjusted across the "
+                                                    "ROIs (a large p is no evidence of a difference, not proof of "
+                                                    "robustness), ICC(2,1) of the probabilities against reader 1's, class "
+                                                    "changes at Table 2's threshold.")
+                   + (f"<p>{html.escape(comparison_sentence(kept))}</p>" if comparison_sentence(kept) else "")
+                   + notes + "".join(parts))
     return ctx.text("".join(out))
 
 

@@ -1,8 +1,11 @@
 """Is a run's prediction robust to the reader who drew the ROI? The run's model applied to crops cut
 with the second reader's masks and with reader 1's masks eroded or dilated by 1 and 2 pixels
 (Zwanenburg et al. 2019, Sci Rep 9:614), each preprocessed exactly as the run's own crops: per
-variant the AUC, the agreement of the probabilities with reader 1's (ICC(2,1)), DeLong's paired
-test against reader 1, and how many patients change class at Table 2's threshold.
+variant the AUC, the agreement of the probabilities with reader 1's (ICC(2,1)), the AUC difference
+from reader 1's with its DeLong 95% CI and paired test (pROC::roc.test), the p values Holm-adjusted
+across the variants (one family of up to five tests: R ``p.adjust(method = "holm")``), and how many
+patients change class at Table 2's threshold. A large p is "no evidence of a difference", never
+proof of robustness: the CI of the difference says what it rules out.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from crc_core.workspace import Workspace, atomic_write_csv
 VARIANT_NAMES = {"reader1": "reader 1 (the run's own)", "reader2": "reader 2", "erode1": "reader 1 eroded 1 px",
                  "erode2": "reader 1 eroded 2 px", "dilate1": "reader 1 dilated 1 px", "dilate2": "reader 1 dilated 2 px"}
 SUMMARISING = "AUC, ICC and DeLong's test per ROI"
-SUMMARY_COLUMNS = ["variant", "auc", "auc_low", "auc_high", "icc", "icc_low", "icc_high", "flips", "n", "p_vs_reader1"]
+SUMMARY_COLUMNS = ["variant", "auc", "auc_low", "auc_high", "icc", "icc_low", "icc_high", "flips", "n", "p_vs_reader1",
+                   "auc_difference", "difference_low", "difference_high", "p_holm"]
+#: The comparison with reader 1: AUC(variant) − AUC(reader 1), its DeLong 95% CI, and p Holm-adjusted.
+COMPARISON_COLUMNS = ["auc_difference", "difference_low", "difference_high", "p_holm"]
 Progress = Callable[..., None]
 
 
@@ -190,10 +196,32 @@ def robustness(workspace: Workspace | Path, run_id: str, cohort: str = "validati
             row["icc"] = row["icc_low"] = row["icc_high"] = 1.0
         summary.append(row)
     meter.finish()
+    summary = with_reader1_comparisons(scores, pd.DataFrame(summary).reindex(columns=SUMMARY_COLUMNS))
     notes = [f"{len(skipped)} patient(s) left out of {VARIANT_NAMES[v]}: " + "; ".join(f"{p} ({why})" for p, why in
              list(skipped.items())[:5]) + (" …" if len(skipped) > 5 else "") for v, skipped in left_out.items() if skipped]
-    return RobustnessResult(run_id, cohort, threshold, scores,
-                            pd.DataFrame(summary).reindex(columns=SUMMARY_COLUMNS), left_out, notes)
+    return RobustnessResult(run_id, cohort, threshold, scores, summary, left_out, notes)
+
+
+def with_reader1_comparisons(scores: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with each variant's AUC difference from reader 1 on their shared labelled
+    patients (AUC(variant) − AUC(reader 1), DeLong's 95% CI and p, as ``pROC::roc.test``) and the
+    p values Holm-adjusted across the variants tested (:func:`crc_core.stats.holm_adjusted`)."""
+    from crc_core.stats import holm_adjusted
+
+    summary = summary.reindex(columns=SUMMARY_COLUMNS).copy()
+    reference = scores[scores["variant"] == "reader1"].drop_duplicates("patient_id").set_index("patient_id")
+    for i, variant in summary["variant"].items():
+        if variant == "reader1":
+            continue
+        part = scores[scores["variant"] == variant].drop_duplicates("patient_id").set_index("patient_id")
+        shared = part.index.intersection(reference.index[reference["y_true"].notna()])
+        y = reference.loc[shared, "y_true"].astype(int)
+        if len(shared) < 2 or y.nunique() < 2:
+            continue
+        _, p, difference, (low, high) = ev.delong_difference(y, part.loc[shared, "prob"], reference.loc[shared, "prob"])
+        summary.loc[i, ["p_vs_reader1", "auc_difference", "difference_low", "difference_high"]] = [p, difference, low, high]
+    summary["p_holm"] = holm_adjusted(summary["p_vs_reader1"].to_numpy(dtype=float))
+    return summary
 
 
 def keep_robustness(workspace: Workspace, result: RobustnessResult) -> None:
@@ -221,8 +249,11 @@ def kept_robustness(workspace: Workspace, run, cohort: str) -> RobustnessResult 
     try:
         meta = json.loads(about.read_text(encoding="utf-8"))
         scores = pd.read_csv(folder.robustness(cohort, "scores"), dtype={"patient_id": str})
-        summary = pd.read_csv(folder.robustness(cohort, "summary")).reindex(columns=SUMMARY_COLUMNS)
+        summary = pd.read_csv(folder.robustness(cohort, "summary"))
         threshold = float(meta["threshold"])
+        if not set(COMPARISON_COLUMNS) <= set(summary.columns):  # kept before the differences were
+            summary = with_reader1_comparisons(scores, summary)
+        summary = summary.reindex(columns=SUMMARY_COLUMNS)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CrcInputError(f"The kept reader check of run {run.run_id} ({about.parent}) is damaged ({exc}); run it again.") from exc
     return RobustnessResult(run.run_id, cohort, threshold, scores, summary, meta.get("left_out", {}), meta.get("notes", []))
@@ -254,21 +285,70 @@ def write_robustness(result: RobustnessResult, folder: Path) -> list[Path]:
             atomic_write_csv(folder / "robustness_summary.csv", result.summary)]
 
 
+def one_sided_reference(result: RobustnessResult):
+    """Reader 1's patients all on one side of the check's threshold
+    (:class:`crc_core.threshold_side.OneSided`), or None when the threshold splits them."""
+    from crc_core.threshold_side import one_sided
+
+    reference = result.scores.loc[result.scores["variant"] == "reader1", "prob"].to_numpy()
+    return one_sided(result.cohort, reference, result.threshold)
+
+
+def threshold_note(result: RobustnessResult) -> str | None:
+    """Why the class changes say nothing, where reader 1's patients all lie on one side of the
+    threshold (a miscalibrated cohort, not a robust model); None otherwise."""
+    from crc_core.run_views import cohort_name
+    from crc_core.threshold_side import class_change_words
+
+    found = one_sided_reference(result)
+    return class_change_words(found, cohort_name(result.cohort)) if found is not None else None
+
+
 def summary_for_people(result: RobustnessResult) -> pd.DataFrame:
-    """The summary in words, three decimals: ROI, patients, AUC (95% CI), ICC with reader 1 (95% CI),
-    patients changing class, DeLong p against reader 1."""
-    from crc_core.stats import p_words
+    """The summary in words, three decimals: ROI, patients, AUC (95% CI), then the comparison with
+    reader 1 — the AUC difference with its 95% CI first (what it rules out), the Holm-adjusted p
+    and what it shows ("no evidence of a difference", never "robust") —, ICC with reader 1 (95%
+    CI), patients changing class, and DeLong's unadjusted p last."""
+    from crc_core.stats import difference_text, difference_verdict, p_words
 
     def interval(value, low, high) -> str:
         return "—" if pd.isna(value) else f"{value:.3f} ({low:.3f}-{high:.3f})"
 
-    table = result.summary
+    table = result.summary.reindex(columns=SUMMARY_COLUMNS)
+    differences = table[["auc_difference", "difference_low", "difference_high"]].itertuples(index=False)
     return pd.DataFrame({
         "ROI": table["variant"].map(VARIANT_NAMES), "Patients": table["n"],
         "AUC (95% CI)": [interval(*r) for r in table[["auc", "auc_low", "auc_high"]].itertuples(index=False)],
+        "AUC difference from reader 1 (95% CI)": [difference_text(*r) for r in differences],
+        "Holm-adjusted p": ["—" if pd.isna(p) else p_words(p) for p in table["p_holm"]],
+        "What it shows": [difference_verdict(p, low, high) for p, low, high in
+                          table[["p_holm", "difference_low", "difference_high"]].itertuples(index=False)],
         "ICC with reader 1 (95% CI)": [interval(*r) for r in table[["icc", "icc_low", "icc_high"]].itertuples(index=False)],
-        f"Change class at {result.threshold:.3f}": table["flips"],
-        "DeLong vs reader 1": ["—" if pd.isna(p) else p_words(p) for p in table["p_vs_reader1"]]})
+        f"Change class at {result.threshold:.3f}" + ("" if one_sided_reference(result) is None else
+                                                      " (every patient on one side of it: see the note)"): table["flips"],
+        "DeLong p, unadjusted": ["—" if pd.isna(p) else p_words(p) for p in table["p_vs_reader1"]]})
+
+
+def comparison_sentence(result: RobustnessResult) -> str | None:
+    """The comparison with reader 1 in one sentence, for the caption of the page and the report:
+    how many ROIs were tested, Holm's correction across them, and the widest differences the CIs
+    still allow; None when no ROI could be compared."""
+    from crc_core.stats import NO_EVIDENCE
+
+    table = result.summary.reindex(columns=SUMMARY_COLUMNS)
+    tested = table[table["p_holm"].notna()]
+    if tested.empty:
+        return None
+    found = tested[tested["p_holm"] < 0.05]
+    if found.empty:
+        head = (f"None of the {len(tested)} ROIs compared with reader 1 shows evidence of a difference in AUC after Holm's "
+                f"correction for {len(tested)} tests ({NO_EVIDENCE}: not proof that the AUCs are equal)")
+    else:
+        named = ", ".join(VARIANT_NAMES.get(v, v) for v in found["variant"])
+        head = (f"{len(found)} of the {len(tested)} ROIs compared with reader 1 differ in AUC after Holm's correction for "
+                f"{len(tested)} tests ({named})")
+    return (f"{head}; the 95% CIs of the differences allow from {tested['difference_low'].min():+.3f} to "
+            f"{tested['difference_high'].max():+.3f}.")
 
 
 def robustness_figures(result: RobustnessResult, target: str) -> dict:

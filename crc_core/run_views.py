@@ -334,3 +334,21 @@ def selection_summary(store: RunStore, run_ids: Sequence[str], run_id: str, *, r
     else:
         lines.append(f"This report's run, {name}, is neither pick.")
     return lines
+
+
+def delong_pairs_in_words(pairs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """DeLong's tests between runs (:func:`crc_core.model_evaluation.compare_runs`' pairs) as one row
+    per pair: first model, second model, patients, then the AUC difference (first − second) with its
+    95% CI first — what the comparison rules out —, p Holm-adjusted across every pair compared (one
+    family: R ``p.adjust(method = "holm")``), what it shows ("no evidence of a difference", never
+    "the same"), and DeLong's unadjusted p (pROC::roc.test) last."""
+    from crc_core.stats import difference_text, difference_verdict, holm_adjusted, p_words
+
+    adjusted = holm_adjusted(pairs["p"].to_numpy(dtype=float)) if len(pairs) else []
+    return pd.DataFrame({
+        "First model": [labels.get(a, a) for a in pairs["run_a"]], "Second model": [labels.get(b, b) for b in pairs["run_b"]],
+        "Patients": pairs["n"].astype(int),
+        "AUC difference (95% CI)": [difference_text(d, lo, hi) for d, lo, hi in zip(pairs["difference"], pairs["low"], pairs["high"])],
+        "Holm-adjusted p": [p_words(p) for p in adjusted],
+        "What it shows": [difference_verdict(p, lo, hi) for p, lo, hi in zip(adjusted, pairs["low"], pairs["high"])],
+        "p, unadjusted": [p_words(p) for p in pairs["p"]]})

@@ -274,13 +274,21 @@ def spss_quartiles(values: Sequence[float]) -> tuple[float, float, float]:
 
 
 def smd_continuous(a: Sequence[float], b: Sequence[float]) -> float:
+    """The standardised mean difference of a continuous variable, as R ``tableone::ExtractSmd``:
+    |mean(a) − mean(b)| / sqrt((s_a² + s_b²) / 2), each SD with n − 1 (Yang & Dalton 2012, eq. 1;
+    Austin 2009). 0 when both groups are constant."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     pooled = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2.0)
     return float(abs(a.mean() - b.mean()) / pooled) if pooled > 0 else 0.0
 
 
 def smd_categorical(counts_a: Sequence[float], counts_b: Sequence[float]) -> float:
-    """Yang & Dalton's multinomial SMD (R ``tableone``); for two levels, the usual binary SMD."""
+    """The SMD of a binary or categorical variable from its counts per level in the two groups:
+    Yang & Dalton's (2012, SAS Global Forum paper 335) multi-category form, as R ``tableone``:
+    sqrt((p_a − p_b)ᵀ S⁻¹ (p_a − p_b)), with p the proportions of every level but the first and S
+    the mean of the two groups' multinomial covariance matrices (diag(p) − p pᵀ); for two levels
+    this is the usual |p_a − p_b| / sqrt((p_a(1 − p_a) + p_b(1 − p_b)) / 2). A generalised inverse
+    keeps a level absent from both groups from making S singular."""
     pa = np.asarray(counts_a, float) / np.sum(counts_a)
     pb = np.asarray(counts_b, float) / np.sum(counts_b)
     if pa.size < 2:
@@ -395,6 +403,45 @@ def p_words(p: float) -> str:
     if p is None or p != p:
         return "p —"
     return "p < 0.001" if p < 0.001 else f"p {p:.3f}"
+
+
+def holm_adjusted(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's (1979) step-down adjustment of one family of p values, as R ``p.adjust(p, "holm")``
+    and statsmodels ``multipletests(p, method="holm")``: the i-th smallest of the m p values is
+    multiplied by m − i + 1, kept at least as large as the one before it, and capped at 1. A NaN (a
+    test that could not be run) is no member of the family and stays NaN."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    if tested.size:
+        order = tested[np.argsort(p[tested], kind="stable")]
+        scaled = (tested.size - np.arange(tested.size)) * p[order]
+        adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return adjusted
+
+
+#: The words of a comparison that finds nothing: never "robust" or "the same", since a large p
+#: with a wide CI rules out little (the CI says what it does rule out).
+NO_EVIDENCE = "no evidence of a difference"
+EVIDENCE = "evidence of a difference"
+
+
+def difference_text(difference: float, low: float, high: float) -> str:
+    """A difference with its 95% CI, signed, three decimals: "−0.012 (−0.051 to +0.027)"."""
+    if difference != difference:
+        return "—"
+    return f"{difference:+.3f} ({low:+.3f} to {high:+.3f})"
+
+
+def difference_verdict(p_adjusted: float, low: float, high: float, alpha: float = 0.05) -> str:
+    """What a comparison shows, in words that claim no more than its numbers: "evidence of a
+    difference" when the (Holm-)adjusted p is below ``alpha``; otherwise "no evidence of a
+    difference", with the range of differences its CI still allows."""
+    if p_adjusted != p_adjusted:
+        return "—"
+    if p_adjusted < alpha:
+        return EVIDENCE
+    return f"{NO_EVIDENCE} (its 95% CI allows {low:+.3f} to {high:+.3f})"
 
 
 def _normality_note(label: str, result: NormalityResult | None, error: str | None) -> str:
@@ -654,11 +701,39 @@ def journal_view(table: pd.DataFrame, decimals: int = 3) -> pd.DataFrame:
         for v, mark, cells in zip(table["statistic"], table["mark"], sparse)
     ]
     out["P value"] = [format_p(p, p_style) for p in table["p_value"]]
+    if "smd" in table.columns:  # beside p: how large a difference is, where p says only whether chance explains it
+        out["SMD"] = ["" if pd.isna(v) else f"{v:.3f}" for v in table["smd"]]
     if "missing" in table.columns and table["missing"].fillna(0).sum() > 0:
         out["Missing, n"] = ["" if pd.isna(m) else str(int(m)) for m in table["missing"]]
-    if "smd" in table.columns:
-        out["SMD"] = ["" if pd.isna(v) else f"{v:.3f}" for v in table["smd"]]
     return out
+
+
+#: |SMD| below this is usually read as a negligible imbalance (Austin 2009).
+SMD_NEGLIGIBLE = 0.1
+
+
+def split_was_random(split) -> bool:
+    """Whether a saved split (:class:`crc_core.splits.SavedSplit`, or None) drew its cohorts at
+    random: then Table 1's tests between them test nothing but chance."""
+    config = getattr(split, "config", None)
+    return config is not None and getattr(config, "method", None) == "random"
+
+
+def chance_note(table: pd.DataFrame, randomised: bool) -> str | None:
+    """Table 1's sentence on multiplicity when its two groups were split at random: about 1 test in
+    20 has p < 0.05 by chance alone, so the count expected is said beside the count found, and the
+    SMD (shown beside p) is what says how large an imbalance is. None for groups not split at
+    random (a label, a column of the user's), or without any test."""
+    if not randomised:
+        return None
+    tested = table[(table["test"] != "") & (table["test"] != NO_TEST) & table["p_value"].notna()]
+    if tested.empty:
+        return None
+    m, found = len(tested), int((tested["p_value"] < 0.05).sum())
+    return (f"The two cohorts were split at random, so each of these {m} tests compares groups that differ by chance "
+            f"alone: about 1 in 20 is \"significant\" (p < 0.05) by chance — about {m / 20:.1f} of {m} expected here, "
+            f"{found} found. A small p here is no sign that the split went wrong; the standardised mean difference (SMD) "
+            f"beside it says how large each imbalance is (below {SMD_NEGLIGIBLE} is usually read as negligible).")
 
 
 def used_footnotes(table: pd.DataFrame) -> list[str]:

@@ -40,17 +40,26 @@ def _chart(figure, key: str) -> None:
     st.plotly_chart(figure, config=figures.EXPORT_CONFIG, key=key)
 
 
-def _added_value(run) -> None:
-    from crc_core.combined_model import added_value_table, lr_test_words
+def _added_value(workspace, run) -> None:
+    """What the clinical variables add, the tests that answer it first: the likelihood-ratio test,
+    the AUC difference from the DL model alone, then the NRI and IDI without p values."""
+    from crc_core.combined_model import (NRI_CAVEAT, added_value_table, auc_difference, auc_difference_for_people,
+                                         lr_test_words)
 
     words = lr_test_words(run)
     if words:
-        st.caption(words)
+        st.markdown(f"**{words}**")
+    gain = auc_difference(workspace, run)
+    if len(gain):
+        st.markdown("**AUC of the combined model against the DL model alone** on the same patients (DeLong's paired "
+                    "test, pROC::roc.test)")
+        st.dataframe(auc_difference_for_people(gain), hide_index=True)
     added = added_value_table(run)
     if len(added):
-        st.markdown("**What the clinical variables add to the DL model alone** (category-free NRI and IDI as "
-                    "PredictABEL::reclassification defines them; bootstrap 95% CIs)")
+        st.markdown("**Reclassification** (category-free NRI and IDI as PredictABEL::reclassification defines them; "
+                    "bootstrap 95% CIs)")
         st.dataframe(added, hide_index=True)
+        st.caption(NRI_CAVEAT)
 
 
 def draw(workspace, result: me.RunEvaluation) -> None:
@@ -66,7 +75,7 @@ def draw(workspace, result: me.RunEvaluation) -> None:
         st.caption(f"This run is the combined model of run {result.run.info.get('parent_run')}'s DL score and "
                    f"{', '.join(variables) or 'no clinical variable'}; choose its DL run to fit another.")
         st.dataframe(odds_ratio_table(fitted.odds_ratios), hide_index=True)
-        _added_value(result.run)
+        _added_value(workspace, result.run)
         _chart(nomogram_figure(fitted, result.run.target, variables), "nomogram")
         return
     st.caption("A multivariable logistic regression of the label on this run's DL score (its logit, per SD on the training "

@@ -160,7 +160,8 @@ def compare(store: RunStore, result: me.RunEvaluation, finished: list[RunRecord]
                "compare_dca")
     if len(pairs):
         st.markdown("**DeLong's test between models on the same validation patients** (pROC::roc.test): the AUC "
-                    "difference (first − second) with its 95% CI, and p")
+                    "difference (first − second) with its 95% CI, then p Holm-adjusted across the pairs shown. A large p "
+                    "is no evidence of a difference, not proof that the models are equal: the CI says what it rules out.")
         st.dataframe(delong_on_screen(me.delong_pairs_for_people(pairs, labels)), hide_index=True, column_config={
             "First model": st.column_config.TextColumn(width="medium"),
             "Second model": st.column_config.TextColumn(width="medium")})
@@ -182,9 +183,9 @@ def _best_of(store: RunStore, chosen: list[str]) -> None:
 
 
 def delong_on_screen(pairs: pd.DataFrame) -> pd.DataFrame:
-    """The DeLong pairs with p beside the two models, so it is in view at 1024 px (the models' long
-    names are cut to a medium width, whole on hover)."""
-    first = ["First model", "Second model", "p"]
+    """The DeLong pairs with the AUC difference and its Holm-adjusted p beside the two models, so they
+    are in view at 1024 px (the models' long names are cut to a medium width, whole on hover)."""
+    first = ["First model", "Second model", "AUC difference (95% CI)", "Holm-adjusted p"]
     return pairs[first + [c for c in pairs.columns if c not in first]]
 
 

@@ -48,9 +48,17 @@ def draw(workspace: Workspace, result: me.RunEvaluation) -> None:
         _start(workspace, run.run_id, cohort, again=False)
         return
     st.dataframe(rb.summary_for_people(kept), hide_index=True)
-    st.caption("ICC(2,1) of the predicted probabilities against reader 1's (psych::ICC); DeLong's paired test of each AUC "
-               f"against reader 1's (pROC::roc.test); a class change at Table 2's threshold ({kept.threshold:.3f}). ICC above "
-               "0.75 is usually read as good agreement, above 0.9 as excellent.")
+    sentence = rb.comparison_sentence(kept)
+    if sentence:
+        st.markdown(sentence)
+    st.caption("Each ROI's AUC minus reader 1's with DeLong's 95% CI, then DeLong's paired test (pROC::roc.test) with p "
+               "Holm-adjusted across the ROIs (p.adjust(method = \"holm\")): a large p is no evidence of a difference, "
+               "not proof of robustness. ICC(2,1) of the predicted probabilities against reader 1's (psych::ICC); a class "
+               f"change at Table 2's threshold ({kept.threshold:.3f}). ICC above 0.75 is usually read as good agreement, "
+               "above 0.9 as excellent.")
+    miscalibrated = rb.threshold_note(kept)
+    if miscalibrated:
+        st.warning(miscalibrated)
     for note in kept.notes:
         st.caption(note)
     for stem, figure in rb.robustness_figures(kept, run.target).items():

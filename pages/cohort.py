@@ -9,7 +9,8 @@ from crc_core import paper
 from crc_core.cohort import load_workspace_cohort, read_column_mapping, split_workspace
 from crc_core.errors import CrcInputError
 from crc_core.splits import SplitConfig, describe_split, read_split, replaces_table_split
-from crc_core.stats import TableOneOptions, group_order, journal_view, table_one, used_footnotes
+from crc_core.stats import (TableOneOptions, chance_note, group_order, journal_view, split_was_random, table_one,
+                            used_footnotes)
 from crc_core.table_export import FORMATS, all_exports
 from crc_core.variables import TYPE_RULE, chosen_types
 from crc_core.workspace import Workspace
@@ -113,7 +114,9 @@ with st.form("table_one"):
                            format_func={"mann-whitney": "Mann-Whitney U (the paper)", "welch": "Welch's t"}.get)
     p_style = right.radio("P values", ["paper", "spss"], horizontal=True,
                           format_func={"paper": "0.166, < 0.001 (paper)", "spss": ".166, .000 (SPSS)"}.get)
-    show_smd = left.checkbox("Standardised mean differences", value=False)
+    show_smd = left.checkbox("Standardised mean differences", value=True,
+                             help="Beside p, how large each difference is: pooled SD for continuous variables, Yang & "
+                                  "Dalton 2012 for categorical ones (as R tableone).")
     decimals = middle.number_input("Decimals", 0, 4, 2)
     with st.expander("Variable types and forced tests"):
         st.caption(TYPE_RULE + " The types chosen at import are the defaults here.")
@@ -150,6 +153,9 @@ view["Variable"] = view["Variable"].str.replace(r"^ {4}", "\u2003\u2003", regex=
 st.table(view.set_index("Variable"))
 for note in used_footnotes(table):
     st.caption(note)
+chance = chance_note(table, group == "split" and split_was_random(read_split(workspace)))
+if chance:
+    st.info(chance)
 with st.expander("Why each test was chosen, and missing values"):
     st.dataframe(table.loc[table["test"] != "", ["variable", "test", "statistic", "p_value", "missing", "reason"]],
                  hide_index=True)

@@ -198,4 +198,4 @@ def test_comparisons_read_in_words_with_three_decimals(tmp_path):
     assert rows[["First model", "Second model"]].values.tolist() == [["A", "B"]]
     d, low, high = pairs.iloc[0][["difference", "low", "high"]]
     assert rows["AUC difference (95% CI)"].iloc[0] == f"{d:+.3f} ({low:+.3f} to {high:+.3f})"
-    assert rows["p"].iloc[0].startswith("p ")
+    assert rows["Holm-adjusted p"].iloc[0].startswith("p ") and rows["p, unadjusted"].iloc[0] == rows["Holm-adjusted p"].iloc[0]

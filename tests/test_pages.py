@@ -534,6 +534,12 @@ def test_the_combined_model_is_fitted_from_the_page_and_stored_as_a_run(writable
     stored = [d.value for d in app.dataframe if "OR (95% CI)" in d.value.columns][0]
     pd.testing.assert_frame_equal(stored, odds)  # the fit as stored, shown again without refitting
     assert any(f"combined model of run {run_id}" in c.value for c in app.caption)
+    # What the clinical variables add: the LR test and the AUC difference first, the NRI without p (Pepe et al. 2014).
+    assert any(m.value.startswith("**Likelihood-ratio test of") for m in app.markdown)
+    assert any("AUC difference (95% CI)" in d.value.columns for d in app.dataframe)
+    nri = [d.value for d in app.dataframe if "Measure" in d.value.columns][0]
+    assert "P" not in nri.columns and "NRI" in set(nri["Measure"])
+    assert any("Pepe et al." in c.value for c in app.caption)
     # Its Grad-CAM tab points to the DL run rather than offering a computation that must fail.
     open_view(app, "grad-cam")
     assert any(f"DL score comes from run {run_id}" in i.value for i in app.info)
