@@ -358,7 +358,9 @@ def _cmd_cam(args: argparse.Namespace, progress: Progress | None) -> StepOutcome
 
 
 def _cmd_robustness(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.robustness import RobustnessConfig, keep_robustness, robustness, write_robustness
+    from crc_core.robustness import (RobustnessConfig, comparison_sentence, keep_robustness, robustness, threshold_note,
+                                     write_robustness)
+    from crc_core.stats import difference_text, p_words
 
     config = build_config(RobustnessConfig, args, {"run_id": args.run_id, "cohort": args.cohort,
                                                    "out": str(args.out) if args.out else None})
@@ -371,11 +373,15 @@ def _cmd_robustness(args: argparse.Namespace, progress: Progress | None) -> Step
     keep_robustness(workspace, result)
     written = write_robustness(result, Path(config.out)) if config.out else []
     reader2 = result.summary.set_index("variant")
-    lines = [f"{v}: AUC {r.auc:.3f}, ICC with reader 1 {r.icc:.3f}, {int(r.flips)} change class"
+    # As the page says it: the difference from reader 1 with its CI first, p Holm-adjusted across
+    # the ROIs, and the class changes only beside the note that may make them meaningless.
+    lines = [f"{v}: AUC {r.auc:.3f}, difference from reader 1 {difference_text(r.auc_difference, r.difference_low, r.difference_high)}"
+             f", Holm-adjusted {p_words(r.p_holm)}, ICC with reader 1 {r.icc:.3f}, {int(r.flips)} change class"
              for v, r in reader2.iterrows() if v != "reader1" and r.auc == r.auc]
     where = f"; {len(written)} files in {config.out}" if written else ""
+    said = [sentence for sentence in (comparison_sentence(result), threshold_note(result)) if sentence]
     return StepOutcome(f"reader check of run {config.run_id}, {config.cohort} cohort: " + "; ".join(lines) + where,
-                       details=[f"note: {n}" for n in result.notes])
+                       details=[f"note: {n}" for n in [*said, *result.notes]])
 
 
 def report_config_from_flags(args: argparse.Namespace):

@@ -412,14 +412,14 @@ def read_split(workspace: Workspace) -> SavedSplit | None:
 # ---------------------------------------------------------------------------------------------
 # Folds of k-fold cross-validation on a split that has none (the saved 7:3 split's patients)
 
-#: Where drawn folds are kept, one file per target, number of folds and seed.
+#: Where drawn folds are kept (:attr:`Workspace.folds_dir`), one file per target, number of folds and seed.
 FOLDS_FOLDER = "folds"
 LABEL_AT_DRAW = "label_at_draw"
 
 
 def folds_csv(workspace: Workspace, target: str, n_folds: int, seed: int) -> Any:
     """``folds/<target>-<k>fold-seed<seed>.csv``: patient_id, fold, the label it was stratified on."""
-    return Workspace.of(workspace).root / FOLDS_FOLDER / f"{target}-{int(n_folds)}fold-seed{int(seed)}.csv"
+    return Workspace.of(workspace).folds_dir / f"{target}-{int(n_folds)}fold-seed{int(seed)}.csv"
 
 
 @dataclass(frozen=True)

@@ -173,13 +173,23 @@ class Workspace:
         return self.root / "exports"
 
     @property
+    def folds_dir(self) -> Path:
+        """k-fold assignments saved for the split (see :func:`crc_core.splits.kfold_assignment`)."""
+        return self.root / "folds"
+
+    @property
     def derived_from_tables(self) -> tuple[Path, ...]:
         """What the split, labels and crop choice made from the tables: removed when the tables
         are replaced, so that nothing of the old cohort is taken for the new one."""
         return (
             self.column_mapping_json, self.split_csv, self.split_json, self.labels_csv,
-            self.labels_json, self.crops_pointer, self.sample_json,
+            self.labels_json, self.crops_pointer, self.sample_json, *self.saved_folds(),
         )
+
+    def saved_folds(self) -> list[Path]:
+        """The k-fold assignments saved for the old cohort's split (``folds/*.csv``): drawn on its
+        patients, they would only be redrawn, with a list of every patient "added and removed"."""
+        return sorted(self.folds_dir.glob("*.csv")) if self.folds_dir.is_dir() else []
 
     @property
     def is_sample(self) -> bool:

@@ -63,7 +63,17 @@ def test_every_variant_is_scored_and_summarised_by_its_definitions(checked):
 def test_the_cli_writes_the_two_csvs_and_the_run_keeps_the_check(checked, tmp_path, capsys):
     root, run_id, _ = checked
     assert main(["--workspace", str(root), "robustness", "--run", run_id, "--out", str(tmp_path / "out")]) == 0
-    assert "reader2: AUC" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "reader2: AUC" in said
+    # The terminal says what the page says: the difference first, p Holm-adjusted, no "robust".
+    kept = rb.kept_robustness(root, RunStore(root).run(run_id), "validation")
+    reader2 = kept.summary.set_index("variant").loc["reader2"]
+    from crc_core.stats import difference_text, p_words
+
+    assert (f"reader2: AUC {reader2.auc:.3f}, difference from reader 1 "
+            f"{difference_text(reader2.auc_difference, reader2.difference_low, reader2.difference_high)}, "
+            f"Holm-adjusted {p_words(reader2.p_holm)}") in said
+    assert rb.comparison_sentence(kept) in said
     scores = pd.read_csv(tmp_path / "out" / "robustness.csv")
     summary = pd.read_csv(tmp_path / "out" / "robustness_summary.csv")
     assert list(scores.columns) == ["patient_id", "variant", "prob"]

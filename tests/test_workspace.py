@@ -146,3 +146,19 @@ def test_workflow_status_of_sample(sample_workspace):
     assert status["Cohort"].done
     assert not status["CT & ROI"].done
     assert "manifest.csv" in status["CT & ROI"].detail
+
+
+def test_replacing_the_tables_forgets_the_old_cohorts_saved_folds(tmp_path):
+    # Found in review: folds drawn on the old cohort's patients were kept, so the new cohort's first
+    # k-fold run reported every patient "added and removed" before drawing them again.
+    from crc_core.splits import folds_csv
+
+    workspace = Workspace(tmp_path)
+    saved = folds_csv(workspace, "tsr", 5, 0)
+    saved.parent.mkdir(parents=True)
+    saved.write_text("patient_id,fold,label_at_draw\nP1,0,1\n")
+    unrelated = workspace.folds_dir / "README.txt"
+    unrelated.write_text("mine")
+    removed = workspace.remove_derived()
+    assert saved in removed and not saved.exists()
+    assert unrelated.exists()  # only what CRC-TIME wrote there
