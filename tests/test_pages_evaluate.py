@@ -170,7 +170,9 @@ def test_table_two_and_delong_show_their_key_columns_first(two_runs, use_workspa
     assert json.loads(table.proto.columns)["Cohort"]["pinned"] is True  # in view when the table scrolls
     open_view(app, "compare")
     delong = [d for d in app.dataframe if "Second model" in d.value.columns][0]
-    assert list(delong.value.columns[:3]) == ["First model", "Second model", "p"]
+    # The difference with its CI, then p Holm-adjusted across the pairs (issue 26: what a comparison
+    # rules out first; one family of tests), all in view.
+    assert list(delong.value.columns[:4]) == ["First model", "Second model", "AUC difference (95% CI)", "Holm-adjusted p"]
     widths = json.loads(delong.proto.columns)
     assert widths["First model"]["width"] == widths["Second model"]["width"] == "medium"
 

@@ -402,7 +402,7 @@ def test_a_trained_runs_evaluation_opens_in_the_browser(app_url, browser_page, t
     open_view(browser_page, "Calibration")
     browser_page.get_by_text("Calibration-in-the-large").first.wait_for(timeout=30_000)
     # Every view, the new ones included, opens without a traceback.
-    for tab, words in (("Robustness", "Not checked yet"), ("Other centres", "One held-out cohort only"),
+    for tab, words in (("Robustness", "Not checked yet"), ("Other centres", "No external centre yet"),
                        ("Sample size", "How many patients an external validation"), ("Compare runs", "Runs of TSR to compare"),
                        ("Combined model", "Clinical variables"), ("Report & exports", "TRIPOD+AI checklist")):
         open_view(browser_page, tab)
