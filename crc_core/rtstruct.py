@@ -124,7 +124,7 @@ def read_rtstruct_mask(rtstruct_path: str | Path, ct_reference: CtReference | st
         if not regions:
             raise CrcInputError(f"{where} holds no ROI with closed contours (POINT markers: {shortened_list(points) or 'none'}; "
                                 f"empty: {shortened_list(empty) or 'none'}); give the structure set with the tumour drawn.")
-        label = choose_name(regions, None, what="ROI with contours", where=where)
+        label = choose_name(regions, None, what="ROI", where=where)
     number = next(n for n, name in names.items() if name == label)
     if label in points:
         raise CrcInputError(f"{where}: ROI '{label}' is a POINT marker, not a region; choose a delineated ROI "
