@@ -144,3 +144,34 @@ def pixel_polygon_to_mm(ct: list[Dataset], k_sorted: int, columns, rows) -> np.n
 
 def read_back(path: Path) -> Dataset:
     return pydicom.dcmread(path)
+
+
+def pyradiomics_data(case: str):
+    """(image, label) paths of PyRadiomics' ``case`` (lung1, lung2) from the pyradiomics-bhklab sdist's
+    data/ folder, unpacked in a download cache (never committed), or skip saying how to get it.
+
+    Looked up in $CRC_PYRADIOMICS_DATA, then ~/.cache/crc-time/pyradiomics-data. To fill the cache:
+    ``pip download pyradiomics-bhklab==3.1.4 --no-deps --no-binary :all: --no-build-isolation
+    --no-clean -d /tmp/prad`` (its metadata build fails, but the sdist stays unpacked under
+    /tmp/pip-download-*/) and copy its data/lung* files there."""
+    import os
+
+    candidates = [os.environ.get("CRC_PYRADIOMICS_DATA", ""), str(Path.home() / ".cache/crc-time/pyradiomics-data")]
+    for folder in filter(None, candidates):
+        image, label = Path(folder) / f"{case}_image.nrrd", Path(folder) / f"{case}_label.nrrd"
+        if image.is_file() and label.is_file():
+            return image, label
+    import pytest
+
+    pytest.skip(f"PyRadiomics' {case} volumes are not in $CRC_PYRADIOMICS_DATA or ~/.cache/crc-time/pyradiomics-data "
+                "(see tests/dicom_fixtures.py: pyradiomics_data for how to fetch them)")
+
+
+def nrrd_as_ct_series(folder: Path, image_path: Path):
+    """A NRRD CT volume written as a DICOM series; returns (datasets, SimpleITK image, label array reader)."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(image_path))
+    assert np.allclose(image.GetDirection(), np.eye(3).ravel()), "these writers assume an axial identity direction"
+    datasets = write_ct_series(folder, sitk.GetArrayFromImage(image), spacing=image.GetSpacing(), origin=image.GetOrigin())
+    return datasets, image

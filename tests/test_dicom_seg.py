@@ -189,3 +189,22 @@ def test_pydicoms_real_liver_seg_on_its_ct_grid(tmp_path):
     expected = (pydicom.dcmread(path).pixel_array > 0).astype(np.uint8)
     assert info.roi_name == "Liver" and info.slices == (2,)
     assert np.array_equal(array[2], expected) and array.sum() == expected.sum() > 30000
+
+
+@pytest.mark.parametrize("case", ["lung1", "lung2"])
+def test_real_ct_and_tumour_from_seg_equal_the_nrrd_pair(tmp_path, case):
+    """PyRadiomics' real lung CT written as a DICOM series and its tumour label as a SEG by highdicom:
+    the mask read back lies on the CT grid and equals the NRRD label voxel for voxel."""
+    from tests.dicom_fixtures import nrrd_as_ct_series, pyradiomics_data
+
+    image_path, label_path = pyradiomics_data(case)
+    datasets, image = nrrd_as_ct_series(tmp_path / "ct", image_path)
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(label_path))) > 0
+    seg = write_seg(tmp_path / "seg.dcm", datasets, {"GTV": label})
+    mask, info = read_seg_mask(seg, tmp_path / "ct", patient=case)
+    assert np.array_equal(sitk.GetArrayFromImage(mask), label.astype(np.uint8))
+    assert mask.GetOrigin() == pytest.approx(image.GetOrigin(), abs=1e-3)
+    assert mask.GetSpacing() == pytest.approx(image.GetSpacing(), abs=1e-5)
+    ct_image = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(tmp_path / "ct")))
+    assert np.array_equal(sitk.GetArrayFromImage(ct_image), sitk.GetArrayFromImage(image))
+    assert info.voxels == int(label.sum())
