@@ -208,3 +208,12 @@ def test_real_ct_and_tumour_from_seg_equal_the_nrrd_pair(tmp_path, case):
     ct_image = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(tmp_path / "ct")))
     assert np.array_equal(sitk.GetArrayFromImage(ct_image), sitk.GetArrayFromImage(image))
     assert info.voxels == int(label.sum())
+
+
+def test_a_ct_with_a_missing_slice_is_refused_naming_the_gap(tmp_path):
+    ct = _ct(tmp_path)
+    seg = write_seg(tmp_path / "seg.dcm", _sorted(ct), {"Tumour": _blob(1, slice(2, 5), slice(2, 5))})
+    middle = _sorted(ct)[3]
+    next(p for p in (tmp_path / "ct").iterdir() if pydicom.dcmread(p).SOPInstanceUID == middle.SOPInstanceUID).unlink()
+    with pytest.raises(CrcInputError, match=r"P4: CT series .*uneven slice spacing: 5.00 mm between"):
+        read_seg_mask(seg, tmp_path / "ct", patient="P4")

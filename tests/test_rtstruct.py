@@ -237,3 +237,15 @@ def test_real_ct_and_tumour_from_rt_utils_rtstruct_match_the_nrrd_label(tmp_path
     print(f"{case}: Dice {dice:.4f}")
     assert dice >= 0.9, f"Dice {dice:.3f}"
     assert set(info.slices) == set(np.flatnonzero(label.any(axis=(1, 2))))
+
+
+def test_read_roi_mask_dispatches_rtstruct_and_refuses_other_files(tmp_path):
+    from crc_core.dicom_roi import read_roi_mask
+
+    ct = _ct(tmp_path)
+    path = write_rtstruct(tmp_path / "rs.dcm", ct, {"GTV": [("CLOSED_PLANAR", _square(ct, 2, 2, 2, 6, 6))]})
+    mask, info = read_roi_mask(path, tmp_path / "ct")
+    assert info.kind == "RTSTRUCT" and _array(mask)[2].sum() == 25
+    (tmp_path / "x.nrrd").write_bytes(b"NRRD0004\n")
+    with pytest.raises(CrcInputError, match=r"P3: .*x.nrrd' is neither a DICOM-SEG nor an RTSTRUCT"):
+        read_roi_mask(tmp_path / "x.nrrd", tmp_path / "ct", patient="P3")
