@@ -45,6 +45,12 @@ $(VENV)/.installed: requirements.txt requirements-radiomics.txt pyproject.toml |
 $(VENV)/.installed-test: requirements-dev.txt requirements-reference.txt $(VENV)/.installed
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -r requirements-reference.txt
+	@# rt-utils 1.2.7 ships its own top-level `tests` package, which would shadow ours.
+	$(BIN)/python -c "import importlib.metadata as m, shutil; d = m.distribution('rt-utils'); \
+		[shutil.rmtree(d.locate_file('tests'), ignore_errors=True) for f in d.files or [] if str(f) == 'tests/__init__.py']"
+	@# PyRadiomics' real CT volumes for the DICOM tests, from the sdist on the package index, into
+	@# a cache outside the repository; without them those tests skip, saying so.
+	$(BIN)/python tests/fetch_pyradiomics_data.py || echo "WARNING: PyRadiomics' lung volumes could not be fetched; the real-CT DICOM tests will skip."
 	touch $@
 
 # The browser walk drives Debian's chromium through Playwright; never a browser download.

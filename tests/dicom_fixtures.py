@@ -150,10 +150,9 @@ def pyradiomics_data(case: str):
     """(image, label) paths of PyRadiomics' ``case`` (lung1, lung2) from the pyradiomics-bhklab sdist's
     data/ folder, unpacked in a download cache (never committed), or skip saying how to get it.
 
-    Looked up in $CRC_PYRADIOMICS_DATA, then ~/.cache/crc-time/pyradiomics-data. To fill the cache:
-    ``pip download pyradiomics-bhklab==3.1.4 --no-deps --no-binary :all: --no-build-isolation
-    --no-clean -d /tmp/prad`` (its metadata build fails, but the sdist stays unpacked under
-    /tmp/pip-download-*/) and copy its data/lung* files there."""
+    Looked up in $CRC_PYRADIOMICS_DATA, then ~/.cache/crc-time/pyradiomics-data, where
+    ``make install-test`` puts them (tests/fetch_pyradiomics_data.py: the sdist from the package
+    index, checked against its sha256)."""
     import os
 
     candidates = [os.environ.get("CRC_PYRADIOMICS_DATA", ""), str(Path.home() / ".cache/crc-time/pyradiomics-data")]
@@ -164,7 +163,7 @@ def pyradiomics_data(case: str):
     import pytest
 
     pytest.skip(f"PyRadiomics' {case} volumes are not in $CRC_PYRADIOMICS_DATA or ~/.cache/crc-time/pyradiomics-data "
-                "(see tests/dicom_fixtures.py: pyradiomics_data for how to fetch them)")
+                "(fetch them with: .venv/bin/python tests/fetch_pyradiomics_data.py)")
 
 
 def nrrd_as_ct_series(folder: Path, image_path: Path):
