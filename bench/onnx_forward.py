@@ -7,7 +7,7 @@ on the machine) and summed. Prints the times, the largest probability difference
 against the TSR labels, and ``ratio R`` = ONNX Runtime fp32 time / torch fp32 time. Never asserts
 on time.
 
-    .venv/bin/python bench/onnx_forward.py [--workspace DIR] [--rounds 2] [--crops N] [--no-int8]
+    .venv/bin/python bench/onnx_forward.py [--workspace DIR] [--rounds 2] [--crops N] [--networks resnet50] [--no-int8]
 
 Without ImageNet weights in models/ the networks are randomly initialised (as on the machine these
 figures were first taken on): the times are the same, the AUCs mean nothing but must agree.
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, help="a prepared workspace (default: build the sample)")
     parser.add_argument("--rounds", type=int, default=2, help="timings of each batch per engine (default 2)")
     parser.add_argument("--crops", type=int, default=0, help="read only the first N crops (default: all)")
+    parser.add_argument("--networks", default=",".join(NETWORKS), help=f"comma-separated (default {','.join(NETWORKS)})")
     parser.add_argument("--no-int8", action="store_true", help="leave out the int8 graph")
     parser.add_argument("--smoke", action="store_true", help="toy size (40 patients, 64 px): checks it runs")
     args = parser.parse_args()
@@ -96,7 +97,7 @@ def main() -> None:
             images, y = images[:args.crops], y[:args.crops]
         print(f"workspace ready in {time.perf_counter() - started:.1f} s: {len(images)} crops of {images.shape[-1]} px")
         ratios = {}
-        for name in NETWORKS:
+        for name in [n.strip() for n in args.networks.split(",")]:
             torch.manual_seed(0)
             network = classifier(name, weights="random")[0].eval()
             shape = (3, *images.shape[2:])
