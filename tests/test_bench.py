@@ -31,10 +31,11 @@ FIGURE_LINES = {
     "cam.py": r"^ratio: \d+\.\d\d \(Grad-CAM ÷ bare forward",
     "robustness.py": r"^warm \(crops from the cache\): \d+\.\d s for \d+ patients × 5 ROI variants",
     "idle.py": r"^ratio: \d+\.\d \(default watcher ÷ the project's settings\)$",
+    "onnx_forward.py": r"^ratio R: densenet121 \d+\.\d\d, resnet50 \d+\.\d\d \(ONNX Runtime fp32 ÷ torch fp32",
     "evaluate_page.py": r"^click inside a view: \d+\.\d\d s \(goal ≤ 1 s\); ratio: \d+\.\d\d ",
 }
 #: Those that build a workspace, train, or start a browser: tens of seconds each, in the slow lane.
-SLOW = {"preprocess.py", "train_throughput.py", "fast_mode.py", "cam.py", "robustness.py", "idle.py", "evaluate_page.py"}
+SLOW = {"preprocess.py", "train_throughput.py", "fast_mode.py", "cam.py", "robustness.py", "idle.py", "evaluate_page.py", "onnx_forward.py"}
 
 
 def _benchmarks() -> list[str]:
