@@ -418,9 +418,9 @@ def calibration_plot(bins: pd.DataFrame, smooth: pd.DataFrame, probabilities: np
     """The reliability curve against the ideal line, with a histogram of the predictions beneath
     (the paper's Figure 9), the statistics in the title: the quantile bins with their Wilson 95%
     CIs (``low``/``high`` when given), the smoothed curve (``rms::val.prob``'s ``lowess(p, y,
-    iter = 0)``) and, when given, its bootstrap 95% band (:func:`crc_core.metrics.roc.calibration_band`).
+    iter = 0)``) and, when given, its bootstrap 95% band (:func:`crc_core.metrics.calibration.calibration_band`).
     The title leads with calibration-in-the-large and names val.prob's joint intercept only beside
-    the slope; Hosmer-Lemeshow comes with its weaknesses (:data:`crc_core.metrics.roc.HL_CAVEAT`)."""
+    the slope; Hosmer-Lemeshow comes with its weaknesses (:data:`crc_core.metrics.calibration.HL_CAVEAT`)."""
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22], vertical_spacing=0.04)
     figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999999"}, name="ideal", row=1, col=1)
     if band is not None and band["low"].notna().any():

@@ -14,7 +14,7 @@ import pytest
 import statsmodels.api as sm
 from statsmodels.stats.proportion import proportion_confint
 
-from crc_core.metrics import roc as ev
+import crc_core.metrics as ev
 from crc_core.evaluate import run_evaluation as me
 from crc_core.runs.store import RunStore
 from tests.test_model_evaluation import stored_run

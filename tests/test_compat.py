@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("old", sorted(_compat.MOVED))
 def test_every_old_name_imports_warns_with_its_new_place_and_is_the_same_object(old):
     # A clean interpreter: in this one the old module may have been imported (and warned) already.
-    new = _compat.MOVED[old][0]
+    new, *more = _compat.MOVED[old]
     code = (
         "import importlib, warnings\n"
         "warnings.simplefilter('error', DeprecationWarning)\n"
@@ -29,9 +29,14 @@ def test_every_old_name_imports_warns_with_its_new_place_and_is_the_same_object(
         "    print(warning)\n"
         "warnings.simplefilter('ignore')\n"
         f"old = importlib.import_module('crc_core.{old}')\n"
-        f"new = importlib.import_module('{new}')\n"
-        "public = [n for n in dir(new) if not n.startswith('_') and getattr(new, n).__class__.__name__ != 'module']\n"
-        "print(all(getattr(old, n) is getattr(new, n) for n in public), len(public) > 0)\n"
+        "same, seen = True, set()\n"
+        f"for target in {[new, *more]!r}:\n"
+        "    module = importlib.import_module(target)\n"
+        "    public = [n for n in vars(module) if not n.startswith('_') and n not in seen\n"
+        "              and getattr(module, n).__class__.__name__ != 'module']\n"
+        "    same = same and bool(public) and all(getattr(old, n) is getattr(module, n) for n in public)\n"
+        "    seen |= set(public)\n"
+        "print(same, len(seen) > 0)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr

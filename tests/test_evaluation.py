@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from statsmodels.stats.proportion import proportion_confint
 
-from crc_core.metrics import roc as ev
+import crc_core.metrics as ev
 from crc_core.errors import CrcInputError
 
 REFERENCE = Path(__file__).resolve().parent / "reference"

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crc_core.metrics import roc as ev
+import crc_core.metrics as ev
 from crc_core.evaluate import run_evaluation as me
 from crc_core.cli import main as cli_main
 from crc_core.errors import CrcInputError

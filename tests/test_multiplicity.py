@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from crc_core.metrics import roc as ev
+import crc_core.metrics as ev
 from crc_core.evaluate import run_evaluation as me
 from crc_core.evaluate import robustness as rb
 from crc_core.cohort import table1 as stats

@@ -13,7 +13,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import optimize, special
 
-from crc_core.metrics import roc as ev
+import crc_core.metrics as ev
 from crc_core.errors import CrcInputError
 from crc_core.metrics.recalibration import INTERCEPT, LOGISTIC, apply_recalibration, recalibrate
 

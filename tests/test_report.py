@@ -505,7 +505,7 @@ def test_tripod_items_say_what_the_workspace_knows_and_never_point_to_themselves
     """Found in review: item 23b said "see item 23b", and model updating (12f, 24) read "to write"
     beside an external cohort the Other centres tab recalibrates. The figures zip lacked the
     recalibration and Compare-runs figures."""
-    from crc_core.metrics import roc as ev
+    import crc_core.metrics as ev
     from crc_core.evaluate import external as ex
     from crc_core.reporting import tripod
     from crc_core.evaluate.run_evaluation import evaluate_run

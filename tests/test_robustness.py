@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from crc_core.metrics import roc as ev
+import crc_core.metrics as ev
 from crc_core.evaluate import robustness as rb
 from crc_core.imaging.agreement import icc
 from crc_core.cli import main

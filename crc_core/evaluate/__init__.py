@@ -24,7 +24,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
         "HELD_OUT", "held_out_cohorts", "external_cohorts", "CI_WORDS", "CentreComparison",
         "compare_centres", "centre_table", "centre_figure", "Recalibrated",
         "recalibrate_cohort", "recalibration_figure", "validation_size", "events_needed",
-        "validation_size_in_words",
+        "validation_size_in_words", "recalibrations", "recalibration_words",
     ],
     "predict": [
         "EXTERNAL_PREFIX", "PredictConfig", "check_cohort_name", "check_other_patients",
@@ -39,12 +39,11 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "run_evaluation": [
         "THRESHOLD_RULES", "DEFAULT_THRESHOLD_RULE", "THRESHOLD_RULE_NAMES",
         "THRESHOLD_RULE_SENTENCES", "TABLE2_COLUMNS", "COHORT_ORDER", "model_label",
-        "cohorts_of", "labelled", "RunEvaluation", "table2_for_people", "evaluate_run",
-        "compare_runs", "table2_xlsx", "mann_whitney_by_class", "figure_title", "roc_figure",
-        "violin_figure", "decision_figure", "impact_figure", "calibration_figure",
-        "calibration_words", "CALIBRATION_COLUMNS", "calibration_table", "evaluation_figures",
-        "export_evaluation", "comparison_for_people", "delong_pairs_for_people",
-        "delong_matrix", "cohort_curves",
+        "cohorts_of", "RunEvaluation", "table2_for_people", "evaluate_run", "compare_runs",
+        "table2_xlsx", "mann_whitney_by_class", "figure_title", "roc_figure", "violin_figure",
+        "decision_figure", "impact_figure", "calibration_figure", "calibration_words",
+        "CALIBRATION_COLUMNS", "calibration_table", "evaluation_figures", "export_evaluation",
+        "comparison_for_people", "delong_pairs_for_people", "delong_matrix", "cohort_curves",
     ],
     "threshold_side": [
         "OneSided", "one_sided", "where_recalibrated", "one_sided_words", "class_change_words",

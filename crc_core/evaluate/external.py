@@ -171,7 +171,7 @@ def recalibrate_cohort(result, cohort: str, method: str = "intercept") -> Recali
     ``intercept`` (calibration-in-the-large, R ``glm(y ~ offset(logit(p)), binomial)``) or
     ``logistic`` (intercept and slope, ``glm(y ~ logit(p), binomial)``). This fits on that cohort's
     outcomes: its numbers afterwards describe an updated model, not the run's."""
-    from crc_core.metrics import roc as ev
+    import crc_core.metrics as ev
     from crc_core.evaluate.run_evaluation import labelled
     from crc_core.metrics.recalibration import recalibrate
 
@@ -185,7 +185,7 @@ def recalibrate_cohort(result, cohort: str, method: str = "intercept") -> Recali
 
 
 def recalibration_figure(recalibrated: Recalibrated, title: str):
-    from crc_core.metrics import roc as ev
+    import crc_core.metrics as ev
     from crc_core import figures
 
     bins, smooth = ev.calibration_curve(recalibrated.y_true, recalibrated.y_prob)
@@ -237,3 +237,29 @@ def validation_size_in_words(table: pd.DataFrame) -> pd.DataFrame:
     shown["High class"] = shown["High class"].map(events_needed)
     shown["CI width aimed at"] = shown["CI width aimed at"].map(lambda width: "" if pd.isna(width) else f"{width:g}")
     return shown
+
+
+def recalibrations(result) -> dict[str, Any]:
+    """Each labelled external cohort's calibration-in-the-large (the update the Other centres tab
+    offers first), by cohort; a cohort that cannot be recalibrated (one class) is left out."""
+    out = {}
+    for cohort in external_cohorts(result):
+        try:
+            out[cohort] = recalibrate_cohort(result, cohort, "intercept")
+        except CrcInputError:
+            continue
+    return out
+
+
+def recalibration_words(recalibrated) -> str:
+    """A recalibration in a sentence: the new intercept with its CI, and calibration-in-the-large
+    before and after (what the update changed)."""
+    from crc_core.runs.views import cohort_name
+
+    fit = recalibrated.fit
+    return (f"Updated to the {cohort_name(recalibrated.cohort)} cohort by calibration-in-the-large (R glm(y ~ "
+            f"offset(logit(p)), binomial)), fitted on its {fit['n']} patients' outcomes: intercept {fit['intercept']:.3f} "
+            f"(95% CI {fit['intercept_low']:.3f} to {fit['intercept_high']:.3f}); calibration-in-the-large "
+            f"{round(recalibrated.before['citl'], 3) + 0.0:.3f} before, {round(recalibrated.after['citl'], 3) + 0.0:.3f} after "
+            "(0 by construction). The numbers "
+            "after describe an updated model, not the run's.")

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from crc_core.metrics import roc as ev
+import crc_core.metrics as ev
 from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
 from crc_core.jobs import StepMeter

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crc_core.metrics import roc as ev
+import crc_core.metrics as ev
 from crc_core.errors import CrcInputError
 from crc_core.runs.store import NO_FOLD, OUT_OF_FOLD, RunRecord, RunStore
-from crc_core.runs.views import cohort_name
+from crc_core.runs.views import cohort_name, labelled
 from crc_core.cohort.table1 import p_words
 
 THRESHOLD_RULES = ("out_of_fold", "training", "per_cohort")
@@ -79,11 +79,6 @@ def cohorts_of(predictions: pd.DataFrame) -> list[str]:
 
     found = [c for c in pd.unique(predictions["cohort"]) if c != "repeat" and c not in AUXILIARY_COHORTS]
     return sorted(found, key=lambda c: (COHORT_ORDER.index(c) if c in COHORT_ORDER else 9, c))
-
-
-def labelled(predictions: pd.DataFrame, cohort: str) -> pd.DataFrame:
-    rows = predictions[predictions["cohort"] == cohort]
-    return rows[rows["y_true"].notna()]
 
 
 @dataclass
@@ -302,7 +297,7 @@ def figure_title(result: RunEvaluation) -> str:
 def roc_figure(result: RunEvaluation, cohorts: list[str] | None = None):
     """ROC curves of the run's evaluated cohorts (or of ``cohorts``), each with its AUC and CI."""
     from crc_core import figures
-    from crc_core.runs.views import cohort_name
+    from crc_core.runs.views import cohort_name, labelled
 
     curves = []
     for cohort, m in result.metrics.items():
@@ -316,7 +311,7 @@ def roc_figure(result: RunEvaluation, cohorts: list[str] | None = None):
 def violin_figure(result: RunEvaluation, cohorts: list[str] | None = None):
     """The predicted probability by true class per cohort, with each cohort's Mann-Whitney p."""
     from crc_core import figures
-    from crc_core.runs.views import cohort_name
+    from crc_core.runs.views import cohort_name, labelled
 
     shown = [c for c in result.metrics if cohorts is None or c in cohorts]
     rows = result.predictions[result.predictions["cohort"].isin(shown) & result.predictions["y_true"].notna()]
@@ -328,7 +323,7 @@ def violin_figure(result: RunEvaluation, cohorts: list[str] | None = None):
 def decision_figure(result: RunEvaluation, cohort: str, thresholds=None, band: bool = False):
     """The decision curve of ``cohort``, with a bootstrap band when asked."""
     from crc_core import figures
-    from crc_core.runs.views import cohort_name
+    from crc_core.runs.views import cohort_name, labelled
 
     rows = labelled(result.predictions, cohort)
     y, prob = rows["y_true"].astype(int), rows["prob"]
@@ -341,7 +336,7 @@ def decision_figure(result: RunEvaluation, cohort: str, thresholds=None, band: b
 def impact_figure(result: RunEvaluation, cohort: str, thresholds=None):
     """Of 1000 patients like ``cohort``'s, how many the model calls high and how many truly are."""
     from crc_core import figures
-    from crc_core.runs.views import cohort_name
+    from crc_core.runs.views import cohort_name, labelled
 
     rows = labelled(result.predictions, cohort)
     curve = ev.decision_curve(rows["y_true"].astype(int), rows["prob"], thresholds)
@@ -353,7 +348,7 @@ def calibration_figure(result: RunEvaluation, cohort: str):
     with Wilson CIs, the smoothed curve (``lowess(p, y, iter = 0)``) with its bootstrap 95% band
     (200 resamples, seed 0: the same band on every drawing)."""
     from crc_core import figures
-    from crc_core.runs.views import cohort_name
+    from crc_core.runs.views import cohort_name, labelled
 
     rows = labelled(result.predictions, cohort)
     bins, smooth = ev.calibration_curve(rows["y_true"].astype(int), rows["prob"])

@@ -16,6 +16,9 @@ from typing import Sequence
 
 import numpy as np
 
+from crc_core.runs.views import labelled
+
+
 ABOVE, BELOW = "above", "below"
 
 
@@ -81,8 +84,6 @@ def class_change_words(found: OneSided, cohort_words: str) -> str:
 def table_two_notes(result) -> list[str]:
     """A note for each row of a run's Table 2 (a :class:`crc_core.evaluate.run_evaluation.RunEvaluation`)
     whose patients all lie on one side of its threshold."""
-    from crc_core.evaluate.run_evaluation import labelled
-
     notes = []
     for cohort, metrics in result.metrics.items():
         rows = labelled(result.predictions, cohort)

@@ -7,6 +7,16 @@ Not handed on (a module of the same name, or two modules share the name): reclas
 from crc_core._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
+    "calibration": [
+        "HL_CAVEAT", "r_lowess", "calibration_curve", "calibration_band",
+        "calibration_in_the_large", "hosmer_lemeshow", "calibration_stats",
+    ],
+    "decision_curves": [
+        "decision_curve", "decision_curve_band",
+    ],
+    "inputs": [
+        "FEW_CASES", "check_binary", "few_cases", "logit",
+    ],
     "kappa": [
         "Weighting", "WEIGHTINGS", "KappaResult", "agreement_weights", "kappa_from_table",
         "cohen_kappa", "KAPPA_CI_METHOD", "pathologist_agreement", "READING_NAMES",
@@ -24,14 +34,14 @@ __getattr__, __dir__, __all__ = attach(__name__, {
         "reclassification_counts", "likelihood_ratio_test",
     ],
     "roc": [
-        "FEW_CASES", "check_binary", "few_cases", "roc_curve", "grouped_auc", "auc_variance",
-        "bootstrap_aucs", "auc_ci", "delong_test", "delong_difference", "youden_threshold",
-        "wilson_ci", "threshold_metrics", "decision_curve", "decision_curve_band", "logit",
-        "HL_CAVEAT", "r_lowess", "calibration_curve", "calibration_band",
-        "calibration_in_the_large", "hosmer_lemeshow", "calibration_stats",
+        "roc_curve", "grouped_auc", "auc_variance", "bootstrap_aucs", "auc_ci", "delong_test",
+        "delong_difference",
     ],
     "sample_size": [
         "Z", "SE_STEP", "SIMULATED_PATIENTS", "SEED", "OE", "SLOPE", "CSTATISTIC",
         "NET_BENEFIT", "LARGEST", "validation_sample_size", "linear_predictor_summary",
+    ],
+    "threshold": [
+        "youden_threshold", "wilson_ci", "threshold_metrics",
     ],
 })

@@ -21,7 +21,8 @@ import pandas as pd
 from scipy import special, stats
 
 from crc_core.errors import CrcInputError
-from crc_core.metrics.roc import auc_variance, check_binary
+from crc_core.metrics.inputs import check_binary
+from crc_core.metrics.roc import auc_variance
 
 POOLED = "pooled (random effects)"
 

@@ -12,7 +12,7 @@ import numpy as np
 from scipy import special, stats
 
 from crc_core.errors import CrcInputError
-from crc_core.metrics.roc import check_binary, logit
+from crc_core.metrics.inputs import check_binary, logit
 
 #: ``glm(y ~ offset(logit(p)), family = binomial)``: the intercept alone, the slope fixed at 1.
 INTERCEPT = "intercept"
@@ -57,9 +57,9 @@ def recalibrate(y_true: Sequence, y_prob: Sequence, method: str = INTERCEPT, *, 
     means the model under-predicts in this cohort. ``method="logistic"`` (:data:`LOGISTIC`):
     ``glm(y ~ logit(p), family = binomial)``, new risk = expit(a + b·logit(p)); its intercept and
     slope are ``rms::val.prob``'s "Intercept" and "Slope" (and
-    :func:`crc_core.metrics.roc.calibration_stats`'), b < 1 meaning predictions too extreme.
+    :func:`crc_core.metrics.calibration.calibration_stats`'), b < 1 meaning predictions too extreme.
 
-    logit(p) is :func:`crc_core.metrics.roc.logit`, which clips p to [1e-12, 1 − 1e-12]: a
+    logit(p) is :func:`crc_core.metrics.inputs.logit`, which clips p to [1e-12, 1 − 1e-12]: a
     probability of exactly 0 or 1 has an infinite logit, and one such patient with the other
     outcome would make the likelihood zero for every intercept, so no fit would exist. The clip
     is the one ``calibration_stats`` uses, so both report the same slope.

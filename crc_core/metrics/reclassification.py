@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from crc_core.errors import CrcInputError
-from crc_core.metrics.roc import check_binary
+from crc_core.metrics.inputs import check_binary
 
 #: PredictABEL's CI is the estimate ± 1.96 SE (the constant, not qnorm(0.975)).
 Z_95 = 1.96

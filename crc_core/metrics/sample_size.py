@@ -14,7 +14,8 @@ import pandas as pd
 from scipy import special, stats
 
 from crc_core.errors import CrcInputError
-from crc_core.metrics.roc import auc_ci, check_binary, logit
+from crc_core.metrics.inputs import check_binary, logit
+from crc_core.metrics.roc import auc_ci
 
 #: The 95% multiplier Riley et al. and pmvalsampsize use (1.96, not norm.ppf(0.975)).
 Z = 1.96
@@ -268,7 +269,7 @@ def linear_predictor_summary(y_true: Sequence, y_prob: Sequence) -> dict[str, fl
     ``cstatistic`` (the AUC, as ``pROC::auc``), ``prevalence`` (share of patients with the outcome),
     and ``lp_mean`` and ``lp_sd`` (mean and SD, n − 1 as R's ``sd``, of the linear predictor
     logit(p)). The keys are exactly those arguments, so ``validation_sample_size(**summary)``
-    works. A probability of exactly 0 or 1 has an infinite logit; :func:`crc_core.metrics.roc.logit`
+    works. A probability of exactly 0 or 1 has an infinite logit; :func:`crc_core.metrics.inputs.logit`
     clips it to 1e-12 from the edge (±27.6), which widens the SD: check such predictions first.
 
     >>> linear_predictor_summary([0, 0, 1, 1], [0.2, 0.4, 0.3, 0.8])["cstatistic"]

@@ -15,13 +15,11 @@ import html
 import io
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
 import tempfile
 import zipfile
-from importlib import metadata
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -31,30 +29,16 @@ import pandas as pd
 
 from crc_core.evaluate import cam
 from crc_core.evaluate.combined_model import odds_ratio_table
+from crc_core.evaluate.external import recalibration_words, recalibrations
 from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
 from crc_core.figures import EXPORT_HEIGHT, EXPORT_WIDTH
+from crc_core.reporting.software import PACKAGES, software_versions
 from crc_core.workspace import Workspace, atomic_write_bytes, atomic_write_text
 
-PACKAGES = ("numpy", "pandas", "scipy", "statsmodels", "scikit-learn", "torch", "torchvision", "SimpleITK", "plotly",
-            "streamlit", "pyradiomics-bhklab")
 #: Publication size of exported figures (px at scale 1; PNG is written at scale 2): the size the
 #: page's camera button saves, so a file from either looks the same (the tests read these names).
 FIGURE_WIDTH, FIGURE_HEIGHT = EXPORT_WIDTH, EXPORT_HEIGHT
-
-
-def software_versions() -> dict[str, str]:
-    import crc_core
-
-    from crc_core.training.grid import code_version
-
-    versions = {"CRC-TIME": code_version() or crc_core.__version__, "Python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def pseudonyms(ids: list[str], seed: int | None = None) -> dict[str, str]:
@@ -433,7 +417,7 @@ def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = No
                                                                           "AUC by cohort and centre")
         except CrcInputError:
             pass
-    for cohort, recalibrated in _recalibrations(result).items():
+    for cohort, recalibrated in recalibrations(result).items():
         if config and config.shown_cohorts and cohort not in config.shown_cohorts:
             continue
         out[f"recalibration-{cohort.replace(':', '-')}"] = ex.recalibration_figure(
@@ -454,20 +438,6 @@ def run_figures(workspace: Workspace, result, config: "ReportConfig | None" = No
         if panels:
             out["gradcam"] = figures.cam_overlays([(caption, grey, m, roi) for caption, grey, m, roi, _ in panels],
                                                   _cam_title(result, maps, cohort))
-    return out
-
-
-def _recalibrations(result) -> dict[str, Any]:
-    """Each labelled external cohort's calibration-in-the-large (the update the Other centres tab
-    offers first), by cohort; a cohort that cannot be recalibrated (one class) is left out."""
-    from crc_core.evaluate import external as ex
-
-    out = {}
-    for cohort in ex.external_cohorts(result):
-        try:
-            out[cohort] = ex.recalibrate_cohort(result, cohort, "intercept")
-        except CrcInputError:
-            continue
     return out
 
 
@@ -765,26 +735,12 @@ def _centres_section(ctx: _ReportContext) -> str:
                                                    "happens.") + notes
     figure = ctx.figures.get("centres")
     updated = []
-    for cohort, recalibrated in _recalibrations(ctx.result).items():
+    for cohort, recalibrated in recalibrations(ctx.result).items():
         stem = f"recalibration-{cohort.replace(':', '-')}"
         if stem in ctx.figures:
             updated.append(f"<h3>{html.escape(figure_name(stem))}</h3><p class='caption'>"
                            f"{html.escape(recalibration_words(recalibrated))}</p>{_figure(ctx.figures[stem])}")
     return ctx.text(notes + (_figure(figure) if figure is not None else "") + "".join(updated))
-
-
-def recalibration_words(recalibrated) -> str:
-    """A recalibration in a sentence: the new intercept with its CI, and calibration-in-the-large
-    before and after (what the update changed)."""
-    from crc_core.runs.views import cohort_name
-
-    fit = recalibrated.fit
-    return (f"Updated to the {cohort_name(recalibrated.cohort)} cohort by calibration-in-the-large (R glm(y ~ "
-            f"offset(logit(p)), binomial)), fitted on its {fit['n']} patients' outcomes: intercept {fit['intercept']:.3f} "
-            f"(95% CI {fit['intercept_low']:.3f} to {fit['intercept_high']:.3f}); calibration-in-the-large "
-            f"{round(recalibrated.before['citl'], 3) + 0.0:.3f} before, {round(recalibrated.after['citl'], 3) + 0.0:.3f} after "
-            "(0 by construction). The numbers "
-            "after describe an updated model, not the run's.")
 
 
 def _sample_size_section(ctx: _ReportContext) -> str:

@@ -260,9 +260,9 @@ def _heterogeneity_results(ctx: _Context) -> str | None:
 
 def _updating(ctx: _Context) -> str | None:
     """Item 12f: recalibration to each labelled external cohort, or none."""
-    from crc_core.reporting.report import _recalibrations
+    from crc_core.evaluate.external import recalibrations
 
-    cohorts = list(_recalibrations(ctx.result))
+    cohorts = list(recalibrations(ctx.result))
     if not cohorts:
         return "None: the model is evaluated as trained, without updating to any cohort."
     return (f"Recalibration to {', '.join(cohorts)} by calibration-in-the-large (R glm(y ~ offset(logit(p)), binomial)), "
@@ -271,9 +271,9 @@ def _updating(ctx: _Context) -> str | None:
 
 def _updating_results(ctx: _Context) -> str | None:
     """Item 24: what the recalibration changed."""
-    from crc_core.reporting.report import _recalibrations, recalibration_words
+    from crc_core.evaluate.external import recalibration_words, recalibrations
 
-    updated = _recalibrations(ctx.result)
+    updated = recalibrations(ctx.result)
     if not updated:
         return "No model updating was done."
     return " ".join(recalibration_words(r) for r in updated.values())
@@ -293,7 +293,7 @@ def _comparison(ctx: _Context) -> str | None:
 
 def _code(ctx: _Context) -> str | None:
     """Item 18f: the software that computed every number."""
-    from crc_core.reporting.report import software_versions
+    from crc_core.reporting.software import software_versions
 
     versions = software_versions()
     return (f"CRC-TIME {versions['CRC-TIME']} (Python {versions['Python']}); every package's version is in the "

@@ -12,7 +12,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     ],
     "views": [
         "COHORT_NAMES", "HELD_OUT", "MODE_NAMES", "EVALUATION_NAMES", "AUXILIARY_COHORTS",
-        "OVERVIEW_COHORTS", "cohort_name", "model_name", "fold_aucs", "summaries",
+        "OVERVIEW_COHORTS", "labelled", "cohort_name", "model_name", "fold_aucs", "summaries",
         "out_of_fold_aucs", "summary", "auc_text", "runs_overview", "LiveStatus", "live_status",
         "comparison_labels", "comparison_figures", "SELECTION_COHORTS", "DEFAULT_SELECTION",
         "selection_name", "Selection", "select_best", "selection_summary",

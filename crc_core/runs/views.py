@@ -31,6 +31,12 @@ AUXILIARY_COHORTS = (OUT_OF_FOLD,)
 OVERVIEW_COHORTS = {"train": "training (apparent: resubstituted)", OUT_OF_FOLD: "training (out-of-fold)"}
 
 
+def labelled(predictions: pd.DataFrame, cohort: str) -> pd.DataFrame:
+    """The rows of ``cohort`` in a run's stored predictions whose outcome is known."""
+    rows = predictions[predictions["cohort"] == cohort]
+    return rows[rows["y_true"].notna()]
+
+
 def cohort_name(cohort: str) -> str:
     if cohort.startswith("external:"):
         return "external: " + cohort.split(":", 1)[1]
