@@ -32,7 +32,7 @@ def bare_forward(images) -> float:
     import torch
     import torchvision
 
-    from crc_core.features import model_input
+    from crc_core.training.features import model_input
 
     torch.manual_seed(0)
     model = torchvision.models.densenet121(weights=None).eval().to(memory_format=torch.channels_last)
@@ -52,12 +52,14 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from crc_core import cam, report
-    from crc_core.datasets import labelled_crops
-    from crc_core.devices import cpu_name, plan_device
-    from crc_core.features import cached_deep_features
-    from crc_core.runs import RunStore
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.evaluate import cam
+
+    from crc_core.reporting import report
+    from crc_core.training.datasets import labelled_crops
+    from crc_core.networks.devices import cpu_name, plan_device
+    from crc_core.training.features import cached_deep_features
+    from crc_core.runs.store import RunStore
+    from crc_core.training.grid import TrainConfig, train_run
 
     print(f"CPU: {cpu_name()}, capability {torch.backends.cpu.get_cpu_capability()}; torch threads {torch.get_num_threads()}")
     scratch = Path(tempfile.mkdtemp(prefix="cam-bench-"))

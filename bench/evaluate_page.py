@@ -53,14 +53,14 @@ def build_workspace(folder: Path, *, smoke: bool) -> tuple[Path, str]:
     """The sample with labels and crops, a TSR features run, its Grad-CAM maps of the validation
     cohort, its reader check and a second hospital's cohort predicted by it. Returns the workspace
     and the run."""
-    from crc_core import cam
-    from crc_core import robustness as rb
-    from crc_core.imaging import PreprocessConfig
-    from crc_core.labels import label_workspace
-    from crc_core.predict import predict_cohort
-    from crc_core.preprocess import preprocess_cohort
-    from crc_core.sample import SampleConfig, build_sample_workspace
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.evaluate import cam
+    from crc_core.evaluate import robustness as rb
+    from crc_core.imaging.volumes import PreprocessConfig
+    from crc_core.labels.rules import label_workspace
+    from crc_core.evaluate.predict import predict_cohort
+    from crc_core.imaging.preprocess import preprocess_cohort
+    from crc_core.sample.cohort import SampleConfig, build_sample_workspace
+    from crc_core.training.grid import TrainConfig, train_run
     from crc_core.workspace import Workspace
 
     root = folder / "workspace"
@@ -140,7 +140,7 @@ def main() -> None:
     try:
         started = time.perf_counter()
         if args.workspace:
-            from crc_core.runs import RunStore
+            from crc_core.runs.store import RunStore
 
             root, run_id = args.workspace, RunStore(args.workspace).runs(status="done")[0].run_id
         else:

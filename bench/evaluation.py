@@ -33,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="n = 1,000 and 200 resamples; the page once")
     args = parser.parse_args()
-    from crc_core.evaluation import auc_ci
+    from crc_core.metrics.roc import auc_ci
 
     rng = np.random.default_rng(0)
     for n in ((1_000,) if args.smoke else (10_000, 100_000)):
@@ -49,7 +49,7 @@ def main() -> None:
 
     from streamlit.testing.v1 import AppTest
 
-    from crc_core.runs import RunStore
+    from crc_core.runs.store import RunStore
     from crc_core.workspace import WORKSPACE_ENV
 
     import os

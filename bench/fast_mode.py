@@ -25,10 +25,10 @@ SMOKE_PATIENTS, SMOKE_SIZE = 40, 64
 def prepared_workspace(folder: Path, *, smoke: bool = False) -> Path:
     """The 315-patient sample with labels, its split and the paper's 224-px crops (with ``smoke``,
     40 patients and 64-px crops, the smallest a DenseNet still gives Grad-CAM a 2 × 2 map)."""
-    from crc_core.imaging import PreprocessConfig
-    from crc_core.labels import label_workspace
-    from crc_core.preprocess import preprocess_cohort
-    from crc_core.sample import SampleConfig, build_sample_workspace
+    from crc_core.imaging.volumes import PreprocessConfig
+    from crc_core.labels.rules import label_workspace
+    from crc_core.imaging.preprocess import preprocess_cohort
+    from crc_core.sample.cohort import SampleConfig, build_sample_workspace
 
     root = folder / "workspace"
     build_sample_workspace(root, SampleConfig(n_patients=SMOKE_PATIENTS) if smoke else SampleConfig())
@@ -43,9 +43,9 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, help="a prepared workspace (default: build the sample)")
     parser.add_argument("--smoke", action="store_true", help="toy size (40 patients, 64 px, one target): checks it runs")
     args = parser.parse_args()
-    from crc_core.runs import RunStore
-    from crc_core.run_views import summary
-    from crc_core.training import TrainConfig, train_grid
+    from crc_core.runs.store import RunStore
+    from crc_core.runs.views import summary
+    from crc_core.training.grid import TrainConfig, train_grid
 
     scratch = Path(tempfile.mkdtemp(prefix="fast-mode-"))
     try:

@@ -82,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.seconds = 2.0
-    from crc_core.sample import SampleConfig, build_sample_workspace
+    from crc_core.sample.cohort import SampleConfig, build_sample_workspace
 
     scratch = Path(tempfile.mkdtemp(prefix="idle-bench-"))
     try:

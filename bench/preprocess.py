@@ -72,7 +72,7 @@ class TreeRssSampler:
 
 def scenario(workspace: str, workers: int) -> None:
     """Run once in this process and print seconds, counts and peak RSS as JSON."""
-    from crc_core.preprocess import preprocess_cohort
+    from crc_core.imaging.preprocess import preprocess_cohort
 
     with TreeRssSampler() as sampler:
         started = time.perf_counter()
@@ -121,7 +121,7 @@ def report(label: str, figures: dict) -> None:
 
 def main(smoke: bool = False) -> None:
     from crc_core.parallel import default_workers
-    from crc_core.sample import SampleConfig, build_sample_workspace
+    from crc_core.sample.cohort import SampleConfig, build_sample_workspace
 
     workers = default_workers()
     patients, real_patients, side = (20, 2, 128) if smoke else (315, REAL_SIZE_PATIENTS, 512)

@@ -28,9 +28,9 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from crc_core import robustness as rb
-    from crc_core.devices import cpu_name
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.evaluate import robustness as rb
+    from crc_core.networks.devices import cpu_name
+    from crc_core.training.grid import TrainConfig, train_run
 
     print(f"CPU: {cpu_name()}, capability {torch.backends.cpu.get_cpu_capability()}; torch threads {torch.get_num_threads()}")
     scratch = Path(tempfile.mkdtemp(prefix="robustness-bench-"))

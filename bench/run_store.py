@@ -25,8 +25,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="20 runs instead of 500")
     args = parser.parse_args()
     n_runs = 20 if args.smoke else 500
-    from crc_core.runs import RunStore
-    from crc_core.run_views import runs_overview
+    from crc_core.runs.store import RunStore
+    from crc_core.runs.views import runs_overview
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as scratch:

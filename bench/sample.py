@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from crc_core.sample import SampleConfig, _default_workers, build_sample_workspace, generate_tables
+from crc_core.sample.cohort import SampleConfig, _default_workers, build_sample_workspace, generate_tables
 
 
 def timed(action) -> float:

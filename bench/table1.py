@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from crc_core.sample import SampleConfig, generate_tables
-from crc_core.stats import TableOneOptions, table_one
+from crc_core.sample.cohort import SampleConfig, generate_tables
+from crc_core.cohort.table1 import TableOneOptions, table_one
 
 
 def best_of(repeats: int, action) -> tuple[float, float]:

@@ -2,7 +2,7 @@
 
 The reference is what a first script does: fp32, contiguous NCHW, PNG crops decoded by a
 DataLoader on every step. The trainer decodes the crops once and uses the device and precision
-crc_core.devices chooses for this CPU (bf16 autocast and channels_last where that is faster).
+crc_core.networks.devices chooses for this CPU (bf16 autocast and channels_last where that is faster).
 Prints the CPU capability first and ``ratio: X.XX`` (trainer / plain) last. Never asserts on time.
 
     .venv/bin/python bench/train_throughput.py [--quick | --smoke]
@@ -44,7 +44,7 @@ def plain_loop(name: str, paths: list[Path], labels: np.ndarray, batch: int, ste
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
 
-    from crc_core.backbones import IMAGENET_MEAN, IMAGENET_STD, classifier
+    from crc_core.networks.backbones import IMAGENET_MEAN, IMAGENET_STD, classifier
 
     class PngCrops(Dataset):
         def __len__(self):
@@ -75,16 +75,16 @@ def plain_loop(name: str, paths: list[Path], labels: np.ndarray, batch: int, ste
 
 
 def trainer_loop(name: str, pixels: np.ndarray, labels: np.ndarray, batch: int, steps: int) -> tuple[float, str]:
-    """The project's own training step, ``crc_core.finetune.train_one_epoch`` (augmentation,
+    """The project's own training step, ``crc_core.training.finetune.train_one_epoch`` (augmentation,
     model input, autocast, loss, step), over crops decoded once: images/s and the device plan.
     One epoch of ``steps + 1`` batches; the first batch warms up and is not timed."""
     import time as clock
 
     import torch
 
-    from crc_core.backbones import classifier
-    from crc_core.devices import plan_device
-    from crc_core.finetune import FinetuneConfig, precision_probe, train_one_epoch
+    from crc_core.networks.backbones import classifier
+    from crc_core.networks.devices import plan_device
+    from crc_core.training.finetune import FinetuneConfig, precision_probe, train_one_epoch
 
     probe = precision_probe(name, pixels[:8], labels[:8])
     plan = plan_device("auto", "auto", probe=probe, probe_key=f"{name} bench {pixels.shape[-1]}")
@@ -111,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from crc_core.devices import cpu_flags, cpu_name
+    from crc_core.networks.devices import cpu_flags, cpu_name
 
     flags = cpu_flags()
     print(f"CPU: {cpu_name()}; torch {torch.__version__}; capability {torch.backends.cpu.get_cpu_capability()}; "

@@ -5,3 +5,7 @@ notebook all run the same code.
 """
 
 __version__ = "0.1.0"
+
+from crc_core import _compat
+
+_compat.install()  # the flat module names of release 0.1 for one more release

@@ -96,7 +96,7 @@ def build_config(config_class, args: argparse.Namespace, flags: dict[str, Any]):
 
 
 def _cmd_sample(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.sample import SampleConfig, build_sample_workspace, check_outside_program_folder, default_centre_folder
+    from crc_core.sample.cohort import SampleConfig, build_sample_workspace, check_outside_program_folder, default_centre_folder
     from crc_core.workflow import cohort_summary
 
     config = build_config(SampleConfig, args, {
@@ -129,7 +129,7 @@ def _cmd_info(args: argparse.Namespace, progress: Progress | None) -> StepOutcom
 
 
 def split_config_from_flags(args: argparse.Namespace):
-    from crc_core.splits import SplitConfig
+    from crc_core.cohort.splits import SplitConfig
 
     flags = {"train_fraction": args.fraction, "seed": args.seed, "stratify_by": args.stratify}
     if args.kfold:
@@ -140,8 +140,8 @@ def split_config_from_flags(args: argparse.Namespace):
 
 
 def _cmd_split(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.cohort import split_workspace
-    from crc_core.splits import describe_split
+    from crc_core.cohort.join import split_workspace
+    from crc_core.cohort.splits import describe_split
 
     workspace = Workspace(args.workspace)
     split = split_workspace(workspace, split_config_from_flags(args))
@@ -155,9 +155,9 @@ def clinical_variables(workspace: Workspace, group: str) -> list[str]:
 
 
 def _cmd_table1(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.cohort import load_workspace_cohort, read_column_mapping
-    from crc_core.stats import TableOneOptions, table_one
-    from crc_core.table_export import export_table_one
+    from crc_core.cohort.join import load_workspace_cohort, read_column_mapping
+    from crc_core.cohort.table1 import TableOneOptions, table_one
+    from crc_core.cohort.table_export import export_table_one
 
     workspace = Workspace(args.workspace)
     cohort = load_workspace_cohort(workspace)
@@ -177,7 +177,7 @@ def _cmd_table1(args: argparse.Namespace, progress: Progress | None) -> StepOutc
 
 
 def _cmd_labels(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.labels import LabelConfig, describe_labels, label_workspace
+    from crc_core.labels.rules import LabelConfig, describe_labels, label_workspace
 
     flags: dict[str, Any] = {
         "tsr_cutoff_percent": args.tsr_cutoff,
@@ -198,7 +198,7 @@ def _cmd_labels(args: argparse.Namespace, progress: Progress | None) -> StepOutc
 
 
 def preprocess_config_from_flags(args: argparse.Namespace):
-    from crc_core.imaging import PreprocessConfig
+    from crc_core.imaging.volumes import PreprocessConfig
 
     flags = {
         "intensity": "custom" if args.window else args.intensity,
@@ -212,7 +212,7 @@ def preprocess_config_from_flags(args: argparse.Namespace):
 
 
 def _cmd_preprocess(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.preprocess import config_key, preprocess_cohort
+    from crc_core.imaging.preprocess import config_key, preprocess_cohort
 
     config = preprocess_config_from_flags(args)
     result = preprocess_cohort(Workspace(args.workspace), config, workers=args.workers, progress=progress)
@@ -225,7 +225,7 @@ def _cmd_preprocess(args: argparse.Namespace, progress: Progress | None) -> Step
 
 
 def _cmd_agreement(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.reader_study import AgreementConfig, reader_agreement
+    from crc_core.imaging.reader_study import AgreementConfig, reader_agreement
 
     workspace = Workspace(args.workspace)
     config = build_config(AgreementConfig, args, {
@@ -242,7 +242,7 @@ def _split_list(text: str | None) -> list[str] | None:
 
 
 def train_config_from_flags(args: argparse.Namespace):
-    from crc_core.training import TrainConfig
+    from crc_core.training.grid import TrainConfig
 
     flags = {
         "targets": _split_list(args.target), "backbones": _split_list(args.backbone), "mode": args.mode,
@@ -263,9 +263,9 @@ def _say(line: str) -> None:
 
 
 def _cmd_train(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.run_views import COHORT_NAMES, summary
-    from crc_core.runs import OUT_OF_FOLD, RunStore
-    from crc_core.training import resume_job, train_grid
+    from crc_core.runs.views import COHORT_NAMES, summary
+    from crc_core.runs.store import OUT_OF_FOLD, RunStore
+    from crc_core.training.grid import resume_job, train_grid
 
     workspace = Workspace(args.workspace)
     job_id = args.job.name if args.job else None
@@ -289,7 +289,7 @@ def _cmd_train(args: argparse.Namespace, progress: Progress | None) -> StepOutco
 
 
 def _cmd_predict(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.predict import PredictConfig, predict_cohort
+    from crc_core.evaluate.predict import PredictConfig, predict_cohort
 
     if args.config:
         configs = [build_config(PredictConfig, args, {"run_id": args.run_id})]
@@ -309,14 +309,14 @@ def _cmd_predict(args: argparse.Namespace, progress: Progress | None) -> StepOut
 
 
 def _cmd_validation_size(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core import model_evaluation as me
-    from crc_core.external import events_needed, validation_size
-    from crc_core.runs import RunStore
+    from crc_core.evaluate import run_evaluation as me
+    from crc_core.evaluate.external import events_needed, validation_size
+    from crc_core.runs.store import RunStore
     from crc_core.workspace import atomic_write_csv
 
     if args.out.suffix.lower() != ".csv":
         raise CrcInputError(f"{args.out} should end in .csv.")
-    from crc_core.report import check_output_folder
+    from crc_core.reporting.report import check_output_folder
 
     check_output_folder(args.out.parent if str(args.out.parent) else Path("."))
     result = me.evaluate_run(RunStore(Workspace(args.workspace)), args.run_id)
@@ -329,8 +329,8 @@ def _cmd_validation_size(args: argparse.Namespace, progress: Progress | None) ->
 
 
 def _cmd_evaluate(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.model_evaluation import evaluate_run, export_evaluation
-    from crc_core.runs import RunStore
+    from crc_core.evaluate.run_evaluation import evaluate_run, export_evaluation
+    from crc_core.runs.store import RunStore
 
     result = evaluate_run(RunStore(Workspace(args.workspace)), args.run_id, threshold_rule=args.threshold,
                           ci_method=args.ci)
@@ -341,7 +341,7 @@ def _cmd_evaluate(args: argparse.Namespace, progress: Progress | None) -> StepOu
 
 
 def _cmd_cam(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.cam import CamConfig, cohort_maps, median, read_cohort_maps
+    from crc_core.evaluate.cam import CamConfig, cohort_maps, median, read_cohort_maps
 
     config = build_config(CamConfig, args, {"run_id": args.run_id, "cohort": args.cohort, "method": args.method,
                                              "target_class": args.target_class, "layer": args.layer})
@@ -358,14 +358,14 @@ def _cmd_cam(args: argparse.Namespace, progress: Progress | None) -> StepOutcome
 
 
 def _cmd_robustness(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.robustness import (RobustnessConfig, comparison_sentence, keep_robustness, robustness, threshold_note,
+    from crc_core.evaluate.robustness import (RobustnessConfig, comparison_sentence, keep_robustness, robustness, threshold_note,
                                      write_robustness)
-    from crc_core.stats import difference_text, p_words
+    from crc_core.cohort.table1 import difference_text, p_words
 
     config = build_config(RobustnessConfig, args, {"run_id": args.run_id, "cohort": args.cohort,
                                                    "out": str(args.out) if args.out else None})
     if config.out:
-        from crc_core.report import check_output_folder
+        from crc_core.reporting.report import check_output_folder
 
         check_output_folder(Path(config.out))  # before minutes of cropping and scoring
     workspace = Workspace(args.workspace)
@@ -385,7 +385,7 @@ def _cmd_robustness(args: argparse.Namespace, progress: Progress | None) -> Step
 
 
 def report_config_from_flags(args: argparse.Namespace):
-    from crc_core.report import ReportConfig
+    from crc_core.reporting.report import ReportConfig
 
     return build_config(ReportConfig, args, {
         "run_id": args.run_id, "out": str(args.out) if args.out else None, "threshold_rule": args.threshold,
@@ -394,7 +394,7 @@ def report_config_from_flags(args: argparse.Namespace):
 
 
 def _cmd_report(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.report import write_report
+    from crc_core.reporting.report import write_report
 
     config = report_config_from_flags(args)
     path = write_report(Workspace(args.workspace), config, progress=progress)
@@ -404,7 +404,7 @@ def _cmd_report(args: argparse.Namespace, progress: Progress | None) -> StepOutc
 
 
 def _cmd_figures(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.report import write_figures
+    from crc_core.reporting.report import write_figures
 
     config = report_config_from_flags(args)
     written = write_figures(Workspace(args.workspace), config, progress=progress)
@@ -414,7 +414,7 @@ def _cmd_figures(args: argparse.Namespace, progress: Progress | None) -> StepOut
 
 
 def _cmd_runs(args: argparse.Namespace, progress: Progress | None) -> StepOutcome:
-    from crc_core.runs import RunStore
+    from crc_core.runs.store import RunStore
 
     table = RunStore(Workspace(args.workspace)).table()
     if table.empty:

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from crc_core.errors import CrcInputError
-from crc_core.stats import p_words
+from crc_core.cohort.table1 import p_words
 
 #: Export size of every chart (width × height px at scale 1): 16:9, sharp on a projector.
 EXPORT_WIDTH, EXPORT_HEIGHT = 1600, 900
@@ -418,9 +418,9 @@ def calibration_plot(bins: pd.DataFrame, smooth: pd.DataFrame, probabilities: np
     """The reliability curve against the ideal line, with a histogram of the predictions beneath
     (the paper's Figure 9), the statistics in the title: the quantile bins with their Wilson 95%
     CIs (``low``/``high`` when given), the smoothed curve (``rms::val.prob``'s ``lowess(p, y,
-    iter = 0)``) and, when given, its bootstrap 95% band (:func:`crc_core.evaluation.calibration_band`).
+    iter = 0)``) and, when given, its bootstrap 95% band (:func:`crc_core.metrics.calibration.calibration_band`).
     The title leads with calibration-in-the-large and names val.prob's joint intercept only beside
-    the slope; Hosmer-Lemeshow comes with its weaknesses (:data:`crc_core.evaluation.HL_CAVEAT`)."""
+    the slope; Hosmer-Lemeshow comes with its weaknesses (:data:`crc_core.metrics.calibration.HL_CAVEAT`)."""
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22], vertical_spacing=0.04)
     figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999999"}, name="ideal", row=1, col=1)
     if band is not None and band["low"].notna().any():
@@ -520,7 +520,7 @@ CAM_COLOURSCALE = "Inferno"
 
 
 def _cam_traces(grey: np.ndarray, cam: np.ndarray, roi: np.ndarray, show_scale: bool):
-    from crc_core.imaging import outline
+    from crc_core.imaging.volumes import outline
 
     edge = np.argwhere(outline(roi))
     # The crop as 8-bit grey and the map as float32: a report of six panels stays a few MB.

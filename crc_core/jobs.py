@@ -9,7 +9,7 @@ PID) and honours a Stop (a ``stop`` file). There is one running job per step and
 
 A job is alive while its heartbeat is fresh; on this host a dead PID ends it at once. PIDs are
 reused over hours and a run copied from a GPU server has no local PID at all, so the PID alone
-never keeps a job "running". Training runs (:mod:`crc_core.runs`) live by the same rule and the
+never keeps a job "running". Training runs (:mod:`crc_core.runs.store`) live by the same rule and the
 same words: :func:`why_dead` decides for both, and one :class:`Heartbeat` thread per process beats
 for the job and for the run it trains.
 """

@@ -2,7 +2,7 @@
 
 One reader for every table the project takes in (an upload on the Cohort page, a workspace file,
 a file named on the command line), so a Windows-1252 or GB18030 export reads the same everywhere.
-Cells are kept as text; :mod:`crc_core.cohort` turns them into numbers by column.
+Cells are kept as text; :mod:`crc_core.cohort.join` turns them into numbers by column.
 
 Row numbers in every message are spreadsheet rows, 1-based as a user sees them in Excel: the header
 is row 1 and the first patient is row 2 (blank lines and empty rows keep their numbers, so a user
@@ -29,7 +29,7 @@ from crc_core.variables import is_missing_code, read_numeric_columns
 
 #: Largest table accepted, in bytes: Streamlit's ``server.maxUploadSize`` (200, in MiB), which
 #: ``.streamlit/config.toml`` sets and Streamlit multiplies by 1024 * 1024. Imaging zips have their
-#: own, larger limit (:data:`crc_core.archive.MAX_EXTRACTED_MB`).
+#: own, larger limit (:data:`crc_core.imaging.archive.MAX_EXTRACTED_MB`).
 MAX_UPLOAD_MB = 200
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crc_core.errors import CrcInputError
-from crc_core.preprocess import latest_crops
-from crc_core.splits import SavedSplit, read_split
+from crc_core.imaging.preprocess import latest_crops
+from crc_core.cohort.splits import SavedSplit, read_split
 from crc_core.workspace import Workspace
 
 
@@ -65,7 +65,7 @@ def _crop_status(workspace: Workspace) -> StepStatus:
 def _run_status(workspace: Workspace) -> tuple[StepStatus, StepStatus]:
     """Train counts finished runs only (a run still training is not a result yet); a store that
     cannot be read is said, not counted."""
-    from crc_core.runs import RunStore
+    from crc_core.runs.store import RunStore
 
     try:
         runs = RunStore(workspace).runs()

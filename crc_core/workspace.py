@@ -174,7 +174,7 @@ class Workspace:
 
     @property
     def folds_dir(self) -> Path:
-        """k-fold assignments saved for the split (see :func:`crc_core.splits.kfold_assignment`)."""
+        """k-fold assignments saved for the split (see :func:`crc_core.cohort.splits.kfold_assignment`)."""
         return self.root / "folds"
 
     @property

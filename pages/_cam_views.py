@@ -7,10 +7,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from crc_core import cam, figures
-from crc_core import model_evaluation as me
+from crc_core import figures
+
+from crc_core.evaluate import cam
+from crc_core.evaluate import run_evaluation as me
 from crc_core.errors import CrcInputError
-from crc_core.runs import RunRecord, RunStore
+from crc_core.runs.store import RunRecord, RunStore
 from crc_core.workspace import Workspace
 from pages import _jobs
 
@@ -39,7 +41,7 @@ def draw(workspace: Workspace, store: RunStore, result: me.RunEvaluation, finish
         return
     cohorts = list(result.metrics) or me.cohorts_of(result.predictions)
     left, right = st.columns(2)
-    from crc_core.run_views import cohort_name
+    from crc_core.runs.views import cohort_name
 
     cohort = left.radio("Cohort", cohorts, index=cohorts.index("validation") if "validation" in cohorts else 0,
                         horizontal=True, key="cam_cohort", format_func=cohort_name, persist_state="page")

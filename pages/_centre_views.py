@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from crc_core import external as ex
+from crc_core.evaluate import external as ex
 from crc_core import figures
-from crc_core import model_evaluation as me
+from crc_core.evaluate import run_evaluation as me
 from crc_core.errors import CrcInputError
-from crc_core.run_views import cohort_name
+from crc_core.runs.views import cohort_name
 from crc_core.workspace import Workspace
 from pages import _jobs
 
@@ -25,7 +25,7 @@ def _build_centre_form(workspace: Workspace, *, announce: bool) -> tuple[str, st
     of the centre built in this session (empty if none), for the predict form to start from;
     ``announce``: say that the last build is ready (not once a centre has been predicted)."""
     from crc_core.jobs import job_config, latest_job
-    from crc_core.sample import SampleConfig, check_centre_folder, default_centre_folder
+    from crc_core.sample.cohort import SampleConfig, check_centre_folder, default_centre_folder
 
     last = latest_job(workspace, "sample")
     # The "sample" step also (re)builds this workspace's own cohort: only a centre's build is said here.
@@ -65,7 +65,7 @@ def _build_centre_form(workspace: Workspace, *, announce: bool) -> tuple[str, st
 
 
 def _predict_form(workspace: Workspace, run_id: str, suggested: tuple[str, str] = ("", "")) -> None:
-    from crc_core.predict import PredictConfig
+    from crc_core.evaluate.predict import PredictConfig
 
     _, running = _jobs.show_job(workspace, "predict", "Predicting another centre")
     if running:
@@ -127,7 +127,7 @@ def centres(workspace: Workspace, result: me.RunEvaluation) -> None:
                          "run's, and need new patients to be checked.")
             _chart(ex.recalibration_figure(updated, f"{cohort_name(cohort)} cohort, recalibrated ({method})"),
                    "recalibration_plot")
-    from crc_core.sample import sample_centre
+    from crc_core.sample.cohort import sample_centre
 
     # Only the development sample offers a second centre: a centre's own workspace has its model elsewhere.
     suggested = (_build_centre_form(workspace, announce=not external)

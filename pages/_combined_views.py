@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from crc_core import figures
-from crc_core import model_evaluation as me
+from crc_core.evaluate import run_evaluation as me
 from crc_core.errors import CrcInputError
 from crc_core.workspace import Workspace
 from pages import _ui
@@ -31,7 +31,7 @@ def _reference_choices(root: str, stamp: tuple[int, ...], variables: tuple[str, 
     # Read once per cohort and choice, not on every click of the page (the tables take about a second).
     from pathlib import Path
 
-    from crc_core.combined_model import reference_choices
+    from crc_core.evaluate.combined_model import reference_choices
 
     return reference_choices(Workspace(Path(root)), variables)
 
@@ -43,7 +43,7 @@ def _chart(figure, key: str) -> None:
 def _added_value(workspace, run) -> None:
     """What the clinical variables add, the tests that answer it first: the likelihood-ratio test,
     the AUC difference from the DL model alone, then the NRI and IDI without p values."""
-    from crc_core.combined_model import (NRI_CAVEAT, added_value_table, auc_difference, auc_difference_for_people,
+    from crc_core.evaluate.combined_model import (NRI_CAVEAT, added_value_table, auc_difference, auc_difference_for_people,
                                          lr_test_words)
 
     words = lr_test_words(run)
@@ -63,7 +63,7 @@ def _added_value(workspace, run) -> None:
 
 
 def draw(workspace, result: me.RunEvaluation) -> None:
-    from crc_core.combined_model import CombinedConfig, fit_combined, nomogram_figure, odds_ratio_table, stored_combined
+    from crc_core.evaluate.combined_model import CombinedConfig, fit_combined, nomogram_figure, odds_ratio_table, stored_combined
 
     if result.run.mode == "combined":
         variables = tuple(result.run.config.get("variables", ()))

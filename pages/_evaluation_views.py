@@ -13,10 +13,10 @@ import pandas as pd
 import streamlit as st
 
 from crc_core import figures
-from crc_core import model_evaluation as me
+from crc_core.evaluate import run_evaluation as me
 from crc_core.errors import CrcInputError
-from crc_core.runs import RunRecord, RunStore
-from crc_core.stats import p_words
+from crc_core.runs.store import RunRecord, RunStore
+from crc_core.cohort.table1 import p_words
 from crc_core.workspace import Workspace
 from pages import _ui
 
@@ -40,7 +40,7 @@ def _chart(figure, key: str) -> None:
 
 def cohorts_choice(result: me.RunEvaluation) -> list[str]:
     """The cohorts the ROC, violin, figures export and report show (every evaluated one by default)."""
-    from crc_core.run_views import cohort_name
+    from crc_core.runs.views import cohort_name
 
     cohorts = list(result.metrics)
     if len(cohorts) < 2:
@@ -50,7 +50,7 @@ def cohorts_choice(result: me.RunEvaluation) -> list[str]:
 
 
 def _cohort_choice(result: me.RunEvaluation, key: str) -> str | None:
-    from crc_core.run_views import cohort_name
+    from crc_core.runs.views import cohort_name
 
     cohorts = list(result.metrics)
     if not cohorts:
@@ -65,7 +65,7 @@ def roc(result: me.RunEvaluation, cohorts: list[str]) -> None:
     if result.metrics:
         _chart(me.roc_figure(result, cohorts), "roc")
     if len(result.fold_aucs):
-        from crc_core.run_views import cohort_name
+        from crc_core.runs.views import cohort_name
 
         spread = result.fold_aucs.groupby("cohort")["auc"].agg(["mean", "std", "count"])
         for cohort, row in spread.iterrows():
@@ -138,7 +138,7 @@ def _comparison(root: str, stamp: tuple, run_ids: tuple[str, ...]):
 
 
 def compare(store: RunStore, result: me.RunEvaluation, finished: list[RunRecord], stamp: tuple) -> None:
-    from crc_core.run_views import EVALUATION_NAMES
+    from crc_core.runs.views import EVALUATION_NAMES
 
     same_target = [r for r in finished if r.target == result.run.target]
     labels = {r.run_id: f"{me.model_label(r)} · {EVALUATION_NAMES.get(r.evaluation, r.evaluation)} · {r.run_id[-4:]}"
@@ -170,7 +170,7 @@ def compare(store: RunStore, result: me.RunEvaluation, finished: list[RunRecord]
 def _best_of(store: RunStore, chosen: list[str]) -> None:
     """Which of the compared runs is best, and on which cohort it was picked: the table reports
     validation AUCs, so a pick on them is flagged optimistic."""
-    from crc_core import run_views
+    from crc_core.runs import views as run_views
 
     if len(chosen) < 2:
         return

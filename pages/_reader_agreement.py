@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from crc_core import agreement, figures, reader_study
+from crc_core import figures
+
+from crc_core.imaging import agreement
+
+from crc_core.imaging import reader_study
 from crc_core.errors import CrcInputError
-from crc_core.reader_study import AgreementConfig
-from crc_core.stats import format_p
+from crc_core.imaging.reader_study import AgreementConfig
+from crc_core.cohort.table1 import format_p
 from crc_core.workspace import Workspace
 from pages import _jobs, _ui
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from crc_core.report import FIGURE_HEIGHT, FIGURE_WIDTH, ReportConfig
-from crc_core.runs import RunRecord
+from crc_core.reporting.report import FIGURE_HEIGHT, FIGURE_WIDTH, ReportConfig
+from crc_core.runs.store import RunRecord
 from crc_core.workspace import Workspace
 from pages import _jobs
 
@@ -44,7 +44,7 @@ def built_with(workspace: Workspace, step: str, path: Path) -> ReportConfig | No
 def differences(built: ReportConfig, wanted: ReportConfig, evaluated: list[str]) -> list[str]:
     """How ``built`` differs from the choices above, in words (empty: the same). Cohorts left empty
     by an earlier version meant every cohort evaluated."""
-    from crc_core.run_views import cohort_name
+    from crc_core.runs.views import cohort_name
 
     def names(cohorts: set[str]) -> str:
         return ", ".join(cohort_name(c) for c in sorted(cohorts)) or "none"
@@ -136,7 +136,7 @@ def draw(workspace: Workspace, result, cohorts: list[str]) -> None:
 
 
 def _checklist(workspace: Workspace, result) -> None:
-    from crc_core import tripod
+    from crc_core.reporting import tripod
 
     def filled():
         return tripod.checklist(workspace, result)

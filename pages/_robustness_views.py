@@ -7,10 +7,10 @@ from __future__ import annotations
 import streamlit as st
 
 from crc_core import figures
-from crc_core import model_evaluation as me
-from crc_core import robustness as rb
+from crc_core.evaluate import run_evaluation as me
+from crc_core.evaluate import robustness as rb
 from crc_core.errors import CrcInputError
-from crc_core.run_views import cohort_name
+from crc_core.runs.views import cohort_name
 from crc_core.workspace import Workspace
 from pages import _jobs
 

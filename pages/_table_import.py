@@ -1,5 +1,5 @@
 """The Cohort page's import of a user's clinical and pathology tables: widgets only; reading,
-mapping, checking and writing are ``crc_core.tables`` and ``crc_core.cohort_import``."""
+mapping, checking and writing are ``crc_core.tables`` and ``crc_core.cohort.importing``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from crc_core.cohort import detect_group_column, detect_id_column
-from crc_core.cohort_import import (
+from crc_core.cohort.join import detect_group_column, detect_id_column
+from crc_core.cohort.importing import (
     ROLES,
     PreparedTable,
     WorkspaceOccupied,
@@ -20,7 +20,7 @@ from crc_core.cohort_import import (
     prepare_table,
 )
 from crc_core.errors import CrcInputError
-from crc_core.pathology import PATHOLOGY_FIELDS, detect_pathology_columns
+from crc_core.cohort.pathology import PATHOLOGY_FIELDS, detect_pathology_columns
 from crc_core.tables import MAX_UPLOAD_MB, list_sheets, read_table
 from crc_core.variables import TYPE_RULE, VARIABLE_TYPES, detect_variable_types
 from crc_core.workspace import Workspace

@@ -8,9 +8,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from crc_core import figures, run_views, training
+from crc_core import figures
+
+from crc_core.runs import views as run_views
+
+from crc_core.training import grid as training
 from crc_core.errors import CrcInputError
-from crc_core.runs import RunMode, RunStore
+from crc_core.runs.store import RunMode, RunStore
 from crc_core.workspace import Workspace
 from pages import _jobs
 
@@ -125,7 +129,7 @@ def compare(workspace: Workspace) -> None:
         return
     short = {r: f"{r_.target.upper()} × {run_views.model_name(r_)} · {run_views.MODE_NAMES[r_.mode]}"
                 f"{', random init' if r_.random_init else ''} · {r[-4:]}" for r in chosen for r_ in [store.run(r)]}
-    from crc_core.linear_models import C_GRID
+    from crc_core.networks.linear_models import C_GRID
 
     charts = {}
     steps = store.metrics(chosen, "step")

@@ -6,12 +6,12 @@ import pandas as pd
 import streamlit as st
 
 from crc_core import paper
-from crc_core.cohort import load_workspace_cohort, read_column_mapping, split_workspace
+from crc_core.cohort.join import load_workspace_cohort, read_column_mapping, split_workspace
 from crc_core.errors import CrcInputError
-from crc_core.splits import SplitConfig, describe_split, read_split, replaces_table_split
-from crc_core.stats import (TableOneOptions, chance_note, group_order, journal_view, split_was_random, table_one,
+from crc_core.cohort.splits import SplitConfig, describe_split, read_split, replaces_table_split
+from crc_core.cohort.table1 import (TableOneOptions, chance_note, group_order, journal_view, split_was_random, table_one,
                             used_footnotes)
-from crc_core.table_export import FORMATS, all_exports
+from crc_core.cohort.table_export import FORMATS, all_exports
 from crc_core.variables import TYPE_RULE, chosen_types
 from crc_core.workspace import Workspace
 from pages import _table_import, _ui

@@ -4,9 +4,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from crc_core import archive, preprocess, viewer
+from crc_core.imaging import archive
+
+from crc_core.imaging import preprocess
+
+from crc_core.imaging import viewer
 from crc_core.errors import CrcInputError
-from crc_core.imaging import INTENSITY_MODES, MARGINS_PX, PreprocessConfig
+from crc_core.imaging.volumes import INTENSITY_MODES, MARGINS_PX, PreprocessConfig
 from crc_core.tables import listing
 from pages import _jobs, _reader_agreement, _ui
 

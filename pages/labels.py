@@ -7,12 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from crc_core import figures, paper
-from crc_core import labels as core
+from crc_core.labels import rules as core
 from crc_core.errors import CrcInputError
-from crc_core.kappa import KAPPA_CI_METHOD, agreement_for_people, pathologist_agreement
-from crc_core.labels import LabelConfig
-from crc_core.pathology import MARKER_NAMES, MARKER_UNIT, MARKERS
-from crc_core.splits import read_split
+from crc_core.metrics.kappa import KAPPA_CI_METHOD, agreement_for_people, pathologist_agreement
+from crc_core.labels.rules import LabelConfig
+from crc_core.cohort.pathology import MARKER_NAMES, MARKER_UNIT, MARKERS
+from crc_core.cohort.splits import read_split
 from pages import _ui
 
 st.title("Labels")

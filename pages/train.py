@@ -2,12 +2,12 @@
 
 import streamlit as st
 
-from crc_core import training
-from crc_core.backbones import BACKBONES, weights_on_disk
-from crc_core.datasets import TARGETS
+from crc_core.training import grid as training
+from crc_core.networks.backbones import BACKBONES, weights_on_disk
+from crc_core.training.datasets import TARGETS
 from crc_core.errors import CrcInputError
-from crc_core.finetune import SCHEDULES, SELECTIONS, FinetuneConfig, source_of
-from crc_core.runs import RunStore
+from crc_core.training.finetune import SCHEDULES, SELECTIONS, FinetuneConfig, source_of
+from crc_core.runs.store import RunStore
 from pages import _jobs, _training_views, _ui
 
 st.title("Train")

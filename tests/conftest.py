@@ -16,7 +16,7 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 @pytest.fixture(scope="session")
 def sample_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default 315-patient sample cohort with images, built once; tests must not modify it."""
-    from crc_core.sample import SampleConfig, build_sample_workspace
+    from crc_core.sample.cohort import SampleConfig, build_sample_workspace
 
     root = tmp_path_factory.mktemp("sample") / "workspace"
     build_sample_workspace(root, SampleConfig())
@@ -67,10 +67,10 @@ def private_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
 def small_training_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """48 sample patients with labels, the paper's 7:3 split and 32-px crops: enough to train on
     in seconds. Tests that write copy it (:func:`training_workspace`)."""
-    from crc_core.imaging import PreprocessConfig
-    from crc_core.labels import label_workspace
-    from crc_core.preprocess import preprocess_cohort
-    from crc_core.sample import SampleConfig, build_sample_workspace
+    from crc_core.imaging.volumes import PreprocessConfig
+    from crc_core.labels.rules import label_workspace
+    from crc_core.imaging.preprocess import preprocess_cohort
+    from crc_core.sample.cohort import SampleConfig, build_sample_workspace
 
     root = tmp_path_factory.mktemp("training") / "workspace"
     build_sample_workspace(root, SampleConfig(n_patients=48, workers=1))

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from crc_core import combined_model as cm
-from crc_core.runs import OUT_OF_FOLD, RunStore
+from crc_core.evaluate import combined_model as cm
+from crc_core.runs.store import OUT_OF_FOLD, RunStore
 from crc_core.workspace import Workspace
 
 
@@ -21,8 +21,8 @@ from crc_core.workspace import Workspace
 def combined(tmp_path):
     """A DL run whose score alone carries the outcome, and its combined model with an age that
     carries nothing (the clinical variable adds no value by construction)."""
-    from crc_core.cohort import split_workspace
-    from crc_core.splits import SplitConfig
+    from crc_core.cohort.join import split_workspace
+    from crc_core.cohort.splits import SplitConfig
 
     rng = np.random.default_rng(21)
     n = 200
@@ -79,7 +79,7 @@ def test_the_nri_is_shown_without_a_p_value_and_with_pepes_caveat(combined):
 
 
 def test_the_report_leads_with_the_lr_test_and_the_auc_difference(combined):
-    from crc_core import report
+    from crc_core.reporting import report
 
     workspace, store, _, run = combined
     ctx = report._ReportContext(workspace, run, None, {}, report.ReportConfig(run_id=run.run_id), {})

@@ -10,10 +10,10 @@ import pytest
 import SimpleITK as sitk
 from scipy import stats
 
-from crc_core import agreement
+from crc_core.imaging import agreement
 from crc_core.cli import main as cli_main
 from crc_core.errors import CrcInputError
-from crc_core.reader_study import read_reader_study, reader_agreement
+from crc_core.imaging.reader_study import read_reader_study, reader_agreement
 from crc_core.workspace import Workspace
 
 # Shrout & Fleiss (1979), Table 2: 6 targets rated by 4 judges.
@@ -247,7 +247,7 @@ def test_reader_study_needs_a_second_reader(imaging_workspace):
 
 
 def test_damaged_agreement_files_are_named_with_what_to_do(imaging_workspace):
-    from crc_core.reader_study import AgreementConfig
+    from crc_core.imaging.reader_study import AgreementConfig
 
     reader_agreement(imaging_workspace, AgreementConfig(with_features=False), patients=["CRC001", "CRC002"], workers=1)
     folder = Workspace(imaging_workspace).agreement_dir

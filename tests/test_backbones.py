@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from crc_core import backbones  # noqa: E402
+from crc_core.networks import backbones  # noqa: E402
 from crc_core.errors import CrcInputError  # noqa: E402
 
 

@@ -14,9 +14,9 @@ import pytest
 import statsmodels.api as sm
 from statsmodels.stats.proportion import proportion_confint
 
-from crc_core import evaluation as ev
-from crc_core import model_evaluation as me
-from crc_core.runs import RunStore
+import crc_core.metrics as ev
+from crc_core.evaluate import run_evaluation as me
+from crc_core.runs.store import RunStore
 from tests.test_model_evaluation import stored_run
 from tests.test_pages_evaluate import EXTERNAL, two_runs  # noqa: F401 - the fixture
 from tests.test_pages import open_view, run_page
@@ -78,7 +78,7 @@ def test_the_calibration_figure_draws_bin_cis_and_the_smoothed_curve_with_its_ba
 
 
 def test_the_page_and_the_report_say_calibration_in_the_large_and_hl_s_weaknesses_alike(two_runs, use_workspace):  # noqa: F811
-    from crc_core import report
+    from crc_core.reporting import report
 
     root, _, latest = two_runs
     use_workspace(root)
@@ -101,8 +101,8 @@ def test_the_page_and_the_report_say_calibration_in_the_large_and_hl_s_weaknesse
 
 
 def test_a_recalibration_says_calibration_in_the_large_before_and_zero_after(evaluated):
-    from crc_core import external as ex
-    from crc_core import report
+    from crc_core.evaluate import external as ex
+    from crc_core.reporting import report
 
     _, result = evaluated
     updated = ex.recalibrate_cohort(result, EXTERNAL, "intercept")

@@ -8,8 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from crc_core import cam  # noqa: E402
-from crc_core.backbones import classifier  # noqa: E402
+from crc_core.evaluate import cam  # noqa: E402
+from crc_core.networks.backbones import classifier  # noqa: E402
 from crc_core.errors import CrcInputError  # noqa: E402
 
 
@@ -132,15 +132,15 @@ def test_maps_of_a_batch_equal_the_maps_of_each_image_alone():
 
 
 def test_a_cohorts_maps_for_a_features_run_are_cached_with_their_checks(training_workspace):
-    from crc_core.runs import RunStore
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.runs.store import RunStore
+    from crc_core.training.grid import TrainConfig, train_run
 
     run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), device="cpu"))
     with pytest.raises(CrcInputError, match=r"'backbone\.layer4' sees a 1 × 1 map at this input size \(32 × 32 px\)"):
         cam.cohort_maps(training_workspace, run_id, "validation")  # 32-px crops end in 1 × 1 at layer4
     with pytest.raises(CrcInputError, match=r"cannot be explained at layer 'layer5'; choose one of backbone\.layer4"):
         cam.cohort_maps(training_workspace, run_id, "validation", layer="layer5")  # before any map is computed
-    from crc_core.preprocess import read_crop_set
+    from crc_core.imaging.preprocess import read_crop_set
 
     store = RunStore(training_workspace)
     validation = store.predictions(run_id, "validation")
@@ -166,8 +166,8 @@ def test_a_cohorts_maps_for_a_features_run_are_cached_with_their_checks(training
 def test_a_features_run_explains_the_low_class_too(training_workspace):
     """The features network's logits are (-z/2, z/2): the low class has evidence of its own, the
     high class's negated, instead of a constant score with no gradient."""
-    from crc_core.runs import RunStore, load_run_model
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.runs.store import RunStore, load_run_model
+    from crc_core.training.grid import TrainConfig, train_run
 
     run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), device="cpu"))
     model = load_run_model(training_workspace, RunStore(training_workspace).run(run_id))
@@ -181,8 +181,8 @@ def test_a_features_run_explains_the_low_class_too(training_workspace):
 
 
 def test_a_fine_tuned_run_is_randomised_down_the_cascade(training_workspace):
-    from crc_core.finetune import FinetuneConfig
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.training.finetune import FinetuneConfig
+    from crc_core.training.grid import TrainConfig, train_run
 
     run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), mode="finetune", device="cpu",
                                                        precision="fp32", finetune=FinetuneConfig(epochs=1, batch_size=8, lr=0.001)))
@@ -194,9 +194,9 @@ def test_a_fine_tuned_run_is_randomised_down_the_cascade(training_workspace):
 def test_runs_without_a_network_or_a_checkpoint_are_said_plainly(training_workspace):
     from dataclasses import replace
 
-    from crc_core.finetune import FinetuneConfig
-    from crc_core.runs import RunStore, load_run_model
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.training.finetune import FinetuneConfig
+    from crc_core.runs.store import RunStore, load_run_model
+    from crc_core.training.grid import TrainConfig, train_run
 
     run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), mode="finetune", device="cpu",
                                                        precision="fp32", finetune=FinetuneConfig(epochs=1, batch_size=8, lr=0.001)))
@@ -219,8 +219,8 @@ def test_runs_without_a_network_or_a_checkpoint_are_said_plainly(training_worksp
 def test_every_offered_layer_exists_in_the_network(name):
     from types import SimpleNamespace
 
-    from crc_core.backbones import backbone, feature_extractor
-    from crc_core.linear_models import LinearModel, features_network
+    from crc_core.networks.backbones import backbone, feature_extractor
+    from crc_core.networks.linear_models import LinearModel, features_network
 
     model = classifier(name, weights="random")[0]
     finetuned = cam.layer_choices(SimpleNamespace(mode="finetune", backbone=name, has_network=True))
@@ -251,7 +251,7 @@ def test_right_and_wrong_are_judged_at_the_threshold_given():
 
 
 def test_a_combined_run_points_to_its_dl_run_instead_of_failing_in_the_worker(tmp_path):
-    from crc_core.runs import RunRecord, load_run_model
+    from crc_core.runs.store import RunRecord, load_run_model
 
     combined = RunRecord("c", 0.0, "tsr", "resnet34", "combined", "done", "", {}, {"parent_run": "20261125-tsr-dl"})
     assert cam.layer_choices(combined) == []
@@ -261,8 +261,8 @@ def test_a_combined_run_points_to_its_dl_run_instead_of_failing_in_the_worker(tm
 
 
 def test_a_cross_validated_run_explains_each_patient_with_its_own_folds_model(training_workspace):
-    from crc_core.runs import RunStore, load_run_model
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.runs.store import RunStore, load_run_model
+    from crc_core.training.grid import TrainConfig, train_run
 
     run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), device="cpu",
                                                        evaluation="kfold", n_folds=5))
@@ -274,8 +274,8 @@ def test_a_cross_validated_run_explains_each_patient_with_its_own_folds_model(tr
     # Fold 2's patients are explained by fold 2's model: recomputing one of them with it gives its map.
     predictions = RunStore(training_workspace).predictions(run_id, "cv")
     patient = predictions.loc[predictions["fold"] == 2, "patient_id"].iloc[0]
-    from crc_core.features import model_input
-    from crc_core.preprocess import load_crop, read_crop_set
+    from crc_core.training.features import model_input
+    from crc_core.imaging.preprocess import load_crop, read_crop_set
 
     crops = read_crop_set(training_workspace / "crops" / run.info["crop_key"])
     crop = load_crop(crops.folder, crops.index.set_index("patient_id").loc[patient].to_dict())

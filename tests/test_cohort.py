@@ -1,4 +1,4 @@
-"""Specifications for crc_core.cohort: column mapping, checking a table with messages a user can act
+"""Specifications for crc_core.cohort.join: column mapping, checking a table with messages a user can act
 on, joins, and the workspace cohort as every step sees it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crc_core.cohort import (
+from crc_core.cohort.join import (
     ColumnMapping,
     check_table,
     detect_group_column,

@@ -1,4 +1,4 @@
-"""Specifications for crc_core.cohort_import: a user's tables into a workspace, nothing of anyone's
+"""Specifications for crc_core.cohort.importing: a user's tables into a workspace, nothing of anyone's
 lost, the group column saved as the split, the pathology columns mapped at import."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from crc_core.cohort import ColumnMapping, read_column_mapping, validate_table
-from crc_core.cohort_import import (
+from crc_core.cohort.join import ColumnMapping, read_column_mapping, validate_table
+from crc_core.cohort.importing import (
     WorkspaceOccupied,
     import_cohort_tables,
     import_prepared,
@@ -15,7 +15,7 @@ from crc_core.cohort_import import (
     prepare_table,
 )
 from crc_core.errors import CrcInputError
-from crc_core.splits import read_split
+from crc_core.cohort.splits import read_split
 from crc_core.tables import read_table
 from crc_core.workspace import Workspace
 
@@ -137,8 +137,8 @@ def test_one_word_in_a_lab_column_is_refused_at_import_by_row_and_the_workspace_
 def test_missing_value_codes_in_a_lab_column_are_missing_in_table_one_and_said_at_import(
     writable_workspace, tmp_path
 ):
-    from crc_core.cohort import load_workspace_cohort
-    from crc_core.stats import table_one
+    from crc_core.cohort.join import load_workspace_cohort
+    from crc_core.cohort.table1 import table_one
 
     codes = {5: "n.d.", 6: "N.D.", 7: "—", 8: "-", 9: "missing", 10: "."}
     read = sample_clinical_with(writable_workspace, tmp_path, codes)
@@ -157,7 +157,7 @@ def test_missing_value_codes_in_a_lab_column_are_missing_in_table_one_and_said_a
 def test_a_stray_pathology_row_stays_out_of_the_labels_and_near_miss_ids_are_pointed_out(tmp_path):
     # Found in use: pathology 'P3x' against clinical 'p3 X' was "left out of the cohort" at
     # import, then Labels refused it for good ("have no split: P3x").
-    from crc_core.labels import label_workspace
+    from crc_core.labels.rules import label_workspace
 
     clinical_text = clinical_csv(["train"] * 7 + ["validation"] * 3).replace("\nP3,", "\np3 X,")
     clinical, pathology = prepared(tmp_path, clinical_text, PATHOLOGY.replace("\nP3,", "\nP3x,"))
@@ -175,7 +175,7 @@ def test_a_stray_pathology_row_stays_out_of_the_labels_and_near_miss_ids_are_poi
 
 
 def test_ids_that_differ_otherwise_are_not_called_near_misses():
-    from crc_core.cohort import near_misses
+    from crc_core.cohort.join import near_misses
 
     assert near_misses(["CRC007", "CRC 008", "A-1"], ["crc 007", "CRC8", "A1", "CRC008"]) == [
         ("CRC007", "crc 007"), ("CRC 008", "CRC008")]
@@ -187,8 +187,8 @@ def test_decimal_commas_with_a_missing_code_are_numbers_with_the_missing_counted
     # with "Missing 0".
     from tests.table_files import workbook_bytes
 
-    from crc_core.cohort import load_workspace_cohort
-    from crc_core.stats import table_one
+    from crc_core.cohort.join import load_workspace_cohort
+    from crc_core.cohort.table1 import table_one
 
     table = pd.read_csv(writable_workspace / "clinical.csv", dtype=str, keep_default_na=False)
     table["ALB"] = table["ALB"].str.replace(".", ",", regex=False)

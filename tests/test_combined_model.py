@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crc_core.combined_model import DL_SCORE, CombinedConfig, fit_combined, logistic_fit, nomogram_axes
+from crc_core.evaluate.combined_model import DL_SCORE, CombinedConfig, fit_combined, logistic_fit, nomogram_axes
 from crc_core.errors import CrcInputError
-from crc_core.runs import OUT_OF_FOLD, RunStore
+from crc_core.runs.store import OUT_OF_FOLD, RunStore
 
 
 def make_dl_run(writable_workspace):
@@ -54,7 +54,7 @@ def test_odds_ratios_equal_an_unpenalised_fit_on_the_training_cohort_only(dl_run
     combined = store.run(result.run_id)
     assert combined.mode == "combined" and combined.info["parent_run"] == run_id
     assert set(store.predictions(result.run_id)["cohort"]) == {"train", "validation"}
-    from crc_core.run_views import runs_overview
+    from crc_core.runs.views import runs_overview
     from sklearn.metrics import roc_auc_score
 
     overview = runs_overview(store).set_index("Run")
@@ -140,7 +140,7 @@ def test_a_regularised_score_with_a_narrow_spread_gets_a_readable_odds_ratio(wri
     """A strongly penalised DL model scores every patient within a few hundredths of 0.47: per unit of
     logit its odds ratio would be astronomically large (1e42 on the sample); per SD it is readable,
     and the nomogram reads the DL score as the DL model's own probability."""
-    from crc_core.combined_model import odds_ratio_table
+    from crc_core.evaluate.combined_model import odds_ratio_table
 
     workspace, run_id, table = make_dl_run(writable_workspace)
     store = RunStore(workspace)
@@ -212,7 +212,7 @@ def test_a_run_without_out_of_fold_scores_is_refused_and_a_finetune_says_what_it
 
 
 def test_the_reference_level_is_the_largest_unless_chosen_and_a_small_one_is_warned_about(dl_run):
-    from crc_core.combined_model import reference_choices
+    from crc_core.evaluate.combined_model import reference_choices
 
     workspace, run_id, table = dl_run
     train = table[table["split"] == "train"]

@@ -7,15 +7,15 @@ import dataclasses
 
 import pytest
 
-from crc_core.cohort import ColumnMapping
+from crc_core.cohort.join import ColumnMapping
 from crc_core.configs import JsonConfig
 from crc_core.errors import CrcInputError
-from crc_core.imaging import PreprocessConfig
-from crc_core.labels import LabelConfig
-from crc_core.reader_study import AgreementConfig
-from crc_core.sample import SampleConfig
-from crc_core.splits import SplitConfig
-from crc_core.stats import TableOneOptions
+from crc_core.imaging.volumes import PreprocessConfig
+from crc_core.labels.rules import LabelConfig
+from crc_core.imaging.reader_study import AgreementConfig
+from crc_core.sample.cohort import SampleConfig
+from crc_core.cohort.splits import SplitConfig
+from crc_core.cohort.table1 import TableOneOptions
 
 # One config of each class with every setting away from its default where it can be.
 CONFIGS = [
@@ -88,8 +88,8 @@ def _every_config_class() -> list[type[JsonConfig]]:
 
     import crc_core
 
-    for module in pkgutil.iter_modules(crc_core.__path__):
-        importlib.import_module(f"crc_core.{module.name}")
+    for module in pkgutil.walk_packages(crc_core.__path__, "crc_core."):
+        importlib.import_module(module.name)
     found, todo = [], list(JsonConfig.__subclasses__())
     while todo:
         cls = todo.pop()
@@ -176,10 +176,10 @@ def test_a_round_trip_keeps_every_default(cls, tmp_path):
 
 
 def test_the_issue_s_wrong_values_name_key_and_kind():
-    from crc_core.imaging import PreprocessConfig as Preprocess
-    from crc_core.report import ReportConfig
-    from crc_core.robustness import RobustnessConfig
-    from crc_core.training import TrainConfig
+    from crc_core.imaging.volumes import PreprocessConfig as Preprocess
+    from crc_core.reporting.report import ReportConfig
+    from crc_core.evaluate.robustness import RobustnessConfig
+    from crc_core.training.grid import TrainConfig
 
     cases = [
         (TrainConfig, {"seed": 1.5}, "'seed' must be a whole number; got 1.5 (a number)"),
@@ -201,8 +201,8 @@ def test_the_issue_s_wrong_values_name_key_and_kind():
 
 
 def test_numbers_of_the_right_kind_still_pass():
-    from crc_core.finetune import FinetuneConfig
-    from crc_core.training import TrainConfig
+    from crc_core.training.finetune import FinetuneConfig
+    from crc_core.training.grid import TrainConfig
 
     assert FinetuneConfig.from_dict({"lr": 1, "momentum": 0}).lr == 1  # a whole number is a number
     assert TrainConfig.from_dict({"targets": "tsr"}).targets == ("tsr",)  # one target without its list

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from crc_core import devices  # noqa: E402
+from crc_core.networks import devices  # noqa: E402
 from crc_core.errors import CrcInputError  # noqa: E402
 
 

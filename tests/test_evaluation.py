@@ -1,4 +1,4 @@
-"""crc_core.evaluation against R (pROC, rms; tests/reference/evaluation.R), scikit-learn,
+"""crc_core.metrics.roc against R (pROC, rms; tests/reference/evaluation.R), scikit-learn,
 statsmodels and a published example — never only against itself."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from statsmodels.stats.proportion import proportion_confint
 
-from crc_core import evaluation as ev
+import crc_core.metrics as ev
 from crc_core.errors import CrcInputError
 
 REFERENCE = Path(__file__).resolve().parent / "reference"

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crc_core import evaluation as ev
-from crc_core import external as ex
-from crc_core import model_evaluation as me
+import crc_core.metrics as ev
+from crc_core.evaluate import external as ex
+from crc_core.evaluate import run_evaluation as me
 from crc_core.cli import main
 from crc_core.errors import CrcInputError
-from crc_core.runs import RunStore
+from crc_core.runs.store import RunStore
 from tests.test_model_evaluation import stored_run
 
 COHORTS = ("train", "validation", "external:Lanzhou", "external:Xian")
@@ -56,7 +56,7 @@ def test_internal_validation_is_kept_out_of_the_pooled_auc_of_the_centres_unless
     DerSimonian-Laird's z CI. By default it pools the external centres only, with
     Hartung-Knapp-Sidik-Jonkman's CI below five (metafor test = "knha", checked against R in
     test_meta_analysis), warns that two cannot estimate τ², and with one centre pools nothing."""
-    from crc_core.meta_analysis import pool_logit
+    from crc_core.metrics.meta_analysis import pool_logit
 
     store = RunStore(tmp_path)
     result = me.evaluate_run(store, stored_run(store, cohorts=COHORTS, n=90))
@@ -129,7 +129,7 @@ def test_validation_size_writes_one_row_per_criterion_equal_to_pmvalsampsize(tmp
 
 
 def test_another_centre_is_predicted_from_a_config_as_the_page_writes_it(tmp_path, capsys):
-    from crc_core.predict import PredictConfig
+    from crc_core.evaluate.predict import PredictConfig
 
     with pytest.raises(CrcInputError, match="without ':' or slashes"):
         PredictConfig(run_id="r", source="/x", cohort="a/b")
@@ -146,11 +146,11 @@ def test_another_centre_is_predicted_from_a_config_as_the_page_writes_it(tmp_pat
 def test_the_tripod_ai_checklist_is_filled_from_the_workspace_and_exports(sample_workspace, tmp_path):
     import shutil
 
-    from crc_core import tripod
+    from crc_core.reporting import tripod
 
     root = tmp_path / "ws"
     shutil.copytree(sample_workspace, root, ignore=shutil.ignore_patterns("images", "masks", "crops", "runs"))
-    from crc_core.labels import label_workspace
+    from crc_core.labels.rules import label_workspace
 
     label_workspace(root)
     store = RunStore(root)
@@ -184,7 +184,7 @@ def test_the_sample_size_for_a_sample_run_equals_pmvalsampsize(training_workspac
     against the package itself given the same C-statistic, prevalence and linear predictor."""
     from pmvalsampsize.pmvalsampsize import pmvalsampsize
 
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.training.grid import TrainConfig, train_run
 
     run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("densenet121",), device="cpu",
                                                        precision="fp32"))
@@ -205,8 +205,8 @@ def test_predict_refuses_the_workspace_itself_or_its_own_patients_volumes(tmp_pa
     import shutil
     from pathlib import Path
 
-    from crc_core.predict import check_other_patients
-    from crc_core.sample import SampleConfig, build_sample_workspace
+    from crc_core.evaluate.predict import check_other_patients
+    from crc_core.sample.cohort import SampleConfig, build_sample_workspace
     from crc_core.workspace import Workspace
 
     home = build_sample_workspace(tmp_path / "home", SampleConfig(n_patients=12, workers=1)).root
@@ -287,8 +287,8 @@ def test_a_cohorts_auc_has_one_ci_table_2_the_centres_table_the_forest_plot_and_
     import html as html_module
     import re
 
-    from crc_core import report
-    from crc_core.meta_analysis import cohort_aucs
+    from crc_core.reporting import report
+    from crc_core.metrics.meta_analysis import cohort_aucs
 
     store = RunStore(tmp_path)
     run_id = stored_run(store, cohorts=COHORTS, n=90)

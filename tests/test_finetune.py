@@ -1,4 +1,4 @@
-"""The paper's fine-tuning protocol (crc_core.finetune), on a network small enough to train in a
+"""The paper's fine-tuning protocol (crc_core.training.finetune), on a network small enough to train in a
 second: a resumed fit equals an uninterrupted one, early stopping, class weights and augmentation.
 The loop, its checkpoints and its selection are the real ones; only the backbone is tiny."""
 
@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from crc_core.devices import DevicePlan  # noqa: E402
-from crc_core.finetune import (FinetuneConfig, augment, class_weights, fit, read_checkpoint,  # noqa: E402
+from crc_core.networks.devices import DevicePlan  # noqa: E402
+from crc_core.training.finetune import (FinetuneConfig, augment, class_weights, fit, read_checkpoint,  # noqa: E402
                                train_one_epoch)
 
 PLAN = DevicePlan("cpu", "fp32", False, "test")

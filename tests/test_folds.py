@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pandas as pd
 
-from crc_core.runs import RunStore
-from crc_core.splits import folds_csv
-from crc_core.training import TrainConfig, train_run
+from crc_core.runs.store import RunStore
+from crc_core.cohort.splits import folds_csv
+from crc_core.training.grid import TrainConfig, train_run
 
 QUICK = dict(backbones=("resnet34",), evaluation="kfold", n_folds=5, weights="random", device="cpu", precision="fp32")
 

@@ -1,4 +1,4 @@
-"""crc_core.harmonisation against R ``sva::ComBat`` (tests/reference/harmonisation.R) and
+"""crc_core.training.harmonisation against R ``sva::ComBat`` (tests/reference/harmonisation.R) and
 neuroCombat 0.2.12's own ``neuroCombat`` and ``neuroCombatFromTraining`` on synthetic centres with
 known shifts and scales, plus the centre effects it should remove, its JSON round trip and its
 refusals."""
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from neuroCombat import neuroCombat, neuroCombatFromTraining
 
-from crc_core import harmonisation as hm
+from crc_core.training import harmonisation as hm
 from crc_core.errors import CrcInputError
 
 REFERENCE = Path(__file__).resolve().parent / "reference"

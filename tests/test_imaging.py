@@ -13,7 +13,7 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 from pydicom.uid import generate_uid
 
-from crc_core import imaging
+from crc_core.imaging import volumes as imaging
 from crc_core.errors import CrcInputError
 
 CT_SMALL = get_testdata_file("CT_small.dcm")

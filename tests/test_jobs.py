@@ -20,7 +20,7 @@ from crc_core.jobs import (
     running_job,
     start_job,
 )
-from crc_core.sample import SampleConfig
+from crc_core.sample.cohort import SampleConfig
 from crc_core.workspace import Workspace
 
 

@@ -1,4 +1,4 @@
-"""Cohen's kappa and its Fleiss-Cohen-Everitt standard error (crc_core.kappa)."""
+"""Cohen's kappa and its Fleiss-Cohen-Everitt standard error (crc_core.metrics.kappa)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import cohens_kappa as sm_cohens_kappa
 
 from crc_core.errors import CrcInputError
-from crc_core.kappa import agreement_weights, cohen_kappa, kappa_from_table
+from crc_core.metrics.kappa import agreement_weights, cohen_kappa, kappa_from_table
 
 # SAS/STAT User's Guide, PROC FREQ, "Getting Started: Agreement Study" (data set SkinCondition):
 # two dermatologists rate 88 patients terrible / poor / marginal / clear.
@@ -154,7 +154,7 @@ def test_the_agreement_table_for_people_has_words_and_one_number_of_decimals_per
     # Found in use: the Labels page showed item/weights/ci_low with raw names and 0.6 beside 0.61234.
     import pandas as pd
 
-    from crc_core.kappa import agreement_for_people
+    from crc_core.metrics.kappa import agreement_for_people
 
     raw = pd.DataFrame({"item": ["tsr_percent", "til_grade"], "weights": ["none", "quadratic"], "n": [315, 315],
                         "percent_agreement": [60.0, 71.42857], "kappa": [0.6, 0.812345], "se": [0.04, 0.0251],

@@ -1,4 +1,4 @@
-"""Pathology labels: TSR, TILs, IS, TIME (crc_core.labels)."""
+"""Pathology labels: TSR, TILs, IS, TIME (crc_core.labels.rules)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from crc_core import labels as lab
+from crc_core.labels import rules as lab
 from crc_core import paper
-from crc_core.kappa import pathologist_agreement
+from crc_core.metrics.kappa import pathologist_agreement
 from crc_core.errors import CrcInputError
-from crc_core.labels import MARKERS, LabelConfig, LabelResult, build_labels
+from crc_core.labels.rules import MARKERS, LabelConfig, LabelResult, build_labels
 from crc_core.workspace import Workspace
 
 GIVEN = {m: 10.0 for m in MARKERS}
@@ -510,7 +510,7 @@ def test_label_crosstab_counts_with_totals():
 
 def test_pathology_columns_are_recognised_with_the_markers_plus_sign():
     # Found in use: a table with "CD3+ CT", "CD8+ IM" ... was not mapped.
-    from crc_core.pathology import detect_pathology_columns
+    from crc_core.cohort.pathology import detect_pathology_columns
 
     found = detect_pathology_columns(["ID", "TSR (%)", "TILs", "CD3+ CT", "CD3+ IM", "CD8+ CT", "CD8+ IM"])
     assert found == {"tsr_percent": "TSR (%)", "til_grade": "TILs", "cd3_ca": "CD3+ CT", "cd3_im": "CD3+ IM",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from crc_core.errors import CrcInputError
-from crc_core.linear_models import C_GRID, LinearModel, cross_fitted_predictions, fit_penalised_logistic, inner_folds
+from crc_core.networks.linear_models import C_GRID, LinearModel, cross_fitted_predictions, fit_penalised_logistic, inner_folds
 
 
 def features(seed: int = 0, n: int = 120, width: int = 40):
@@ -69,7 +69,7 @@ def test_constant_columns_are_dropped_and_the_model_file_round_trips(tmp_path):
 
 
 def test_the_out_of_fold_scores_of_the_fit_are_those_of_separate_fits():
-    from crc_core.linear_models import fit_with_out_of_fold
+    from crc_core.networks.linear_models import fit_with_out_of_fold
 
     x, y = features(5)
     model, out_of_fold = fit_with_out_of_fold(x, y)

@@ -1,4 +1,4 @@
-"""crc_core.meta_analysis against R ``metafor::rma`` (tests/reference/meta_analysis.R) and
+"""crc_core.metrics.meta_analysis against R ``metafor::rma`` (tests/reference/meta_analysis.R) and
 statsmodels' combine_effects (method_re="dl", where Q >= df) fed with effects and variances computed
 here from their definitions (scikit-learn's AUC, DeLong's variance by pairs)."""
 
@@ -16,8 +16,8 @@ from sklearn.metrics import roc_auc_score
 from statsmodels.stats.meta_analysis import combine_effects
 
 from crc_core.errors import CrcInputError
-from crc_core.evaluation import auc_ci
-from crc_core.meta_analysis import POOLED, cohort_aucs, forest_table, pool_logit, pooled_auc
+from crc_core.metrics.roc import auc_ci
+from crc_core.metrics.meta_analysis import POOLED, cohort_aucs, forest_table, pool_logit, pooled_auc
 
 Z = 1.959963984540054
 

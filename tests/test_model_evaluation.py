@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crc_core import evaluation as ev
-from crc_core import model_evaluation as me
+import crc_core.metrics as ev
+from crc_core.evaluate import run_evaluation as me
 from crc_core.cli import main as cli_main
 from crc_core.errors import CrcInputError
-from crc_core.runs import RunStore
+from crc_core.runs.store import RunStore
 
 
 def stored_run(store: RunStore, *, seed: int = 0, signal: float = 1.0, cohorts=("train", "validation"), n=80,
@@ -72,9 +72,9 @@ def test_the_default_threshold_comes_from_the_training_patients_out_of_fold_scor
     out-of-fold one beside it."""
     from sklearn.metrics import roc_auc_score
 
-    from crc_core.methods import methods_text
-    from crc_core.run_views import runs_overview
-    from crc_core.runs import OUT_OF_FOLD
+    from crc_core.reporting.methods import methods_text
+    from crc_core.runs.views import runs_overview
+    from crc_core.runs.store import OUT_OF_FOLD
 
     store = RunStore(tmp_path)
     run_id = stored_run(store, signal=1.5)

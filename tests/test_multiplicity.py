@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from crc_core import evaluation as ev
-from crc_core import model_evaluation as me
-from crc_core import robustness as rb
-from crc_core import stats
-from crc_core.runs import RunStore
+import crc_core.metrics as ev
+from crc_core.evaluate import run_evaluation as me
+from crc_core.evaluate import robustness as rb
+from crc_core.cohort import table1 as stats
+from crc_core.runs.store import RunStore
 from crc_core.workspace import Workspace
 
 
@@ -149,8 +149,8 @@ def yang_dalton(p_a, p_b) -> float:
 
 
 def _random_split_workspace(root) -> Workspace:
-    from crc_core.cohort import split_workspace
-    from crc_core.splits import SplitConfig
+    from crc_core.cohort.join import split_workspace
+    from crc_core.cohort.splits import SplitConfig
 
     rng = np.random.default_rng(5)
     n = 120
@@ -166,8 +166,8 @@ def _random_split_workspace(root) -> Workspace:
 
 
 def test_table_one_shows_the_smd_beside_p_and_says_one_in_twenty_by_chance(tmp_path):
-    from crc_core import report
-    from crc_core.cohort import load_workspace_cohort
+    from crc_core.reporting import report
+    from crc_core.cohort.join import load_workspace_cohort
 
     # p_a = (0.5, 0.3, 0.2), p_b = (0.4, 0.4, 0.2), the first level dropped: d = (−0.1, 0),
     # S = [[(0.21 + 0.24)/2, −(0.06 + 0.08)/2], [−0.07, (0.16 + 0.16)/2]] = [[0.225, −0.07], [−0.07, 0.16]],

@@ -245,7 +245,7 @@ def test_ct_roi_page_runs_preprocessing_in_a_worker_and_shows_the_crops(imaging_
 
 
 def test_ct_roi_page_groups_failures_and_the_others_go_on(imaging_workspace, use_workspace):
-    from crc_core.preprocess import preprocess_cohort
+    from crc_core.imaging.preprocess import preprocess_cohort
 
     manifest = pd.read_csv(imaging_workspace / "manifest.csv")
     manifest.loc[0, "mask"] = "masks/does_not_exist.nii.gz"
@@ -321,7 +321,7 @@ def test_ct_roi_page_computes_reader_agreement_in_a_worker_and_drops_stale_featu
 
 def test_ct_roi_page_shows_feature_iccs(imaging_workspace, use_workspace):
     pytest.importorskip("radiomics")
-    from crc_core.reader_study import reader_agreement
+    from crc_core.imaging.reader_study import reader_agreement
 
     reader_agreement(imaging_workspace, patients=[f"CRC{i:03d}" for i in range(1, 7)], workers=1)
     use_workspace(imaging_workspace)
@@ -364,8 +364,8 @@ def test_ct_roi_page_takes_imaging_from_a_folder_and_names_incomplete_patients(w
 
 
 def test_table_one_and_its_exports_are_computed_once_per_input(writable_workspace, use_workspace, monkeypatch):
-    import crc_core.stats
-    import crc_core.table_export
+    import crc_core.cohort.table1
+    import crc_core.cohort.table_export
 
     calls = {"table_one": 0, "all_exports": 0}
 
@@ -376,8 +376,8 @@ def test_table_one_and_its_exports_are_computed_once_per_input(writable_workspac
         return wrapper
 
     st.cache_data.clear()  # another test may have computed this very table already
-    monkeypatch.setattr(crc_core.stats, "table_one", counting("table_one", crc_core.stats.table_one))
-    monkeypatch.setattr(crc_core.table_export, "all_exports", counting("all_exports", crc_core.table_export.all_exports))
+    monkeypatch.setattr(crc_core.cohort.table1, "table_one", counting("table_one", crc_core.cohort.table1.table_one))
+    monkeypatch.setattr(crc_core.cohort.table_export, "all_exports", counting("all_exports", crc_core.cohort.table_export.all_exports))
     use_workspace(writable_workspace)
     app = run_page("cohort")
     assert calls == {"table_one": 1, "all_exports": 1}
@@ -390,12 +390,12 @@ def test_table_one_and_its_exports_are_computed_once_per_input(writable_workspac
 
 
 def test_the_patient_viewer_reads_the_volumes_once_not_per_slider_move(imaging_workspace, use_workspace, monkeypatch):
-    import crc_core.viewer
+    import crc_core.imaging.viewer
 
     st.cache_resource.clear()  # another test may have opened this very patient already
     reads = []
-    original = crc_core.viewer.load_case
-    monkeypatch.setattr(crc_core.viewer, "load_case", lambda row, label=None: reads.append(row["patient_id"]) or original(row, label))
+    original = crc_core.imaging.viewer.load_case
+    monkeypatch.setattr(crc_core.imaging.viewer, "load_case", lambda row, label=None: reads.append(row["patient_id"]) or original(row, label))
     use_workspace(imaging_workspace)
     app = run_page("ct_roi")
     slider = [s for s in app.slider if s.label == "Slice"][0]
@@ -428,7 +428,7 @@ def test_train_page_trains_a_grid_in_a_worker_and_lists_its_runs(training_worksp
     [b for b in app.button if b.label == "Start training"][0].click().run()
     job = wait_for_job(training_workspace, "train", 240)
     assert job.state == "done", job.message
-    from crc_core.training import TrainConfig
+    from crc_core.training.grid import TrainConfig
 
     config = TrainConfig.load(training_workspace / "jobs" / job.job_id / "config.json")
     assert config.targets == ("tsr", "til") and config.weights == "random"
@@ -451,7 +451,7 @@ def test_evaluate_page_without_runs_says_where_to_get_one(sample_workspace, use_
 
 
 def test_evaluate_page_opens_on_the_latest_run_and_remembers_the_choice_in_the_url(tmp_path, use_workspace):
-    from crc_core.runs import RunStore
+    from crc_core.runs.store import RunStore
     from tests.test_model_evaluation import stored_run
 
     root = tmp_path / "ws"
@@ -482,7 +482,7 @@ def test_evaluate_page_opens_on_the_latest_run_and_remembers_the_choice_in_the_u
 
 def test_grad_cam_is_computed_in_a_worker_and_shown_over_the_crops(training_workspace, use_workspace):
     pytest.importorskip("torch")
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.training.grid import TrainConfig, train_run
 
     run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",), device="cpu"))
     use_workspace(training_workspace)
@@ -499,7 +499,7 @@ def test_grad_cam_is_computed_in_a_worker_and_shown_over_the_crops(training_work
     app.button(key="cam_compute").click().run()
     job = wait_for_job(training_workspace, "cam", 240)
     assert job.state == "done", job.message
-    from crc_core.runs import RunStore
+    from crc_core.runs.store import RunStore
 
     run = RunStore(training_workspace).run(run_id)
     assert run.folder(training_workspace).cam_maps("validation", "gradcam").exists()  # kept for the next visit
@@ -513,7 +513,7 @@ def test_grad_cam_is_computed_in_a_worker_and_shown_over_the_crops(training_work
 
 
 def test_the_combined_model_is_fitted_from_the_page_and_stored_as_a_run(writable_workspace, use_workspace):
-    from crc_core.runs import RunStore
+    from crc_core.runs.store import RunStore
     from tests.test_combined_model import make_dl_run
 
     workspace, run_id, _ = make_dl_run(writable_workspace)
@@ -581,7 +581,7 @@ def test_a_damaged_run_store_is_said_on_every_page_that_reads_it(page, writable_
 
 
 def test_the_evaluate_page_answers_for_other_centres_sample_size_and_the_checklist(tmp_path, use_workspace):
-    from crc_core.runs import RunStore
+    from crc_core.runs.store import RunStore
     from tests.test_model_evaluation import stored_run
 
     root = tmp_path / "ws"
@@ -602,7 +602,7 @@ def test_the_evaluate_page_answers_for_other_centres_sample_size_and_the_checkli
                in c.value and "Hartung-Knapp-Sidik-Jonkman" in c.value for c in app.caption)
     assert any("τ² cannot be estimated from two cohorts" in c.value for c in app.caption)
     # Each cohort's CI on the tab is Table 2's: the same numbers in the table, the forest plot and Table 2.
-    from crc_core.model_evaluation import evaluate_run
+    from crc_core.evaluate.run_evaluation import evaluate_run
 
     metrics = evaluate_run(RunStore(root), run_id).metrics
     shown = [d.value for d in app.dataframe if "95% CI (DeLong)" in d.value.columns][0].set_index("Cohort")
@@ -650,7 +650,7 @@ def test_a_second_centre_is_built_from_the_page_and_offered_to_predict(writable_
 
 def test_comparing_a_fine_tuned_and_a_fast_run_shows_both_training_curves(writable_workspace, use_workspace):
     # Found in use: with a fine-tuned run among those compared, the fast runs' penalty path vanished.
-    from crc_core.runs import RunStore
+    from crc_core.runs.store import RunStore
 
     store = RunStore(writable_workspace)
     tuned = store.create_run(target="tsr", backbone="densenet121", mode="finetune", config={"evaluation": "holdout"})
@@ -671,7 +671,7 @@ def test_rebuilding_this_workspaces_own_sample_is_not_announced_as_a_second_cent
     import time
 
     from crc_core.jobs import JobStatus, _write, job_dir
-    from crc_core.sample import SampleConfig
+    from crc_core.sample.cohort import SampleConfig
     from tests.test_combined_model import make_dl_run
 
     workspace, _, _ = make_dl_run(writable_workspace)

@@ -12,7 +12,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from crc_core.runs import RunStore
+from crc_core.runs.store import RunStore
 from tests.test_model_evaluation import stored_run
 from tests.test_pages import open_view, run_page, wait_for_job
 
@@ -46,8 +46,8 @@ def counting(monkeypatch, module, name: str, calls: dict) -> None:
 
 def test_only_the_chosen_view_is_drawn(two_runs, use_workspace, monkeypatch):
     # Found in use: st.tabs ran all twelve views on every click (6-14 s per click in a tab).
-    from crc_core import external as ex
-    from crc_core import model_evaluation as me
+    from crc_core.evaluate import external as ex
+    from crc_core.evaluate import run_evaluation as me
 
     calls: dict[str, int] = {}
     for module, name in ((me, "roc_figure"), (me, "decision_figure"), (me, "calibration_figure"), (ex, "validation_size"),
@@ -99,7 +99,7 @@ def test_the_evaluation_is_computed_once_per_run_and_settings(two_runs, use_work
     import numpy as np
     import pandas as pd
 
-    from crc_core import model_evaluation as me
+    from crc_core.evaluate import run_evaluation as me
 
     st.cache_data.clear()
     calls: dict[str, int] = {}

@@ -14,10 +14,14 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from crc_core import archive, imaging, preprocess
+from crc_core.imaging import archive
+
+from crc_core.imaging import volumes as imaging
+
+from crc_core.imaging import preprocess
 from crc_core.cli import main as cli_main
 from crc_core.errors import CrcInputError
-from crc_core.sample import SampleConfig, build_sample_workspace
+from crc_core.sample.cohort import SampleConfig, build_sample_workspace
 from crc_core.workspace import Workspace
 
 

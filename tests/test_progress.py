@@ -83,7 +83,7 @@ def test_a_job_s_status_carries_the_phase_and_the_eta(tmp_path):
 
 
 def test_reader_agreement_reports_per_patient_with_an_eta(imaging_workspace):
-    from crc_core.reader_study import AgreementConfig, reader_agreement
+    from crc_core.imaging.reader_study import AgreementConfig, reader_agreement
 
     heard, progress = listen()
     reader_agreement(imaging_workspace, AgreementConfig(with_features=False), patients=["CRC001", "CRC002", "CRC003"],
@@ -99,7 +99,7 @@ pytest.importorskip("torch")
 
 
 def test_training_reports_features_per_batch_and_the_fit_per_fit(training_workspace):
-    from crc_core.training import TrainConfig, train_grid
+    from crc_core.training.grid import TrainConfig, train_grid
 
     heard, progress = listen()
     train_grid(training_workspace, TrainConfig(targets=("tsr", "til"), backbones=("resnet34",), weights="random",
@@ -120,8 +120,8 @@ def test_training_reports_features_per_batch_and_the_fit_per_fit(training_worksp
 
 
 def test_the_reader_check_moves_through_every_roi_with_an_eta(training_workspace):
-    from crc_core.robustness import robustness
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.evaluate.robustness import robustness
+    from crc_core.training.grid import TrainConfig, train_run
 
     run_id = train_run(training_workspace, TrainConfig(backbones=("resnet34",), weights="random", device="cpu", precision="fp32"))
     heard, progress = listen()
@@ -138,9 +138,9 @@ def test_the_reader_check_moves_through_every_roi_with_an_eta(training_workspace
 
 
 def test_predict_counts_crops_then_scores_on_one_counter(training_workspace, tmp_path):
-    from crc_core.predict import predict_cohort
-    from crc_core.sample import SampleConfig, build_sample_workspace
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.evaluate.predict import predict_cohort
+    from crc_core.sample.cohort import SampleConfig, build_sample_workspace
+    from crc_core.training.grid import TrainConfig, train_run
 
     external = build_sample_workspace(tmp_path / "lanzhou", SampleConfig(n_patients=12, seed=9, workers=1)).root
     run_id = train_run(training_workspace, TrainConfig(backbones=("resnet34",), weights="random", device="cpu", precision="fp32"))

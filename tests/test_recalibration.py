@@ -1,4 +1,4 @@
-"""crc_core.recalibration against R (rms::val.prob's intercept and slope, tests/reference/
+"""crc_core.metrics.recalibration against R (rms::val.prob's intercept and slope, tests/reference/
 evaluation_r.json), statsmodels' GLM fitted here with the same design, and the likelihood's own
 score equations."""
 
@@ -13,9 +13,9 @@ import pytest
 import statsmodels.api as sm
 from scipy import optimize, special
 
-from crc_core import evaluation as ev
+import crc_core.metrics as ev
 from crc_core.errors import CrcInputError
-from crc_core.recalibration import INTERCEPT, LOGISTIC, apply_recalibration, recalibrate
+from crc_core.metrics.recalibration import INTERCEPT, LOGISTIC, apply_recalibration, recalibrate
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
 DATA = pd.read_csv(REFERENCE / "evaluation_data.csv")

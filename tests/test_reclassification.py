@@ -1,4 +1,4 @@
-"""crc_core.reclassification against R (PredictABEL 1.2-4's own ``reclassification``, Hmisc 4.8-0's
+"""crc_core.metrics.reclassification against R (PredictABEL 1.2-4's own ``reclassification``, Hmisc 4.8-0's
 ``improveProb``, ``anova(test = "LRT")`` and ``lmtest::lrtest``; tests/reference/reclassification.R),
 a worked example from the defining formulas, a patient-by-patient second implementation,
 statsmodels' GLM and scipy's chi-square."""
@@ -16,7 +16,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from crc_core import reclassification as rc
+from crc_core.metrics import reclassification as rc
 from crc_core.errors import CrcInputError
 
 REFERENCE = Path(__file__).resolve().parent / "reference"

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crc_core import report
+from crc_core.reporting import report
 from crc_core.cli import main
 
 torch = pytest.importorskip("torch")
@@ -28,9 +28,9 @@ SECTION_TITLES = [title for _, title in report.SECTIONS]
 def reported_run(small_training_workspace, tmp_path_factory):
     """A features run of the small workspace with Grad-CAM maps of its validation cohort, and a
     combined model on top of it."""
-    from crc_core import cam
-    from crc_core.combined_model import CombinedConfig, fit_combined
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.evaluate import cam
+    from crc_core.evaluate.combined_model import CombinedConfig, fit_combined
+    from crc_core.training.grid import TrainConfig, train_run
 
     root = tmp_path_factory.mktemp("report") / "workspace"
     shutil.copytree(small_training_workspace, root, ignore=shutil.ignore_patterns("images", "masks", "runs", "features", "jobs"))
@@ -153,8 +153,8 @@ def test_pseudonyms_reveal_nothing_of_the_ids(sample_workspace):
 
 def test_a_report_and_its_figures_name_a_patient_alike_and_keep_the_key_at_home(reported_run):
     root, run_id, _ = reported_run
-    from crc_core.model_evaluation import evaluate_run
-    from crc_core.runs import RunStore
+    from crc_core.evaluate.run_evaluation import evaluate_run
+    from crc_core.runs.store import RunStore
 
     result = evaluate_run(RunStore(root), run_id)
     first = report.patient_names(root, result, True)
@@ -230,10 +230,10 @@ def test_the_sample_size_section_gives_the_criteria_or_says_why_not(reported_run
     test_external) or, for a model no better than chance, validation_size's refusal in words."""
     import html as html_module
 
-    from crc_core import external as ex
+    from crc_core.evaluate import external as ex
     from crc_core.errors import CrcInputError
-    from crc_core.model_evaluation import evaluate_run
-    from crc_core.runs import RunStore
+    from crc_core.evaluate.run_evaluation import evaluate_run
+    from crc_core.runs.store import RunStore
 
     root, run_id, _ = reported_run
     document = report.build_report(root, run_id)
@@ -259,9 +259,9 @@ ATTACK_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 def attacked_run(small_training_workspace, tmp_path_factory):
     """A features run with Grad-CAM maps and a kept reader check (its Bland-Altman plot names every
     validation patient in its hover text), pseudonymised from a known key."""
-    from crc_core import cam
-    from crc_core import robustness as rb
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.evaluate import cam
+    from crc_core.evaluate import robustness as rb
+    from crc_core.training.grid import TrainConfig, train_run
 
     root = tmp_path_factory.mktemp("attack") / "workspace"
     shutil.copytree(small_training_workspace, root, ignore=shutil.ignore_patterns("images", "masks", "runs", "features", "jobs"))
@@ -277,8 +277,8 @@ def attacked_run(small_training_workspace, tmp_path_factory):
 
 def _true_names(root: Path, run_id: str) -> dict[str, str]:
     """Pseudonym → patient ID: what the attacker wants."""
-    from crc_core.model_evaluation import evaluate_run
-    from crc_core.runs import RunStore
+    from crc_core.evaluate.run_evaluation import evaluate_run
+    from crc_core.runs.store import RunStore
 
     names = report.patient_names(root, evaluate_run(RunStore(root), run_id), True)
     return {alias: real for real, alias in names.items()}
@@ -287,7 +287,7 @@ def _true_names(root: Path, run_id: str) -> dict[str, str]:
 def _id_orders(root: Path, run_id: str) -> dict[str, list[str]]:
     """Every order of patient IDs an attacker may hold: sorted and as the cohort's file lists them,
     the whole cohort's and each split's."""
-    from crc_core.runs import RunStore
+    from crc_core.runs.store import RunStore
 
     clinical = pd.read_csv(root / "clinical.csv", dtype=str)
     predictions = RunStore(root).predictions(run_id)
@@ -505,11 +505,11 @@ def test_tripod_items_say_what_the_workspace_knows_and_never_point_to_themselves
     """Found in review: item 23b said "see item 23b", and model updating (12f, 24) read "to write"
     beside an external cohort the Other centres tab recalibrates. The figures zip lacked the
     recalibration and Compare-runs figures."""
-    from crc_core import evaluation as ev
-    from crc_core import external as ex
-    from crc_core import tripod
-    from crc_core.model_evaluation import evaluate_run
-    from crc_core.runs import RunStore
+    import crc_core.metrics as ev
+    from crc_core.evaluate import external as ex
+    from crc_core.reporting import tripod
+    from crc_core.evaluate.run_evaluation import evaluate_run
+    from crc_core.runs.store import RunStore
     from tests.test_model_evaluation import stored_run
 
     store = RunStore(tmp_path)

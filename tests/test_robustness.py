@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from crc_core import evaluation as ev
-from crc_core import robustness as rb
-from crc_core.agreement import icc
+import crc_core.metrics as ev
+from crc_core.evaluate import robustness as rb
+from crc_core.imaging.agreement import icc
 from crc_core.cli import main
 from crc_core.errors import CrcInputError
-from crc_core.imaging import perturbed_mask
-from crc_core.runs import RunStore
+from crc_core.imaging.volumes import perturbed_mask
+from crc_core.runs.store import RunStore
 
 torch = pytest.importorskip("torch")
 QUICK = dict(weights="random", backbones=("resnet34",), device="cpu", precision="fp32")
@@ -28,7 +28,7 @@ def checked(small_training_workspace, tmp_path_factory):
     """A features run of the small workspace, checked once (tests that change files copy it)."""
     import shutil
 
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.training.grid import TrainConfig, train_run
 
     root = tmp_path_factory.mktemp("robustness") / "workspace"
     shutil.copytree(small_training_workspace, root, ignore=shutil.ignore_patterns("images", "masks", "runs", "features", "jobs"))
@@ -56,7 +56,7 @@ def test_every_variant_is_scored_and_summarised_by_its_definitions(checked):
     # Another ROI gives another crop: the probabilities move, but not all the same way.
     assert not np.allclose(scores["reader1"], scores["dilate2"])
     assert result.threshold == pytest.approx(
-        __import__("crc_core.model_evaluation", fromlist=["evaluate_run"]).evaluate_run(RunStore(root), run_id)
+        __import__("crc_core.evaluate.run_evaluation", fromlist=["evaluate_run"]).evaluate_run(RunStore(root), run_id)
         .metrics["validation"]["threshold"])
 
 
@@ -68,7 +68,7 @@ def test_the_cli_writes_the_two_csvs_and_the_run_keeps_the_check(checked, tmp_pa
     # The terminal says what the page says: the difference first, p Holm-adjusted, no "robust".
     kept = rb.kept_robustness(root, RunStore(root).run(run_id), "validation")
     reader2 = kept.summary.set_index("variant").loc["reader2"]
-    from crc_core.stats import difference_text, p_words
+    from crc_core.cohort.table1 import difference_text, p_words
 
     assert (f"reader2: AUC {reader2.auc:.3f}, difference from reader 1 "
             f"{difference_text(reader2.auc_difference, reader2.difference_low, reader2.difference_high)}, "
@@ -82,7 +82,7 @@ def test_the_cli_writes_the_two_csvs_and_the_run_keeps_the_check(checked, tmp_pa
     pd.testing.assert_frame_equal(kept.summary, summary.reindex(columns=rb.SUMMARY_COLUMNS), check_dtype=False)
     people = rb.summary_for_people(kept)
     assert people["ROI"].iloc[1] == "reader 2" and people["AUC (95% CI)"].str.fullmatch(r"\d\.\d{3} \(\d\.\d{3}-\d\.\d{3}\)").all()
-    from crc_core import report
+    from crc_core.reporting import report
 
     document = report.build_report(root, run_id)
     assert "Robustness to the reader" in document and "reader 1 eroded 2 px" in document
@@ -150,8 +150,8 @@ def test_an_external_cohort_is_checked_and_explained_on_its_own_centres_volumes(
     # manifest and refused with "volumes or masks are not here"; Grad-CAM looked for its crops there.
     import shutil
 
-    from crc_core.predict import predict_cohort
-    from crc_core.sample import SampleConfig, build_sample_workspace
+    from crc_core.evaluate.predict import predict_cohort
+    from crc_core.sample.cohort import SampleConfig, build_sample_workspace
 
     root, run_id, _ = checked
     copy = tmp_path / "home"
@@ -167,7 +167,7 @@ def test_an_external_cohort_is_checked_and_explained_on_its_own_centres_volumes(
     assert not list((copy / "crops").glob("*-reader2")) or not any(
         (folder / "index.csv").read_text().count("LAN") for folder in (copy / "crops").glob("*-reader2"))
     # The report carries the check of every cohort checked, each named.
-    from crc_core import report
+    from crc_core.reporting import report
     from crc_core.workspace import Workspace
 
     rb.keep_robustness(Workspace(copy), result)
@@ -177,7 +177,7 @@ def test_an_external_cohort_is_checked_and_explained_on_its_own_centres_volumes(
     assert "External: Lanzhou cohort: the run's model on crops" in document
     assert "(validation cohort), ICC" in document and "(external: Lanzhou cohort)" in document  # TRIPOD+AI item 26
     assert str(centre) not in document and "external_sources" not in document  # the centre's folder stays here
-    from crc_core import cam
+    from crc_core.evaluate import cam
 
     maps = cam.read_cohort_maps(cam.cohort_maps(copy, run_id, "external:Lanzhou", layer="backbone.layer2"))
     assert sorted(maps.patient_ids) == sorted(predicted["patient_id"]) and maps.meta["missing"] == []

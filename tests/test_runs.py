@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from crc_core.errors import CrcInputError
-from crc_core.runs import NO_FOLD, SCHEMA_VERSION, RunFolder, RunMode, RunRecord, RunStore
+from crc_core.runs.store import NO_FOLD, SCHEMA_VERSION, RunFolder, RunMode, RunRecord, RunStore
 
 
 def test_a_run_with_its_metrics_and_predictions_survives_a_restart(tmp_path):

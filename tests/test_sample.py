@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from crc_core.errors import CrcInputError
-from crc_core.sample import (
+from crc_core.sample.cohort import (
     LAB_QUARTILES,
     SampleConfig,
     build_sample_workspace,
@@ -204,7 +204,7 @@ def test_same_seed_writes_byte_identical_tables(tmp_path):
 
 def test_an_external_centre_is_other_patients_on_another_scanner_with_another_case_mix(tmp_path):
     """`sample --centre`: a second hospital's cohort, as a real external validation meets it."""
-    from crc_core.sample import CENTRE, DEVELOPMENT_MARKER_MEDIANS, SampleConfig, build_sample_workspace, generate_tables
+    from crc_core.sample.cohort import CENTRE, DEVELOPMENT_MARKER_MEDIANS, SampleConfig, build_sample_workspace, generate_tables
 
     home, away = generate_tables(SampleConfig(n_patients=600)), generate_tables(SampleConfig(n_patients=600, centre="Lanzhou"))
     assert away.clinical["patient_id"].iloc[0] == "LAN001" and set(away.clinical["split"]) == {"external"}
@@ -236,7 +236,7 @@ def test_an_external_centre_is_other_patients_on_another_scanner_with_another_ca
 
 
 def test_a_page_builds_a_centre_only_where_nothing_of_the_user_is_replaced(tmp_path):
-    from crc_core.sample import check_centre_folder, sample_centre
+    from crc_core.sample.cohort import check_centre_folder, sample_centre
 
     home = tmp_path / "home"
     build_sample_workspace(home, SampleConfig(n_patients=20, with_images=False))
@@ -273,8 +273,8 @@ def test_a_page_builds_a_centre_only_where_nothing_of_the_user_is_replaced(tmp_p
 def test_a_rebuilt_sample_keeps_no_crops_of_the_patients_it_replaced(tmp_path):
     # Found in review: "Xian" built where "Lanzhou" was got predicted from Lanzhou's crops (the crop
     # set is keyed by the cutting parameters, not by the volumes).
-    from crc_core.imaging import PreprocessConfig
-    from crc_core.preprocess import preprocess_cohort
+    from crc_core.imaging.volumes import PreprocessConfig
+    from crc_core.imaging.preprocess import preprocess_cohort
 
     centre = tmp_path / "centre"
     build_sample_workspace(centre, SampleConfig(n_patients=12, workers=1, centre="Lanzhou"))
@@ -303,7 +303,7 @@ def test_a_blank_centre_name_is_refused_not_taken_for_the_development_sample(tmp
 
 
 def test_a_second_centre_defaults_outside_the_program_folder_and_is_refused_inside_it(tmp_path):
-    from crc_core.sample import check_centre_folder, default_centre_folder
+    from crc_core.sample.cohort import check_centre_folder, default_centre_folder
     from crc_core.workspace import lies_within, program_folder
 
     program = program_folder()

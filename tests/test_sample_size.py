@@ -1,4 +1,4 @@
-"""crc_core.sample_size against the pmvalsampsize package (0.2.1, requirements-reference.txt): the
+"""crc_core.metrics.sample_size against the pmvalsampsize package (0.2.1, requirements-reference.txt): the
 examples its documentation prints, and further cases computed by calling it here."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from scipy import special, stats
 from sklearn.metrics import roc_auc_score
 
 from crc_core.errors import CrcInputError
-from crc_core.sample_size import (CSTATISTIC, LARGEST, NET_BENEFIT, OE, SLOPE, linear_predictor_summary,
+from crc_core.metrics.sample_size import (CSTATISTIC, LARGEST, NET_BENEFIT, OE, SLOPE, linear_predictor_summary,
                                   validation_sample_size)
 
 DATA = pd.read_csv(Path(__file__).resolve().parent / "reference" / "evaluation_data.csv")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crc_core import run_views
-from crc_core.runs import OUT_OF_FOLD, RunStore
+from crc_core.runs import views as run_views
+from crc_core.runs.store import OUT_OF_FOLD, RunStore
 from tests.test_model_evaluation import stored_run
 
 EXTERNAL = "external:Lanzhou"
@@ -89,7 +89,7 @@ def test_the_report_says_on_which_cohort_each_pick_is_made_and_which_this_run_is
 
 
 def test_the_reports_models_section_carries_the_picks(runs, tmp_path):
-    from crc_core import report
+    from crc_core.reporting import report
 
     store, ids, _ = runs
     for name in ("clinical.csv", "pathology.csv"):

@@ -1,4 +1,4 @@
-"""Specifications for crc_core.splits: the paper's seeded 7:3 split, column, k-fold and external
+"""Specifications for crc_core.cohort.splits: the paper's seeded 7:3 split, column, k-fold and external
 splits, refusals a user can act on, and atomic saving."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 
 from crc_core.errors import CrcInputError
 from crc_core.cli import main as cli_main
-from crc_core.cohort import split_workspace
-from crc_core.splits import (
+from crc_core.cohort.join import split_workspace
+from crc_core.cohort.splits import (
     SplitConfig,
     align_split,
     describe_split,
@@ -274,7 +274,7 @@ def test_align_split_names_patients_without_a_split():
 
 def test_replacing_the_tables_own_split_asks_first(tmp_path):
     # Found in use: one click on the split form replaced the table's own Group split with a random one.
-    from crc_core.splits import SavedSplit, SplitConfig, replaces_table_split
+    from crc_core.cohort.splits import SavedSplit, SplitConfig, replaces_table_split
 
     table = pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "split": ["train", "train", "validation"]})
     own = SavedSplit(table, SplitConfig(method="column", column="cohort"), "split.csv")

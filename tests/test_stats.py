@@ -12,7 +12,7 @@ from scipy import stats as sps
 from statsmodels.stats.diagnostic import lilliefors
 from statsmodels.stats.weightstats import ttest_ind as sm_ttest_ind
 
-from crc_core import stats
+from crc_core.cohort import table1 as stats
 from crc_core.errors import CrcInputError
 
 
@@ -464,7 +464,7 @@ def test_detect_kind_is_the_one_rule_of_crc_core_variables():
 
 
 def test_p_in_words_never_prints_zero_or_an_exponent():
-    from crc_core.stats import p_words
+    from crc_core.cohort.table1 import p_words
 
     assert [p_words(p) for p in (0.0434, 1.2e-5, 0.0, float("nan"), 1.0)] == [
         "p 0.043", "p < 0.001", "p < 0.001", "p —", "p 1.000"]

@@ -8,8 +8,8 @@ import pytest
 from docx import Document
 
 from crc_core.errors import CrcInputError
-from crc_core.stats import table_one
-from crc_core.table_export import export_bytes, export_table_one, to_markdown
+from crc_core.cohort.table1 import table_one
+from crc_core.cohort.table_export import export_bytes, export_table_one, to_markdown
 
 
 @pytest.fixture(scope="module")

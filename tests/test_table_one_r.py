@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from crc_core import stats
+from crc_core.cohort import table1 as stats
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 R_VALUES = pd.read_csv(REPO_ROOT / "tests" / "reference" / "table1_sample_r.csv").set_index("variable")

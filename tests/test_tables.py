@@ -9,7 +9,7 @@ import re
 import pandas as pd
 import pytest
 
-from crc_core.cohort import detect_id_column, validate_table
+from crc_core.cohort.join import detect_id_column, validate_table
 from crc_core.errors import CrcInputError
 from tests.table_files import workbook_bytes, write
 from crc_core.tables import MAX_UPLOAD_BYTES, TableRead, list_sheets, patient_ids, read_id_table, read_table

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crc_core import model_evaluation as me
-from crc_core import robustness as rb
-from crc_core.runs import RunStore
-from crc_core.threshold_side import ABOVE, BELOW, one_sided
+from crc_core.evaluate import run_evaluation as me
+from crc_core.evaluate import robustness as rb
+from crc_core.runs.store import RunStore
+from crc_core.evaluate.threshold_side import ABOVE, BELOW, one_sided
 from crc_core.workspace import Workspace
 
 N_SHIFTED = 120
@@ -65,7 +65,7 @@ def test_table_two_says_a_cohort_above_the_threshold_is_miscalibrated(shifted):
 
 
 def test_the_reports_table_two_carries_the_note(shifted):
-    from crc_core import report
+    from crc_core.reporting import report
 
     store, run_id, result = shifted
     ctx = report._ReportContext(store.workspace, store.run(run_id), result, {}, report.ReportConfig(run_id=run_id), {})
@@ -88,7 +88,7 @@ def _check(run_id: str, cohort: str, reference: np.ndarray, threshold: float) ->
 
 
 def test_the_reader_check_says_no_class_change_is_miscalibration_not_robustness(shifted):
-    from crc_core import report
+    from crc_core.reporting import report
 
     store, run_id, result = shifted
     above = np.linspace(0.55, 0.99, N_SHIFTED)

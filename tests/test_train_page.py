@@ -18,7 +18,7 @@ def run_train_page() -> AppTest:
 def test_resume_names_the_runs_of_a_stopped_job_that_never_started(training_workspace, use_workspace):
     pytest.importorskip("torch")
     from crc_core.jobs import JobStopped
-    from crc_core.training import TrainConfig, train_grid
+    from crc_core.training.grid import TrainConfig, train_grid
 
     def stop_in_the_first_run(done, total, message=""):
         if "(1 of 2)" in message and "fitting" in message:
@@ -49,8 +49,8 @@ def test_the_target_and_backbone_boxes_show_every_chip(training_workspace, use_w
 
 def _running_finetune(workspace) -> str:
     """A fine-tune run as its worker writes it while training epoch 1 of 2 (this process beats for it)."""
-    from crc_core.runs import RunStore
-    from crc_core.training import TrainConfig
+    from crc_core.runs.store import RunStore
+    from crc_core.training.grid import TrainConfig
 
     config = TrainConfig(mode="finetune", backbones=("resnet34",), **QUICK)
     store = RunStore(workspace)
@@ -72,9 +72,9 @@ def test_the_live_view_counts_epochs_from_one_and_says_the_pace_once(training_wo
     import socket
     import time
 
-    from crc_core.finetune import FinetuneConfig  # noqa: F401  (the fine-tune config the run carries)
+    from crc_core.training.finetune import FinetuneConfig  # noqa: F401  (the fine-tune config the run carries)
     from crc_core.jobs import job_dir
-    from crc_core.runs import RunStore
+    from crc_core.runs.store import RunStore
 
     use_workspace(training_workspace)
     run_id = _running_finetune(training_workspace)
@@ -105,9 +105,9 @@ def test_the_live_view_counts_epochs_from_one_and_says_the_pace_once(training_wo
 
 def test_a_fine_tune_says_what_it_does_before_its_first_batch(training_workspace):
     pytest.importorskip("torch")
-    from crc_core.finetune import FinetuneConfig
+    from crc_core.training.finetune import FinetuneConfig
     from crc_core.jobs import JobStopped
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.training.grid import TrainConfig, train_run
 
     said = []
 

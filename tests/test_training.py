@@ -19,11 +19,11 @@ import pytest
 pytest.importorskip("torch")
 
 from crc_core.cli import main as cli_main  # noqa: E402
-from crc_core.datasets import labelled_crops  # noqa: E402
+from crc_core.training.datasets import labelled_crops  # noqa: E402
 from crc_core.errors import CrcInputError  # noqa: E402
-from crc_core.finetune import FinetuneConfig  # noqa: E402
-from crc_core.runs import NO_FOLD, OUT_OF_FOLD, RunStore  # noqa: E402
-from crc_core.training import TrainConfig, train_grid, train_run  # noqa: E402
+from crc_core.training.finetune import FinetuneConfig  # noqa: E402
+from crc_core.runs.store import NO_FOLD, OUT_OF_FOLD, RunStore  # noqa: E402
+from crc_core.training.grid import TrainConfig, train_grid, train_run  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUICK = dict(weights="random", device="cpu", precision="fp32")
@@ -70,7 +70,7 @@ def test_cross_validation_predicts_every_patient_once_and_records_its_folds_firs
     for part in recorded["partitions"]:
         assert not set(part["train"]) & set(part["cv"])
         assert set(predictions.loc[predictions["fold"] == part["fold"], "patient_id"]) == set(part["cv"])
-    from crc_core.run_views import summary
+    from crc_core.runs.views import summary
 
     assert summary(store, run_id)["cv"]["n"] == 5
 
@@ -206,7 +206,7 @@ def test_bad_input_is_refused_before_a_run_is_written(training_workspace, tmp_pa
     refused(r"weights\.pt cannot be read as PyTorch weights", TrainConfig(**{**QUICK, "weights": str(tmp_path / "weights.pt")}))
     import torch
 
-    from crc_core.backbones import classifier
+    from crc_core.networks.backbones import classifier
 
     torch.save(classifier("resnet50", weights="random")[0].state_dict(), tmp_path / "resnet50.pt")
     refused(r"holds ResNet-50 weights, not ResNet-34",
@@ -229,7 +229,7 @@ def test_few_patients_in_a_class_is_a_warning(training_workspace):
 
 
 def test_labelled_patients_without_crops_are_listed_and_trained_around_only_when_asked(training_workspace):
-    from crc_core.preprocess import latest_crops
+    from crc_core.imaging.preprocess import latest_crops
 
     index_path = latest_crops(training_workspace).folder / "index.csv"
     index = pd.read_csv(index_path, dtype=str, keep_default_na=False)
@@ -253,7 +253,7 @@ def test_no_labels_no_crops_no_split_say_which_step_to_run(training_workspace):
 
 
 def test_a_nan_loss_stops_the_run_marks_it_failed_and_keeps_the_log(training_workspace, monkeypatch):
-    from crc_core import datasets
+    from crc_core.training import datasets
 
     original = datasets.LabelledCrops.images
 
@@ -339,7 +339,7 @@ def test_stop_ends_a_training_job_and_marks_its_run_stopped(training_workspace):
         assert latest_job(training_workspace, "train").state == "stopped"
         run = store.runs()[0]
         assert run.status == "stopped" and f"--resume {run.run_id}" in run.message
-        from crc_core.run_views import runs_overview
+        from crc_core.runs.views import runs_overview
 
         assert "selection AUC" in runs_overview(store).set_index("Run").loc[run.run_id, "Last epoch"]
     finally:
@@ -347,14 +347,17 @@ def test_stop_ends_a_training_job_and_marks_its_run_stopped(training_workspace):
 
 
 def test_the_rooms_that_do_not_train_never_import_torch():
-    code = ("import sys\nimport crc_core.training, crc_core.runs, crc_core.datasets, crc_core.backbones, crc_core.figures\n"
-            "from crc_core.backbones import weights_on_disk\nweights_on_disk('densenet121')\nprint('torch' in sys.modules)")
+    # The rooms' faces too: reading a config through crc_core.training must not load a trainer's torch.
+    code = ("import sys\nimport crc_core.training.grid, crc_core.runs.store, crc_core.training.datasets, crc_core.networks.backbones, crc_core.figures\n"
+            "import crc_core.training, crc_core.runs, crc_core.networks, crc_core.evaluate\n"
+            "crc_core.training.TrainConfig, crc_core.runs.RunStore, crc_core.networks.BACKBONES\n"
+            "from crc_core.networks.backbones import weights_on_disk\nweights_on_disk('densenet121')\nprint('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.stdout.strip() == "False", result.stderr
 
 
 def test_predict_applies_a_run_to_an_external_cohort_cropped_like_its_own(training_workspace, tmp_path, capsys):
-    from crc_core.sample import SampleConfig, build_sample_workspace
+    from crc_core.sample.cohort import SampleConfig, build_sample_workspace
 
     external = build_sample_workspace(tmp_path / "lanzhou", SampleConfig(n_patients=12, seed=9, workers=1)).root
     run_id = train_run(training_workspace, TrainConfig(backbones=("resnet34",), **QUICK))
@@ -365,7 +368,7 @@ def test_predict_applies_a_run_to_an_external_cohort_cropped_like_its_own(traini
     assert len(predictions) == 12 and predictions["y_true"].isna().all() and predictions["prob"].between(0, 1).all()
     assert not (external / "crops" / "latest.json").exists()  # the other workspace's crop choice untouched
     # With labels there, they come along; predicting again replaces, never duplicates.
-    from crc_core.labels import label_workspace
+    from crc_core.labels.rules import label_workspace
 
     label_workspace(external)
     assert cli_main(["--workspace", str(training_workspace), "predict", "--run", run_id, "--from", str(external),
@@ -400,8 +403,8 @@ def test_the_immune_score_cut_offs_are_learned_inside_each_training_part(trainin
 
 
 def test_a_features_run_keeps_out_of_fold_scores_each_from_a_model_that_never_saw_the_patient(training_workspace):
-    from crc_core.features import cached_deep_features
-    from crc_core.linear_models import inner_folds, fit_penalised_logistic
+    from crc_core.training.features import cached_deep_features
+    from crc_core.networks.linear_models import inner_folds, fit_penalised_logistic
 
     run_id = train_run(training_workspace, TrainConfig(backbones=("resnet34",), **QUICK))
     store = RunStore(training_workspace)
@@ -410,7 +413,7 @@ def test_a_features_run_keeps_out_of_fold_scores_each_from_a_model_that_never_sa
     assert list(oof.index) == list(train.index)
     data = labelled_crops(training_workspace, "tsr")
     features = cached_deep_features(training_workspace, "resnet34", data.crops.key, list(train.index), data.images,
-                                    __import__("crc_core.devices", fromlist=["plan_device"]).plan_device("cpu", "fp32"),
+                                    __import__("crc_core.networks.devices", fromlist=["plan_device"]).plan_device("cpu", "fp32"),
                                     weights="random")[0]
     y = train["y_true"].astype(int).to_numpy()
     c = fit_penalised_logistic(features, y).c
@@ -432,9 +435,11 @@ def test_a_run_whose_weights_came_through_torchvision_s_download_is_rebuilt_for_
     record that file (not the URL) and rebuild its model from it."""
     import torch
 
-    from crc_core import backbones, cam
-    from crc_core.backbones import classifier
-    from crc_core.runs import load_run_model
+    from crc_core.networks import backbones
+
+    from crc_core.evaluate import cam
+    from crc_core.networks.backbones import classifier
+    from crc_core.runs.store import load_run_model
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     cache = tmp_path / "torch" / "hub" / "checkpoints"
@@ -461,8 +466,8 @@ def test_a_run_whose_weights_came_through_torchvision_s_download_is_rebuilt_for_
     assert load_run_model(training_workspace, legacy.run(run_id)).weights_path == str(cache / "resnet34-b627a593.pth")
     cam.cohort_maps(training_workspace, run_id, "validation", layer="backbone.layer2")
     predictions = RunStore(training_workspace).predictions(run_id, "validation")
-    from crc_core.predict import _images, score_images
-    from crc_core.preprocess import read_crop_set
+    from crc_core.evaluate.predict import _images, score_images
+    from crc_core.imaging.preprocess import read_crop_set
 
     # Scored again through the downloaded weights, as predict scores a centre (a workspace may not
     # predict its own patients as an external cohort).
@@ -485,7 +490,7 @@ def test_combat_harmonises_the_features_across_centres_learned_on_training_patie
     """ComBat as an option of the features mode: learned on the training patients of each
     partition and kept beside the model; the transductive fit named as such; one centre, no centre
     column and fine-tuning refused by name."""
-    from crc_core.harmonisation import ComBatModel
+    from crc_core.training.harmonisation import ComBatModel
 
     clinical = pd.read_csv(training_workspace / "clinical.csv")
     with pytest.raises(CrcInputError, match=r"ComBat needs each patient's centre: the clinical table has no 'centre' column"):
@@ -508,13 +513,13 @@ def test_combat_harmonises_the_features_across_centres_learned_on_training_patie
     assert sum(model.n_per_batch) == (clinical["split"] == "train").sum()
     validation = [store.predictions(r, "validation").set_index("patient_id")["prob"] for r in (plain, learned)]
     assert not np.allclose(validation[0], validation[1].loc[validation[0].index])
-    from crc_core.model_evaluation import model_label
+    from crc_core.evaluate.run_evaluation import model_label
 
     assert "ComBat training" in model_label(store.run(learned)) and "ComBat transductive" in model_label(store.run(transductive))
     with pytest.raises(CrcInputError, match="choose the features or radiomics mode"):
         TrainConfig(harmonise="training", mode="finetune")
     # A centre the harmonisation never saw is named when the run predicts it.
-    from crc_core.predict import harmonised
+    from crc_core.evaluate.predict import harmonised
 
     with pytest.raises(CrcInputError, match=r"Centre\(s\) 'Wuhan' had no training patients"):
         harmonised(training_workspace, store.run(learned), None, np.zeros((1, len(model.features))), ["Wuhan"])
@@ -526,7 +531,7 @@ def test_combat_harmonises_the_features_across_centres_learned_on_training_patie
 
 def test_a_stopped_grid_names_the_runs_that_never_started_and_resume_trains_them(training_workspace):
     from crc_core.jobs import JobStopped
-    from crc_core.training import queued_cells, resume_job, unfinished
+    from crc_core.training.grid import queued_cells, resume_job, unfinished
 
     def stop_in_the_first_run(done, total, message=""):
         if "(1 of 2)" in message and "fitting" in message:
@@ -557,7 +562,7 @@ def test_a_stopped_grid_names_the_runs_that_never_started_and_resume_trains_them
 
 def test_a_job_stopped_between_its_runs_offers_to_train_the_rest(training_workspace):
     from crc_core.jobs import JobStopped
-    from crc_core.training import resume_job, unfinished
+    from crc_core.training.grid import resume_job, unfinished
 
     def stop_when_the_second_starts(done, total, message=""):
         if "(2 of 3)" in message:

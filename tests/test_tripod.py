@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from crc_core import tripod
-from crc_core.model_evaluation import evaluate_run
-from crc_core.runs import OUT_OF_FOLD, RunStore
+from crc_core.reporting import tripod
+from crc_core.evaluate.run_evaluation import evaluate_run
+from crc_core.runs.store import OUT_OF_FOLD, RunStore
 from tests.test_model_evaluation import stored_run
 
 

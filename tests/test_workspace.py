@@ -151,7 +151,7 @@ def test_workflow_status_of_sample(sample_workspace):
 def test_replacing_the_tables_forgets_the_old_cohorts_saved_folds(tmp_path):
     # Found in review: folds drawn on the old cohort's patients were kept, so the new cohort's first
     # k-fold run reported every patient "added and removed" before drawing them again.
-    from crc_core.splits import folds_csv
+    from crc_core.cohort.splits import folds_csv
 
     workspace = Workspace(tmp_path)
     saved = folds_csv(workspace, "tsr", 5, 0)

@@ -248,7 +248,7 @@ def workspace_shown(page) -> str:
 def test_the_workspace_survives_a_reload_a_page_switch_and_a_new_tab(app_url, browser, browser_page, tmp_path, sample_workspace):
     # Found in use: the active workspace lived in session state only, so a reload or a new tab
     # lost the user's imported cohort; and Streamlit's own page menu dropped ?workspace=.
-    from crc_core.cohort_import import import_sample_tables
+    from crc_core.cohort.importing import import_sample_tables
 
     own = import_sample_tables(tmp_path / "own").workspace.root
     other = import_sample_tables(tmp_path / "other").workspace.root
@@ -289,7 +289,7 @@ def test_no_page_asks_an_outside_host_for_anything(app_url, browser_page, outsid
 
 def test_saving_a_split_updates_the_sidebar_at_once(app_url, browser_page, tmp_path):
     # Found in use: after saving a split the sidebar showed the previous counts until the next click.
-    from crc_core.cohort_import import import_sample_tables
+    from crc_core.cohort.importing import import_sample_tables
 
     own = import_sample_tables(tmp_path / "split-here").workspace.root
     browser_page.goto(f"{app_url}/cohort?workspace={own}")
@@ -336,7 +336,7 @@ def test_a_fine_tune_is_stopped_and_resumed_in_the_browser(app_url, browser_page
     """Found in use: the page kept saying "Training was stopped" after the run went on, progress read
     "101/4000", and Stop spoke of patients. Train → Stop → Resume, as a user does it."""
     pytest.importorskip("torch")
-    from crc_core.runs import RunStore
+    from crc_core.runs.store import RunStore
 
     try:
         browser_page.goto(f"{app_url}/train?workspace={training_workspace}")
@@ -377,7 +377,7 @@ def test_a_fine_tune_is_stopped_and_resumed_in_the_browser(app_url, browser_page
 
 def test_a_trained_runs_evaluation_opens_in_the_browser(app_url, browser_page, training_workspace):
     pytest.importorskip("torch")
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.training.grid import TrainConfig, train_run
 
     run_id = train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",)))
     browser_page.goto(f"{app_url}/train?workspace={training_workspace}")
@@ -421,7 +421,7 @@ def test_a_trained_runs_evaluation_opens_in_the_browser(app_url, browser_page, t
 
 def test_the_report_is_built_and_downloaded_in_the_browser(app_url, browser_page, training_workspace, tmp_path):
     pytest.importorskip("torch")
-    from crc_core.training import TrainConfig, train_run
+    from crc_core.training.grid import TrainConfig, train_run
 
     train_run(training_workspace, TrainConfig(weights="random", backbones=("resnet34",)))
     browser_page.goto(f"{app_url}/evaluate?workspace={training_workspace}")
@@ -436,7 +436,7 @@ def test_the_report_is_built_and_downloaded_in_the_browser(app_url, browser_page
     event.value.save_as(saved)
     document = saved.read_text(encoding="utf-8")
     assert saved.suffix == ".html" and "pseudonymised" in saved.name
-    from crc_core.report import SECTIONS
+    from crc_core.reporting.report import SECTIONS
 
     assert all(f"id='{anchor}'" in document for anchor, _ in SECTIONS)
     assert str(training_workspace) not in document
