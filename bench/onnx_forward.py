@@ -76,11 +76,11 @@ def main() -> None:
     import torch
     from sklearn.metrics import roc_auc_score
 
-    from crc_core import onnx_forward
-    from crc_core.backbones import backbone, classifier
-    from crc_core.datasets import labelled_crops
-    from crc_core.devices import cpu_flags, cpu_name
-    from crc_core.features import model_input
+    from crc_core.networks import onnx_forward
+    from crc_core.networks.backbones import backbone, classifier
+    from crc_core.training.datasets import labelled_crops
+    from crc_core.networks.devices import cpu_flags, cpu_name
+    from crc_core.training.features import model_input
 
     flags = cpu_flags()
     special = sorted(f for f in flags if f.startswith(("avx512", "amx")) or "vnni" in f)

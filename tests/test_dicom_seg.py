@@ -1,4 +1,4 @@
-"""DICOM-SEG → mask on the referenced CT's grid (crc_core.dicom_seg)."""
+"""DICOM-SEG → mask on the referenced CT's grid (crc_core.imaging.dicom_seg)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import SimpleITK as sitk
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from crc_core.dicom_refs import ct_reference, roi_kind
-from crc_core.dicom_seg import read_seg_mask
+from crc_core.imaging.dicom_refs import ct_reference, roi_kind
+from crc_core.imaging.dicom_seg import read_seg_mask
 from crc_core.errors import CrcInputError
 from tests.dicom_fixtures import write_ct_series, write_seg
 

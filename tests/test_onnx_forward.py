@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from crc_core import onnx_forward  # noqa: E402
-from crc_core.devices import DevicePlan  # noqa: E402
+from crc_core.networks import onnx_forward  # noqa: E402
+from crc_core.networks.devices import DevicePlan  # noqa: E402
 
 CPU = DevicePlan("cpu", "fp32", True, "test")
 SIZE = 64
@@ -24,7 +24,7 @@ def _crops(n: int, channels: int = 1, seed: int = 0) -> np.ndarray:
 def _network(name: str, seed: int = 0):
     import torch
 
-    from crc_core.backbones import classifier
+    from crc_core.networks.backbones import classifier
 
     torch.manual_seed(seed)
     return classifier(name, weights="random")[0].eval()
@@ -38,9 +38,9 @@ def test_features_probabilities_and_auc_equal_torch(name, tmp_path):
     import torch
     from sklearn.metrics import roc_auc_score
 
-    from crc_core.backbones import feature_extractor
-    from crc_core.features import deep_features
-    from crc_core.finetune import evaluate
+    from crc_core.networks.backbones import feature_extractor
+    from crc_core.training.features import deep_features
+    from crc_core.training.finetune import evaluate
 
     crops = _crops(24)
     network = _network(name)
@@ -62,7 +62,7 @@ def test_features_probabilities_and_auc_equal_torch(name, tmp_path):
 
 
 def extractor_dim(name: str) -> int:
-    from crc_core.backbones import backbone
+    from crc_core.networks.backbones import backbone
 
     return backbone(name).feature_dim
 
@@ -129,8 +129,8 @@ def test_a_real_measurement_times_both_engines(tmp_path):
 
 
 def test_the_features_mode_computes_its_features_through_onnx_runtime_when_faster(tmp_path, monkeypatch):
-    from crc_core.backbones import classifier, feature_extractor
-    from crc_core.features import cached_deep_features, deep_features
+    from crc_core.networks.backbones import classifier, feature_extractor
+    from crc_core.training.features import cached_deep_features, deep_features
 
     crops = _crops(10)
     monkeypatch.setattr(onnx_forward, "measure", lambda *a, **k: {"torch": 2.0, "onnxruntime": 1.0})

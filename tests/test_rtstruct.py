@@ -1,4 +1,4 @@
-"""RTSTRUCT → mask on the referenced CT's grid (crc_core.rtstruct)."""
+"""RTSTRUCT → mask on the referenced CT's grid (crc_core.imaging.rtstruct)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from crc_core.errors import CrcInputError
-from crc_core.rtstruct import polygon_mask, read_rtstruct_mask
+from crc_core.imaging.rtstruct import polygon_mask, read_rtstruct_mask
 from tests.dicom_fixtures import pixel_polygon_to_mm, write_ct_series, write_rtstruct
 
 SHAPE = (5, 30, 40)
@@ -240,7 +240,7 @@ def test_real_ct_and_tumour_from_rt_utils_rtstruct_match_the_nrrd_label(tmp_path
 
 
 def test_read_roi_mask_dispatches_rtstruct_and_refuses_other_files(tmp_path):
-    from crc_core.dicom_roi import read_roi_mask
+    from crc_core.imaging.dicom_roi import read_roi_mask
 
     ct = _ct(tmp_path)
     path = write_rtstruct(tmp_path / "rs.dcm", ct, {"GTV": [("CLOSED_PLANAR", _square(ct, 2, 2, 2, 6, 6))]})

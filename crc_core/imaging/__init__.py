@@ -1,5 +1,5 @@
 """CT & ROI: volumes and masks as hospitals store them, geometry checks, the largest-cross-section
-crops, the import of an imaging archive, the viewer and the two readers' agreement.
+crops, the import of an imaging archive, tumour ROIs from DICOM-SEG and RTSTRUCT, the viewer and the two readers' agreement.
 """
 
 from crc_core._lazy import attach
@@ -36,6 +36,10 @@ __getattr__, __dir__, __all__ = attach(__name__, {
         "FEATURE_PHASE", "MASK_COLUMNS", "AgreementConfig", "ReaderStudyResult",
         "radiomics_available", "reader_agreement", "read_reader_study",
     ],
+    "dicom_roi": ["read_roi_mask"],
+    "dicom_refs": ["CtReference", "RoiMaskInfo", "roi_kind"],
+    "dicom_seg": ["read_seg_mask", "segment_labels"],
+    "rtstruct": ["read_rtstruct_mask", "roi_names", "polygon_mask"],
     "viewer": [
         "READER1_COLOUR", "READER2_COLOUR", "CaseVolumes", "load_case", "slice_picture",
         "crop_picture",

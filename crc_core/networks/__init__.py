@@ -1,4 +1,4 @@
-"""Networks: the backbone zoo and its weights, the penalised linear heads, devices and precision.
+"""Networks: the backbone zoo and its weights, the penalised linear heads, devices and precision, and ONNX Runtime for forward passes where it is faster.
 """
 
 from crc_core._lazy import attach
@@ -14,6 +14,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
         "DEVICES", "PRECISIONS", "DevicePlan", "cpu_flags", "cpu_name", "plan_device",
         "autocast", "time_steps",
     ],
+    "onnx_forward": ["OnnxModule", "fastest_forward"],
     "linear_models": [
         "C_GRID", "LinearModel", "inner_folds", "fit_with_out_of_fold",
         "fit_penalised_logistic", "cross_fitted_predictions", "features_network",

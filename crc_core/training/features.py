@@ -19,7 +19,7 @@ import pandas as pd
 from crc_core.networks.backbones import IMAGENET_MEAN, IMAGENET_STD, WeightsInfo, backbone, classifier, feature_extractor
 from crc_core.networks.devices import DevicePlan, autocast
 from crc_core.errors import CrcInputError
-from crc_core.onnx_forward import fastest_forward
+from crc_core.networks.onnx_forward import fastest_forward
 from crc_core.workspace import Workspace, atomic_write_bytes, atomic_write_csv
 
 Progress = Callable[[int, int], None]

@@ -27,7 +27,7 @@ from typing import Iterable
 import numpy as np
 from pydicom.dataset import Dataset
 
-from crc_core.dicom_refs import (
+from crc_core.imaging.dicom_refs import (
     PLANE_TOLERANCE_FRACTION, SEG_SOP_CLASS, CtReference, RoiMaskInfo, check_same_series, choose_name,
     prefix, read_dataset, resolve_reference, sop_class_name,
 )
@@ -81,11 +81,11 @@ def read_seg_mask(seg_path: str | Path, ct_reference: CtReference | str | Path |
                   roi_name: str | None = None, *, patient: str | None = None):
     """The mask of one segment of ``seg_path`` on the CT's voxel grid, and what was read.
 
-    ``ct_reference`` is a :class:`~crc_core.dicom_refs.CtReference`, a folder of the CT's DICOM
+    ``ct_reference`` is a :class:`~crc_core.imaging.dicom_refs.CtReference`, a folder of the CT's DICOM
     slices (the series the SEG references is picked from it) or the slices' datasets/paths.
     ``roi_name`` is the Segment Label (``mask_roi``). ``patient`` (the cohort ID) prefixes messages.
     Returns ``(mask, info)``: a uint8 SimpleITK image (0/1) with the CT's origin, spacing and
-    direction, and a :class:`~crc_core.dicom_refs.RoiMaskInfo`. Raises CrcInputError."""
+    direction, and a :class:`~crc_core.imaging.dicom_refs.RoiMaskInfo`. Raises CrcInputError."""
     import highdicom as hd
 
     ds = _read_seg(seg_path, patient)

@@ -7,7 +7,7 @@ graph is saved with a golden pair — a fixed input and torch's output for it �
 is used, ONNX Runtime must give that output (within :data:`TOLERANCE`) and the torch model in hand
 must give it too: a damaged, foreign or stale graph is exported again, never used.
 
-Whether ONNX Runtime is used is measured, as :mod:`crc_core.devices` does for precision: a few
+Whether ONNX Runtime is used is measured, as :mod:`crc_core.networks.devices` does for precision: a few
 timed batches of each engine, interleaved, the minimum of each; the answer is remembered per CPU,
 torch and onnxruntime versions, network and input size. Torch stays on a GPU, for bf16/fp16 plans
 (the device plan measured those faster), and wherever onnxruntime is not installed. Grad-CAM needs
@@ -240,7 +240,7 @@ def measurement_key(model, input_shape: Sequence[int], threads: int) -> str:
     import onnxruntime
     import torch
 
-    from crc_core.devices import cpu_name
+    from crc_core.networks.devices import cpu_name
 
     size = sum(p.numel() for p in model.parameters())
     shape = "x".join(str(int(s)) for s in input_shape)
@@ -282,8 +282,8 @@ def fastest_forward(model, plan, folder: Path | str, image_shape: Sequence[int],
                     probe=None):
     """``model`` itself, or an :class:`OnnxModule` equal to it, whichever reads crops faster here.
 
-    ``plan`` is the run's :class:`~crc_core.devices.DevicePlan`; ``image_shape`` is a crop's
-    (C, H, W) (one channel is read as three, as :func:`crc_core.features.model_input` does);
+    ``plan`` is the run's :class:`~crc_core.networks.devices.DevicePlan`; ``image_shape`` is a crop's
+    (C, H, W) (one channel is read as three, as :func:`crc_core.training.features.model_input` does);
     ``folder`` keeps the exported graphs. ``engine``: ``"auto"`` (measured), ``"torch"`` or
     ``"onnxruntime"`` (on a CPU in fp32; elsewhere torch). ``probe(model, session, shape)`` →
     ``{"torch": s, "onnxruntime": s}`` replaces the timing (tests). The choice and its reason are on

@@ -30,7 +30,7 @@ from typing import Iterable
 import numpy as np
 from pydicom.dataset import Dataset
 
-from crc_core.dicom_refs import (
+from crc_core.imaging.dicom_refs import (
     PLANE_TOLERANCE_FRACTION, RTSTRUCT_SOP_CLASS, CtReference, RoiMaskInfo, check_same_series, choose_name,
     prefix, read_dataset, resolve_reference, shortened_list, sop_class_name,
 )
@@ -100,10 +100,10 @@ def read_rtstruct_mask(rtstruct_path: str | Path, ct_reference: CtReference | st
                        roi_name: str | None = None, *, patient: str | None = None):
     """The mask of one ROI of ``rtstruct_path`` on the CT's voxel grid, and what was read.
 
-    ``ct_reference`` is a :class:`~crc_core.dicom_refs.CtReference`, a folder of the CT's DICOM
+    ``ct_reference`` is a :class:`~crc_core.imaging.dicom_refs.CtReference`, a folder of the CT's DICOM
     slices (the series the RTSTRUCT references is picked from it) or the slices' datasets/paths.
     Returns ``(mask, info)``: a uint8 SimpleITK image (0/1) with the CT's geometry and a
-    :class:`~crc_core.dicom_refs.RoiMaskInfo`. Raises CrcInputError."""
+    :class:`~crc_core.imaging.dicom_refs.RoiMaskInfo`. Raises CrcInputError."""
     ds = _read_rtstruct(rtstruct_path, patient)
     where = f"{prefix(patient)}RTSTRUCT '{rtstruct_path}'"
     series, frame, sops = _referenced(ds)
