@@ -153,7 +153,7 @@ view["Variable"] = view["Variable"].str.replace(r"^ {4}", "\u2003\u2003", regex=
 st.table(view.set_index("Variable"))
 for note in used_footnotes(table):
     st.caption(note)
-chance = chance_note(table, group == "split" and split_was_random(read_split(workspace)))
+chance = chance_note(table, group == "split" and split_was_random(read_split(workspace), workspace))
 if chance:
     st.info(chance)
 with st.expander("Why each test was chosen, and missing values"):

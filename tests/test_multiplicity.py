@@ -199,3 +199,24 @@ def test_table_one_shows_the_smd_beside_p_and_says_one_in_twenty_by_chance(tmp_p
     assert "about 1 in 20" in note and f"about {tests / 20:.1f} of {tests} expected here, {found} found" in note
     assert html.escape(note) in section
     assert stats.chance_note(table, False) is None  # a label, or a column of the user's: no random split
+
+
+def test_the_samples_own_split_is_random_and_a_column_of_the_users_is_not(tmp_path, sample_workspace):
+    # Found in a new-user walk: the sample's Table 1 (its split column drawn at random, like the
+    # paper's allocation) said nothing of chance, because no split had been saved from the page.
+    import json
+    import shutil
+
+    from crc_core.cohort.splits import read_split
+
+    workspace = Workspace(sample_workspace)
+    assert read_split(workspace).config is None  # the split column of the tables, no split saved from the page
+    assert stats.split_was_random(read_split(workspace), workspace)
+    users = tmp_path / "users"
+    users.mkdir()
+    shutil.copy(workspace.clinical_csv, users / "clinical.csv")  # the same column, from a hospital's table
+    assert not stats.split_was_random(read_split(Workspace(users)), Workspace(users))
+    centre = tmp_path / "centre"
+    centre.mkdir()
+    (centre / "sample.json").write_text(json.dumps({"generator": "crc_core.sample", "centre": "Lanzhou"}))
+    assert not stats.split_was_random(None, Workspace(centre))  # a second centre: every patient external

@@ -174,3 +174,13 @@ def test_a_wilcoxon_p_below_a_thousandth_reads_below_a_thousandth_not_zero(imagi
     assert not app.exception, app.exception
     shown = [d.value for d in app.dataframe if "wilcoxon_p" in d.value.columns][0].set_index("feature")["wilcoxon_p"]
     assert shown.to_dict() == {"original_shape_Volume": "0.432", "original_firstorder_Mean": "< 0.001"}
+
+
+def test_the_samples_table_one_says_that_one_test_in_twenty_is_significant_by_chance(sample_workspace, use_workspace):
+    # Found in a new-user walk: the sample's cohorts are split at random (as the paper's), yet its
+    # Table 1 said nothing of chance until a split had been saved from the page.
+    use_workspace(sample_workspace)
+    app = page("cohort").run()
+    assert not app.exception, app.exception
+    said = [i.value for i in app.info if "split at random" in i.value]
+    assert len(said) == 1 and "about 1 in 20" in said[0]

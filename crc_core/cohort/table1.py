@@ -712,11 +712,24 @@ def journal_view(table: pd.DataFrame, decimals: int = 3) -> pd.DataFrame:
 SMD_NEGLIGIBLE = 0.1
 
 
-def split_was_random(split) -> bool:
-    """Whether a saved split (:class:`crc_core.cohort.splits.SavedSplit`, or None) drew its cohorts at
-    random: then Table 1's tests between them test nothing but chance."""
+def split_was_random(split, workspace=None) -> bool:
+    """Whether the cohorts were drawn at random, so that Table 1's tests between them test nothing
+    but chance: a saved split (:class:`crc_core.cohort.splits.SavedSplit`) of the seeded random
+    method, or, with none saved, the sample's own split column (``crc-time sample`` draws it at
+    random, as the paper's allocation); a column of the user's own tables says nothing of how it
+    was drawn, so it is not taken for random."""
     config = getattr(split, "config", None)
-    return config is not None and getattr(config, "method", None) == "random"
+    if config is not None:
+        return getattr(config, "method", None) == "random"
+    if workspace is None or not workspace.is_sample:
+        return False
+    import json
+
+    try:
+        built = json.loads(workspace.sample_json.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(built, dict) and not built.get("centre")  # a second centre is all external
 
 
 def chance_note(table: pd.DataFrame, randomised: bool) -> str | None:

@@ -580,7 +580,7 @@ def _table_one_section(ctx: _ReportContext) -> str:
     try:
         # The SMD beside p: between cohorts split at random, p tests chance; the SMD says how large.
         table = table_one(cohort, "split", clinical, options=TableOneOptions(smd=True))
-        chance = chance_note(table, split_was_random(read_split(ctx.workspace)))
+        chance = chance_note(table, split_was_random(read_split(ctx.workspace), ctx.workspace))
     except CrcInputError as exc:
         return f"<p>{html.escape(str(exc))}</p>"
     notes = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in [*used_footnotes(table), *([chance] if chance else [])])
