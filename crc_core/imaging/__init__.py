@@ -8,7 +8,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "volumes": [
         "WINDOW_PRESETS", "INTENSITY_MODES", "MARGINS_PX", "VOLUME_SUFFIXES", "ZSCORE_RANGE",
         "ORIENTATION", "PREPROCESS_VERSION", "GeometryError", "is_volume_path",
-        "read_dicom_series", "read_volume", "reorient", "read_header", "binary_mask",
+        "read_dicom_series", "read_volume", "read_mask", "read_case", "dicom_roi_kind", "IMAGE_ONLY_SUFFIXES", "reorient", "read_header", "binary_mask",
         "PERTURBATIONS", "perturbed_mask", "check_geometry", "resample_mask_to_image",
         "largest_roi_slice", "PreprocessConfig", "CaseCrop", "window_to_unit", "zscore_to_unit",
         "square_box", "preprocess_case", "outline", "overlay_rgb",

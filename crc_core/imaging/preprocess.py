@@ -110,7 +110,8 @@ def read_manifest(workspace: Workspace) -> pd.DataFrame:
     absent = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
     if absent:
         raise CrcInputError(
-            f"{path} lacks the column(s) {', '.join(absent)}; it needs patient_id, image, mask and optionally mask_r2."
+            f"{path} lacks the column(s) {', '.join(absent)}; it needs patient_id, image, mask and optionally mask_r2 "
+            "(and mask_roi / mask_r2_roi: the segment or ROI of a DICOM-SEG or RTSTRUCT mask)."
         )
     manifest["patient_id"] = patient_ids(manifest, what=str(path), row_numbers=read.row_numbers)
     manifest = manifest.astype(object).fillna("")
@@ -148,6 +149,7 @@ class _Task:
     config: imaging.PreprocessConfig
     source: str
     perturbation: tuple[str, int] | None = None  # ("erode" | "dilate", pixels)
+    roi: str = ""  # the segment or ROI of a DICOM-SEG / RTSTRUCT mask (manifest's mask_roi)
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -162,7 +164,7 @@ def failure_reason(message: str, patient_id: str, files: list[str]) -> str:
     reason = message
     for path, word in sorted(((f, w) for f, w in files if f), key=lambda pair: -len(pair[0])):
         reason = reason.replace(path, word).replace(Path(path).name, word)
-    return reason.replace(patient_id, "the patient")
+    return reason.replace(f"Patient {patient_id}", "The patient").replace(patient_id, "the patient")
 
 
 def _run_case(task: _Task) -> dict:
@@ -171,8 +173,7 @@ def _run_case(task: _Task) -> dict:
     try:
         if not task.image or not task.mask:
             raise CrcInputError("manifest.csv gives no image or no mask for this patient.")
-        image = imaging.read_volume(task.image)
-        mask = imaging.read_volume(task.mask)
+        image, mask = imaging.read_case(task.image, task.mask, task.roi, patient=task.patient_id)
         if task.perturbation is not None:
             if task.config.resample_mask:
                 mask = imaging.resample_mask_to_image(mask, image)
@@ -301,7 +302,7 @@ def preprocess_cohort(
         if "mask_r2" not in manifest.columns:
             raise CrcInputError(f"{workspace.manifest_csv} has no mask_r2 column: no second reader's masks are listed. "
                                 "Add them on the CT & ROI page (a mask_r2 file per patient) for the reader check.")
-        manifest = manifest.assign(mask=manifest["mask_r2"])
+        manifest = manifest.assign(mask=manifest["mask_r2"], mask_roi=manifest.get("mask_r2_roi", ""))
     perturbation = None if variant in ("reader1", "reader2") else (variant[:-1], int(variant[-1]))
     if patients is not None:
         unknown = sorted(set(patients) - set(manifest["patient_id"]))
@@ -318,13 +319,15 @@ def preprocess_cohort(
     rows: dict[str, dict] = {}
     tasks = []
     for record in manifest.to_dict("records"):
-        source = f"{file_stamp(record['image'])}|{file_stamp(record['mask'])}"
+        roi = str(record.get("mask_roi", "") or "")
+        # The ROI chosen is part of the source: another segment of the same SEG is another crop.
+        source = f"{file_stamp(record['image'])}|{file_stamp(record['mask'])}" + (f"|roi:{roi}" if roi else "")
         previous = cached.get(record["patient_id"])
         if previous is not None and previous["source"] == source:
             rows[record["patient_id"]] = previous
         else:
             tasks.append(_Task(record["patient_id"], record["image"], record["mask"], str(folder), config, source,
-                               perturbation))
+                               perturbation, roi))
     if progress:
         progress(len(rows), len(manifest))
     for row in map_in_workers(_run_case, tasks, workers=workers, progress=progress,

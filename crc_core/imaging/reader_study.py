@@ -68,14 +68,14 @@ class ReaderStudyResult:
         return text + f" ({self.seconds:.1f} s)." + (f" {self.note}" if self.note else "")
 
 
-def _one_patient(task: tuple[str, str, str, str, bool, int | None]) -> dict:
-    patient, image_path, mask1_path, mask2_path, with_features, label = task
+def _one_patient(task: tuple[str, str, str, str, bool, int | None, str, str]) -> dict:
+    patient, image_path, mask1_path, mask2_path, with_features, label, roi1, roi2 = task
     row: dict = {"patient_id": patient}
     try:
-        image = imaging.read_volume(image_path)
+        image, _ = imaging.read_case(image_path, mask1_path, roi1, patient=patient)
         masks = []
-        for who, path in (("reader 1", mask1_path), ("reader 2", mask2_path)):
-            mask = imaging.read_volume(path)
+        for who, path, roi in (("reader 1", mask1_path, roi1), ("reader 2", mask2_path, roi2)):
+            mask = imaging.read_mask(path, image_path, roi, patient=patient)
             imaging.check_geometry(image, mask)
             masks.append(imaging.binary_mask(mask, label, where=f"{who}'s mask"))
         arrays = [sitk.GetArrayFromImage(m).astype(bool) for m in masks]
@@ -122,7 +122,8 @@ def reader_agreement(
     note = ""
     if with_features and not radiomics_available():
         with_features, note = False, "PyRadiomics is not installed: features were skipped."
-    tasks = [(r["patient_id"], r["image"], r["mask"], r["mask_r2"], with_features, label) for r in manifest.to_dict("records")]
+    tasks = [(r["patient_id"], r["image"], r["mask"], r["mask_r2"], with_features, label, str(r.get("mask_roi", "") or ""),
+              str(r.get("mask_r2_roi", "") or "")) for r in manifest.to_dict("records")]
     # Nearly all the time goes into the patients (PyRadiomics twice each); the per-feature tests are quick.
     comparing = "Dice, HD95" + (" and PyRadiomics features of both readers' ROIs" if with_features else " of both readers' ROIs")
     meter = StepMeter(progress, {comparing: 0.95, FEATURE_PHASE: 0.05 if with_features else 0.0})

@@ -27,8 +27,8 @@ class CaseVolumes:
         return imaging.largest_roi_slice(self.reader1)
 
 
-def _reader_mask(path: str, image: sitk.Image, label: int | None, who: str) -> np.ndarray:
-    mask = imaging.read_volume(path)
+def _reader_mask(path: str, image: sitk.Image, label: int | None, who: str, ct: str = "", roi: str = "") -> np.ndarray:
+    mask = imaging.read_mask(path, ct, roi, patient=who)
     imaging.check_geometry(image, mask)
     return sitk.GetArrayFromImage(imaging.binary_mask(mask, label, where=who)).astype(bool)
 
@@ -37,11 +37,12 @@ def load_case(row: dict, label: int | None = None) -> CaseVolumes:
     """A manifest row's CT and both readers' masks (reader 2 when listed)."""
     patient = str(row["patient_id"])
     try:
-        image = imaging.read_volume(row["image"])
-        reader1 = _reader_mask(row["mask"], image, label, f"{patient}: reader 1's mask")
+        image, _ = imaging.read_case(row["image"], row["mask"], row.get("mask_roi", ""), patient=patient)
+        reader1 = _reader_mask(row["mask"], image, label, f"{patient}: reader 1's mask", row["image"], row.get("mask_roi", ""))
         reader2 = None
         if row.get("mask_r2"):
-            reader2 = _reader_mask(row["mask_r2"], image, label, f"{patient}: reader 2's mask")
+            reader2 = _reader_mask(row["mask_r2"], image, label, f"{patient}: reader 2's mask", row["image"],
+                                   row.get("mask_r2_roi", ""))
     except CrcInputError as exc:
         raise CrcInputError(f"{patient}: {exc}") from exc
     return CaseVolumes(patient, sitk.GetArrayFromImage(image), reader1, reader2, tuple(image.GetSpacing()))

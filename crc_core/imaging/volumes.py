@@ -180,6 +180,49 @@ def _with_non_finite_kept(path: Path, image: sitk.Image) -> sitk.Image:
     return restored
 
 
+#: Files that are images whatever their header says: never asked whether they are a DICOM ROI object.
+IMAGE_ONLY_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".mha", ".mhd")
+
+
+def dicom_roi_kind(path: Path | str) -> str | None:
+    """'SEG' or 'RTSTRUCT' when the mask file is a DICOM ROI object (headers only), else None."""
+    path = Path(path)
+    if not path.is_file() or path.name.lower().endswith(IMAGE_ONLY_SUFFIXES):
+        return None
+    from crc_core.imaging.dicom_refs import roi_kind
+
+    return roi_kind(path)
+
+
+def read_mask(path: Path | str, ct: Path | str, roi: str = "", *, patient: str | None = None) -> sitk.Image:
+    """A mask as ``manifest.csv`` lists it: an image (NRRD, NIfTI, …: :func:`read_volume`), or a
+    DICOM-SEG / RTSTRUCT rasterised on the grid of the CT series it references in the folder ``ct``
+    (:func:`crc_core.imaging.dicom_roi.read_roi_mask`), its segment or ROI chosen by ``roi`` (the
+    manifest's ``mask_roi`` / ``mask_r2_roi``; empty: the file's only one). Reoriented like the CT."""
+    return _mask_and_its_series(path, ct, roi, patient)[0]
+
+
+def read_case(image: Path | str, mask: Path | str, roi: str = "", *, patient: str | None = None) -> tuple[sitk.Image, sitk.Image]:
+    """A manifest row's CT and mask. With a DICOM-SEG or RTSTRUCT mask the CT is the series it
+    references (a patient's folder may hold a localizer and other phases beside it), matched by
+    UID, never by file name; otherwise as :func:`read_volume` reads it."""
+    mask_image, series_uid = _mask_and_its_series(mask, image, roi, patient)
+    return read_volume(image, series_uid=series_uid if Path(image).is_dir() else None), mask_image
+
+
+def _mask_and_its_series(path: Path | str, ct: Path | str, roi: str, patient: str | None) -> tuple[sitk.Image, str | None]:
+    roi = str(roi or "").strip()
+    if dicom_roi_kind(path):
+        from crc_core.imaging.dicom_roi import read_roi_mask
+
+        mask, info = read_roi_mask(path, ct, roi or None, patient=patient)
+        return reorient(mask), info.series_uid
+    if roi:
+        raise CrcInputError(f"{patient + ': ' if patient else ''}manifest.csv names the ROI '{roi}' for {Path(path).name}, "
+                            "which is an image mask, not a DICOM-SEG or RTSTRUCT: leave mask_roi empty for image masks.")
+    return read_volume(path), None
+
+
 def reorient(image: sitk.Image, orientation: str = ORIENTATION) -> sitk.Image:
     """The same image in space with its voxels stored in ``orientation`` order (a permutation and
     flips of the axes; no resampling, so values and geometry stay exact)."""

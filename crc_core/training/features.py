@@ -117,14 +117,13 @@ def cached_deep_features(
 # PyRadiomics
 
 
-def _radiomics_one(task: tuple[str, str, str, int | None]) -> dict:
+def _radiomics_one(task: tuple[str, str, str, int | None, str]) -> dict:
     from crc_core.imaging import agreement
     from crc_core.imaging import volumes as imaging
 
-    patient, image_path, mask_path, label = task
+    patient, image_path, mask_path, label, roi = task
     try:
-        image = imaging.read_volume(image_path)
-        mask = imaging.read_volume(mask_path)
+        image, mask = imaging.read_case(image_path, mask_path, roi, patient=patient)
         imaging.check_geometry(image, mask)
         values = agreement.radiomics_features(image, imaging.binary_mask(mask, label, where=f"{patient}'s mask"))
         return {"patient_id": patient, **values}
@@ -149,7 +148,8 @@ def radiomics_table(workspace: Workspace, patient_ids: Sequence[str], *, label: 
     if absent:
         raise CrcInputError(f"No CT or mask in manifest.csv for {len(absent)} labelled patient(s): {', '.join(absent[:10])}.")
     rows = manifest.loc[list(patient_ids)]
-    stamp = "|".join(f"{p}:{file_stamp(r['image'])}:{file_stamp(r['mask'])}" for p, r in rows.iterrows())
+    stamp = "|".join(f"{p}:{file_stamp(r['image'])}:{file_stamp(r['mask'])}" + (f":{r['mask_roi']}" if r.get("mask_roi") else "")
+                     for p, r in rows.iterrows())
     key = hashlib.sha1(f"{stamp}|label={label}|v1".encode()).hexdigest()[:12]
     path = Workspace.of(workspace).features_dir / f"radiomics-{key}.csv"
     if path.exists():
@@ -157,7 +157,7 @@ def radiomics_table(workspace: Workspace, patient_ids: Sequence[str], *, label: 
             return pd.read_csv(path, dtype={"patient_id": str}).set_index("patient_id").loc[list(patient_ids)], True
         except (OSError, ValueError, KeyError):
             pass
-    tasks = [(p, r["image"], r["mask"], label) for p, r in rows.iterrows()]
+    tasks = [(p, r["image"], r["mask"], label, str(r.get("mask_roi", "") or "")) for p, r in rows.iterrows()]
     results = map_in_workers(_radiomics_one, tasks, workers=workers, progress=progress)
     failed = [r for r in results if "_error" in r]
     if failed:
